@@ -1,0 +1,74 @@
+/**
+ * The file-system abstraction every transfer goes through. `local` and `sftp` implement it; one
+ * conformance suite (endpoint_conformance.ts) runs against both.
+ *
+ * Paths are POSIX, relative to the endpoint's root ("" is the root itself). An endpoint refuses any
+ * path that escapes its root (`..`, absolute paths, symlinks resolving outside) with PATH_ESCAPE.
+ */
+
+export type EntryType = "file" | "dir" | "symlink";
+
+/** What stat/walk report about one entry. `path` is relative to the endpoint root (walk: to the walked folder). */
+export interface Entry {
+  path: string;
+  type: EntryType;
+  size: number;
+  mtimeMs: number;
+  /** Permission bits only (mode & 0o7777). */
+  mode: number;
+  /** Present for symlinks: the link's target text, unresolved. */
+  linkTarget?: string;
+}
+
+export interface SpaceInfo {
+  freeBytes: number;
+  totalBytes: number;
+}
+
+/** A file being written under a staging name; close() flushes it, abort() discards it. */
+export interface FileWriter {
+  write(chunk: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+export interface OpOptions {
+  signal?: AbortSignal;
+}
+
+/** Content hash names shared by both ends of a verification (the engine picks one both support). */
+export type HashAlgorithm = "xxh64" | "crc32" | "md5" | "sha1" | "sha256" | "blake2b512";
+
+export interface Endpoint {
+  readonly kind: "local" | "sftp";
+  /** Human-readable location, e.g. "/data/footage" or "ketter@srvtrf:22:/srv/in". Never contains secrets. */
+  readonly label: string;
+
+  /** lstat: null when the path does not exist. */
+  stat(path: string, opts?: OpOptions): Promise<Entry | null>;
+  /** Every entry below `path` (not `path` itself), parents before children, paths relative to `path`. */
+  walk(path: string, opts?: OpOptions): AsyncIterable<Entry>;
+
+  openRead(path: string, opts?: OpOptions & { start?: number }): AsyncIterable<Uint8Array>;
+  /** Creates or truncates `path` (normally a staging name) for writing with permission bits `mode`. */
+  openWrite(path: string, opts?: OpOptions & { mode?: number; size?: number }): Promise<FileWriter>;
+
+  mkdir(path: string, opts?: OpOptions & { mode?: number; recursive?: boolean }): Promise<void>;
+  symlink(target: string, path: string, opts?: OpOptions): Promise<void>;
+  setAttributes(path: string, attrs: { mtimeMs?: number; mode?: number }, opts?: OpOptions): Promise<void>;
+  /** Atomic rename within the endpoint; refuses (TARGET_EXISTS) when `to` exists unless `replace`. */
+  rename(from: string, to: string, opts?: OpOptions & { replace?: boolean }): Promise<void>;
+  /** Removes a file, link or (with recursive) a whole tree; a missing path is not an error. */
+  remove(path: string, opts?: OpOptions & { recursive?: boolean }): Promise<void>;
+  space(path: string, opts?: OpOptions): Promise<SpaceInfo>;
+
+  /** Hash algorithms this endpoint can compute next to the data (locally, or by a remote command). */
+  hashAlgorithms(): Promise<readonly HashAlgorithm[]>;
+  /** Hashes of many files at once (hex), keyed by the given paths. */
+  hashFiles(paths: readonly string[], algorithm: HashAlgorithm, opts?: OpOptions): Promise<Map<string, string>>;
+
+  /** Unpacks a stored-zip archive at `archive` into the folder `into`; null when this endpoint cannot. */
+  unzip?(archive: string, into: string, opts?: OpOptions): Promise<void>;
+
+  close(): Promise<void>;
+}
