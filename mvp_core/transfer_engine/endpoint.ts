@@ -39,6 +39,14 @@ export interface OpOptions {
 /** Content hash names shared by both ends of a verification (the engine picks one both support). */
 export type HashAlgorithm = "xxh64" | "crc32" | "md5" | "sha1" | "sha256" | "blake2b512";
 
+/** Optional abilities; the engine plans around them and records a fallback when one is missing. */
+export interface Capabilities {
+  /** Hash algorithms computed next to the data (locally, or by one remote command over many files). */
+  hashes: readonly HashAlgorithm[];
+  unzip: boolean;
+  packZip: boolean;
+}
+
 export interface Endpoint {
   readonly kind: "local" | "sftp";
   /** Human-readable location, e.g. "/data/footage" or "ketter@srvtrf:22:/srv/in". Never contains secrets. */
@@ -62,13 +70,18 @@ export interface Endpoint {
   remove(path: string, opts?: OpOptions & { recursive?: boolean }): Promise<void>;
   space(path: string, opts?: OpOptions): Promise<SpaceInfo>;
 
-  /** Hash algorithms this endpoint can compute next to the data (locally, or by a remote command). */
-  hashAlgorithms(): Promise<readonly HashAlgorithm[]>;
-  /** Hashes of many files at once (hex), keyed by the given paths. */
+  /** What this endpoint can do next to the data; probed once per endpoint and cached. */
+  capabilities(opts?: OpOptions): Promise<Capabilities>;
+  /** Hashes of many files at once (hex), keyed by the given paths; one of capabilities().hashes. */
   hashFiles(paths: readonly string[], algorithm: HashAlgorithm, opts?: OpOptions): Promise<Map<string, string>>;
 
-  /** Unpacks a stored-zip archive at `archive` into the folder `into`; null when this endpoint cannot. */
+  /** Unpacks the stored-zip archive `archive` into the existing folder `into` (only when capabilities().unzip). */
   unzip?(archive: string, into: string, opts?: OpOptions): Promise<void>;
+  /**
+   * Streams a stored (uncompressed) zip of the folder `path`, packed next to the data (only when
+   * capabilities().packZip): lets a remote source send thousands of small files as one stream.
+   */
+  packZip?(path: string, opts?: OpOptions): AsyncIterable<Uint8Array>;
 
   close(): Promise<void>;
 }
