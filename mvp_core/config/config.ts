@@ -1,0 +1,124 @@
+/**
+ * The one place that reads the environment. Every process calls loadConfig() once in its main;
+ * nothing reads process.env at import time.
+ */
+import { z } from "zod";
+
+/** Empty strings count as unset, so `FOO=` in an env file falls back to the default. */
+const unsetIfEmpty = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
+
+const url = (protocols: string[], example: string) =>
+  z.preprocess(
+    unsetIfEmpty,
+    z.string().refine((s) => {
+      try {
+        return protocols.includes(new URL(s).protocol);
+      } catch {
+        return false;
+      }
+    }, `must be a ${protocols.join(" or ")} URL, e.g. ${example}`),
+  );
+
+const int = (min: number, max: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max));
+
+/** A 32-byte AES-256 key, given as 64 hex characters or base64. */
+const secretKey = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .transform((s, ctx) => {
+      const bytes = /^[0-9a-fA-F]{64}$/.test(s) ? Buffer.from(s, "hex") : Buffer.from(s, "base64");
+      if (bytes.length !== 32) {
+        ctx.addIssue({ code: "custom", message: "must be 32 bytes as 64 hex characters or base64 (generate one with: openssl rand -hex 32)" });
+        return z.NEVER;
+      }
+      return bytes;
+    }),
+);
+
+// A fixed key is only acceptable for local development; production must set its own.
+const DEV_SECRET_KEY = "6b657474657220646576206b6579202d206e6f7420666f722070726f64756374";
+
+const EnvSchema = z.object({
+  NODE_ENV: z.preprocess(unsetIfEmpty, z.enum(["development", "test", "production"]).default("development")),
+  DATABASE_URL: url(["postgres:", "postgresql:"], "postgres://ketter:ketter@127.0.0.1:5432/ketter").default(
+    "postgres://ketter:ketter@127.0.0.1:5432/ketter",
+  ),
+  DATABASE_POOL_MAX: int(1, 100).default(10),
+  REDIS_URL: url(["redis:", "rediss:"], "redis://127.0.0.1:6379/0").default("redis://127.0.0.1:6379/0"),
+  REDIS_KEY_PREFIX: z.preprocess(unsetIfEmpty, z.string().regex(/^[A-Za-z0-9:_-]+$/, "letters, digits, ':', '_' and '-' only").default("ketter:")),
+  API_HOST: z.preprocess(unsetIfEmpty, z.string().default("127.0.0.1")),
+  API_PORT: int(1, 65535).default(8080),
+  KETTER_API_URL: url(["http:", "https:"], "http://127.0.0.1:8080").optional(),
+  KETTER_SECRET_KEY: secretKey.optional(),
+  KETTER_API_TOKEN: z.preprocess(unsetIfEmpty, z.string().min(16, "must be at least 16 characters").optional()),
+  LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(["debug", "info", "warn", "error"]).default("info")),
+  WORKER_CONCURRENCY: int(1, 64).default(2),
+  WORKER_LEASE_MS: int(1000, 3_600_000).default(30_000),
+  WORKER_SHUTDOWN_GRACE_MS: int(0, 3_600_000).default(30_000),
+  JOB_MAX_ATTEMPTS: int(1, 100).default(3),
+  KETTER_DKU_REPORT_DIR: z.preprocess(unsetIfEmpty, z.string().default("docs/dku_reports")),
+});
+
+export type Env = z.output<typeof EnvSchema>;
+
+/** Validated configuration shared by every process. */
+export interface Config {
+  env: Env["NODE_ENV"];
+  databaseUrl: string;
+  databasePoolMax: number;
+  redisUrl: string;
+  redisKeyPrefix: string;
+  api: { host: string; port: number; url: string; token: string | undefined };
+  secretKey: Buffer;
+  logLevel: Env["LOG_LEVEL"];
+  worker: { concurrency: number; leaseMs: number; shutdownGraceMs: number };
+  jobMaxAttempts: number;
+  dkuReportDir: string;
+}
+
+/** Raised when the environment is invalid; `problems` lists every bad variable at once. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Validates `env` (default: process.env) and returns the configuration, or throws ConfigError naming every problem. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}${describeValue(env, i.path[0])}`);
+  if (parsed.success && parsed.data.NODE_ENV === "production" && !parsed.data.KETTER_SECRET_KEY) {
+    problems.push("KETTER_SECRET_KEY: required in production (generate one with: openssl rand -hex 32)");
+  }
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  const e = parsed.data;
+  return {
+    env: e.NODE_ENV,
+    databaseUrl: e.DATABASE_URL,
+    databasePoolMax: e.DATABASE_POOL_MAX,
+    redisUrl: e.REDIS_URL,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
+    api: {
+      host: e.API_HOST,
+      port: e.API_PORT,
+      url: e.KETTER_API_URL ?? `http://${e.API_HOST === "0.0.0.0" ? "127.0.0.1" : e.API_HOST}:${e.API_PORT}`,
+      token: e.KETTER_API_TOKEN,
+    },
+    secretKey: e.KETTER_SECRET_KEY ?? Buffer.from(DEV_SECRET_KEY, "hex"),
+    logLevel: e.LOG_LEVEL,
+    worker: { concurrency: e.WORKER_CONCURRENCY, leaseMs: e.WORKER_LEASE_MS, shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS },
+    jobMaxAttempts: e.JOB_MAX_ATTEMPTS,
+    dkuReportDir: e.KETTER_DKU_REPORT_DIR,
+  };
+}
+
+function describeValue(env: Record<string, string | undefined>, key: PropertyKey | undefined): string {
+  if (typeof key !== "string" || env[key] === undefined) return " (not set)";
+  // Secrets are never echoed back, even when wrong.
+  if (/SECRET|TOKEN|PASSWORD/.test(key) || key.endsWith("_URL")) return "";
+  return ` (got ${JSON.stringify(env[key])})`;
+}

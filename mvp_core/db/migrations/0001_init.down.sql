@@ -1,0 +1,4 @@
+drop table job_events;
+drop table jobs;
+drop table portals;
+drop function ketter_touch_updated_at();

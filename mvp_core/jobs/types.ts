@@ -1,0 +1,67 @@
+/** Row shapes and closed sets of the jobs tables, mirrored from db/migrations (keep them in step). */
+
+export const JOB_STATUSES = ["QUEUED", "RUNNING", "RETRY_WAIT", "CANCELLING", "DONE", "FAILED", "CANCELLED"] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+/** Statuses from which a job never moves again (except by an explicit retry). */
+export const TERMINAL_STATUSES: readonly JobStatus[] = ["DONE", "FAILED", "CANCELLED"];
+/** Statuses that hold a portal in use (deleting it is refused). */
+export const ACTIVE_STATUSES: readonly JobStatus[] = ["QUEUED", "RUNNING", "RETRY_WAIT", "CANCELLING"];
+
+export const JOB_TYPES = ["copy", "move"] as const;
+export type JobType = (typeof JOB_TYPES)[number];
+
+export const EVENT_KINDS = [
+  "created", "queued", "started", "strategy_chosen", "fallback", "progress", "verified", "committed",
+  "source_removed", "retry_scheduled", "retried", "done", "failed", "cancel_requested", "cancelled",
+  "reclaimed", "released",
+] as const;
+export type EventKind = (typeof EVENT_KINDS)[number];
+export type EventLevel = "debug" | "info" | "warn" | "error";
+
+/** Options a job carries to the engine (validated by the API, stored as jsonb). */
+export interface JobOptions {
+  strategy?: "auto" | "direct" | "zip";
+  verify?: "size" | "checksum";
+  overwrite?: boolean;
+}
+
+/** One row of `jobs` as postgres.js returns it (snake_case columns, camelCase here via explicit selects). */
+export interface JobRow {
+  id: string;
+  type: JobType;
+  source_portal_id: string;
+  source_path: string;
+  target_portal_id: string;
+  target_path: string;
+  options: JobOptions;
+  status: JobStatus;
+  strategy: string | null;
+  attempts: number;
+  max_attempts: number;
+  files_done: number;
+  files_total: number | null;
+  bytes_done: number;
+  bytes_total: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  idempotency_key: string | null;
+  worker_id: string | null;
+  lease_expires_at: Date | null;
+  heartbeat_at: Date | null;
+  next_attempt_at: Date | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  updated_at: Date;
+}
+
+/** One row of `job_events`. */
+export interface JobEventRow {
+  id: number;
+  job_id: string;
+  at: Date;
+  level: EventLevel;
+  kind: EventKind;
+  message: string;
+  data: Record<string, unknown>;
+}
