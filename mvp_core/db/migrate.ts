@@ -12,7 +12,7 @@ const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations", import.meta.url));
 
 function leyOptions(databaseUrl: string) {
   // ley opens its own single connection from these options and runs each batch in one transaction.
-  return { cwd: MIGRATIONS_DIR, dir: ".", driver: driver as unknown as ley.Driver, config: pgOptions(databaseUrl, { max: 1, applicationName: "ketter-migrate" }) };
+  return { cwd: MIGRATIONS_DIR, dir: ".", driver: driver as unknown as ley.Driver, config: { ...pgOptions(databaseUrl, { max: 1, applicationName: "ketter-migrate" }) } };
 }
 
 /** Applies every pending migration in one transaction; returns the names applied. */
