@@ -7,57 +7,50 @@ import { z } from "zod";
 /** Empty strings count as unset, so `FOO=` in an env file falls back to the default. */
 const unsetIfEmpty = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 
-const url = (protocols: string[], example: string) =>
-  z.preprocess(
-    unsetIfEmpty,
-    z.string().refine((s) => {
-      try {
-        return protocols.includes(new URL(s).protocol);
-      } catch {
-        return false;
-      }
-    }, `must be a ${protocols.join(" or ")} URL, e.g. ${example}`),
-  );
+/** Wraps a variable's schema so that unset and empty both mean "use the default / leave undefined". */
+const env = <T extends z.ZodType>(schema: T) => z.preprocess(unsetIfEmpty, schema);
 
-const int = (min: number, max: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max));
+const url = (protocols: string[], example: string) =>
+  z.string().refine((s) => {
+    try {
+      return protocols.includes(new URL(s).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a ${protocols.join(" or ")} URL, e.g. ${example}`);
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 /** A 32-byte AES-256 key, given as 64 hex characters or base64. */
-const secretKey = z.preprocess(
-  unsetIfEmpty,
-  z
-    .string()
-    .transform((s, ctx) => {
-      const bytes = /^[0-9a-fA-F]{64}$/.test(s) ? Buffer.from(s, "hex") : Buffer.from(s, "base64");
-      if (bytes.length !== 32) {
-        ctx.addIssue({ code: "custom", message: "must be 32 bytes as 64 hex characters or base64 (generate one with: openssl rand -hex 32)" });
-        return z.NEVER;
-      }
-      return bytes;
-    }),
-);
+const secretKey = z.string().transform((s, ctx) => {
+  const bytes = /^[0-9a-fA-F]{64}$/.test(s) ? Buffer.from(s, "hex") : Buffer.from(s, "base64");
+  if (bytes.length !== 32) {
+    ctx.addIssue({ code: "custom", message: "must be 32 bytes as 64 hex characters or base64 (generate one with: openssl rand -hex 32)" });
+    return z.NEVER;
+  }
+  return bytes;
+});
 
 // A fixed key is only acceptable for local development; production must set its own.
 const DEV_SECRET_KEY = "6b657474657220646576206b6579202d206e6f7420666f722070726f64756374";
 
 const EnvSchema = z.object({
-  NODE_ENV: z.preprocess(unsetIfEmpty, z.enum(["development", "test", "production"]).default("development")),
-  DATABASE_URL: url(["postgres:", "postgresql:"], "postgres://ketter:ketter@127.0.0.1:5432/ketter").default(
-    "postgres://ketter:ketter@127.0.0.1:5432/ketter",
-  ),
-  DATABASE_POOL_MAX: int(1, 100).default(10),
-  REDIS_URL: url(["redis:", "rediss:"], "redis://127.0.0.1:6379/0").default("redis://127.0.0.1:6379/0"),
-  REDIS_KEY_PREFIX: z.preprocess(unsetIfEmpty, z.string().regex(/^[A-Za-z0-9:_-]+$/, "letters, digits, ':', '_' and '-' only").default("ketter:")),
-  API_HOST: z.preprocess(unsetIfEmpty, z.string().default("127.0.0.1")),
-  API_PORT: int(1, 65535).default(8080),
-  KETTER_API_URL: url(["http:", "https:"], "http://127.0.0.1:8080").optional(),
-  KETTER_SECRET_KEY: secretKey.optional(),
-  KETTER_API_TOKEN: z.preprocess(unsetIfEmpty, z.string().min(16, "must be at least 16 characters").optional()),
-  LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(["debug", "info", "warn", "error"]).default("info")),
-  WORKER_CONCURRENCY: int(1, 64).default(2),
-  WORKER_LEASE_MS: int(1000, 3_600_000).default(30_000),
-  WORKER_SHUTDOWN_GRACE_MS: int(0, 3_600_000).default(30_000),
-  JOB_MAX_ATTEMPTS: int(1, 100).default(3),
-  KETTER_DKU_REPORT_DIR: z.preprocess(unsetIfEmpty, z.string().default("docs/dku_reports")),
+  NODE_ENV: env(z.enum(["development", "test", "production"]).default("development")),
+  DATABASE_URL: env(url(["postgres:", "postgresql:"], "postgres://ketter:ketter@127.0.0.1:5432/ketter").default("postgres://ketter:ketter@127.0.0.1:5432/ketter")),
+  DATABASE_POOL_MAX: env(int(1, 100).default(10)),
+  REDIS_URL: env(url(["redis:", "rediss:"], "redis://127.0.0.1:6379/0").default("redis://127.0.0.1:6379/0")),
+  REDIS_KEY_PREFIX: env(z.string().regex(/^[A-Za-z0-9:_-]+$/, "letters, digits, ':', '_' and '-' only").default("ketter:")),
+  API_HOST: env(z.string().default("127.0.0.1")),
+  API_PORT: env(int(1, 65535).default(8080)),
+  KETTER_API_URL: env(url(["http:", "https:"], "http://127.0.0.1:8080").optional()),
+  KETTER_SECRET_KEY: env(secretKey.optional()),
+  KETTER_API_TOKEN: env(z.string().min(16, "must be at least 16 characters").optional()),
+  LOG_LEVEL: env(z.enum(["debug", "info", "warn", "error"]).default("info")),
+  WORKER_CONCURRENCY: env(int(1, 64).default(2)),
+  WORKER_LEASE_MS: env(int(1000, 3_600_000).default(30_000)),
+  WORKER_SHUTDOWN_GRACE_MS: env(int(0, 3_600_000).default(30_000)),
+  JOB_MAX_ATTEMPTS: env(int(1, 100).default(3)),
+  KETTER_DKU_REPORT_DIR: env(z.string().default("docs/dku_reports")),
 });
 
 export type Env = z.output<typeof EnvSchema>;

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Stops exactly what dev_up.sh started (its pid files and markers in the run folder), nothing else.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[ -d "$KETTER_RUN_DIR" ] || { log "nothing to stop ($KETTER_RUN_DIR does not exist)"; exit 0; }
+
+# TERM first (the worker releases running jobs within its grace period), KILL after $2 seconds.
+stop_pidfile() {
+  local pidfile="$1" grace="${2:-40}" pid i
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $(basename "$pidfile" .pid) (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+if [ -f "$KETTER_RUN_DIR/compose.started" ]; then
+  docker compose -f "$KETTER_ROOT/mvp_core/infra/docker-compose.yml" down
+  rm -f "$KETTER_RUN_DIR/compose.started"
+fi
+
+stop_pidfile "$KETTER_RUN_DIR/worker.pid"
+stop_pidfile "$KETTER_RUN_DIR/api.pid" 10
+stop_pidfile "$KETTER_RUN_DIR/redis.pid" 10
+
+if [ -f "$KETTER_RUN_DIR/postgres.started" ]; then
+  log "stopping PostgreSQL"
+  bindir=$(pg_bindir) && as_postgres "$bindir/pg_ctl" -D "$(cat "$KETTER_RUN_DIR/postgres.started")" -m fast -w stop >/dev/null || log "warning: PostgreSQL did not stop cleanly"
+  rm -f "$KETTER_RUN_DIR/postgres.started"
+fi
+log "stopped"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh Debian machine with only Node.js/npm it installs what the
+# tests need (Bun from npm; as root, the OS packages), then runs `bun test`. The tests start their
+# own throw-away PostgreSQL, Redis and sshd on free loopback ports, so nothing needs to be running.
+# Extra arguments go to `bun test` (e.g. a path filter, or --reporter=junit --reporter-outfile=F).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# postgresql: server binaries; redis-server; openssh-*: the test sshd and the reference tools;
+# rsync/zip/unzip: remote tools the SSH strategies use; chromium: the Swagger UI test;
+# docker-compose: validates docker-compose.yml without a Docker engine.
+if is_root; then
+  ensure_packages postgresql redis-server openssh-server openssh-client rsync zip unzip chromium docker-compose procps
+fi
+ensure_bun
+ensure_node_modules
+cd "$KETTER_ROOT"
+exec bun test "$@"
