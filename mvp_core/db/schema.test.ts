@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Sql } from "postgres";
+import { testSql, uniqueId } from "../testing/services.ts";
+
+let sql: Sql;
+let portalId: string;
+
+beforeAll(async () => {
+  sql = await testSql(2);
+  const [row] = await sql<{ id: string }[]>`insert into portals (name, kind, root_path) values (${`schema-${uniqueId()}`}, 'local', '/tmp') returning id`;
+  portalId = row!.id;
+});
+
+afterAll(async () => {
+  await sql`delete from jobs where source_portal_id = ${portalId}`;
+  await sql`delete from portals where id = ${portalId}`;
+});
+
+/** Inserts a job with sensible defaults overridden by `fields`; resolves to its id. */
+async function insertJob(fields: Record<string, unknown> = {}): Promise<string> {
+  const row = { type: "copy", source_portal_id: portalId, source_path: "a", target_portal_id: portalId, target_path: "b", ...fields };
+  const [job] = await sql<{ id: string }[]>`insert into jobs ${sql(row as Record<string, string>)} returning id`;
+  return job!.id;
+}
+
+describe("schema constraints", () => {
+  test("a valid job and its event are accepted", async () => {
+    const id = await insertJob();
+    await sql`insert into job_events (job_id, kind, message) values (${id}, 'created', 'ok')`;
+    const [job] = await sql`select status, attempts, max_attempts from jobs where id = ${id}`;
+    expect(job).toEqual({ status: "QUEUED", attempts: 0, max_attempts: 3 });
+  });
+
+  test("an unknown status is rejected", async () => {
+    await expect(insertJob({ status: "SLEEPING" })).rejects.toThrow(/jobs_status_check/);
+  });
+
+  test("an unknown type is rejected", async () => {
+    await expect(insertJob({ type: "sync" })).rejects.toThrow(/jobs_type_check/);
+  });
+
+  test("a duplicate idempotency key is rejected", async () => {
+    const key = `key-${uniqueId()}`;
+    await insertJob({ idempotency_key: key });
+    await expect(insertJob({ idempotency_key: key })).rejects.toThrow(/jobs_idempotency_key_key/);
+  });
+
+  test("a job pointing at a missing portal is rejected", async () => {
+    await expect(insertJob({ target_portal_id: "00000000-0000-0000-0000-000000000000" })).rejects.toThrow(/foreign key/);
+  });
+
+  test("a finished status needs finished_at, and FAILED needs an error code", async () => {
+    await expect(insertJob({ status: "DONE" })).rejects.toThrow(/jobs_finished_iff_terminal/);
+    await expect(insertJob({ status: "FAILED", finished_at: new Date() })).rejects.toThrow(/jobs_failed_has_error/);
+    await expect(insertJob({ attempts: 4, max_attempts: 3 })).rejects.toThrow(/jobs_attempts_within_max/);
+  });
+
+  test("an unknown event kind is rejected", async () => {
+    const id = await insertJob();
+    await expect(sql`insert into job_events (job_id, kind, message) values (${id}, 'exploded', 'x')`).rejects.toThrow(/job_events_kind_check/);
+  });
+
+  test("portals: an sftp portal needs its remote fields and an encrypted secret; a local one has none", async () => {
+    const name = `p-${uniqueId()}`;
+    await expect(sql`insert into portals (name, kind, root_path, host, port, username, auth_method) values (${name}, 'sftp', '/srv', 'h', 22, 'u', 'key')`).rejects.toThrow(/portals_sftp_has_remote_fields/);
+    await expect(sql`insert into portals (name, kind, root_path, host) values (${name}, 'local', '/srv', 'h')`).rejects.toThrow(/portals_local_has_no_remote_fields/);
+    await expect(sql`insert into portals (name, kind, root_path) values (${name}, 'local', 'relative/path')`).rejects.toThrow(/portals_root_path_check/);
+    await expect(sql`insert into portals (name, kind, root_path) values ('bad name!', 'local', '/srv')`).rejects.toThrow(/portals_name_check/);
+  });
+});
