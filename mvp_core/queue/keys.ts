@@ -1,0 +1,41 @@
+/**
+ * Every Redis key and channel the job queue uses, derived from one prefix (REDIS_KEY_PREFIX). The
+ * queue module is the only place that builds them, so the API, the worker and the DKU agree.
+ */
+
+/** Key names under `prefix`. */
+export interface QueueKeys {
+  /** List of job ids waiting for a worker (LPUSH in, BLMOVE RIGHT out: FIFO). */
+  pending: string;
+  /** Prefix of each worker's processing list: `${processingPrefix}${workerId}`. */
+  processingPrefix: string;
+  /** Zset job id → lease expiry (ms, Redis clock) of every reserved job. */
+  leases: string;
+  /** Hash job id → id of the worker holding its lease. */
+  owners: string;
+  /** Zset job id → due time (ms, Redis clock) of jobs waiting for a retry. */
+  delayed: string;
+  /** Set of every job id Redis currently holds anywhere (pending, processing or delayed); the reconciler's index. */
+  members: string;
+  /** Zset worker id → last heartbeat (ms, Redis clock). */
+  workers: string;
+  /** Prefix of each worker's description hash: `${workerPrefix}${workerId}`. */
+  workerPrefix: string;
+  /** Pub/sub channel carrying the ids of jobs whose cancel was requested. */
+  cancelChannel: string;
+}
+
+/** Builds the key names for `prefix` (e.g. "ketter:"). */
+export function queueKeys(prefix: string): QueueKeys {
+  return {
+    pending: `${prefix}queue:pending`,
+    processingPrefix: `${prefix}queue:processing:`,
+    leases: `${prefix}queue:leases`,
+    owners: `${prefix}queue:owners`,
+    delayed: `${prefix}queue:delayed`,
+    members: `${prefix}queue:members`,
+    workers: `${prefix}workers`,
+    workerPrefix: `${prefix}worker:`,
+    cancelChannel: `${prefix}cancel`,
+  };
+}
