@@ -1,0 +1,37 @@
+// `bun run dku [--portals] [--no-smoke] [--json] [--report-dir DIR]` — checks the whole stack, runs a
+// smoke transfer, writes docs/dku_reports/dku-<UTC time>.txt/.json. Exit 0 all passed, 1 a check failed, 2 usage.
+import { ConfigError, loadConfig, type Config } from "../config/config.ts";
+import { USAGE, UsageError, parseFlags, type DkuFlags } from "./flags.ts";
+import { formatTable, writeReport } from "./report.ts";
+import { runDku } from "./run.ts";
+
+function setup(): { flags: DkuFlags; config: Config } | number {
+  try {
+    const flags = parseFlags(process.argv.slice(2));
+    if (flags.help) return console.log(USAGE), 0;
+    return { flags, config: loadConfig() };
+  } catch (err) {
+    if (err instanceof UsageError) return console.error(`dku: ${err.message}\n${USAGE}`), 2;
+    if (err instanceof ConfigError) return console.error(`dku: ${err.message}`), 2;
+    throw err;
+  }
+}
+
+async function main(): Promise<number> {
+  const ready = setup();
+  if (typeof ready === "number") return ready;
+  const { flags, config } = ready;
+  const reportDir = flags.reportDir ?? config.dkuReportDir;
+  const report = await runDku(config, { reportDir, portals: flags.portals, smoke: flags.smoke, smokeDir: flags.smokeDir });
+  process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + "\n" : formatTable(report));
+  try {
+    const paths = await writeReport(report, reportDir);
+    if (!flags.json) console.log(`report: ${paths.txt}\n        ${paths.json}`);
+  } catch (err) {
+    console.error(`dku: could not write the report into ${reportDir}: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+  return report.exitCode;
+}
+
+process.exitCode = await main();

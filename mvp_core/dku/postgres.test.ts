@@ -1,0 +1,65 @@
+import { describe, expect, test } from "bun:test";
+import { connectDb } from "../db/client.ts";
+import { migrationFiles } from "../db/migrate.ts";
+import { freePort } from "../testing/ports.ts";
+import { createEmptyDatabase, testDatabaseUrl, uniqueId } from "../testing/services.ts";
+import { CheckFailure } from "./check.ts";
+import { checkMigrations, checkPostgres, describeDatabaseUrl, localPortalPlaces } from "./postgres.ts";
+
+describe("postgres checks", () => {
+  test("a migrated database: connects, reports its version, all migrations applied", async () => {
+    const url = await testDatabaseUrl();
+    const conn = await checkPostgres(url);
+    expect(conn.status).toBe("ok");
+    expect(conn.value).toMatch(/^PostgreSQL \d+/);
+    expect(conn.value).not.toContain("@");
+    const mig = await checkMigrations(url);
+    expect(mig).toMatchObject({ status: "ok", value: `${(await migrationFiles()).length} applied, none pending` });
+  });
+
+  test("an empty database: every migration pending, with the command to apply them", async () => {
+    const r = await checkMigrations(await createEmptyDatabase());
+    expect(r).toMatchObject({ status: "fail", hint: "apply them: bun run migrate up" });
+    expect(r.value).toContain("pending");
+  });
+
+  test("a migration this build does not ship: fail", async () => {
+    const url = await createEmptyDatabase();
+    const sql = connectDb(url, { max: 1 });
+    try {
+      // The shape ley's driver creates; one row this build has never heard of.
+      await sql`create table migrations (id serial primary key, name text not null, created_at timestamptz default now())`;
+      for (const f of await migrationFiles()) await sql`insert into migrations (name) values (${f})`;
+      await sql`insert into migrations (name) values ('9999_from_the_future.ts')`;
+    } finally {
+      await sql.end();
+    }
+    const r = await checkMigrations(url);
+    expect(r).toMatchObject({ status: "fail", value: expect.stringContaining("9999_from_the_future.ts") });
+  });
+
+  test("nothing listening: CheckFailure with a hint, and no password in the message", async () => {
+    const url = `postgres://ketter:s3cret@127.0.0.1:${await freePort()}/ketter`;
+    for (const check of [checkPostgres, checkMigrations]) {
+      const err = await check(url).then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(CheckFailure);
+      expect((err as CheckFailure).message).toContain("ECONNREFUSED");
+      expect((err as CheckFailure).message).not.toContain("s3cret");
+      expect((err as CheckFailure).hint).toContain("DATABASE_URL");
+    }
+    expect(describeDatabaseUrl(url)).toMatch(/^127\.0\.0\.1:\d+\/ketter$/);
+  });
+
+  test("local portal roots are listed for the disk check", async () => {
+    const url = await testDatabaseUrl();
+    const sql = connectDb(url, { max: 1 });
+    const name = `dku-disk-${uniqueId()}`.replaceAll("_", "-");
+    try {
+      await sql`insert into portals (name, kind, root_path) values (${name}, 'local', '/srv/footage')`;
+      expect(await localPortalPlaces(url)).toContainEqual({ label: `portal ${name}`, path: "/srv/footage" });
+    } finally {
+      await sql`delete from portals where name = ${name}`;
+      await sql.end();
+    }
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * One DKU run: every check, in parallel where they are independent, then the smoke transfer, then
+ * the report. Nothing here throws for a broken service — each problem is a row in the report.
+ */
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import type { Config } from "../config/config.ts";
+import { checkApi } from "./api.ts";
+import { errorMessage, runCheck, type Check, type CheckResult } from "./check.ts";
+import { checkMigrations, checkPostgres, localPortalPlaces } from "./postgres.ts";
+import { checkRedis } from "./redis.ts";
+import { checkBunVersion, checkDiskSpace, type DiskPlace } from "./runtime.ts";
+import { buildReport, type Report } from "./report.ts";
+
+/** What to run; tests shorten the smoke transfer with `smoke`. */
+export interface DkuOptions {
+  reportDir: string;
+  portals: boolean;
+  smoke: boolean;
+  /** Parent folder of the smoke fixture (default: the OS temp folder). */
+  smokeDir?: string | undefined;
+}
+
+const PACKAGE_JSON = new URL("../../package.json", import.meta.url);
+
+async function ketterVersion(): Promise<string> {
+  try {
+    const pkg = JSON.parse(await readFile(PACKAGE_JSON, "utf8")) as { version?: string };
+    return pkg.version ?? "unknown";
+  } catch (err) {
+    return `unknown (${errorMessage(err)})`;
+  }
+}
+
+/** The checks that need nothing but the configuration; they run side by side. */
+export function baseChecks(config: Config, opts: DkuOptions): Check[] {
+  return [
+    { name: "runtime.bun", timeoutMs: 5_000, failHint: "check that package.json is readable", run: () => checkBunVersion() },
+    {
+      name: "runtime.disk",
+      timeoutMs: 15_000,
+      failHint: `check that ${opts.reportDir} and the local portals' roots exist and are readable`,
+      run: async () => {
+        const places: DiskPlace[] = [{ label: "reports", path: opts.reportDir }];
+        // Without Postgres the portal roots are unknown; the postgres check reports why.
+        const portals = await localPortalPlaces(config.databaseUrl).then(
+          (p) => ({ places: p, note: undefined }),
+          (err: unknown) => ({ places: [], note: `local portals not measured (${errorMessage(err)})` }),
+        );
+        return checkDiskSpace([...places, ...portals.places], portals.note);
+      },
+    },
+    { name: "postgres", timeoutMs: 15_000, failHint: "check DATABASE_URL and that Postgres runs", run: () => checkPostgres(config.databaseUrl) },
+    { name: "postgres.migrations", timeoutMs: 15_000, failHint: "check DATABASE_URL; apply migrations with: bun run migrate up", run: () => checkMigrations(config.databaseUrl) },
+    { name: "redis", timeoutMs: 10_000, failHint: "check REDIS_URL and that Redis runs", run: () => checkRedis(config.redisUrl) },
+    { name: "api", timeoutMs: 10_000, failHint: "check that the API runs and KETTER_API_URL points at it", run: (signal) => checkApi(config.api, signal) },
+  ];
+}
+
+/** Runs every check and returns the report (not yet written). */
+export async function runDku(config: Config, opts: DkuOptions): Promise<Report> {
+  const startedAt = new Date();
+  const results: CheckResult[] = await Promise.all(baseChecks(config, opts).map(runCheck));
+  return buildReport(results, { ketterVersion: await ketterVersion(), host: hostname(), startedAt, finishedAt: new Date() });
+}
