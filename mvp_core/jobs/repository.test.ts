@@ -1,0 +1,111 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import type { Sql } from "postgres";
+import { createPortal, deletePortal, type PortalRow } from "../portals/repository.ts";
+import { testSql, uniqueId } from "../testing/services.ts";
+import { createJob, getJob, type JobError, listEvents, listJobs, type NewJob, requestCancel, retryJob } from "./repository.ts";
+
+const key = randomBytes(32);
+let sqlP: Promise<Sql> | undefined;
+const db = () => (sqlP ??= testSql(4));
+const portals: string[] = [];
+afterAll(async () => {
+  const sql = await db();
+  await sql`delete from jobs where source_portal_id = any(${portals}) or target_portal_id = any(${portals})`;
+  await sql`delete from portals where id = any(${portals})`;
+});
+
+async function portal(root = "/data/in"): Promise<PortalRow> {
+  const p = await createPortal(await db(), { name: `p_${uniqueId()}`, kind: "local", rootPath: root }, key);
+  portals.push(p.id);
+  return p;
+}
+
+function spec(a: PortalRow, b: PortalRow, extra: Partial<NewJob> = {}): NewJob {
+  return { type: "copy", sourcePortalId: a.id, sourcePath: "shoot_01", targetPortalId: b.id, targetPath: "in/shoot_01", options: { verify: "size" }, maxAttempts: 3, ...extra };
+}
+
+async function code(p: Promise<unknown>): Promise<string | undefined> {
+  return p.then(() => undefined, (e: unknown) => (e as JobError).code);
+}
+
+describe("jobs repository", () => {
+  test("createJob commits the job with created + queued events; absolute paths inside the root become relative", async () => {
+    const sql = await db();
+    const a = await portal("/data/in");
+    const b = await portal("/data/out");
+    const { job, created } = await createJob(sql, spec(a, b, { sourcePath: "/data/in/shoot_01/" }));
+    expect(created).toBe(true);
+    expect(job).toMatchObject({ status: "QUEUED", source_path: "shoot_01", target_path: "in/shoot_01", attempts: 0, max_attempts: 3 });
+    const events = await listEvents(sql, job.id, { limit: 10 });
+    expect(events.map((e) => e.kind)).toEqual(["created", "queued"]);
+    expect(events[0]!.data).toMatchObject({ source: { portal: a.name, path: "shoot_01" } });
+    expect((await getJob(sql, job.id))?.id).toBe(job.id);
+    expect(await getJob(sql, crypto.randomUUID())).toBeNull();
+  });
+
+  test("the same Idempotency-Key returns the same job; a different request with it is refused", async () => {
+    const sql = await db();
+    const [a, b] = [await portal(), await portal()];
+    const k = `key-${uniqueId()}`;
+    const first = await createJob(sql, spec(a, b, { idempotencyKey: k }));
+    const again = await Promise.all([createJob(sql, spec(a, b, { idempotencyKey: k })), createJob(sql, spec(a, b, { idempotencyKey: k }))]);
+    expect(again.map((r) => [r.job.id, r.created])).toEqual([[first.job.id, false], [first.job.id, false]]);
+    expect(await code(createJob(sql, spec(a, b, { idempotencyKey: k, targetPath: "other" })))).toBe("IDEMPOTENCY_CONFLICT");
+    expect((await listEvents(sql, first.job.id, { limit: 10 })).length).toBe(2);
+  });
+
+  test("bad paths, unknown portals and same/inside targets are refused", async () => {
+    const sql = await db();
+    const a = await portal();
+    expect(await code(createJob(sql, spec(a, a, { sourcePath: "../x" })))).toBe("INVALID_PATH");
+    expect(await code(createJob(sql, spec(a, a, { targetPath: "/etc" })))).toBe("INVALID_PATH");
+    expect(await code(createJob(sql, spec(a, a, { targetPath: "shoot_01" })))).toBe("SAME_PATH");
+    expect(await code(createJob(sql, spec(a, a, { targetPath: "shoot_01/sub" })))).toBe("TARGET_INSIDE_SOURCE");
+    expect(await code(createJob(sql, { ...spec(a, a), targetPortalId: crypto.randomUUID() }))).toBe("UNKNOWN_PORTAL");
+    const gone = await portal();
+    await deletePortal(sql, gone.id);
+    expect(await code(createJob(sql, spec(gone, a)))).toBe("UNKNOWN_PORTAL");
+  });
+
+  test("listJobs: newest first, filters by status and portal, cursor pages without gaps or repeats", async () => {
+    const sql = await db();
+    const [a, b] = [await portal(), await portal()];
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push((await createJob(sql, spec(a, b, { targetPath: `t${i}` }))).job.id);
+    await requestCancel(sql, ids[6]!);
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await listJobs(sql, { portalId: a.id, limit: 3, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    expect(seen).toEqual([...ids].reverse());
+    const cancelled = await listJobs(sql, { portalId: b.id, statuses: ["CANCELLED"], limit: 10 });
+    expect(cancelled.jobs.map((j) => j.id)).toEqual([ids[6]!]);
+    expect(await code(listJobs(sql, { limit: 3, cursor: "garbage" }))).toBe("BAD_CURSOR");
+    expect(await code(listJobs(sql, { limit: 3, cursor: Buffer.from('["x","y"]').toString("base64url") }))).toBe("BAD_CURSOR");
+  });
+
+  test("cancel: QUEUED → CANCELLED at once, RUNNING → CANCELLING (worker notified), DONE refused; retry only after FAILED/CANCELLED", async () => {
+    const sql = await db();
+    const [a, b] = [await portal(), await portal()];
+    const q = (await createJob(sql, spec(a, b))).job;
+    expect(await code(retryJob(sql, q.id))).toBe("INVALID_STATE");
+    const c = await requestCancel(sql, q.id);
+    expect([c.job.status, c.notifyWorker]).toEqual(["CANCELLED", false]);
+    expect((await requestCancel(sql, q.id)).job.status).toBe("CANCELLED");
+    const r = await retryJob(sql, q.id);
+    expect(r).toMatchObject({ status: "QUEUED", attempts: 0, finished_at: null });
+    expect((await listEvents(sql, q.id, { limit: 20 })).map((e) => e.kind)).toEqual(["created", "queued", "cancel_requested", "cancelled", "retried", "queued"]);
+
+    await sql`update jobs set status = 'RUNNING', attempts = 1, started_at = now() where id = ${q.id}`;
+    const running = await requestCancel(sql, q.id);
+    expect([running.job.status, running.notifyWorker]).toEqual(["CANCELLING", true]);
+    await sql`update jobs set status = 'DONE', finished_at = now() where id = ${q.id}`;
+    expect(await code(requestCancel(sql, q.id))).toBe("INVALID_STATE");
+    expect(await code(requestCancel(sql, crypto.randomUUID()))).toBe("NOT_FOUND");
+    expect(await code(listEvents(sql, crypto.randomUUID(), { limit: 1 }))).toBe("NOT_FOUND");
+  });
+});

@@ -1,0 +1,270 @@
+/**
+ * What the API does to jobs in Postgres: create (with its `created` and `queued` events in the same
+ * statement), read, list, cancel and retry. Postgres is the source of truth; the caller enqueues in
+ * Redis only after these commit.
+ */
+import type { Sql } from "postgres";
+import { isSameOrInside, PortalPathError, resolvePortalPath } from "../portals/paths.ts";
+import type { PortalRow } from "../portals/repository.ts";
+import type { EventKind, JobEventRow, JobOptions, JobRow, JobStatus, JobType } from "./types.ts";
+
+/** What creating a job takes; paths as the person gave them (relative, or absolute inside the root). */
+export interface NewJob {
+  type: JobType;
+  sourcePortalId: string;
+  sourcePath: string;
+  targetPortalId: string;
+  targetPath: string;
+  options: JobOptions;
+  maxAttempts: number;
+  idempotencyKey?: string;
+}
+
+export type JobErrorCode =
+  | "NOT_FOUND"
+  | "UNKNOWN_PORTAL"
+  | "INVALID_PATH"
+  | "SAME_PATH"
+  | "TARGET_INSIDE_SOURCE"
+  | "IDEMPOTENCY_CONFLICT"
+  | "INVALID_STATE"
+  | "BAD_CURSOR";
+
+/** A refused job operation; `details.field` names the request field to fix when there is one. */
+export class JobError extends Error {
+  override readonly name = "JobError";
+  constructor(readonly code: JobErrorCode, message: string, readonly details: Record<string, unknown> = {}) {
+    super(message);
+  }
+}
+
+type Side = "source" | "target";
+type JsonValue = Parameters<Sql["json"]>[0];
+
+function resolveSide(portal: PortalRow, side: Side, path: string): string {
+  try {
+    return resolvePortalPath(portal.root_path, path);
+  } catch (err) {
+    if (err instanceof PortalPathError) throw new JobError("INVALID_PATH", `${side}.path: ${err.message}`, { field: `${side}.path`, path });
+    throw err;
+  }
+}
+
+async function lockPortals(tx: Sql, input: NewJob): Promise<{ source: PortalRow; target: PortalRow }> {
+  // FOR SHARE: deletePortal's FOR UPDATE waits for this transaction, so no job lands on a deleted portal.
+  const rows = await tx<PortalRow[]>`
+    select * from portals where id in (${input.sourcePortalId}, ${input.targetPortalId}) and deleted_at is null for share`;
+  const find = (side: Side, id: string): PortalRow => {
+    const p = rows.find((r) => r.id === id);
+    if (!p) throw new JobError("UNKNOWN_PORTAL", `${side}.portal: no portal with id ${id}; list them with GET /portals`, { field: `${side}.portal`, id });
+    return p;
+  };
+  return { source: find("source", input.sourcePortalId), target: find("target", input.targetPortalId) };
+}
+
+function sameRequest(job: JobRow, input: NewJob, sourcePath: string, targetPath: string): boolean {
+  return (
+    job.type === input.type &&
+    job.source_portal_id === input.sourcePortalId &&
+    job.target_portal_id === input.targetPortalId &&
+    job.source_path === sourcePath &&
+    job.target_path === targetPath &&
+    job.max_attempts === input.maxAttempts &&
+    JSON.stringify(sortKeys(job.options)) === JSON.stringify(sortKeys(input.options))
+  );
+}
+
+function sortKeys(o: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/**
+ * Creates a QUEUED job with its `created` and `queued` events, or — when `idempotencyKey` was seen
+ * before with the same request — returns that job with `created: false`.
+ */
+export async function createJob(sql: Sql, input: NewJob): Promise<{ job: JobRow; created: boolean }> {
+  return sql.begin(async (txn) => {
+    const tx = txn as unknown as Sql;
+    const { source, target } = await lockPortals(tx, input);
+    const sourcePath = resolveSide(source, "source", input.sourcePath);
+    const targetPath = resolveSide(target, "target", input.targetPath);
+    if (source.id === target.id && sourcePath === targetPath) {
+      throw new JobError("SAME_PATH", `source and target are the same (${source.name}:${sourcePath}); choose another target path`, { field: "target.path" });
+    }
+    if (source.id === target.id && isSameOrInside(sourcePath, targetPath)) {
+      throw new JobError("TARGET_INSIDE_SOURCE", `target ${targetPath} lies inside the source ${sourcePath}; choose a target outside it`, { field: "target.path" });
+    }
+    const created = {
+      type: input.type,
+      source: { portal: source.name, path: sourcePath },
+      target: { portal: target.name, path: targetPath },
+      options: input.options,
+      maxAttempts: input.maxAttempts,
+    };
+    const [row] = await tx<JobRow[]>`
+      with j as (
+        insert into jobs (type, source_portal_id, source_path, target_portal_id, target_path, options, max_attempts, idempotency_key)
+        values (${input.type}, ${source.id}, ${sourcePath}, ${target.id}, ${targetPath},
+                ${tx.json(input.options as unknown as JsonValue)}, ${input.maxAttempts}, ${input.idempotencyKey ?? null})
+        on conflict (idempotency_key) do nothing
+        returning *
+      ), ev as (
+        insert into job_events (job_id, kind, message, data)
+        select j.id, e.kind, e.message, e.data from j cross join (values
+          (1, 'created', ${`${input.type} ${source.name}:${sourcePath} → ${target.name}:${targetPath}`}, ${tx.json(created as unknown as JsonValue)}::jsonb),
+          (2, 'queued', 'waiting for a worker', '{}'::jsonb)) as e(ord, kind, message, data)
+        order by e.ord
+      )
+      select * from j`;
+    if (row) return { job: row, created: true };
+    // The key was used before: same request → same job; anything else is a client bug worth naming.
+    const [prior] = await tx<JobRow[]>`select * from jobs where idempotency_key = ${input.idempotencyKey ?? null}`;
+    if (!prior) throw new Error("idempotent insert returned nothing and no job holds the key");
+    if (!sameRequest(prior, input, sourcePath, targetPath)) {
+      throw new JobError("IDEMPOTENCY_CONFLICT", `Idempotency-Key was already used for job ${prior.id} with a different request; use a new key for a new job`, { jobId: prior.id });
+    }
+    return { job: prior, created: false };
+  });
+}
+
+/** The job `id`, or null. */
+export async function getJob(sql: Sql, id: string): Promise<JobRow | null> {
+  const [row] = await sql<JobRow[]>`select * from jobs where id = ${id}`;
+  return row ?? null;
+}
+
+/** A page of jobs, newest first; pass `nextCursor` back as `cursor` for the next page. */
+export interface JobPage {
+  jobs: JobRow[];
+  nextCursor: string | null;
+}
+
+// The cursor carries created_at to the microsecond (a JS Date would round it to milliseconds and
+// skip or repeat rows) plus the id as tie-breaker, in an opaque base64url wrapper.
+function encodeCursor(at: string, id: string): string {
+  return Buffer.from(JSON.stringify([at, id])).toString("base64url");
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  const bad = () => new JobError("BAD_CURSOR", "cursor is not one this API returned; omit it to start again from the newest job", { field: "cursor" });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+  } catch {
+    throw bad();
+  }
+  if (
+    !Array.isArray(parsed) || parsed.length !== 2 ||
+    typeof parsed[0] !== "string" || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(parsed[0]) || Number.isNaN(Date.parse(parsed[0])) ||
+    typeof parsed[1] !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(parsed[1])
+  ) {
+    throw bad();
+  }
+  return [parsed[0], parsed[1]];
+}
+
+/** Jobs newest first, optionally only some statuses and/or those touching one portal (as source or target). */
+export async function listJobs(
+  sql: Sql,
+  opts: { statuses?: readonly JobStatus[]; portalId?: string; limit: number; cursor?: string },
+): Promise<JobPage> {
+  const after = opts.cursor ? decodeCursor(opts.cursor) : null;
+  const rows = await sql<(JobRow & { cursor_at: string })[]>`
+    select *, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at
+    from jobs
+    where true
+      ${opts.statuses?.length ? sql`and status = any(${opts.statuses as string[]})` : sql``}
+      ${opts.portalId ? sql`and (source_portal_id = ${opts.portalId} or target_portal_id = ${opts.portalId})` : sql``}
+      ${after ? sql`and (created_at, id) < (${after[0]}::timestamptz, ${after[1]}::uuid)` : sql``}
+    order by created_at desc, id desc
+    limit ${opts.limit + 1}`;
+  const more = rows.length > opts.limit;
+  const page = rows.slice(0, opts.limit);
+  const last = page[page.length - 1];
+  const jobs = page.map(({ cursor_at: _, ...job }) => job as JobRow);
+  return { jobs, nextCursor: more && last ? encodeCursor(last.cursor_at, last.id) : null };
+}
+
+/** A job's events in order; `afterId` continues from the last event seen (for polling). */
+export async function listEvents(sql: Sql, jobId: string, opts: { afterId?: number; limit: number }): Promise<JobEventRow[]> {
+  const [job] = await sql<{ id: string }[]>`select id from jobs where id = ${jobId}`;
+  if (!job) throw new JobError("NOT_FOUND", `no job with id ${jobId}`, { id: jobId });
+  return sql<JobEventRow[]>`
+    select * from job_events where job_id = ${jobId} and id > ${opts.afterId ?? 0} order by id limit ${opts.limit}`;
+}
+
+async function lockJob(tx: Sql, id: string): Promise<JobRow> {
+  const [job] = await tx<JobRow[]>`select * from jobs where id = ${id} for update`;
+  if (!job) throw new JobError("NOT_FOUND", `no job with id ${id}`, { id });
+  return job;
+}
+
+async function addEvents(tx: Sql, jobId: string, events: { kind: EventKind; message: string; data?: Record<string, unknown> }[]): Promise<void> {
+  for (const e of events) {
+    await tx`insert into job_events (job_id, kind, message, data) values (${jobId}, ${e.kind}, ${e.message}, ${tx.json((e.data ?? {}) as JsonValue)})`;
+  }
+}
+
+/**
+ * Cancels a job. One that has not started yet is CANCELLED at once; a running one becomes
+ * CANCELLING and `notifyWorker` tells the caller to signal the worker. Repeating is harmless;
+ * a DONE or FAILED job is refused.
+ */
+export async function requestCancel(sql: Sql, id: string): Promise<{ job: JobRow; notifyWorker: boolean }> {
+  return sql.begin(async (txn) => {
+    const tx = txn as unknown as Sql;
+    const job = await lockJob(tx, id);
+    switch (job.status) {
+      case "CANCELLING":
+      case "CANCELLED":
+        return { job, notifyWorker: job.status === "CANCELLING" };
+      case "DONE":
+      case "FAILED":
+        throw new JobError("INVALID_STATE", `job ${id} is ${job.status}; a finished job cannot be cancelled`, { status: job.status });
+      case "QUEUED":
+      case "RETRY_WAIT": {
+        const [row] = await tx<JobRow[]>`
+          update jobs set status = 'CANCELLED', finished_at = now(), next_attempt_at = null where id = ${id} returning *`;
+        await addEvents(tx, id, [
+          { kind: "cancel_requested", message: "cancel requested through the API" },
+          { kind: "cancelled", message: `cancelled before it ${job.status === "QUEUED" ? "started" : "was retried"}` },
+        ]);
+        return { job: row!, notifyWorker: false };
+      }
+      case "RUNNING": {
+        const [row] = await tx<JobRow[]>`update jobs set status = 'CANCELLING' where id = ${id} returning *`;
+        await addEvents(tx, id, [{ kind: "cancel_requested", message: "cancel requested through the API; stopping the running attempt" }]);
+        return { job: row!, notifyWorker: true };
+      }
+    }
+  });
+}
+
+/**
+ * Puts a FAILED or CANCELLED job back to QUEUED with a fresh attempt budget and progress; the
+ * caller enqueues it after this commits. Refused when a portal it uses was deleted meanwhile.
+ */
+export async function retryJob(sql: Sql, id: string): Promise<JobRow> {
+  return sql.begin(async (txn) => {
+    const tx = txn as unknown as Sql;
+    const job = await lockJob(tx, id);
+    if (job.status !== "FAILED" && job.status !== "CANCELLED") {
+      throw new JobError("INVALID_STATE", `job ${id} is ${job.status}; only FAILED or CANCELLED jobs can be retried`, { status: job.status });
+    }
+    const live = await tx<{ id: string }[]>`
+      select id from portals where id in (${job.source_portal_id}, ${job.target_portal_id}) and deleted_at is null for share`;
+    if (live.length < (job.source_portal_id === job.target_portal_id ? 1 : 2)) {
+      throw new JobError("INVALID_STATE", `a portal job ${id} uses was deleted; create a new job instead`, { status: job.status });
+    }
+    const [row] = await tx<JobRow[]>`
+      update jobs set status = 'QUEUED', attempts = 0, strategy = null, files_done = 0, files_total = null,
+        bytes_done = 0, bytes_total = null, error_code = null, error_message = null, worker_id = null,
+        lease_expires_at = null, heartbeat_at = null, next_attempt_at = null, started_at = null, finished_at = null
+      where id = ${id} returning *`;
+    await addEvents(tx, id, [
+      { kind: "retried", message: `retried through the API after ${job.status}`, data: { previousStatus: job.status, previousAttempts: job.attempts, previousError: job.error_code } },
+      { kind: "queued", message: "waiting for a worker" },
+    ]);
+    return row!;
+  });
+}
