@@ -9,6 +9,8 @@ export const ERROR_CODES = {
   SOURCE_NOT_FOUND: false,
   TARGET_EXISTS: false,
   TARGET_INSIDE_SOURCE: false,
+  /** Replacing the target would delete the source (the source lies inside it). */
+  SOURCE_INSIDE_TARGET: false,
   SAME_PATH: false,
   NOT_A_DIRECTORY: false,
   PATH_ESCAPE: false,

@@ -1,0 +1,57 @@
+/**
+ * Step 6, clean up (move only): runs after the destination is verified and committed, so a crash
+ * at any instant leaves at least one complete copy. Only what the scan saw is deleted, and only if
+ * it still looks the same (size, mtime): a file changed or added since is kept and reported, and
+ * so is any folder that is not empty once our entries are gone.
+ */
+import type { Entry } from "./endpoint.ts";
+import { isTransferError } from "./errors.ts";
+import { joinRel } from "./paths.ts";
+import type { Run } from "./run.ts";
+import type { Manifest } from "./scan.ts";
+import { maybeYield } from "./yield.ts";
+
+/** Deletes the moved source; returns the paths kept because they changed or are not empty. */
+export async function removeSource(run: Run, m: Manifest, sourcePath: string): Promise<string[]> {
+  const { source } = run;
+  const kept: string[] = [];
+  const removeIfUnchanged = async (e: Entry): Promise<void> => {
+    const p = joinRel(sourcePath, e.path);
+    const now = await source.stat(p);
+    if (now === null) return;
+    if (now.type !== e.type || now.size !== e.size || now.mtimeMs !== e.mtimeMs) {
+      kept.push(p);
+      return;
+    }
+    await source.remove(p);
+  };
+  for (const e of [...m.files, ...m.links]) {
+    await removeIfUnchanged(e);
+    run.progress.add(1, e.size);
+    await maybeYield();
+  }
+  const dirs = [...m.dirs].sort((a, b) => b.path.split("/").length - a.path.split("/").length);
+  if (m.kind === "dir") dirs.push({ ...m.root, path: "" });
+  for (const d of dirs) {
+    const p = joinRel(sourcePath, d.path);
+    try {
+      await source.remove(p);
+    } catch (err) {
+      // ENOTEMPTY surfaces as TARGET_EXISTS: something was added meanwhile, keep it.
+      if (!isTransferError(err) || err.code !== "TARGET_EXISTS") throw err;
+      kept.push(p);
+    }
+    await maybeYield();
+  }
+  if (kept.length > 0) {
+    run.emit({ kind: "source_kept", message: `${kept.length} source entries changed or were added during the move and were kept`, data: { paths: kept.slice(0, 50) } });
+  }
+  run.emit({ kind: "source_removed", message: `source ${JSON.stringify(run.spec.sourcePath)} removed`, data: { kept: kept.length } });
+  return kept;
+}
+
+/** The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes it. */
+export async function cleanupPhase(run: Run, m: Manifest, sourcePath: string): Promise<string[]> {
+  if (run.spec.mode !== "move") return [];
+  return removeSource(run, m, sourcePath);
+}

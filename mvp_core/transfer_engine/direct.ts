@@ -1,0 +1,88 @@
+/**
+ * Step 3 (direct strategy): files copied one by one into the staging tree, with bounded
+ * concurrency, hashing the source bytes as they are read. Each file is checked against the scan
+ * (size and mtime) before and after it is read: a file that changes meanwhile fails the transfer
+ * with SOURCE_CHANGED instead of producing a torn copy.
+ */
+import path from "node:path";
+import type { Entry, HashAlgorithm } from "./endpoint.ts";
+import { createHasher } from "./hash.ts";
+import { LocalEndpoint } from "./local.ts";
+import { copyLarge, copySmall, sourceChanged } from "./local_copy.ts";
+import { joinRel } from "./paths.ts";
+import { runPool } from "./pool.ts";
+import { type Run, checkCancelled } from "./run.ts";
+import { maybeYield } from "./yield.ts";
+
+/** Where a step reads from and writes to, relative to each endpoint's root. */
+export interface Locations {
+  sourcePath: string;
+  stagingPath: string;
+}
+
+/** Copies `files` into the staging tree; records each source hash into `hashes` (keyed by entry path). */
+export async function copyFiles(run: Run, files: readonly Entry[], loc: Locations, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {
+  const { source, target } = run;
+  if (source instanceof LocalEndpoint && target instanceof LocalEndpoint) {
+    await copyLocal(run, files, source.resolve(loc.sourcePath, true), target.resolve(loc.stagingPath, false), alg, hashes);
+    return;
+  }
+  await runPool(files, run.opts.concurrency, async (e) => {
+    const digest = await copyStream(run, e, joinRel(loc.sourcePath, e.path), joinRel(loc.stagingPath, e.path), alg);
+    if (digest !== undefined) hashes.set(e.path, digest);
+  });
+}
+
+async function copyLocal(run: Run, files: readonly Entry[], srcBase: string, dstBase: string, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {
+  const abs = (base: string, rel: string): string => (rel === "" ? base : path.join(base, rel));
+  const small = files.filter((f) => f.size <= run.opts.localWholeFileBytes);
+  const large = files.filter((f) => f.size > run.opts.localWholeFileBytes);
+  const smallLane = async (): Promise<void> => {
+    for (const e of small) {
+      checkCancelled(run.signal);
+      const digest = copySmall(abs(srcBase, e.path), abs(dstBase, e.path), e, alg);
+      if (digest !== undefined) hashes.set(e.path, digest);
+      run.progress.add(1, e.size);
+      await maybeYield();
+    }
+  };
+  const largeLane = (): Promise<void> =>
+    runPool(large, 2, async (e) => {
+      checkCancelled(run.signal);
+      const digest = await copyLarge(abs(srcBase, e.path), abs(dstBase, e.path), e, alg, (n) => run.progress.add(0, n), run.signal);
+      if (digest !== undefined) hashes.set(e.path, digest);
+      run.progress.add(1, 0);
+    });
+  const results = await Promise.allSettled([smallLane(), largeLane()]);
+  const bad = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (bad) throw bad.reason;
+}
+
+/** Copies one file through the endpoints' streams (any endpoint pair). */
+async function copyStream(run: Run, e: Entry, src: string, dst: string, alg: HashAlgorithm | null): Promise<string | undefined> {
+  const { source, target, signal } = run;
+  checkCancelled(signal);
+  const h = alg === null ? null : createHasher(alg);
+  const w = await target.openWrite(dst, { signal, mode: e.mode, size: e.size });
+  let n = 0;
+  try {
+    for await (const chunk of source.openRead(src, { signal })) {
+      h?.update(chunk);
+      n += chunk.length;
+      if (n > e.size) throw sourceChanged(src, `grew beyond the scanned ${e.size} bytes`);
+      await w.write(chunk);
+      run.progress.add(0, chunk.length);
+    }
+    await w.close();
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+  if (n !== e.size) throw sourceChanged(src, `read ${n} bytes, scanned ${e.size}`);
+  const now = await source.stat(src, { signal });
+  if (now === null || now.size !== e.size || now.mtimeMs !== e.mtimeMs) throw sourceChanged(src, "size or modification time changed");
+  await target.setAttributes(dst, { mtimeMs: e.mtimeMs, mode: e.mode }, { signal });
+  run.progress.add(1, 0);
+  return h?.digest();
+}
+

@@ -1,0 +1,10 @@
+/** The transfer engine's public API. */
+export { transfer } from "./transfer.ts";
+export type { TransferContext } from "./transfer.ts";
+export type { TransferSpec, TransferSpecInput, TransferResult, Progress, EngineEvent, Phase } from "./spec.ts";
+export { TransferError, isTransferError } from "./errors.ts";
+export type { ErrorCode } from "./errors.ts";
+export type { Endpoint, Entry, Capabilities, HashAlgorithm } from "./endpoint.ts";
+export type { EngineOptions } from "./options.ts";
+export { DEFAULT_ENGINE_OPTIONS } from "./options.ts";
+export { LocalEndpoint } from "./local.ts";

@@ -1,0 +1,52 @@
+/** Engine tuning knobs, with every default in one place (see docs/engine.md for the measurements). */
+import { TransferError } from "./errors.ts";
+
+/** Thresholds and limits; pass a Partial to transfer() to override (tests lower the zip limits). */
+export interface EngineOptions {
+  /** `auto` picks zip for a folder holding at least this many files smaller than zipSmallFileBytes. */
+  zipMinSmallFiles: number;
+  zipSmallFileBytes: number;
+  /** Entries per archive: plain zip (no Zip64) stops at 65,535. */
+  zipMaxEntries: number;
+  /** Bytes per archive: plain zip offsets are 32-bit; staying well below also bounds staging space. */
+  zipMaxArchiveBytes: number;
+  /** Files this large or larger never go into an archive (plain zip stops at 4 GiB - 1). */
+  zipMaxEntryBytes: number;
+  /** fflate emits tiny chunks; they are gathered into writes of this size. */
+  zipWriteBufferBytes: number;
+  /** Files copied at once through the generic (endpoint streams) path. */
+  concurrency: number;
+  /** Local→local: files up to this size are copied with one read and one write. */
+  localWholeFileBytes: number;
+  /** Extra free space required at the destination beyond the data itself. */
+  spaceMarginBytes: number;
+  /** Minimum interval between onProgress calls within a phase (0 = every update). */
+  progressIntervalMs: number;
+}
+
+/** The defaults; chosen by measurement, see docs/engine.md. */
+export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
+  zipMinSmallFiles: 1000,
+  zipSmallFileBytes: 256 * 1024,
+  zipMaxEntries: 65_535,
+  zipMaxArchiveBytes: 2 * 1024 ** 3,
+  zipMaxEntryBytes: 4 * 1024 ** 3 - 1,
+  zipWriteBufferBytes: 1 << 20,
+  concurrency: 4,
+  localWholeFileBytes: 1 << 20,
+  spaceMarginBytes: 16 << 20,
+  progressIntervalMs: 100,
+});
+
+/** Defaults overridden by `partial`; numbers must be positive (INVALID_SPEC otherwise). */
+export function resolveOptions(partial: Partial<EngineOptions> | undefined): EngineOptions {
+  const out = { ...DEFAULT_ENGINE_OPTIONS, ...partial };
+  for (const [k, v] of Object.entries(out)) {
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new TransferError("INVALID_SPEC", `engine option ${k} must be a non-negative number, got ${String(v)}`);
+  }
+  out.zipMaxEntries = Math.min(out.zipMaxEntries, 65_535);
+  out.zipMaxEntryBytes = Math.min(out.zipMaxEntryBytes, 4 * 1024 ** 3 - 1);
+  out.zipMaxArchiveBytes = Math.min(out.zipMaxArchiveBytes, 4 * 1024 ** 3 - 1);
+  out.concurrency = Math.max(1, Math.floor(out.concurrency));
+  return out;
+}

@@ -1,0 +1,76 @@
+/** Per-transfer state shared by the steps: endpoints, options, cancellation, progress and events. */
+import type { Endpoint } from "./endpoint.ts";
+import { TransferError } from "./errors.ts";
+import type { EngineOptions } from "./options.ts";
+import type { EngineEvent, Phase, Progress, TransferSpec } from "./spec.ts";
+
+/** Names of everything a transfer creates next to the target; all derived from spec.id. */
+export interface StagingNames {
+  /** The copy being built; renamed onto the target by commit. */
+  staging: string;
+  /** The replaced target, kept until the new one is in place (overwrite only). */
+  old: string;
+  /** Folder holding zip archives in flight. */
+  zips: string;
+}
+
+/** What every step receives. */
+export interface Run {
+  spec: TransferSpec;
+  source: Endpoint;
+  target: Endpoint;
+  opts: EngineOptions;
+  names: StagingNames;
+  signal: AbortSignal | undefined;
+  progress: ProgressTracker;
+  emit: (e: EngineEvent) => void;
+}
+
+/** Throws CANCELLED once the signal fired. */
+export function checkCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled", { details: { reason: String(signal.reason ?? "") } });
+}
+
+/** Counts files and bytes per phase and calls onProgress at most every `intervalMs` (plus phase edges). */
+export class ProgressTracker {
+  private p: Progress = { phase: "scan", filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 };
+  private last = 0;
+
+  constructor(
+    private readonly onProgress: ((p: Progress) => void) | undefined,
+    private readonly intervalMs: number,
+  ) {}
+
+  /** Starts a phase with its totals and reports it at once. */
+  phase(phase: Phase, filesTotal: number, bytesTotal: number): void {
+    this.p = { phase, filesDone: 0, filesTotal, bytesDone: 0, bytesTotal };
+    this.report(true);
+  }
+
+  /** Adds finished files and/or bytes to the current phase. */
+  add(files: number, bytes: number): void {
+    this.p.filesDone += files;
+    this.p.bytesDone += bytes;
+    this.report(false);
+  }
+
+  /** Updates totals discovered while the phase runs (scan). */
+  setTotals(filesTotal: number, bytesTotal: number): void {
+    this.p.filesTotal = filesTotal;
+    this.p.bytesTotal = bytesTotal;
+    this.report(false);
+  }
+
+  /** Reports the current state regardless of the interval. */
+  flush(): void {
+    this.report(true);
+  }
+
+  private report(force: boolean): void {
+    if (this.onProgress === undefined) return;
+    const now = performance.now();
+    if (!force && now - this.last < this.intervalMs) return;
+    this.last = now;
+    this.onProgress({ ...this.p });
+  }
+}

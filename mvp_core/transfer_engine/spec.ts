@@ -1,0 +1,81 @@
+/** The transfer spec (zod-validated plain data) and the shapes the engine reports back. */
+import { z } from "zod";
+import type { HashAlgorithm } from "./endpoint.ts";
+import { TransferError } from "./errors.ts";
+
+/** Zod schema of a transfer request; paths are relative to each endpoint's root. */
+export const transferSpecSchema = z.strictObject({
+  /** Names the staging entries (`.ketter-<id>.partial`), so a retried job finds its crashed attempt. */
+  id: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, "id must be 1-100 letters, digits, '.', '_' or '-' (e.g. a job id)")
+    .optional(),
+  sourcePath: z.string(),
+  targetPath: z.string().min(1, "targetPath must name the file or folder to create (it cannot be the endpoint root)"),
+  mode: z.enum(["copy", "move"]),
+  strategy: z.enum(["auto", "direct", "zip"]).default("auto"),
+  verify: z.enum(["size", "checksum"]).default("checksum"),
+  overwrite: z.boolean().default(false),
+});
+
+/** What callers pass to transfer(). */
+export type TransferSpecInput = z.input<typeof transferSpecSchema>;
+/** A validated spec with defaults filled in. */
+export type TransferSpec = Omit<z.output<typeof transferSpecSchema>, "id"> & { id: string };
+
+/** Validates `input` (INVALID_SPEC listing every problem) and fills in defaults and a random id. */
+export function parseSpec(input: unknown): TransferSpec {
+  const parsed = transferSpecSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "spec"}: ${i.message}`);
+    throw new TransferError("INVALID_SPEC", `invalid transfer spec: ${problems.join("; ")}`, { details: { problems } });
+  }
+  return { ...parsed.data, id: parsed.data.id ?? crypto.randomUUID() };
+}
+
+/** The named steps, in order. */
+export type Phase = "scan" | "plan" | "transfer" | "verify" | "commit" | "cleanup";
+
+/** Progress as reported to onProgress (throttled; always once at each phase change). */
+export interface Progress {
+  phase: Phase;
+  filesDone: number;
+  filesTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+/** Notable decisions and milestones, for the job event log. */
+export interface EngineEvent {
+  kind:
+    | "staging_recovered"
+    | "strategy_chosen"
+    | "fallback"
+    | "archive_done"
+    | "verified"
+    | "committed"
+    | "source_removed"
+    | "source_kept";
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+/** How the data actually moved. */
+export type StrategyUsed = "direct" | "zip" | "rename";
+
+/** What a successful transfer reports. */
+export interface TransferResult {
+  id: string;
+  strategy: StrategyUsed;
+  files: number;
+  bytes: number;
+  dirs: number;
+  links: number;
+  durationsMs: Record<Phase, number>;
+  verified: { mode: "size" | "checksum"; algorithm?: HashAlgorithm; files: number };
+  /** Zip strategy: archives sent, and files sent directly alongside them (≥ the entry size limit). */
+  archives?: number;
+  directFiles?: number;
+  /** Move only: source entries left in place because they changed after being copied. */
+  sourceKept?: string[];
+}

@@ -1,0 +1,147 @@
+/**
+ * The transfer operation: scan → plan → transfer → verify → commit → clean up, each a named step
+ * in its own file. Everything is written under `.ketter-<id>.partial` next to the target and renamed
+ * into place only after verification; a failure or cancellation removes the staging entry and
+ * leaves the target and the source as they were.
+ */
+import type { Endpoint } from "./endpoint.ts";
+import { TransferError, fromSystemError, isTransferError } from "./errors.ts";
+import { LocalEndpoint } from "./local.ts";
+import { copyFiles } from "./direct.ts";
+import { cleanupPhase } from "./cleanup.ts";
+import { commit, discardStaging, recoverStaging } from "./commit.ts";
+import { type EngineOptions, resolveOptions } from "./options.ts";
+import { joinRel, normalizeRel, parentRel } from "./paths.ts";
+import { type Plan, plan } from "./plan.ts";
+import { moveByRename } from "./rename.ts";
+import { ProgressTracker, type Run, type StagingNames, checkCancelled } from "./run.ts";
+import { type Manifest, checkPaths, scan } from "./scan.ts";
+import { type EngineEvent, type Phase, type Progress, type TransferResult, type TransferSpecInput, parseSpec } from "./spec.ts";
+import { applyAttributes, createDirs, createLinks } from "./tree.ts";
+import { verify } from "./verify.ts";
+import { transferZip } from "./zip.ts";
+
+/** Everything transfer() needs besides the spec. */
+export interface TransferContext {
+  source: Endpoint;
+  target: Endpoint;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  onEvent?: (e: EngineEvent) => void;
+  options?: Partial<EngineOptions>;
+}
+
+/** Staging names next to the target, derived from the spec id so a retry finds them. */
+export function stagingNames(targetPath: string, id: string): StagingNames {
+  const dir = parentRel(targetPath);
+  return { staging: joinRel(dir, `.ketter-${id}.partial`), old: joinRel(dir, `.ketter-${id}.old`), zips: joinRel(dir, `.ketter-${id}.zips`) };
+}
+
+/** Copies or moves `spec.sourcePath` (on ctx.source) to exactly `spec.targetPath` (on ctx.target); see docs/engine.md. */
+export async function transfer(specInput: TransferSpecInput, ctx: TransferContext): Promise<TransferResult> {
+  const durations: Record<Phase, number> = { scan: 0, plan: 0, transfer: 0, verify: 0, commit: 0, cleanup: 0 };
+  try {
+    const spec = parseSpec(specInput);
+    const opts = resolveOptions(ctx.options);
+    const run: Run = {
+      spec,
+      source: ctx.source,
+      target: ctx.target,
+      opts,
+      names: stagingNames(normalizeRel(spec.targetPath), spec.id),
+      signal: ctx.signal,
+      progress: new ProgressTracker(ctx.onProgress, opts.progressIntervalMs),
+      emit: (e) => ctx.onEvent?.(e),
+    };
+    return await runSteps(run, durations);
+  } catch (err) {
+    if (ctx.signal?.aborted && !(isTransferError(err) && err.code === "CANCELLED")) {
+      throw new TransferError("CANCELLED", "transfer cancelled", { cause: err });
+    }
+    throw fromSystemError(err, "", "transfer");
+  }
+}
+
+async function runSteps(run: Run, durations: Record<Phase, number>): Promise<TransferResult> {
+  const timed = async <T>(phase: Phase, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      durations[phase] += performance.now() - t0;
+    }
+  };
+  run.progress.phase("scan", 0, 0);
+  const { sourcePath, targetPath, m } = await timed("scan", async () => {
+    checkCancelled(run.signal);
+    await recoverStaging(run, normalizeRel(run.spec.targetPath));
+    const paths = await checkPaths(run);
+    return { ...paths, m: await scan(run, paths.sourcePath) };
+  });
+
+  run.progress.phase("plan", m.files.length, m.bytes);
+  let p = await timed("plan", () => plan(run, m, sourcePath, targetPath));
+  if (p.strategy === "rename" && run.source instanceof LocalEndpoint && run.target instanceof LocalEndpoint) {
+    run.progress.phase("commit", m.files.length, m.bytes);
+    const { source, target } = run;
+    const moved = await timed("commit", () => moveByRename(run, source, target, sourcePath, targetPath));
+    if (moved) {
+      emitChosen(run, p, m);
+      run.emit({ kind: "committed", message: `moved ${JSON.stringify(run.spec.sourcePath)} to ${JSON.stringify(run.spec.targetPath)} by renaming it` });
+      return result(run, "rename", m, durations, { mode: run.spec.verify, files: 0 });
+    }
+    run.emit({ kind: "fallback", message: "source and target are on different mounts; copying instead of renaming" });
+    p = await timed("plan", () => plan(run, m, sourcePath, targetPath, false));
+  }
+  emitChosen(run, p, m);
+
+  const staging = run.names.staging;
+  const hashes = new Map<string, string>();
+  let archives = 0;
+  try {
+    run.progress.phase("transfer", m.files.length, m.bytes);
+    await timed("transfer", async () => {
+      await createDirs(run, m, staging);
+      if (p.strategy === "zip") archives = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, p.packedBySource);
+      await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes);
+      await createLinks(run, m, staging);
+      await applyAttributes(run, m, staging, p.strategy === "zip" ? p.archives.flat() : []);
+    });
+    run.progress.flush();
+    checkCancelled(run.signal);
+
+    run.progress.phase("verify", m.files.length, m.bytes);
+    const verified = await timed("verify", () => verify(run, m, staging, p, hashes));
+    run.emit({ kind: "verified", message: `${verified.files} files verified (${verified.algorithm ?? "size"})`, data: { ...verified } });
+    checkCancelled(run.signal);
+
+    run.progress.phase("commit", m.files.length, m.bytes);
+    const replaced = await timed("commit", () => commit(run, staging, targetPath));
+    run.emit({ kind: "committed", message: `${JSON.stringify(run.spec.targetPath)} ${replaced ? "replaced" : "created"}`, data: { replaced } });
+
+    run.progress.phase("cleanup", run.spec.mode === "move" ? m.files.length + m.links.length : 0, run.spec.mode === "move" ? m.bytes : 0);
+    const kept = await timed("cleanup", () => cleanupPhase(run, m, sourcePath));
+    run.progress.flush();
+    const r = result(run, p.strategy === "zip" ? "zip" : "direct", m, durations, { mode: run.spec.verify, ...verified });
+    if (p.strategy === "zip") Object.assign(r, { archives, directFiles: p.directFiles.length });
+    if (kept.length > 0) r.sourceKept = kept;
+    return r;
+  } catch (err) {
+    // Committed data is never discarded: only the staging entry and archives in flight go.
+    await discardStaging(run);
+    throw err;
+  }
+}
+
+function emitChosen(run: Run, p: Plan, m: Manifest): void {
+  run.emit({
+    kind: "strategy_chosen",
+    message: `${p.strategy}: ${p.reason}`,
+    data: { strategy: p.strategy, reason: p.reason, files: m.files.length, bytes: m.bytes, hash: p.hash, archives: p.archives.length, directFiles: p.directFiles.length },
+  });
+}
+
+function result(run: Run, strategy: TransferResult["strategy"], m: Manifest, durationsMs: Record<Phase, number>, verified: TransferResult["verified"]): TransferResult {
+  const rounded = Object.fromEntries(Object.entries(durationsMs).map(([k, v]) => [k, Math.round(v * 10) / 10])) as Record<Phase, number>;
+  return { id: run.spec.id, strategy, files: m.files.length, bytes: m.bytes, dirs: m.dirs.length, links: m.links.length, durationsMs: rounded, verified };
+}

@@ -1,0 +1,159 @@
+/**
+ * Step 3 (zip strategy): many small files travel as stored (uncompressed) zip archives. Each archive
+ * is packed with fflate's streaming Zip + ZipPassThrough while the source files are read (and
+ * hashed), streamed into `.ketter-<id>.zips/<n>.zip` at the destination, unpacked there into the
+ * staging tree by the destination (central directory + CRC-32 per entry), and deleted before the
+ * next archive starts, so memory stays bounded and the destination never holds two archives.
+ * Nothing is written at the source: packing streams straight from its files.
+ */
+import path from "node:path";
+import { Zip, ZipPassThrough } from "fflate";
+import type { Entry, FileWriter, HashAlgorithm } from "./endpoint.ts";
+import { TransferError } from "./errors.ts";
+import { createHasher } from "./hash.ts";
+import { LocalEndpoint } from "./local.ts";
+import { readWholeChecked, sourceChanged } from "./local_copy.ts";
+import { joinRel } from "./paths.ts";
+import { type Run, checkCancelled } from "./run.ts";
+import { maybeYield } from "./yield.ts";
+
+/** fflate refuses DOS dates before 1980 (and the format ends in 2107). */
+const ZIP_MIN_MS = Date.UTC(1980, 0, 2);
+const ZIP_MAX_MS = Date.UTC(2107, 11, 30);
+
+/** Clamps an mtime into the DOS date range zip can store (the real mtime is restored from the scan). */
+export function clampZipMtime(ms: number): Date {
+  return new Date(Math.min(Math.max(ms, ZIP_MIN_MS), ZIP_MAX_MS));
+}
+
+/**
+ * Sends `archives` and unpacks them into the staging tree; returns how many archives were sent.
+ * With `packedBySource` the source endpoint packs its folder itself (one archive, a remote packing
+ * next to its data); the source hashes are then asked of the source after the archive arrived.
+ */
+export async function transferZip(run: Run, archives: readonly Entry[][], sourcePath: string, stagingPath: string, alg: HashAlgorithm | null, hashes: Map<string, string>, packedBySource = false): Promise<number> {
+  const { target } = run;
+  const unzip = target.unzip?.bind(target);
+  if (unzip === undefined) throw new TransferError("UNSUPPORTED", `${target.label} cannot unpack archives`);
+  if (archives.length === 0) return 0;
+  await target.mkdir(run.names.zips, { signal: run.signal, mode: 0o700 });
+  try {
+    for (const [i, batch] of archives.entries()) {
+      const archive = joinRel(run.names.zips, `${i}.zip`);
+      const w = await target.openWrite(archive, { signal: run.signal, mode: 0o600 });
+      try {
+        if (packedBySource) await copyPacked(run, sourcePath, w, batch);
+        else await packArchive(run, batch, sourcePath, w, alg, hashes);
+        await w.close();
+      } catch (err) {
+        await w.abort();
+        throw err;
+      }
+      checkCancelled(run.signal);
+      await unzip(archive, stagingPath, { signal: run.signal });
+      await target.remove(archive);
+      if (packedBySource && alg !== null) {
+        const paths = batch.map((e) => joinRel(sourcePath, e.path));
+        const got = await run.source.hashFiles(paths, alg, { signal: run.signal });
+        for (const e of batch) hashes.set(e.path, got.get(joinRel(sourcePath, e.path)) ?? "");
+      }
+      run.emit({ kind: "archive_done", message: `archive ${i + 1}/${archives.length} unpacked (${batch.length} files)`, data: { index: i, files: batch.length } });
+    }
+  } finally {
+    await target.remove(run.names.zips, { recursive: true });
+  }
+  return archives.length;
+}
+
+/** Collects fflate's many tiny output chunks and writes them in large blocks. */
+class BlockSink {
+  private parts: Uint8Array[] = [];
+  private size = 0;
+
+  constructor(
+    private readonly w: FileWriter,
+    readonly blockBytes: number,
+  ) {}
+
+  push(chunk: Uint8Array): void {
+    // fflate may reuse nothing it hands out, but our own read buffers are handed to it: copy to be safe.
+    this.parts.push(chunk.length < 65536 ? chunk.slice() : chunk);
+    this.size += chunk.length;
+  }
+
+  get pending(): number {
+    return this.size;
+  }
+
+  async flush(): Promise<void> {
+    if (this.size === 0) return;
+    const block = this.parts.length === 1 ? (this.parts[0] as Uint8Array) : Buffer.concat(this.parts, this.size);
+    this.parts = [];
+    this.size = 0;
+    await this.w.write(block);
+  }
+}
+
+async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string, w: FileWriter, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {
+  const { source, signal } = run;
+  const sink = new BlockSink(w, run.opts.zipWriteBufferBytes);
+  let zipError: Error | null = null;
+  let ended = false;
+  const zip = new Zip((err, chunk, final) => {
+    if (err) zipError = err;
+    else sink.push(chunk);
+    if (final) ended = true;
+  });
+  const localBase = source instanceof LocalEndpoint ? source.resolve(sourcePath, true) : null;
+  for (const e of batch) {
+    checkCancelled(signal);
+    const entry = new ZipPassThrough(e.path);
+    entry.mtime = clampZipMtime(e.mtimeMs);
+    zip.add(entry);
+    const h = alg === null ? null : createHasher(alg);
+    if (localBase !== null && e.size <= run.opts.localWholeFileBytes) {
+      const data = readWholeChecked(path.join(localBase, e.path), e);
+      h?.update(data);
+      entry.push(data, true);
+    } else {
+      await streamEntry(run, e, joinRel(sourcePath, e.path), entry, h === null ? null : (c) => h.update(c), sink);
+    }
+    if (zipError) throw zipError;
+    if (h !== null) hashes.set(e.path, h.digest());
+    run.progress.add(1, e.size);
+    if (sink.pending >= sink.blockBytes) await sink.flush();
+    await maybeYield();
+  }
+  zip.end();
+  if (zipError) throw zipError;
+  if (!ended) throw new TransferError("IO_ERROR", "zip stream did not finish");
+  await sink.flush();
+}
+
+async function streamEntry(run: Run, e: Entry, src: string, entry: ZipPassThrough, onData: ((c: Uint8Array) => void) | null, sink: BlockSink): Promise<void> {
+  let n = 0;
+  for await (const chunk of run.source.openRead(src, { signal: run.signal })) {
+    n += chunk.length;
+    if (n > e.size) throw sourceChanged(src, `grew beyond the scanned ${e.size} bytes`);
+    onData?.(chunk);
+    entry.push(chunk, false);
+    if (sink.pending >= sink.blockBytes) await sink.flush();
+  }
+  entry.push(new Uint8Array(0), true);
+  if (n !== e.size) throw sourceChanged(src, `read ${n} bytes, scanned ${e.size}`);
+  const now = await run.source.stat(src, { signal: run.signal });
+  if (now === null || now.size !== e.size || now.mtimeMs !== e.mtimeMs) throw sourceChanged(src, "size or modification time changed");
+}
+
+async function copyPacked(run: Run, sourcePath: string, w: FileWriter, batch: readonly Entry[]): Promise<void> {
+  const pack = run.source.packZip?.bind(run.source);
+  if (pack === undefined) throw new TransferError("UNSUPPORTED", `${run.source.label} cannot pack archives`);
+  const sink = new BlockSink(w, run.opts.zipWriteBufferBytes);
+  for await (const chunk of pack(sourcePath, { signal: run.signal })) {
+    sink.push(chunk);
+    run.progress.add(0, chunk.length);
+    if (sink.pending >= sink.blockBytes) await sink.flush();
+  }
+  await sink.flush();
+  run.progress.add(batch.length, 0);
+}
