@@ -7,10 +7,12 @@ import { hostname } from "node:os";
 import type { Config } from "../config/config.ts";
 import { checkApi } from "./api.ts";
 import { errorMessage, runCheck, type Check, type CheckResult } from "./check.ts";
+import { portalChecks } from "./portals.ts";
 import { checkMigrations, checkPostgres, localPortalPlaces } from "./postgres.ts";
 import { checkRedis } from "./redis.ts";
 import { checkBunVersion, checkDiskSpace, type DiskPlace } from "./runtime.ts";
 import { buildReport, type Report } from "./report.ts";
+import { checkWorkers } from "./worker.ts";
 
 /** What to run; tests shorten the smoke transfer with `smoke`. */
 export interface DkuOptions {
@@ -54,12 +56,20 @@ export function baseChecks(config: Config, opts: DkuOptions): Check[] {
     { name: "postgres.migrations", timeoutMs: 15_000, failHint: "check DATABASE_URL; apply migrations with: bun run migrate up", run: () => checkMigrations(config.databaseUrl) },
     { name: "redis", timeoutMs: 10_000, failHint: "check REDIS_URL and that Redis runs", run: () => checkRedis(config.redisUrl) },
     { name: "api", timeoutMs: 10_000, failHint: "check that the API runs and KETTER_API_URL points at it", run: (signal) => checkApi(config.api, signal) },
+    {
+      name: "worker",
+      timeoutMs: 10_000,
+      failHint: "check REDIS_URL and REDIS_KEY_PREFIX (the worker's and the DKU's must match)",
+      run: () => checkWorkers(config.redisUrl, config.redisKeyPrefix, config.databaseUrl),
+    },
   ];
 }
 
 /** Runs every check and returns the report (not yet written). */
 export async function runDku(config: Config, opts: DkuOptions): Promise<Report> {
   const startedAt = new Date();
-  const results: CheckResult[] = await Promise.all(baseChecks(config, opts).map(runCheck));
+  const checks = baseChecks(config, opts);
+  if (opts.portals) checks.push(...(await portalChecks(config.databaseUrl, config.secretKey)));
+  const results: CheckResult[] = await Promise.all(checks.map(runCheck));
   return buildReport(results, { ketterVersion: await ketterVersion(), host: hostname(), startedAt, finishedAt: new Date() });
 }
