@@ -49,6 +49,13 @@ const EnvSchema = z.object({
   WORKER_CONCURRENCY: env(int(1, 64).default(2)),
   WORKER_LEASE_MS: env(int(1000, 3_600_000).default(30_000)),
   WORKER_SHUTDOWN_GRACE_MS: env(int(0, 3_600_000).default(30_000)),
+  // Retry backoff: base · 2^(attempt-1), capped, with jitter (see worker/backoff.ts).
+  WORKER_RETRY_BASE_MS: env(int(0, 3_600_000).default(5_000)),
+  WORKER_RETRY_MAX_MS: env(int(0, 86_400_000).default(300_000)),
+  // How often each worker compares unfinished jobs in Postgres with Redis (Redis lost, enqueue failed).
+  WORKER_RECONCILE_MS: env(int(100, 3_600_000).default(15_000)),
+  // Read rate limit per job, so transfers leave room on a shared link; 0 = unlimited.
+  WORKER_MAX_BYTES_PER_SEC: env(int(0, Number.MAX_SAFE_INTEGER).default(0)),
   JOB_MAX_ATTEMPTS: env(int(1, 100).default(3)),
   KETTER_DKU_REPORT_DIR: env(z.string().default("docs/dku_reports")),
 });
@@ -65,7 +72,15 @@ export interface Config {
   api: { host: string; port: number; url: string; token: string | undefined };
   secretKey: Buffer;
   logLevel: Env["LOG_LEVEL"];
-  worker: { concurrency: number; leaseMs: number; shutdownGraceMs: number };
+  worker: {
+    concurrency: number;
+    leaseMs: number;
+    shutdownGraceMs: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    reconcileMs: number;
+    maxBytesPerSec: number;
+  };
   jobMaxAttempts: number;
   dkuReportDir: string;
 }
@@ -103,7 +118,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     secretKey: e.KETTER_SECRET_KEY ?? Buffer.from(DEV_SECRET_KEY, "hex"),
     logLevel: e.LOG_LEVEL,
-    worker: { concurrency: e.WORKER_CONCURRENCY, leaseMs: e.WORKER_LEASE_MS, shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS },
+    worker: {
+      concurrency: e.WORKER_CONCURRENCY,
+      leaseMs: e.WORKER_LEASE_MS,
+      shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS,
+      retryBaseMs: e.WORKER_RETRY_BASE_MS,
+      retryMaxMs: e.WORKER_RETRY_MAX_MS,
+      reconcileMs: e.WORKER_RECONCILE_MS,
+      maxBytesPerSec: e.WORKER_MAX_BYTES_PER_SEC,
+    },
     jobMaxAttempts: e.JOB_MAX_ATTEMPTS,
     dkuReportDir: e.KETTER_DKU_REPORT_DIR,
   };

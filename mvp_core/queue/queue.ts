@@ -60,6 +60,18 @@ export class JobQueue {
     return (await scripts.enqueueDelayed.run(this.redis, [k.members, k.delayed], [jobId, Math.max(0, Math.round(delayMs))])) === 1;
   }
 
+  /**
+   * Pushes a job to pending even if Redis already holds it: the reconciler uses it after taking a
+   * job back from a dead worker whose Redis entries may linger. A second copy is harmless (the
+   * database claim lets only one delivery run).
+   */
+  async requeue(jobId: string): Promise<void> {
+    const k = this.keys;
+    const replies = await this.redis.multi().sadd(k.members, jobId).zrem(k.delayed, jobId).lpush(k.pending, jobId).exec();
+    const failed = replies?.find(([err]) => err);
+    if (failed) throw failed[0];
+  }
+
   /** Tells the worker running `jobId` to stop it now (the API marked it CANCELLING in Postgres first). */
   async notifyCancel(jobId: string): Promise<void> {
     await this.redis.publish(this.keys.cancelChannel, jobId);
