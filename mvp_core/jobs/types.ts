@@ -14,6 +14,8 @@ export const EVENT_KINDS = [
   "created", "queued", "started", "strategy_chosen", "fallback", "progress", "verified", "committed",
   "source_removed", "retry_scheduled", "retried", "done", "failed", "cancel_requested", "cancelled",
   "reclaimed", "released",
+  // Engine milestones, since migration 0003.
+  "staging_recovered", "archive_done", "source_kept",
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 export type EventLevel = "debug" | "info" | "warn" | "error";

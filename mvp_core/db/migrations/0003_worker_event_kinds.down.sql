@@ -1,0 +1,7 @@
+-- Reverting drops the events of the kinds v1 does not know (they are informational only).
+delete from job_events where kind in ('staging_recovered', 'archive_done', 'source_kept');
+alter table job_events drop constraint job_events_kind_check;
+alter table job_events add constraint job_events_kind_check check (kind in (
+  'created', 'queued', 'started', 'strategy_chosen', 'fallback', 'progress', 'verified',
+  'committed', 'source_removed', 'retry_scheduled', 'retried', 'done', 'failed',
+  'cancel_requested', 'cancelled', 'reclaimed', 'released'));
