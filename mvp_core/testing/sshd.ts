@@ -243,8 +243,9 @@ function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
-  } catch {
-    return false; // ESRCH: gone
+  } catch (err) {
+    if ((err as { code?: string }).code === "ESRCH") return false;
+    throw err;
   }
 }
 

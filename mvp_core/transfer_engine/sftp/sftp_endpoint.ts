@@ -1,0 +1,976 @@
+/**
+ * The SSH endpoint: SFTP for metadata and small files (many requests in flight), a plain byte
+ * stream over an exec channel for big files and zip archives (measured ~1.5x faster than SFTP),
+ * and remote commands for hashing, unpacking and packing when the host offers a shell.
+ */
+import { posix } from "node:path";
+import type { ClientChannel, SFTPWrapper, Stats } from "ssh2";
+import type {
+  Capabilities, Endpoint, Entry, EntryType, FileWriter, HashAlgorithm, OpOptions, SpaceInfo,
+} from "../endpoint.ts";
+import { TransferError, fromSystemError, isTransferError } from "../errors.ts";
+import { normalizeRel, parentRel } from "../paths.ts";
+import type { Connection } from "./connection.ts";
+import {
+  PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, remoteHashes, shQuote,
+  type RemoteTools,
+} from "./remote_shell.ts";
+
+/** Files at least this big (or of unknown size) go over an exec byte stream when the host has a shell. */
+export const EXEC_STREAM_MIN_BYTES = 4 * 1024 * 1024;
+/** Batch size for stream writes: fflate emits tiny chunks, the channel wants big ones. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+/** Outstanding SFTP read/write requests per file. */
+const SFTP_IN_FLIGHT = 32;
+/** Hashes the host computes locally for a remote without a shell (read back over SFTP). */
+const READBACK_HASHES: readonly HashAlgorithm[] = ["crc32", "sha1", "sha256", "blake2b512", "md5"];
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const S_IFREG = 0o100000;
+
+// SFTP v3 status codes (draft-ietf-secsh-filexfer-02).
+const FX_EOF = 1;
+const FX_NO_SUCH_FILE = 2;
+const FX_PERMISSION_DENIED = 3;
+const FX_FAILURE = 4;
+const FX_OP_UNSUPPORTED = 8;
+
+type Callback<T> = (err: Error | null | undefined, value: T) => void;
+
+/** Promisifies one ssh2 callback-style call. */
+function call<T>(fn: (cb: Callback<T>) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
+}
+
+function sftpStatus(err: unknown): number | null {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "number" ? code : null;
+}
+
+function typeOf(mode: number): EntryType | null {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return "file";
+    case S_IFDIR: return "dir";
+    case S_IFLNK: return "symlink";
+    default: return null;
+  }
+}
+
+const parentOf = parentRel;
+
+/** An SSH-backed Endpoint; create it with connectSsh(). */
+export class SftpEndpoint implements Endpoint {
+  readonly kind = "sftp" as const;
+  private toolsProbe: Promise<RemoteTools> | null = null;
+  /** Absolute folders already proven (by realpath) to lie inside the root. */
+  private safeDirs = new Set<string>();
+  /** Present only while the host may have unzip/bsdtar; removed once the probe says otherwise. */
+  unzip?: (archive: string, into: string, opts?: OpOptions) => Promise<void>;
+  /** Present only while the host may have zip; removed once the probe says otherwise. */
+  packZip?: (path: string, opts?: OpOptions) => AsyncIterable<Uint8Array>;
+
+  constructor(
+    private readonly conn: Connection,
+    /** Canonical absolute root on the remote (after realpath). */
+    readonly root: string,
+    readonly label: string,
+  ) {
+    this.safeDirs.add(root);
+    this.unzip = (archive, into, opts) => this.unzipArchive(archive, into, opts);
+    this.packZip = (path, opts) => this.packFolder(path, opts);
+  }
+
+  /** An SFTP request that fails with CONNECTION_LOST as soon as the connection drops. */
+  call<T>(fn: (cb: Callback<T>) => void): Promise<T> {
+    return this.conn.guard(call(fn));
+  }
+
+  /** Races `p` against the connection dropping. */
+  guard<T>(p: Promise<T>): Promise<T> {
+    return this.conn.guard(p);
+  }
+
+  /** The host key fingerprint seen when connecting. */
+  get fingerprint(): string {
+    return this.conn.fingerprint;
+  }
+
+  private abs(rel: string): string {
+    return rel === "" ? this.root : this.root === "/" ? `/${rel}` : `${this.root}/${rel}`;
+  }
+
+  private inside(absPath: string): boolean {
+    return absPath === this.root || absPath.startsWith(this.root === "/" ? "/" : `${this.root}/`);
+  }
+
+  /** Converts any failure into a TransferError naming `rel`, preferring cancellation and connection loss. */
+  private fail(err: unknown, rel: string, action: string, signal?: AbortSignal): TransferError {
+    if (signal?.aborted) return new TransferError("CANCELLED", "transfer cancelled", { cause: err });
+    if (isTransferError(err)) return err;
+    if (this.conn.lost) return this.conn.lost;
+    const status = sftpStatus(err);
+    const message = (err as Error)?.message ?? String(err);
+    switch (status) {
+      case FX_NO_SUCH_FILE: return fromSystemError({ code: "ENOENT", message }, rel, action);
+      case FX_PERMISSION_DENIED: return fromSystemError({ code: "EACCES", message }, rel, action);
+      case FX_OP_UNSUPPORTED: return new TransferError("UNSUPPORTED", `${action} ${JSON.stringify(rel)}: the server does not support this operation`, { cause: err });
+      case FX_FAILURE:
+      case FX_EOF: {
+        const errno = errnoFromText(message);
+        return errno ? fromSystemError({ code: errno, message }, rel, action) : new TransferError("IO_ERROR", `${action} ${JSON.stringify(rel)} on ${this.label}: ${message}`, { cause: err, details: { path: rel } });
+      }
+      case null:
+        // Not an SFTP status: the channel went away under the request (sshd killed, link dropped).
+        return new TransferError("CONNECTION_LOST", `${action} ${JSON.stringify(rel)} on ${this.label}: ${message}; it will be retried`, { cause: err });
+      default:
+        return new TransferError("IO_ERROR", `${action} ${JSON.stringify(rel)} on ${this.label}: ${message}`, { cause: err, details: { path: rel } });
+    }
+  }
+
+  private start(signal?: AbortSignal): void {
+    if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+    this.conn.check();
+  }
+
+  /** Proves `absDir` (or its nearest existing ancestor) resolves inside the root; symlinks pointing out are refused. */
+  private async ensureSafeDir(absDir: string, rel: string): Promise<void> {
+    if (this.safeDirs.has(absDir)) return;
+    const sftp = await this.conn.sftp();
+    let resolved: string;
+    try {
+      resolved = await this.call<string>((cb) => sftp.realpath(absDir, cb));
+    } catch (err) {
+      if (sftpStatus(err) !== FX_NO_SUCH_FILE) throw err;
+      // Missing: nothing to follow here, but an ancestor may still be a link pointing out.
+      const up = absDir.slice(0, absDir.lastIndexOf("/")) || "/";
+      if (!this.inside(up)) throw new TransferError("PATH_ESCAPE", `${JSON.stringify(rel)} leaves the portal's root`, { details: { path: rel } });
+      return this.ensureSafeDir(up, rel);
+    }
+    if (!this.inside(resolved)) {
+      throw new TransferError("PATH_ESCAPE", `${JSON.stringify(rel)} resolves through a symlink to ${JSON.stringify(resolved)}, outside the portal's root`, { details: { path: rel } });
+    }
+    this.safeDirs.add(absDir);
+  }
+
+  /** Normalises `path` and proves its parent folder is inside the root. */
+  private async prepare(path: string): Promise<{ rel: string; abs: string }> {
+    const rel = normalizeRel(path);
+    if (rel !== "") await this.ensureSafeDir(this.abs(parentOf(rel)), rel);
+    return { rel, abs: this.abs(rel) };
+  }
+
+  /** Remote tools, probed once with one exec (a host without a shell answers without our marker). */
+  tools(signal?: AbortSignal): Promise<RemoteTools> {
+    this.toolsProbe ??= (async () => {
+      try {
+        const r = await this.run(PROBE_SCRIPT, { signal, timeoutMs: 15_000 });
+        return this.adopt(parseProbe(r.stdout.toString()));
+      } catch (err) {
+        if (this.conn.lost) throw this.conn.lost;
+        if (isTransferError(err) && err.code === "CANCELLED") throw err;
+        // exec refused (e.g. an SFTP-only account): plan without a shell.
+        return this.adopt(parseProbe(""));
+      }
+    })();
+    const p = this.toolsProbe;
+    p.catch(() => {
+      if (this.toolsProbe === p) this.toolsProbe = null; // a cancelled or dropped probe may be retried
+    });
+    return p;
+  }
+
+  /** Drops the optional methods the host cannot back, so `typeof ep.unzip` tells the truth. */
+  private adopt(t: RemoteTools): RemoteTools {
+    if (!(t.shell && (t.commands.has("unzip") || t.commands.has("bsdtar")))) this.unzip = undefined;
+    if (!(t.shell && t.commands.has("zip"))) this.packZip = undefined;
+    return t;
+  }
+
+  /** Runs one remote command to completion, feeding `stdin`; returns exit code and output. */
+  async run(command: string, opts: { stdin?: Uint8Array; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+    this.start(opts.signal);
+    const ch = await this.conn.exec(command, opts.signal);
+    return await new Promise((resolve, reject) => {
+      const out: Buffer[] = [];
+      let err = "";
+      let code: number | null = null;
+      const onAbort = (): void => {
+        ch.close();
+      };
+      const timer = opts.timeoutMs ? setTimeout(() => ch.close(), opts.timeoutMs) : null;
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      ch.on("data", (d: Buffer) => out.push(d));
+      ch.stderr.on("data", (d: Buffer) => {
+        if (err.length < 65536) err += d.toString();
+      });
+      ch.on("exit", (c: number | null) => {
+        code = c;
+      });
+      ch.on("close", () => {
+        if (timer) clearTimeout(timer);
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (opts.signal?.aborted) return reject(new TransferError("CANCELLED", "transfer cancelled"));
+        if (this.conn.lost) return reject(this.conn.lost);
+        if (code === null && timer) return reject(new TransferError("TIMEOUT", `remote command on ${this.label} did not finish within ${opts.timeoutMs} ms`));
+        resolve({ code, stdout: Buffer.concat(out), stderr: err });
+      });
+      if (opts.stdin) ch.end(opts.stdin);
+      else ch.end();
+    });
+  }
+
+  /** Streams a remote command's stdout; a non-zero exit becomes an error after the data. */
+  private async *streamCommand(command: string, rel: string, action: string, signal?: AbortSignal, okCodes: readonly number[] = [0]): AsyncGenerator<Uint8Array, number | null> {
+    this.start(signal);
+    const ch = await this.conn.exec(command, signal);
+    let stderr = "";
+    let code: number | null = null;
+    const closed = new Promise<void>((r) => ch.once("close", () => r()));
+    ch.stderr.on("data", (d: Buffer) => {
+      if (stderr.length < 65536) stderr += d.toString();
+    });
+    ch.on("exit", (c: number | null) => {
+      code = c;
+    });
+    const onAbort = (): void => {
+      ch.close();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    ch.end(); // no stdin
+    let complete = false;
+    try {
+      for await (const chunk of ch as AsyncIterable<Buffer>) yield chunk;
+      await closed;
+      complete = true;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      if (!complete) ch.close(); // consumer stopped early or failed: free the channel
+    }
+    if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+    if (this.conn.lost) throw this.conn.lost;
+    if (code === null || !okCodes.includes(code)) throw commandError(action, rel, code, stderr);
+    return code;
+  }
+
+  async stat(path: string, opts: OpOptions = {}): Promise<Entry | null> {
+    this.start(opts.signal);
+    const { rel, abs } = await this.prepare(path).catch((e: unknown) => { throw this.fail(e, path, "stat", opts.signal); });
+    try {
+      const sftp = await this.conn.sftp();
+      const st = await this.call<Stats>((cb) => sftp.lstat(abs, cb));
+      return await this.entryOf(sftp, rel, abs, st);
+    } catch (err) {
+      if (sftpStatus(err) === FX_NO_SUCH_FILE) return null;
+      throw this.fail(err, rel, "stat", opts.signal);
+    }
+  }
+
+  private async entryOf(sftp: SFTPWrapper, rel: string, abs: string, st: { mode: number; size: number; mtime: number }): Promise<Entry | null> {
+    const type = typeOf(st.mode);
+    if (!type) return null;
+    const e: Entry = { path: rel, type, size: type === "file" ? st.size : 0, mtimeMs: st.mtime * 1000, mode: st.mode & 0o7777 };
+    if (type === "symlink") {
+      e.linkTarget = await this.call<string>((cb) => sftp.readlink(abs, cb));
+      e.size = Buffer.byteLength(e.linkTarget);
+    }
+    return e;
+  }
+
+  async *walk(path: string, opts: OpOptions = {}): AsyncIterable<Entry> {
+    this.start(opts.signal);
+    const rel = normalizeRel(path);
+    const abs = this.abs(rel);
+    try {
+      await this.ensureSafeDir(abs, rel);
+      const tools = await this.tools(opts.signal);
+      if (tools.shell && tools.gnuFind) yield* this.walkFind(abs, rel, opts.signal);
+      else yield* this.walkSftp(abs, opts.signal);
+    } catch (err) {
+      throw this.fail(err, rel, "walk", opts.signal);
+    }
+  }
+
+  /** One `find` streams the whole tree: one round trip instead of one per folder. */
+  private async *walkFind(abs: string, rel: string, signal?: AbortSignal): AsyncIterable<Entry> {
+    const cmd = `find ${shQuote(abs)} -mindepth 1 -printf '%y\\0%s\\0%T@\\0%m\\0%P\\0%l\\0'`;
+    const dec = new TextDecoder();
+    let carry = Buffer.alloc(0);
+    let fields: string[] = [];
+    for await (const chunk of this.streamCommand(cmd, rel, "walk", signal)) {
+      const buf = carry.length ? Buffer.concat([carry, chunk]) : Buffer.from(chunk);
+      let from = 0;
+      for (let i = buf.indexOf(0, from); i >= 0; i = buf.indexOf(0, from)) {
+        fields.push(dec.decode(buf.subarray(from, i)));
+        from = i + 1;
+        if (fields.length === 6) {
+          const [y, size, mtime, mode, p, link] = fields as [string, string, string, string, string, string];
+          fields = [];
+          const type: EntryType | null = y === "f" ? "file" : y === "d" ? "dir" : y === "l" ? "symlink" : null;
+          if (!type) continue; // fifos, sockets, devices are not transferred
+          const e: Entry = { path: p, type, size: type === "dir" ? 0 : Number(size), mtimeMs: Number(mtime) * 1000, mode: parseInt(mode, 8) & 0o7777 };
+          if (type === "symlink") e.linkTarget = link;
+          yield e;
+        }
+      }
+      carry = buf.subarray(from);
+    }
+    if (carry.length || fields.length) throw new TransferError("REMOTE_COMMAND_FAILED", `walk ${JSON.stringify(rel)}: truncated listing from find`);
+  }
+
+  /** Breadth-first readdir with several folders in flight (no shell available). */
+  private async *walkSftp(abs: string, signal?: AbortSignal): AsyncIterable<Entry> {
+    const sftp = await this.conn.sftp();
+    type Listing = { prefix: string; list: Promise<{ filename: string; attrs: Stats }[]> };
+    const read = (prefix: string): Listing => ({
+      prefix,
+      list: call((cb) => sftp.readdir(prefix ? `${abs}/${prefix}` : abs, cb)),
+    });
+    const queue: Listing[] = [read("")];
+    while (queue.length) {
+      if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+      const { prefix, list } = queue.shift()!;
+      const items = (await list).filter((i) => i.filename !== "." && i.filename !== "..");
+      items.sort((a, b) => (a.filename < b.filename ? -1 : 1));
+      for (const it of items) {
+        const p = prefix ? `${prefix}/${it.filename}` : it.filename;
+        const e = await this.entryOf(sftp, p, `${abs}/${p}`, it.attrs);
+        if (!e) continue;
+        yield e;
+        if (e.type === "dir") queue.push(read(p));
+      }
+    }
+  }
+
+  async *openRead(path: string, opts: OpOptions & { start?: number } = {}): AsyncIterable<Uint8Array> {
+    this.start(opts.signal);
+    const rel = normalizeRel(path);
+    const abs = this.abs(rel);
+    const start = opts.start ?? 0;
+    let size: number;
+    let sftp: SFTPWrapper;
+    try {
+      sftp = await this.conn.sftp();
+      // realpath resolves every link on the way, including the file itself: one round trip proves it is inside.
+      const [resolved, st] = await Promise.all([this.call<string>((cb) => sftp.realpath(abs, cb)), this.call<Stats>((cb) => sftp.stat(abs, cb))]);
+      if (!this.inside(resolved)) throw new TransferError("PATH_ESCAPE", `${JSON.stringify(rel)} resolves to ${JSON.stringify(resolved)}, outside the portal's root`, { details: { path: rel } });
+      if ((st.mode & S_IFMT) !== S_IFREG) throw new TransferError("IO_ERROR", `${JSON.stringify(rel)} is not a regular file`, { details: { path: rel } });
+      size = st.size;
+    } catch (err) {
+      throw this.fail(err, rel, "read", opts.signal);
+    }
+    try {
+      const tools = size - start >= EXEC_STREAM_MIN_BYTES ? await this.tools(opts.signal) : null;
+      if (tools?.shell && tools.commands.has("cat") && tools.commands.has("tail")) {
+        const cmd = start > 0 ? `tail -c +${start + 1} -- ${shQuote(abs)}` : `cat -- ${shQuote(abs)}`;
+        yield* this.streamCommand(cmd, rel, "read", opts.signal);
+      } else {
+        yield* this.readSftp(sftp, abs, start, size, opts.signal);
+      }
+    } catch (err) {
+      throw this.fail(err, rel, "read", opts.signal);
+    }
+  }
+
+  /** Pipelined SFTP reads: SFTP_IN_FLIGHT requests outstanding, yielded in order. */
+  private async *readSftp(sftp: SFTPWrapper, abs: string, start: number, size: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+    const handle = await this.call<Buffer>((cb) => sftp.open(abs, "r", cb));
+    const chunk = maxLen(sftp, "_maxReadLen");
+    try {
+      let next = start; // next offset to request
+      const inflight: { off: number; p: Promise<Buffer> }[] = [];
+      const request = (off: number): void => {
+        const len = Math.min(chunk, Math.max(size - off, 0) || chunk);
+        const buf = Buffer.allocUnsafe(len);
+        inflight.push({
+          off,
+          p: this.guard(new Promise<Buffer>((resolve, reject) => {
+            sftp.read(handle, buf, 0, len, off, (err, n) => {
+              if (err && sftpStatus(err) !== FX_EOF) reject(err);
+              else resolve(buf.subarray(0, err ? 0 : n));
+            });
+          })),
+        });
+      };
+      while (true) {
+        while (inflight.length < SFTP_IN_FLIGHT && next < size) {
+          request(next);
+          next += chunk;
+        }
+        if (!inflight.length) request(next); // probe for growth past the stat size: EOF ends the loop
+        const head = inflight.shift()!;
+        const data = await head.p;
+        if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+        if (data.length === 0) {
+          await Promise.allSettled(inflight.map((r) => r.p));
+          return;
+        }
+        yield data;
+        const expected = Math.min(chunk, Math.max(size - head.off, 0) || chunk);
+        if (data.length < expected) {
+          // Short read: drop the requests already issued after it and resume right behind the data.
+          await Promise.allSettled(inflight.splice(0).map((r) => r.p));
+          next = head.off + data.length;
+        } else if (!inflight.length && next >= size) {
+          next = head.off + data.length;
+        }
+      }
+    } finally {
+      await this.call<void>((cb) => sftp.close(handle, cb as (e: Error | null | undefined) => void)).catch((e: unknown) => {
+        if (!this.conn.lost) throw e;
+      });
+    }
+  }
+
+  async openWrite(path: string, opts: OpOptions & { mode?: number; size?: number } = {}): Promise<FileWriter> {
+    this.start(opts.signal);
+    const rel = normalizeRel(path);
+    if (rel === "") throw new TransferError("INVALID_SPEC", "cannot write to the portal's root itself");
+    const abs = this.abs(rel);
+    try {
+      await this.ensureSafeDir(this.abs(parentOf(rel)), rel);
+      const big = opts.size === undefined || opts.size >= EXEC_STREAM_MIN_BYTES;
+      const tools = big ? await this.tools(opts.signal) : null;
+      const sftp = await this.conn.sftp();
+      const existing = await this.call<Stats>((cb) => sftp.lstat(abs, cb)).catch((e: unknown) => {
+        if (sftpStatus(e) === FX_NO_SUCH_FILE) return null;
+        throw e;
+      });
+      if (existing && (existing.mode & S_IFMT) === S_IFLNK) {
+        // Opening a link writes (or creates) its target: that must stay inside the root too.
+        const [parentReal, link] = await Promise.all([
+          this.call<string>((cb) => sftp.realpath(this.abs(parentOf(rel)), cb)),
+          this.call<string>((cb) => sftp.readlink(abs, cb)),
+        ]);
+        if (!this.inside(posix.resolve(parentReal, link))) {
+          throw new TransferError("PATH_ESCAPE", `${JSON.stringify(rel)} is a symbolic link pointing outside the portal's root`, { details: { path: rel } });
+        }
+      } else if (existing && (existing.mode & S_IFMT) !== S_IFREG) {
+        throw new TransferError("TARGET_EXISTS", `${JSON.stringify(rel)} exists and is not a regular file`, { details: { path: rel } });
+      }
+      if (tools?.shell && tools.commands.has("cat")) return await this.execWriter(rel, abs, opts.mode, opts.signal);
+      return await this.sftpWriter(sftp, rel, abs, opts.mode, opts.signal);
+    } catch (err) {
+      throw this.fail(err, rel, "write", opts.signal);
+    }
+  }
+
+  /** Writer over `cat > file`: one byte stream, batched into large channel writes. */
+  private async execWriter(rel: string, abs: string, mode: number | undefined, signal?: AbortSignal): Promise<FileWriter> {
+    const chmod = mode === undefined ? "" : ` && chmod ${(mode & 0o7777).toString(8)} -- ${shQuote(abs)}`;
+    const ch = await this.conn.exec(`umask 077 && cat > ${shQuote(abs)}${chmod}`, signal);
+    return new ExecWriter(this, ch, rel, abs, signal);
+  }
+
+  private async sftpWriter(sftp: SFTPWrapper, rel: string, abs: string, mode: number | undefined, signal?: AbortSignal): Promise<FileWriter> {
+    const handle = await this.call<Buffer>((cb) => sftp.open(abs, "w", { mode: mode ?? 0o644 }, cb));
+    return new SftpWriter(this, sftp, handle, rel, abs, mode, signal);
+  }
+
+  /** Used by writers: a failure mapped with this endpoint's rules. */
+  mapError(err: unknown, rel: string, action: string, signal?: AbortSignal): TransferError {
+    return this.fail(err, rel, action, signal);
+  }
+
+  /** Used by writers: removes a partial file; a connection already gone leaves nothing we can do. */
+  async discard(abs: string): Promise<void> {
+    if (this.conn.lost) return;
+    const sftp = await this.conn.sftp();
+    await this.call<void>((cb) => sftp.unlink(abs, cb as (e: Error | null | undefined) => void)).catch((e: unknown) => {
+      if (sftpStatus(e) !== FX_NO_SUCH_FILE && !this.conn.lost) throw e;
+    });
+  }
+
+  /** Used by writers: distinguishes a full disk from other SFTP failures (sftp-server reports ENOSPC as plain FAILURE). */
+  async diskFull(abs: string): Promise<boolean> {
+    try {
+      const s = await this.space(abs.slice(this.root.length + 1).split("/").slice(0, -1).join("/"));
+      return s.freeBytes < 1024 * 1024;
+    } catch (err) {
+      if (isTransferError(err) && err.code === "UNSUPPORTED") return false;
+      throw err;
+    }
+  }
+
+  /** Used by writers: the connection's state. */
+  connectionLost(): TransferError | null {
+    return this.conn.lost;
+  }
+
+  async mkdir(path: string, opts: OpOptions & { mode?: number; recursive?: boolean } = {}): Promise<void> {
+    this.start(opts.signal);
+    const rel = normalizeRel(path);
+    if (rel === "") {
+      if (!opts.recursive) throw new TransferError("TARGET_EXISTS", "the portal's root already exists");
+      return;
+    }
+    try {
+      await this.ensureSafeDir(this.abs(parentOf(rel)), rel);
+      await this.mkdirAt(await this.conn.sftp(), rel, opts.mode, opts.recursive ?? false);
+    } catch (err) {
+      throw this.fail(err, rel, "create folder", opts.signal);
+    }
+  }
+
+  private async mkdirAt(sftp: SFTPWrapper, rel: string, mode: number | undefined, recursive: boolean): Promise<void> {
+    const abs = this.abs(rel);
+    try {
+      await this.call<void>((cb) => sftp.mkdir(abs, mode === undefined ? {} : { mode }, cb as (e: Error | null | undefined) => void));
+    } catch (err) {
+      const status = sftpStatus(err);
+      if (status === FX_NO_SUCH_FILE && recursive && rel.includes("/")) {
+        await this.mkdirAt(sftp, parentOf(rel), undefined, true);
+        return this.mkdirAt(sftp, rel, mode, false);
+      }
+      if (status !== FX_FAILURE) throw err;
+      // sftp-server reports EEXIST as a bare FAILURE: look at what is there.
+      const st = await this.call<Stats>((cb) => sftp.lstat(abs, cb)).catch(() => null); // unknown: report the original failure below
+      if (!st) throw err;
+      if ((st.mode & S_IFMT) === S_IFDIR && recursive) return;
+      throw new TransferError("TARGET_EXISTS", `create folder ${JSON.stringify(rel)}: already exists`, { details: { path: rel } });
+    }
+    if (mode !== undefined) await this.call<void>((cb) => sftp.chmod(abs, mode & 0o7777, cb as (e: Error | null | undefined) => void)); // the server's umask applied to mkdir
+  }
+
+  async symlink(target: string, path: string, opts: OpOptions = {}): Promise<void> {
+    this.start(opts.signal);
+    const { rel, abs } = await this.prepare(path).catch((e: unknown) => { throw this.fail(e, path, "create link", opts.signal); });
+    try {
+      const sftp = await this.conn.sftp();
+      await this.call<void>((cb) => sftp.symlink(target, abs, cb as (e: Error | null | undefined) => void));
+    } catch (err) {
+      if (sftpStatus(err) === FX_FAILURE && (await this.stat(rel))) throw new TransferError("TARGET_EXISTS", `create link ${JSON.stringify(rel)}: already exists`, { details: { path: rel } });
+      throw this.fail(err, rel, "create link", opts.signal);
+    }
+  }
+
+  async setAttributes(path: string, attrs: { mtimeMs?: number; mode?: number }, opts: OpOptions = {}): Promise<void> {
+    this.start(opts.signal);
+    const { rel, abs } = await this.prepare(path).catch((e: unknown) => { throw this.fail(e, path, "set attributes", opts.signal); });
+    try {
+      const sftp = await this.conn.sftp();
+      const st = await this.call<Stats>((cb) => sftp.lstat(abs, cb));
+      if ((st.mode & S_IFMT) === S_IFLNK) return; // link metadata is not portable over SFTP v3; the link itself is what matters
+      const set: { mode?: number; atime?: number; mtime?: number } = {};
+      if (attrs.mode !== undefined) set.mode = attrs.mode & 0o7777;
+      // SFTP v3 carries whole seconds only.
+      if (attrs.mtimeMs !== undefined) set.atime = set.mtime = Math.floor(attrs.mtimeMs / 1000);
+      await this.call<void>((cb) => sftp.setstat(abs, set, cb as (e: Error | null | undefined) => void));
+    } catch (err) {
+      throw this.fail(err, rel, "set attributes", opts.signal);
+    }
+  }
+
+  async rename(from: string, to: string, opts: OpOptions & { replace?: boolean } = {}): Promise<void> {
+    this.start(opts.signal);
+    const a = await this.prepare(from).catch((e: unknown) => { throw this.fail(e, from, "rename", opts.signal); });
+    const b = await this.prepare(to).catch((e: unknown) => { throw this.fail(e, to, "rename", opts.signal); });
+    try {
+      const sftp = await this.conn.sftp();
+      const existing = await this.call<Stats>((cb) => sftp.lstat(b.abs, cb)).catch((e: unknown) => {
+        if (sftpStatus(e) === FX_NO_SUCH_FILE) return null;
+        throw e;
+      });
+      if (existing && !opts.replace) throw new TransferError("TARGET_EXISTS", `rename to ${JSON.stringify(b.rel)}: already exists`, { details: { path: b.rel } });
+      if (existing && supportsPosixRename(sftp)) {
+        await this.call<void>((cb) => sftp.ext_openssh_rename(a.abs, b.abs, cb as (e: Error | null | undefined) => void));
+      } else {
+        if (existing) await this.remove(b.rel, { recursive: false, signal: opts.signal });
+        // Plain SFTP rename never replaces (sftp-server uses link+unlink): atomic and no-clobber.
+        await this.call<void>((cb) => sftp.rename(a.abs, b.abs, cb as (e: Error | null | undefined) => void));
+      }
+      this.forgetSafe(a.abs);
+    } catch (err) {
+      if (sftpStatus(err) === FX_FAILURE && !opts.replace && (await this.stat(b.rel))) {
+        throw new TransferError("TARGET_EXISTS", `rename to ${JSON.stringify(b.rel)}: already exists`, { details: { path: b.rel } });
+      }
+      throw this.fail(err, a.rel, "rename", opts.signal);
+    }
+  }
+
+  /** Drops cached safe folders at or below `abs` (they moved or vanished). */
+  private forgetSafe(abs: string): void {
+    for (const d of this.safeDirs) if (d === abs || d.startsWith(`${abs}/`)) this.safeDirs.delete(d);
+    this.safeDirs.add(this.root);
+  }
+
+  async remove(path: string, opts: OpOptions & { recursive?: boolean } = {}): Promise<void> {
+    this.start(opts.signal);
+    const { rel, abs } = await this.prepare(path).catch((e: unknown) => { throw this.fail(e, path, "remove", opts.signal); });
+    if (rel === "") throw new TransferError("INVALID_SPEC", "refusing to remove the portal's root");
+    try {
+      const sftp = await this.conn.sftp();
+      const st = await this.call<Stats>((cb) => sftp.lstat(abs, cb)).catch((e: unknown) => {
+        if (sftpStatus(e) === FX_NO_SUCH_FILE) return null;
+        throw e;
+      });
+      if (!st) return;
+      this.forgetSafe(abs);
+      if ((st.mode & S_IFMT) !== S_IFDIR) {
+        await this.call<void>((cb) => sftp.unlink(abs, cb as (e: Error | null | undefined) => void));
+        return;
+      }
+      if (!opts.recursive) {
+        await this.call<void>((cb) => sftp.rmdir(abs, cb as (e: Error | null | undefined) => void)).catch((e: unknown) => {
+          // sftp-server reports ENOTEMPTY as a bare FAILURE.
+          if (sftpStatus(e) === FX_FAILURE) throw new TransferError("TARGET_EXISTS", `remove ${JSON.stringify(rel)}: the folder is not empty`, { details: { path: rel } });
+          throw e;
+        });
+        return;
+      }
+      const tools = await this.tools(opts.signal);
+      if (tools.shell && tools.commands.has("rm")) {
+        const r = await this.run(`rm -rf -- ${shQuote(abs)}`, { signal: opts.signal });
+        if (r.code !== 0) throw commandError("remove", rel, r.code, r.stderr);
+        return;
+      }
+      await this.removeTreeSftp(sftp, abs);
+    } catch (err) {
+      throw this.fail(err, rel, "remove", opts.signal);
+    }
+  }
+
+  private async removeTreeSftp(sftp: SFTPWrapper, abs: string): Promise<void> {
+    const items = await this.call<{ filename: string; attrs: Stats }[]>((cb) => sftp.readdir(abs, cb));
+    await Promise.all(items.filter((i) => i.filename !== "." && i.filename !== "..").map(async (i) => {
+      const p = `${abs}/${i.filename}`;
+      if ((i.attrs.mode & S_IFMT) === S_IFDIR) await this.removeTreeSftp(sftp, p);
+      else await this.call<void>((cb) => sftp.unlink(p, cb as (e: Error | null | undefined) => void));
+    }));
+    await this.call<void>((cb) => sftp.rmdir(abs, cb as (e: Error | null | undefined) => void));
+  }
+
+  async space(path: string, opts: OpOptions = {}): Promise<SpaceInfo> {
+    this.start(opts.signal);
+    const { rel, abs } = await this.prepare(path).catch((e: unknown) => { throw this.fail(e, path, "check space", opts.signal); });
+    try {
+      const sftp = await this.conn.sftp();
+      type Vfs = { f_bavail: number | bigint; f_frsize: number | bigint; f_blocks: number | bigint };
+      const statvfs = (at: string): Promise<Vfs> => this.call<Vfs>((cb) => {
+        try {
+          sftp.ext_openssh_statvfs(at, cb);
+        } catch (err) {
+          // ssh2 throws synchronously when the server lacks statvfs@openssh.com.
+          throw new TransferError("UNSUPPORTED", `${this.label} cannot report free space`, { cause: err });
+        }
+      });
+      let at = abs;
+      let info: Vfs;
+      for (;;) {
+        try {
+          info = await statvfs(at);
+          break;
+        } catch (err) {
+          // A folder not created yet lives on its nearest existing ancestor's file system.
+          if (sftpStatus(err) !== FX_NO_SUCH_FILE || at === this.root) throw err;
+          at = at.slice(0, at.lastIndexOf("/")) || "/";
+        }
+      }
+      return { freeBytes: Number(info.f_bavail) * Number(info.f_frsize), totalBytes: Number(info.f_blocks) * Number(info.f_frsize) };
+    } catch (err) {
+      throw this.fail(err, rel, "check space", opts.signal);
+    }
+  }
+
+  async capabilities(opts: OpOptions = {}): Promise<Capabilities> {
+    const t = await this.tools(opts.signal).catch((e: unknown) => { throw this.fail(e, "", "probe", opts.signal); });
+    const remote = remoteHashes(t);
+    return {
+      hashes: remote.length ? remote : READBACK_HASHES,
+      unzip: t.shell && (t.commands.has("unzip") || t.commands.has("bsdtar")),
+      packZip: t.shell && t.commands.has("zip"),
+    };
+  }
+
+  async hashFiles(paths: readonly string[], algorithm: HashAlgorithm, opts: OpOptions = {}): Promise<Map<string, string>> {
+    this.start(opts.signal);
+    const rels = paths.map(normalizeRel);
+    for (const r of new Set(rels.map(parentOf))) await this.ensureSafeDir(this.abs(r), r).catch((e: unknown) => { throw this.fail(e, r, "hash", opts.signal); });
+    const t = await this.tools(opts.signal).catch((e: unknown) => { throw this.fail(e, "", "probe", opts.signal); });
+    if (remoteHashes(t).includes(algorithm)) return this.hashRemote(paths, rels, algorithm, opts.signal);
+    if (!READBACK_HASHES.includes(algorithm)) throw new TransferError("UNSUPPORTED", `${this.label} cannot hash with ${algorithm}`);
+    return this.hashReadBack(paths, rels, algorithm, opts.signal);
+  }
+
+  /** One remote command hashes every file: NUL-separated names in, "hash  name\0" out. */
+  private async hashRemote(paths: readonly string[], rels: string[], algorithm: HashAlgorithm, signal?: AbortSignal): Promise<Map<string, string>> {
+    const result = new Map<string, string>();
+    if (!paths.length) return result;
+    const stdin = new TextEncoder().encode(rels.map((r) => `${r}\0`).join(""));
+    const r = await this.run(`cd ${shQuote(this.root)} && ${hashCommand(algorithm)}`, { stdin, signal }).catch((e: unknown) => { throw this.fail(e, "", "hash", signal); });
+    if (r.code !== 0) throw commandError("hash", rels[0] ?? "", r.code, r.stderr);
+    const byRel = parseHashOutput(r.stdout);
+    paths.forEach((p, i) => {
+      const h = byRel.get(rels[i]!);
+      if (h === undefined) throw new TransferError("REMOTE_COMMAND_FAILED", `hash ${JSON.stringify(p)}: no hash in the remote output`);
+      result.set(p, h);
+    });
+    return result;
+  }
+
+  /** Without a shell: read every file back over SFTP and hash here, a few files at a time. */
+  private async hashReadBack(paths: readonly string[], rels: string[], algorithm: HashAlgorithm, signal?: AbortSignal): Promise<Map<string, string>> {
+    const result = new Map<string, string>();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < paths.length) {
+        const i = next++;
+        const h = localHasher(algorithm);
+        for await (const chunk of this.openRead(rels[i]!, { signal })) h.update(chunk);
+        result.set(paths[i]!, h.digest());
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, paths.length) }, worker));
+    return result;
+  }
+
+  private async unzipArchive(archive: string, into: string, opts: OpOptions = {}): Promise<void> {
+    this.start(opts.signal);
+    const a = await this.prepare(archive).catch((e: unknown) => { throw this.fail(e, archive, "unzip", opts.signal); });
+    const d = await this.prepare(into).catch((e: unknown) => { throw this.fail(e, into, "unzip", opts.signal); });
+    await this.ensureSafeDir(d.abs, d.rel).catch((e: unknown) => { throw this.fail(e, into, "unzip", opts.signal); });
+    const t = await this.tools(opts.signal).catch((e: unknown) => { throw this.fail(e, "", "probe", opts.signal); });
+    let cmd: string;
+    // unzip strips "../" and leading "/" from member names, so an archive cannot write outside `into`;
+    // -^ keeps control characters (a newline is a legal name character) instead of mangling names.
+    if (t.shell && t.commands.has("unzip")) cmd = `unzip -q -o -^ ${shQuote(a.abs)} -d ${shQuote(d.abs)}`;
+    else if (t.shell && t.commands.has("bsdtar")) cmd = `bsdtar -x -f ${shQuote(a.abs)} -C ${shQuote(d.abs)}`;
+    else throw new TransferError("UNSUPPORTED", `${this.label} has no unzip or bsdtar`);
+    const r = await this.run(cmd, { signal: opts.signal }).catch((e: unknown) => { throw this.fail(e, a.rel, "unzip", opts.signal); });
+    if (r.code === 50) throw new TransferError("NO_SPACE", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the disk filled up; free space or choose another target`, { details: { path: d.rel } });
+    if (r.code !== 0 && /bad CRC|checksum error|CRC error/i.test(r.stdout.toString() + r.stderr)) {
+      throw new TransferError("VERIFY_FAILED", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the archive arrived corrupted (CRC mismatch)`, { details: { path: a.rel } });
+    }
+    if (r.code !== 0) throw commandError("unzip", a.rel, r.code, r.stderr || r.stdout.toString());
+  }
+
+  private async *packFolder(path: string, opts: OpOptions = {}): AsyncIterable<Uint8Array> {
+    this.start(opts.signal);
+    const rel = normalizeRel(path);
+    const abs = this.abs(rel);
+    try {
+      await this.ensureSafeDir(abs, rel);
+      const t = await this.tools(opts.signal);
+      if (!t.shell || !t.commands.has("zip")) throw new TransferError("UNSUPPORTED", `${this.label} has no zip`);
+      // -0 stores, -y keeps symlinks as links; "Nothing to do" (12) is an empty folder.
+      const it = this.streamCommand(`cd ${shQuote(abs)} && zip -0 -q -r -y - .`, rel, "pack", opts.signal, [0, 12]);
+      let sent = 0;
+      while (true) {
+        const r = await it.next();
+        if (r.done) {
+          if (r.value === 12 && sent === 0) yield EMPTY_ZIP;
+          return;
+        }
+        sent += r.value.length;
+        yield r.value;
+      }
+    } catch (err) {
+      throw this.fail(err, rel, "pack", opts.signal);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.conn.close();
+  }
+}
+
+/** A zip with no entries: just the end-of-central-directory record. */
+const EMPTY_ZIP = new Uint8Array([0x50, 0x4b, 0x05, 0x06, ...new Array<number>(18).fill(0)]);
+
+function supportsPosixRename(sftp: SFTPWrapper): boolean {
+  const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions;
+  return ext?.["posix-rename@openssh.com"] === "1";
+}
+
+/** ssh2 learns the server's limits (limits@openssh.com) but keeps them private; 32 KiB is the safe default. */
+function maxLen(sftp: SFTPWrapper, key: "_maxReadLen" | "_maxWriteLen"): number {
+  const v = (sftp as unknown as Record<string, unknown>)[key];
+  return typeof v === "number" && v > 0 ? v : 32 * 1024;
+}
+
+function localHasher(algorithm: HashAlgorithm): { update(c: Uint8Array): void; digest(): string } {
+  if (algorithm === "crc32") {
+    let crc = 0;
+    return { update: (c) => void (crc = Bun.hash.crc32(c, crc)), digest: () => (crc >>> 0).toString(16).padStart(8, "0") };
+  }
+  if (algorithm === "xxh64") throw new TransferError("UNSUPPORTED", "xxh64 cannot be computed incrementally here");
+  const h = new Bun.CryptoHasher(algorithm);
+  return { update: (c) => void h.update(c), digest: () => h.digest("hex") };
+}
+
+/** Writes one file over `cat > file` on an exec channel. */
+class ExecWriter implements FileWriter {
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private exitCode: number | null = null;
+  private stderr = "";
+  private closed: Promise<void>;
+  private isClosed = false;
+  private done = false;
+
+  constructor(private ep: SftpEndpoint, private ch: ClientChannel, private rel: string, private abs: string, private signal?: AbortSignal) {
+    this.closed = new Promise<void>((r) => ch.once("close", () => {
+      this.isClosed = true;
+      r();
+    }));
+    ch.on("exit", (c: number | null) => {
+      this.exitCode = c;
+    });
+    ch.stderr.on("data", (d: Buffer) => {
+      if (this.stderr.length < 65536) this.stderr += d.toString();
+    });
+    ch.on("data", () => undefined); // cat prints nothing; keep the stream flowing regardless
+  }
+
+  private async failure(): Promise<TransferError> {
+    await this.closed;
+    if (this.signal?.aborted) return new TransferError("CANCELLED", "transfer cancelled");
+    const lost = this.ep.connectionLost();
+    if (lost) return lost;
+    return commandError("write", this.rel, this.exitCode, this.stderr);
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+    if (this.isClosed) throw await this.failure();
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= WRITE_BATCH_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (!this.pendingBytes) return;
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.ch.write(buf)) return;
+    // Backpressure: wait until the channel drains, or until it dies under us.
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.ch.off("drain", done);
+        resolve();
+      };
+      this.ch.once("drain", done);
+      void this.closed.then(done);
+    });
+    if (this.isClosed) throw await this.failure();
+  }
+
+  async close(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    try {
+      await this.flush();
+      this.ch.end();
+      await this.closed;
+    } catch (err) {
+      throw this.ep.mapError(err, this.rel, "write", this.signal);
+    }
+    if (this.exitCode !== 0) throw await this.failure();
+  }
+
+  async abort(): Promise<void> {
+    this.done = true;
+    this.pending = [];
+    if (!this.isClosed) {
+      // End stdin and let cat exit before unlinking: closing the channel at once could leave a shell
+      // that creates the file after our unlink. A stuck channel is closed after a grace period.
+      this.ch.end();
+      const timer = setTimeout(() => this.ch.close(), 5_000);
+      await this.closed;
+      clearTimeout(timer);
+    }
+    await this.ep.discard(this.abs);
+  }
+}
+
+/** Writes one file over SFTP with many WRITE requests in flight (ssh2's own streams keep one). */
+class SftpWriter implements FileWriter {
+  private pos = 0;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private inflight = 0;
+  private waiters: (() => void)[] = [];
+  private error: unknown = null;
+  private done = false;
+  private readonly chunk: number;
+
+  constructor(private ep: SftpEndpoint, private sftp: SFTPWrapper, private handle: Buffer, private rel: string, private abs: string, private mode: number | undefined, private signal?: AbortSignal) {
+    this.chunk = maxLen(sftp, "_maxWriteLen");
+  }
+
+  private async check(): Promise<void> {
+    if (this.signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+    if (this.error) {
+      const err = this.error;
+      if (sftpStatus(err) === FX_FAILURE && (await this.ep.diskFull(this.abs).catch(() => false))) {
+        throw new TransferError("NO_SPACE", `write ${JSON.stringify(this.rel)}: no space left on the destination; free space or choose another target`, { cause: err, details: { path: this.rel } });
+      }
+      throw this.ep.mapError(err, this.rel, "write", this.signal);
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    await this.check();
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    while (this.pendingBytes >= this.chunk) await this.send(this.take(this.chunk));
+  }
+
+  private take(n: number): Buffer {
+    const all = this.pending.length === 1 ? Buffer.from(this.pending[0]!.buffer, this.pending[0]!.byteOffset, this.pending[0]!.byteLength) : Buffer.concat(this.pending, this.pendingBytes);
+    const out = Buffer.from(all.subarray(0, n)); // a copy: the caller may reuse its chunk once write() returns
+    const rest = all.subarray(n);
+    this.pending = rest.length ? [Buffer.from(rest)] : [];
+    this.pendingBytes = rest.length;
+    return out;
+  }
+
+  private async send(buf: Buffer): Promise<void> {
+    while (this.inflight >= SFTP_IN_FLIGHT) await this.ep.guard(new Promise<void>((r) => this.waiters.push(r)));
+    await this.check();
+    const at = this.pos;
+    this.pos += buf.length;
+    this.inflight++;
+    this.sftp.write(this.handle, buf, 0, buf.length, at, (err) => {
+      this.inflight--;
+      if (err && !this.error) this.error = err;
+      this.waiters.shift()?.();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.inflight > 0) await this.ep.guard(new Promise<void>((r) => this.waiters.push(r)));
+    await this.check();
+  }
+
+  async close(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    try {
+      if (this.pendingBytes) await this.send(this.take(this.pendingBytes));
+      await this.drain();
+      // The server's umask applied at open; set the exact bits before closing.
+      if (this.mode !== undefined) await this.ep.call<void>((cb) => this.sftp.fchmod(this.handle, this.mode! & 0o7777, cb as (e: Error | null | undefined) => void));
+      await this.ep.call<void>((cb) => this.sftp.close(this.handle, cb as (e: Error | null | undefined) => void));
+    } catch (err) {
+      throw this.ep.mapError(err, this.rel, "write", this.signal);
+    }
+  }
+
+  async abort(): Promise<void> {
+    this.done = true;
+    this.pending = [];
+    await this.ep.guard((async () => {
+      while (this.inflight > 0) await new Promise<void>((r) => this.waiters.push(r));
+    })()).catch((e: unknown) => {
+      if (!this.ep.connectionLost()) throw e;
+    });
+    if (this.ep.connectionLost()) return;
+    await this.ep.call<void>((cb) => this.sftp.close(this.handle, cb as (e: Error | null | undefined) => void)).catch((e: unknown) => {
+      if (!this.ep.connectionLost()) throw this.ep.mapError(e, this.rel, "write", this.signal);
+    });
+    await this.ep.discard(this.abs);
+  }
+}
