@@ -12,6 +12,7 @@ import { checkMigrations, checkPostgres, localPortalPlaces } from "./postgres.ts
 import { checkRedis } from "./redis.ts";
 import { checkBunVersion, checkDiskSpace, type DiskPlace } from "./runtime.ts";
 import { buildReport, type Report } from "./report.ts";
+import { runSmoke, type SmokeOptions } from "./smoke.ts";
 import { checkWorkers } from "./worker.ts";
 
 /** What to run; tests shorten the smoke transfer with `smoke`. */
@@ -21,6 +22,8 @@ export interface DkuOptions {
   smoke: boolean;
   /** Parent folder of the smoke fixture (default: the OS temp folder). */
   smokeDir?: string | undefined;
+  /** Tests shrink the fixture or the job timeout. */
+  smokeTuning?: Pick<SmokeOptions, "shape" | "jobTimeoutMs">;
 }
 
 const PACKAGE_JSON = new URL("../../package.json", import.meta.url);
@@ -65,11 +68,30 @@ export function baseChecks(config: Config, opts: DkuOptions): Check[] {
   ];
 }
 
+/** The smoke transfer needs the API and a worker; without them it would only wait for its timeout. */
+async function smokeRows(config: Config, opts: DkuOptions, before: readonly CheckResult[]): Promise<CheckResult[]> {
+  const blockers = before.filter((r) => (r.name === "api" || r.name === "worker") && r.status === "fail").map((r) => r.name);
+  if (blockers.length > 0) {
+    return [
+      await runCheck({
+        name: "smoke",
+        timeoutMs: 1_000,
+        failHint: `fix the ${blockers.join(" and ")} check${blockers.length > 1 ? "s" : ""} first, then rerun the DKU`,
+        run: async () => {
+          throw new Error(`not run: the ${blockers.join(" and ")} check failed`);
+        },
+      }),
+    ];
+  }
+  return runSmoke({ api: config.api, parentDir: opts.smokeDir, ...opts.smokeTuning });
+}
+
 /** Runs every check and returns the report (not yet written). */
 export async function runDku(config: Config, opts: DkuOptions): Promise<Report> {
   const startedAt = new Date();
   const checks = baseChecks(config, opts);
   if (opts.portals) checks.push(...(await portalChecks(config.databaseUrl, config.secretKey)));
   const results: CheckResult[] = await Promise.all(checks.map(runCheck));
+  if (opts.smoke) results.push(...(await smokeRows(config, opts, results)));
   return buildReport(results, { ketterVersion: await ketterVersion(), host: hostname(), startedAt, finishedAt: new Date() });
 }
