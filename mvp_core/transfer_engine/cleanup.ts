@@ -6,7 +6,7 @@
  */
 import type { Entry } from "./endpoint.ts";
 import { isTransferError } from "./errors.ts";
-import { joinRel } from "./paths.ts";
+import { joinRel, showPath } from "./paths.ts";
 import type { Run } from "./run.ts";
 import type { Manifest } from "./scan.ts";
 import { maybeYield } from "./yield.ts";
@@ -46,7 +46,7 @@ export async function removeSource(run: Run, m: Manifest, sourcePath: string): P
   if (kept.length > 0) {
     run.emit({ kind: "source_kept", message: `${kept.length} source entries changed or were added during the move and were kept`, data: { paths: kept.slice(0, 50) } });
   }
-  run.emit({ kind: "source_removed", message: `source ${JSON.stringify(run.spec.sourcePath)} removed`, data: { kept: kept.length } });
+  run.emit({ kind: "source_removed", message: `source ${showPath(run.source, run.spec.sourcePath)} removed`, data: { kept: kept.length } });
   return kept;
 }
 

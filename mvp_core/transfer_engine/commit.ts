@@ -7,6 +7,7 @@
  */
 import type { Entry } from "./endpoint.ts";
 import { TransferError } from "./errors.ts";
+import { showPath } from "./paths.ts";
 import type { Run } from "./run.ts";
 
 /** Renames staging onto `targetPath`; returns whether an existing target was replaced. */
@@ -19,7 +20,7 @@ export async function commit(run: Run, stagingPath: string, targetPath: string):
     return false;
   }
   if (!run.spec.overwrite) {
-    throw new TransferError("TARGET_EXISTS", `target ${JSON.stringify(run.spec.targetPath)} appeared while the transfer ran; nothing was replaced — pass overwrite to replace it`);
+    throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} appeared while the transfer ran; nothing was replaced — pass overwrite to replace it`);
   }
   const staged = await target.stat(stagingPath);
   if (existing.type === "file" && staged?.type === "file") {

@@ -37,3 +37,9 @@ export function parentRel(rel: string): string {
 export function baseRel(rel: string): string {
   return rel.slice(rel.lastIndexOf("/") + 1);
 }
+
+/** How a path is shown in messages: the endpoint's label joined with the relative path. */
+export function showPath(endpoint: { label: string }, rel: string): string {
+  const label = endpoint.label.endsWith("/") ? endpoint.label.slice(0, -1) : endpoint.label;
+  return JSON.stringify(rel === "" ? endpoint.label : `${label}/${rel}`);
+}

@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import { TransferError, fromSystemError } from "./errors.ts";
 import type { LocalEndpoint } from "./local.ts";
+import { showPath } from "./paths.ts";
 import type { Run } from "./run.ts";
 
 /** Renames source onto target (swapping out an existing target with overwrite); false on EXDEV. */
@@ -14,7 +15,7 @@ export async function moveByRename(run: Run, source: LocalEndpoint, target: Loca
   const dst = target.resolve(targetPath, false);
   const existing = await target.stat(targetPath);
   if (existing !== null && !run.spec.overwrite) {
-    throw new TransferError("TARGET_EXISTS", `target ${JSON.stringify(run.spec.targetPath)} already exists; pass overwrite to replace it`);
+    throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} already exists; pass overwrite to replace it`);
   }
   if (existing !== null) await target.rename(targetPath, run.names.old);
   try {

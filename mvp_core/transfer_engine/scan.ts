@@ -9,7 +9,7 @@ import path from "node:path";
 import type { Endpoint, Entry } from "./endpoint.ts";
 import { TransferError, fromSystemError } from "./errors.ts";
 import { LocalEndpoint } from "./local.ts";
-import { baseRel, normalizeRel, parentRel } from "./paths.ts";
+import { baseRel, normalizeRel, parentRel, showPath } from "./paths.ts";
 import { type Run, checkCancelled } from "./run.ts";
 
 /** The source as listed once; every later step works from this snapshot. */
@@ -30,9 +30,9 @@ export async function checkPaths(run: Run): Promise<{ sourcePath: string; target
   const targetPath = normalizeRel(spec.targetPath);
   if (targetPath === "") throw new TransferError("INVALID_SPEC", "targetPath cannot be the endpoint root; name the file or folder to create");
   const rel = relation(source, sourcePath, target, targetPath);
-  if (rel === "same") throw new TransferError("SAME_PATH", `source and target are the same path (${JSON.stringify(spec.sourcePath)}); choose a different target`);
+  if (rel === "same") throw new TransferError("SAME_PATH", `source and target are the same path (${showPath(source, spec.sourcePath)}); choose a different target`);
   if (rel === "target-inside") {
-    throw new TransferError("TARGET_INSIDE_SOURCE", `target ${JSON.stringify(spec.targetPath)} is inside the source ${JSON.stringify(spec.sourcePath)}; copying a folder into itself never ends — choose a target outside it`);
+    throw new TransferError("TARGET_INSIDE_SOURCE", `target ${showPath(target, spec.targetPath)} is inside the source ${showPath(source, spec.sourcePath)}; copying a folder into itself never ends — choose a target outside it`);
   }
   const parent = await target.stat(parentRel(targetPath), { signal: run.signal });
   if (parent === null || parent.type !== "dir") {
@@ -42,12 +42,12 @@ export async function checkPaths(run: Run): Promise<{ sourcePath: string; target
   }
   const targetExists = await target.stat(targetPath, { signal: run.signal });
   if (targetExists !== null && !spec.overwrite) {
-    throw new TransferError("TARGET_EXISTS", `target ${JSON.stringify(spec.targetPath)} already exists; pass overwrite (--overwrite) to replace it, or choose another target`, {
+    throw new TransferError("TARGET_EXISTS", `target ${showPath(target, spec.targetPath)} already exists; pass overwrite (--overwrite) to replace it, or choose another target`, {
       details: { path: targetPath },
     });
   }
   if (targetExists !== null && rel === "source-inside") {
-    throw new TransferError("SOURCE_INSIDE_TARGET", `the source lies inside the target ${JSON.stringify(spec.targetPath)}: replacing the target would delete the source; choose another target`);
+    throw new TransferError("SOURCE_INSIDE_TARGET", `the source lies inside the target ${showPath(target, spec.targetPath)}: replacing the target would delete the source; choose another target`);
   }
   return { sourcePath, targetPath, targetExists };
 }
@@ -87,10 +87,10 @@ function realOrSelf(abs: string): string {
 export async function scan(run: Run, sourcePath: string): Promise<Manifest> {
   const root = await run.source.stat(sourcePath, { signal: run.signal });
   if (root === null) {
-    throw new TransferError("SOURCE_NOT_FOUND", `source ${JSON.stringify(run.spec.sourcePath)} does not exist on ${run.source.label}; check the path`, { details: { path: sourcePath } });
+    throw new TransferError("SOURCE_NOT_FOUND", `source ${showPath(run.source, run.spec.sourcePath)} does not exist on ${run.source.label}; check the path`, { details: { path: sourcePath } });
   }
   if (root.type === "symlink") {
-    throw new TransferError("UNSUPPORTED", `source ${JSON.stringify(run.spec.sourcePath)} is a symbolic link; give the path it points to (${JSON.stringify(root.linkTarget)}) instead`);
+    throw new TransferError("UNSUPPORTED", `source ${showPath(run.source, run.spec.sourcePath)} is a symbolic link; give the path it points to (${JSON.stringify(root.linkTarget)}) instead`);
   }
   if (root.type === "file") return { kind: "file", root, files: [{ ...root, path: "" }], dirs: [], links: [], bytes: root.size };
   const m: Manifest = { kind: "dir", root, files: [], dirs: [], links: [], bytes: 0 };

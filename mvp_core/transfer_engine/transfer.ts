@@ -11,7 +11,7 @@ import { copyFiles } from "./direct.ts";
 import { cleanupPhase } from "./cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
-import { joinRel, normalizeRel, parentRel } from "./paths.ts";
+import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
 import { type Plan, plan } from "./plan.ts";
 import { moveByRename } from "./rename.ts";
 import { ProgressTracker, type Run, type StagingNames, checkCancelled } from "./run.ts";
@@ -87,7 +87,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     const moved = await timed("commit", () => moveByRename(run, source, target, sourcePath, targetPath));
     if (moved) {
       emitChosen(run, p, m);
-      run.emit({ kind: "committed", message: `moved ${JSON.stringify(run.spec.sourcePath)} to ${JSON.stringify(run.spec.targetPath)} by renaming it` });
+      run.emit({ kind: "committed", message: `moved ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)} by renaming it` });
       return result(run, "rename", m, durations, { mode: run.spec.verify, files: 0 });
     }
     run.emit({ kind: "fallback", message: "source and target are on different mounts; copying instead of renaming" });
@@ -117,7 +117,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
 
     run.progress.phase("commit", m.files.length, m.bytes);
     const replaced = await timed("commit", () => commit(run, staging, targetPath));
-    run.emit({ kind: "committed", message: `${JSON.stringify(run.spec.targetPath)} ${replaced ? "replaced" : "created"}`, data: { replaced } });
+    run.emit({ kind: "committed", message: `${showPath(run.target, run.spec.targetPath)} ${replaced ? "replaced" : "created"}`, data: { replaced } });
 
     run.progress.phase("cleanup", run.spec.mode === "move" ? m.files.length + m.links.length : 0, run.spec.mode === "move" ? m.bytes : 0);
     const kept = await timed("cleanup", () => cleanupPhase(run, m, sourcePath));

@@ -115,12 +115,13 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
       const data = readWholeChecked(path.join(localBase, e.path), e);
       h?.update(data);
       entry.push(data, true);
+      run.progress.add(1, e.size);
     } else {
       await streamEntry(run, e, joinRel(sourcePath, e.path), entry, h === null ? null : (c) => h.update(c), sink);
+      run.progress.add(1, 0);
     }
     if (zipError) throw zipError;
     if (h !== null) hashes.set(e.path, h.digest());
-    run.progress.add(1, e.size);
     if (sink.pending >= sink.blockBytes) await sink.flush();
     await maybeYield();
   }
@@ -137,6 +138,7 @@ async function streamEntry(run: Run, e: Entry, src: string, entry: ZipPassThroug
     if (n > e.size) throw sourceChanged(src, `grew beyond the scanned ${e.size} bytes`);
     onData?.(chunk);
     entry.push(chunk, false);
+    run.progress.add(0, chunk.length);
     if (sink.pending >= sink.blockBytes) await sink.flush();
   }
   entry.push(new Uint8Array(0), true);

@@ -1,0 +1,415 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import type { Capabilities, Endpoint, Entry, FileWriter, HashAlgorithm, OpOptions, SpaceInfo } from "./endpoint.ts";
+import { isTransferError } from "./errors.ts";
+import { LocalEndpoint, type EngineEvent, type Progress, type TransferResult, type TransferSpecInput, transfer } from "./index.ts";
+import type { TransferContext } from "./transfer.ts";
+import { leftovers, randomBytes, snapshot, tempDir, writeTree } from "./test_tree.ts";
+
+let dir: string;
+let cleanup: () => Promise<void>;
+let ep: LocalEndpoint;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir());
+  ep = new LocalEndpoint(dir);
+});
+afterEach(() => cleanup());
+
+const abs = (rel: string): string => path.join(dir, rel);
+
+async function run(spec: TransferSpecInput, ctx: Partial<TransferContext> = {}): Promise<TransferResult> {
+  return transfer(spec, { source: ep, target: ep, ...ctx });
+}
+
+async function failure(spec: TransferSpecInput, ctx: Partial<TransferContext> = {}): Promise<{ code: string; retryable: boolean; message: string }> {
+  try {
+    await run(spec, ctx);
+  } catch (err) {
+    if (isTransferError(err)) return { code: err.code, retryable: err.retryable, message: err.message };
+    throw err;
+  }
+  throw new Error("transfer unexpectedly succeeded");
+}
+
+/** A tree with nested and empty folders, odd names, modes, an old mtime and an inside link. */
+function sampleTree(root: string): void {
+  writeTree(root, {
+    "a/b/c/deep.bin": 70_000,
+    "a/plain.txt": "hello",
+    "with space/ünïcødé 名前.txt": "unicode",
+    "new\nline": "newline in the name",
+    "empty/": "",
+    "a/empty-too/": "",
+    "zero": "",
+  });
+  fs.chmodSync(path.join(root, "a/plain.txt"), 0o600);
+  fs.chmodSync(path.join(root, "zero"), 0o755);
+  fs.utimesSync(path.join(root, "zero"), new Date("1975-06-01T00:00:00Z"), new Date("1975-06-01T00:00:00Z"));
+  fs.symlinkSync("../a/plain.txt", path.join(root, "with space/link"));
+  fs.utimesSync(path.join(root, "a/b"), new Date("2001-01-01T00:00:00Z"), new Date("2001-01-01T00:00:00Z"));
+}
+
+describe("copy", () => {
+  test("a single file keeps content, mode and mtime", async () => {
+    writeTree(dir, { "f.bin": 1_500_000 });
+    fs.chmodSync(abs("f.bin"), 0o640);
+    const before = snapshot(abs("f.bin"));
+    const r = await run({ sourcePath: "f.bin", targetPath: "g.bin", mode: "copy" });
+    expect(snapshot(abs("g.bin"))).toEqual(before);
+    expect(snapshot(abs("f.bin"))).toEqual(before);
+    expect(r).toMatchObject({ strategy: "direct", files: 1, bytes: 1_500_000, verified: { mode: "checksum", algorithm: "crc32", files: 1 } });
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  for (const strategy of ["direct", "zip"] as const) {
+    for (const verify of ["checksum", "size"] as const) {
+      test(`a small folder with nested/empty folders, odd names and a link (${strategy}, ${verify})`, async () => {
+        sampleTree(abs("src"));
+        const before = snapshot(abs("src"));
+        const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy, verify });
+        expect(snapshot(abs("dst"))).toEqual(before);
+        expect(snapshot(abs("src"))).toEqual(before);
+        expect(r).toMatchObject({ strategy, files: 5, dirs: 6, links: 1 });
+        expect(leftovers(dir)).toEqual([]);
+      });
+    }
+  }
+
+  test("10,000 small files: auto picks zip, the copy is exact, and timers keep running meanwhile", async () => {
+    const files: Record<string, number> = {};
+    for (let i = 0; i < 10_000; i++) files[`d${i % 100}/f${i}`] = (i * 37) % 4096;
+    writeTree(abs("src"), files);
+    const before = snapshot(abs("src"));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const events: EngineEvent[] = [];
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy" }, { onEvent: (e) => events.push(e) });
+    clearInterval(timer);
+    expect(r.strategy).toBe("zip");
+    expect(r.files).toBe(10_000);
+    expect(events.find((e) => e.kind === "strategy_chosen")?.data?.strategy).toBe("zip");
+    expect(snapshot(abs("dst"))).toEqual(before);
+    expect(ticks).toBeGreaterThan(0); // the event loop was not held for the whole transfer
+  });
+
+  test("zip round-trips random binary data that contains zip signatures, and old mtimes", async () => {
+    const sigs = [0x04034b50, 0x08074b50, 0x02014b50, 0x06054b50];
+    const files: Record<string, Uint8Array> = {};
+    for (let i = 0; i < 20; i++) {
+      const data = randomBytes(1000 + i * 5000);
+      const view = new DataView(data.buffer);
+      for (let off = 7; off + 4 <= data.length; off += 997) view.setUint32(off, sigs[off % 4] as number, true);
+      files[`bin/${i}.dat`] = data;
+    }
+    writeTree(abs("src"), files);
+    fs.utimesSync(abs("src/bin/3.dat"), new Date(0), new Date(0));
+    const before = snapshot(abs("src"));
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "zip" });
+    expect(r.strategy).toBe("zip");
+    expect(snapshot(abs("dst"))).toEqual(before);
+  });
+
+  test("zip splits into several archives over the entry limit and sends oversized files directly", async () => {
+    const files: Record<string, number> = { "big.bin": 300_000 };
+    for (let i = 0; i < 30; i++) files[`s/${i}`] = 100 + i;
+    writeTree(abs("src"), files);
+    const before = snapshot(abs("src"));
+    const events: EngineEvent[] = [];
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "zip" }, { options: { zipMaxEntries: 7, zipMaxEntryBytes: 200_000 }, onEvent: (e) => events.push(e) });
+    expect(r).toMatchObject({ strategy: "zip", archives: 5, directFiles: 1, files: 31 });
+    expect(events.filter((e) => e.kind === "archive_done").length).toBe(5);
+    expect(snapshot(abs("dst"))).toEqual(before);
+    expect(leftovers(dir)).toEqual([]);
+  });
+});
+
+describe("move", () => {
+  test("direct move deletes the source only after the copy is committed", async () => {
+    sampleTree(abs("src"));
+    const before = snapshot(abs("src"));
+    const seen: string[] = [];
+    const r = await run(
+      { sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct" },
+      { onEvent: (e) => seen.push(`${e.kind}:${fs.existsSync(abs("src")) ? "src" : "-"}:${fs.existsSync(abs("dst")) ? "dst" : "-"}`) },
+    );
+    expect(r.strategy).toBe("direct");
+    expect(fs.existsSync(abs("src"))).toBe(false);
+    expect(snapshot(abs("dst"))).toEqual(before);
+    expect(seen).toContain("committed:src:dst");
+    expect(seen.at(-1)).toBe("source_removed:-:dst");
+  });
+
+  test("auto move on one file system is an atomic rename", async () => {
+    sampleTree(abs("src"));
+    const before = snapshot(abs("src"));
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "move" });
+    expect(r.strategy).toBe("rename");
+    expect(fs.existsSync(abs("src"))).toBe(false);
+    expect(snapshot(abs("dst"))).toEqual(before);
+  });
+
+  test("a file changed after being copied is kept at the source", async () => {
+    writeTree(abs("src"), { "a": "aaa", "b": "bbb" });
+    const r = await run(
+      { sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct" },
+      { onEvent: (e) => e.kind === "committed" && fs.writeFileSync(abs("src/b"), "changed later") },
+    );
+    expect(r.sourceKept).toEqual(["src/b", "src"]);
+    expect(fs.readFileSync(abs("src/b"), "utf8")).toBe("changed later");
+    expect(fs.existsSync(abs("src/a"))).toBe(false);
+    expect(fs.readFileSync(abs("dst/b"), "utf8")).toBe("bbb");
+  });
+});
+
+describe("existing target", () => {
+  test("is refused by default and left untouched", async () => {
+    writeTree(dir, { "src/x": "new", "dst/y": "old" });
+    const before = snapshot(abs("dst"));
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "copy" });
+    expect(f).toMatchObject({ code: "TARGET_EXISTS", retryable: false });
+    expect(f.message).toContain("overwrite");
+    expect(snapshot(abs("dst"))).toEqual(before);
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  test("is replaced as a whole with overwrite (folder over folder, file over file, folder over file)", async () => {
+    writeTree(dir, { "src/x": "new", "dst/y": "old", "f1": "one", "f2": "two", "file-target": "was a file" });
+    await run({ sourcePath: "src", targetPath: "dst", mode: "copy", overwrite: true });
+    expect(snapshot(abs("dst"))).toEqual(snapshot(abs("src")));
+    await run({ sourcePath: "f1", targetPath: "f2", mode: "copy", overwrite: true });
+    expect(fs.readFileSync(abs("f2"), "utf8")).toBe("one");
+    await run({ sourcePath: "src", targetPath: "file-target", mode: "copy", overwrite: true, strategy: "zip" });
+    expect(snapshot(abs("file-target"))).toEqual(snapshot(abs("src")));
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  test("a retry finds a crashed attempt's leftovers by id: stale staging removed, a target mid-swap restored", async () => {
+    writeTree(dir, { "src/x": "new", ".ketter-job7.partial/junk": "half", ".ketter-job7.zips/0.zip": "torn", ".ketter-job7.old/y": "previous target" });
+    const events: EngineEvent[] = [];
+    const f = await failure({ id: "job7", sourcePath: "src", targetPath: "dst", mode: "copy" }, { onEvent: (e) => events.push(e) });
+    // The old target was put back, so without overwrite it is now (correctly) in the way.
+    expect(f.code).toBe("TARGET_EXISTS");
+    expect(fs.readFileSync(abs("dst/y"), "utf8")).toBe("previous target");
+    expect(events[0]?.kind).toBe("staging_recovered");
+    expect(leftovers(dir)).toEqual([]);
+    await run({ id: "job7", sourcePath: "src", targetPath: "dst", mode: "copy", overwrite: true });
+    expect(fs.readdirSync(abs("dst"))).toEqual(["x"]);
+  });
+});
+
+describe("failures leave no trace", () => {
+  for (const strategy of ["direct", "zip"] as const) {
+    test(`cancel mid-transfer (${strategy})`, async () => {
+      const files: Record<string, number> = {};
+      for (let i = 0; i < 300; i++) files[`d${i % 5}/f${i}`] = 2000;
+      writeTree(abs("src"), files);
+      const before = snapshot(abs("src"));
+      const ac = new AbortController();
+      const phases: Progress[] = [];
+      const f = await failure(
+        { sourcePath: "src", targetPath: "dst", mode: "move", strategy },
+        {
+          signal: ac.signal,
+          options: { progressIntervalMs: 0 },
+          onProgress: (p) => {
+            phases.push(p);
+            if (p.phase === "transfer" && p.filesDone >= 50) ac.abort();
+          },
+        },
+      );
+      expect(f.code).toBe("CANCELLED");
+      expect(phases.some((p) => p.phase === "transfer" && p.filesDone >= 50)).toBe(true);
+      expect(phases.some((p) => p.phase === "verify")).toBe(false);
+      expect(fs.existsSync(abs("dst"))).toBe(false);
+      expect(leftovers(dir)).toEqual([]);
+      expect(snapshot(abs("src"))).toEqual(before);
+    });
+  }
+
+  for (const [strategy, verify] of [["direct", "checksum"], ["zip", "checksum"], ["direct", "size"]] as const) {
+    test(`a destination file corrupted after writing is caught (${strategy}, ${verify})`, async () => {
+      writeTree(abs("src"), { "a/one": 5000, "a/two": 5000, "b": 100 });
+      const before = snapshot(abs("src"));
+      let corrupted = "";
+      const f = await failure(
+        { sourcePath: "src", targetPath: "dst", mode: "move", strategy, verify },
+        {
+          onProgress: (p) => {
+            if (p.phase !== "verify" || corrupted) return;
+            const staging = leftovers(dir).find((n) => n.endsWith(".partial")) as string;
+            corrupted = path.join(dir, staging, "a/two");
+            const data = fs.readFileSync(corrupted);
+            if (verify === "size") fs.writeFileSync(corrupted, data.subarray(1));
+            else {
+              data[100] = (data[100] as number) ^ 0x01;
+              fs.writeFileSync(corrupted, data);
+            }
+          },
+        },
+      );
+      expect(corrupted).not.toBe("");
+      expect(f).toMatchObject({ code: "VERIFY_FAILED", retryable: true });
+      expect(f.message).toContain("a/two");
+      expect(fs.existsSync(abs("dst"))).toBe(false);
+      expect(leftovers(dir)).toEqual([]);
+      expect(snapshot(abs("src"))).toEqual(before);
+    });
+  }
+
+  test("a file changed between scan and copy is SOURCE_CHANGED (retryable)", async () => {
+    writeTree(abs("src"), { "a": 1000, "b": 1000 });
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct" }, { onEvent: (e) => e.kind === "strategy_chosen" && fs.appendFileSync(abs("src/b"), "more") });
+    expect(f).toMatchObject({ code: "SOURCE_CHANGED", retryable: true });
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+    expect(fs.statSync(abs("src/b")).size).toBe(1004);
+  });
+
+  for (const [strategy, opts] of [["direct", { localWholeFileBytes: 1000 }], ["zip", { localWholeFileBytes: 1000 }]] as const) {
+    test(`a file growing while it is read is never reported as copied (${strategy})`, async () => {
+      writeTree(abs("src"), { "big": 9 * 1024 * 1024 });
+      let grown = false;
+      const f = await failure(
+        { sourcePath: "src", targetPath: "dst", mode: "copy", strategy },
+        {
+          options: { ...opts, progressIntervalMs: 0 },
+          onProgress: (p) => {
+            if (p.phase === "transfer" && p.bytesDone > 0 && !grown) {
+              grown = true;
+              fs.appendFileSync(abs("src/big"), randomBytes(5 * 1024 * 1024));
+            }
+          },
+        },
+      );
+      expect(grown).toBe(true);
+      expect(f.code).toBe("SOURCE_CHANGED");
+      expect(fs.existsSync(abs("dst"))).toBe(false);
+      expect(leftovers(dir)).toEqual([]);
+    });
+  }
+});
+
+describe("bad input", () => {
+  beforeEach(() => writeTree(dir, { "src/x": "x", "file": "f", "other/": "" }));
+  const cases: [string, TransferSpecInput, string][] = [
+    ["missing source", { sourcePath: "nope", targetPath: "dst", mode: "copy" }, "SOURCE_NOT_FOUND"],
+    ["source = target", { sourcePath: "src", targetPath: "src/", mode: "copy" }, "SAME_PATH"],
+    ["target inside source", { sourcePath: "src", targetPath: "src/inner", mode: "copy" }, "TARGET_INSIDE_SOURCE"],
+    ["source inside the target it would replace", { sourcePath: "src/x", targetPath: "src", mode: "copy", overwrite: true }, "SOURCE_INSIDE_TARGET"],
+    ["target parent missing", { sourcePath: "src", targetPath: "no/such/dst", mode: "copy" }, "NOT_A_DIRECTORY"],
+    ["path escaping the root", { sourcePath: "../etc", targetPath: "dst", mode: "copy" }, "PATH_ESCAPE"],
+    ["unknown mode", { sourcePath: "src", targetPath: "dst", mode: "dup" as "copy" }, "INVALID_SPEC"],
+    ["unknown field", { sourcePath: "src", targetPath: "dst", mode: "copy", speed: 3 } as TransferSpecInput, "INVALID_SPEC"],
+    ["bad id", { id: "../x", sourcePath: "src", targetPath: "dst", mode: "copy" }, "INVALID_SPEC"],
+  ];
+  for (const [name, spec, code] of cases) {
+    test(`${name} → ${code}`, async () => {
+      const before = snapshot(dir);
+      const f = await failure(spec);
+      expect(f.code).toBe(code);
+      expect(f.retryable).toBe(false);
+      expect(snapshot(dir)).toEqual(before);
+    });
+  }
+
+  test("a link pointing outside the source is refused before anything is written", async () => {
+    fs.symlinkSync("/etc/hostname", abs("src/out"));
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move" });
+    expect(f.code).toBe("PATH_ESCAPE");
+    expect(f.message).toContain("out");
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(fs.existsSync(abs("src/x"))).toBe(true);
+  });
+
+  test("not enough free space → NO_SPACE before anything is written", async () => {
+    class TinyDisk extends LocalEndpoint {
+      override async space(): Promise<SpaceInfo> {
+        return { freeBytes: 1000, totalBytes: 1 << 30 };
+      }
+    }
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "copy" }, { target: new TinyDisk(dir) });
+    expect(f.code).toBe("NO_SPACE");
+    expect(f.message).toContain("free");
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  test.skipIf(process.getuid?.() === 0)("an unreadable file → PERMISSION_DENIED, nothing committed", async () => {
+    fs.chmodSync(abs("src/x"), 0);
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move" });
+    expect(f.code).toBe("PERMISSION_DENIED");
+    fs.chmodSync(abs("src/x"), 0o644);
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+  });
+});
+
+/** An Endpoint that is not a LocalEndpoint (no fast paths), with chosen capabilities: the SFTP-shaped path. */
+class GenericEndpoint implements Endpoint {
+  readonly kind = "sftp" as const;
+  readonly label: string;
+  unzip?: (archive: string, into: string, opts?: OpOptions) => Promise<void>;
+  constructor(
+    private readonly inner: LocalEndpoint,
+    private readonly caps: Capabilities,
+  ) {
+    this.label = `generic:${inner.label}`;
+    if (caps.unzip) this.unzip = (a, i, o) => inner.unzip(a, i, o);
+  }
+  stat(p: string, o?: OpOptions): Promise<Entry | null> { return this.inner.stat(p, o); }
+  walk(p: string, o?: OpOptions): AsyncIterable<Entry> { return this.inner.walk(p, o); }
+  openRead(p: string, o?: OpOptions & { start?: number }): AsyncIterable<Uint8Array> { return this.inner.openRead(p, o); }
+  openWrite(p: string, o?: OpOptions & { mode?: number; size?: number }): Promise<FileWriter> { return this.inner.openWrite(p, o); }
+  mkdir(p: string, o?: OpOptions & { mode?: number; recursive?: boolean }): Promise<void> { return this.inner.mkdir(p, o); }
+  symlink(t: string, p: string, o?: OpOptions): Promise<void> { return this.inner.symlink(t, p, o); }
+  setAttributes(p: string, a: { mtimeMs?: number; mode?: number }, o?: OpOptions): Promise<void> { return this.inner.setAttributes(p, a, o); }
+  rename(f: string, t: string, o?: OpOptions & { replace?: boolean }): Promise<void> { return this.inner.rename(f, t, o); }
+  remove(p: string, o?: OpOptions & { recursive?: boolean }): Promise<void> { return this.inner.remove(p, o); }
+  space(p: string, o?: OpOptions): Promise<SpaceInfo> { return this.inner.space(p, o); }
+  async capabilities(): Promise<Capabilities> { return this.caps; }
+  hashFiles(p: readonly string[], a: HashAlgorithm, o?: OpOptions): Promise<Map<string, string>> { return this.inner.hashFiles(p, a, o); }
+  close(): Promise<void> { return this.inner.close(); }
+}
+
+describe("generic endpoints (no local fast path)", () => {
+  test("a file the source cannot read → PERMISSION_DENIED, nothing committed, source intact", async () => {
+    writeTree(abs("src"), { "ok": 10, "secret": 10 });
+    const before = snapshot(abs("src"));
+    const source = new GenericEndpoint(ep, { hashes: ["crc32"], unzip: false, packZip: false });
+    // Root (these tests' usual user) reads anything, so the EACCES comes from the endpoint here.
+    source.openRead = (p, o) => {
+      if (p.endsWith("secret")) throw Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" });
+      return ep.openRead(p, o);
+    };
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move" }, { source });
+    expect(f).toMatchObject({ code: "PERMISSION_DENIED", retryable: false });
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+    expect(snapshot(abs("src"))).toEqual(before);
+  });
+
+
+  test("hash = fastest common one; zip used when the target can unpack", async () => {
+    sampleTree(abs("src"));
+    const before = snapshot(abs("src"));
+    const source = new GenericEndpoint(ep, { hashes: ["md5", "sha256", "sha1"], unzip: false, packZip: false });
+    const target = new GenericEndpoint(ep, { hashes: ["sha256", "md5"], unzip: true, packZip: false });
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "zip" }, { source, target, options: { localWholeFileBytes: 0 } });
+    expect(r).toMatchObject({ strategy: "zip", verified: { algorithm: "sha256", files: 5 } });
+    expect(snapshot(abs("dst"))).toEqual(before);
+  });
+
+  test("falls back to direct (with an event) when the target cannot unpack, and moves", async () => {
+    sampleTree(abs("src"));
+    const before = snapshot(abs("src"));
+    const target = new GenericEndpoint(ep, { hashes: ["xxh64"], unzip: false, packZip: false });
+    const events: EngineEvent[] = [];
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "move", strategy: "zip" }, { target, onEvent: (e) => events.push(e) });
+    expect(r.strategy).toBe("direct");
+    expect(r.verified.algorithm).toBe("crc32"); // no common hash: read back and hashed here
+    expect(events.filter((e) => e.kind === "fallback").length).toBe(2);
+    expect(snapshot(abs("dst"))).toEqual(before);
+    expect(fs.existsSync(abs("src"))).toBe(false);
+  });
+});
