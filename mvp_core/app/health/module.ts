@@ -1,0 +1,76 @@
+/** GET /health: database and Redis reachability, queue depth, live workers. Public (no token). */
+import { Elysia } from "elysia";
+import { z } from "zod";
+import type { AppDeps } from "../deps.ts";
+import { doc } from "../openapi.ts";
+
+const CHECK_TIMEOUT_MS = 2_000;
+
+const Probe = z.object({ ok: z.boolean(), latencyMs: z.number(), error: z.string().optional() });
+
+/** The /health answer (the DKU reads it; keep the field names). */
+export const HealthView = z.object({
+  status: z.enum(["ok", "degraded"]),
+  database: Probe,
+  redis: Probe,
+  queue: z.object({ pending: z.number().int(), processing: z.number().int() }),
+  workers: z.object({ live: z.number().int(), ids: z.array(z.string()) }),
+  version: z.string(),
+});
+export type HealthView = z.infer<typeof HealthView>;
+
+async function probe(what: string, fn: () => Promise<unknown>): Promise<z.infer<typeof Probe>> {
+  const t0 = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const pending = fn();
+  // A late failure after the deadline was already reported as a timeout.
+  pending.catch(() => undefined);
+  try {
+    await Promise.race([pending, new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`${what} did not answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS)))]);
+    return { ok: true, latencyMs: Math.round((performance.now() - t0) * 10) / 10 };
+  } catch (err) {
+    return { ok: false, latencyMs: Math.round((performance.now() - t0) * 10) / 10, error: err instanceof Error ? err.message : String(err) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Builds the health report; never throws (a failing dependency makes it "degraded"). */
+export async function healthReport(deps: AppDeps): Promise<HealthView> {
+  const [database, redis] = await Promise.all([probe("Postgres", () => deps.sql`select 1`), probe("Redis", deps.pingRedis)]);
+  let queue = { pending: 0, processing: 0 };
+  let workers = { live: 0, ids: [] as string[] };
+  if (redis.ok) {
+    const [depth, live] = await Promise.allSettled([deps.queue.depth(), deps.queue.liveWorkers()]);
+    if (depth.status === "fulfilled") queue = { pending: depth.value.pending, processing: depth.value.processing };
+    else redis.error = `queue depth: ${String(depth.reason)}`;
+    if (live.status === "fulfilled") workers = { live: live.value.length, ids: live.value.map((w) => w.id) };
+    else redis.error = `live workers: ${String(live.reason)}`;
+    if (redis.error) redis.ok = false;
+  }
+  return { status: database.ok && redis.ok ? "ok" : "degraded", database, redis, queue, workers, version: deps.version };
+}
+
+const example: HealthView = {
+  status: "ok", database: { ok: true, latencyMs: 0.8 }, redis: { ok: true, latencyMs: 0.4 },
+  queue: { pending: 3, processing: 2 }, workers: { live: 1, ids: ["lab-1:4242"] }, version: "3.0.0",
+};
+
+/** The health feature module. */
+export function healthModule(deps: AppDeps) {
+  return new Elysia({ name: "health" }).get(
+    "/health",
+    async ({ set }) => {
+      const report = await healthReport(deps);
+      set.status = report.status === "ok" ? 200 : 503;
+      return report;
+    },
+    {
+      detail: doc({
+        summary: "Health", description: "200 when Postgres and Redis answer, 503 (same body) when either does not.",
+        tags: ["health"], operationId: "health", public: true,
+        responses: { 200: { description: "Healthy", schema: HealthView, example }, 503: { description: "Degraded", schema: HealthView, example: { ...example, status: "degraded", redis: { ok: false, latencyMs: 2000, error: "Redis did not answer within 2000 ms" } } } },
+      }),
+    },
+  );
+}

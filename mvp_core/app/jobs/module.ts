@@ -1,0 +1,91 @@
+/** /jobs: submit (idempotent), get, list, events, cancel, retry. */
+import { Elysia } from "elysia";
+import { z } from "zod";
+import { listEvents, listJobs } from "../../jobs/repository.ts";
+import type { AppDeps } from "../deps.ts";
+import { doc } from "../openapi.ts";
+import { cancelJob, findJob, retry, submitJob } from "./service.ts";
+import { EventListQuery, EventView, eventView, examples, JobCreate, JobCreateHeaders, JobListQuery, JobParams, JobView, jobView } from "./schemas.ts";
+
+const tags = ["jobs"];
+
+/** The jobs feature module. */
+export function jobsModule(deps: AppDeps) {
+  return new Elysia({ name: "jobs" })
+    .post(
+      "/jobs",
+      async ({ body, headers, set }) => {
+        const { job, created } = await submitJob(deps, body, headers["idempotency-key"]);
+        set.status = 201;
+        if (!created) set.headers["idempotent-replayed"] = "true";
+        set.headers.location = `/jobs/${job.id}`;
+        return jobView(job);
+      },
+      {
+        body: JobCreate,
+        headers: JobCreateHeaders,
+        detail: doc({
+          summary: "Create a job",
+          description:
+            "Copies or moves `source.path` of one portal to `target.path` of another (or the same) portal. The job is committed with its `created` and `queued` events, then handed to the workers; it answers 201 even if Redis is down (the job waits in Postgres). Repeating a request with the same Idempotency-Key returns the same job (header Idempotent-Replayed: true).",
+          tags, operationId: "createJob", bodyExample: examples.create, errors: [400, 409, 413, 415, 422],
+          responses: { 201: { description: "The job, QUEUED", schema: JobView, example: { ...examples.view, status: "QUEUED", strategy: null, attempts: 0 } } },
+        }),
+      },
+    )
+    .get(
+      "/jobs",
+      async ({ query }) => {
+        const page = await listJobs(deps.sql, {
+          limit: query.limit,
+          ...(query.status ? { statuses: query.status } : {}),
+          ...(query.portal ? { portalId: query.portal } : {}),
+          ...(query.cursor ? { cursor: query.cursor } : {}),
+        });
+        return { jobs: page.jobs.map((j) => jobView(j)), nextCursor: page.nextCursor };
+      },
+      {
+        query: JobListQuery,
+        detail: doc({
+          summary: "List jobs", description: "Newest first. Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.",
+          tags, operationId: "listJobs", errors: [400, 422],
+          responses: { 200: { description: "A page of jobs", schema: z.object({ jobs: z.array(JobView), nextCursor: z.string().nullable() }), example: { jobs: [examples.view], nextCursor: null } } },
+        }),
+      },
+    )
+    .get("/jobs/:id", async ({ params }) => jobView(await findJob(deps, params.id)), {
+      params: JobParams,
+      detail: doc({
+        summary: "Get a job", description: "Status, strategy, attempts, progress (files and bytes, rate, ETA), error and timestamps.",
+        tags, operationId: "getJob", errors: [404, 422], responses: { 200: { description: "The job", schema: JobView, example: examples.view } },
+      }),
+    })
+    .get(
+      "/jobs/:id/events",
+      async ({ params, query }) => ({ events: (await listEvents(deps.sql, params.id, { afterId: query.after, limit: query.limit })).map(eventView) }),
+      {
+        params: JobParams,
+        query: EventListQuery,
+        detail: doc({
+          summary: "A job's event log", description: "Oldest first. Poll with `after` = the id of the last event seen.",
+          tags, operationId: "listJobEvents", errors: [404, 422],
+          responses: { 200: { description: "Events", schema: z.object({ events: z.array(EventView) }), example: { events: [examples.event] } } },
+        }),
+      },
+    )
+    .post("/jobs/:id/cancel", async ({ params }) => jobView(await cancelJob(deps, params.id)), {
+      params: JobParams,
+      detail: doc({
+        summary: "Cancel a job",
+        description: "A job not yet running is CANCELLED at once; a running one becomes CANCELLING until its worker stops. Repeating is harmless; DONE or FAILED jobs answer 409.",
+        tags, operationId: "cancelJob", errors: [404, 409, 422], responses: { 200: { description: "The job after the request", schema: JobView, example: { ...examples.view, status: "CANCELLING" } } },
+      }),
+    })
+    .post("/jobs/:id/retry", async ({ params }) => jobView(await retry(deps, params.id)), {
+      params: JobParams,
+      detail: doc({
+        summary: "Retry a job", description: "Only FAILED or CANCELLED jobs: back to QUEUED with a fresh attempt budget.",
+        tags, operationId: "retryJob", errors: [404, 409, 422], responses: { 200: { description: "The job, QUEUED again", schema: JobView, example: { ...examples.view, status: "QUEUED" } } },
+      }),
+    });
+}

@@ -1,0 +1,186 @@
+/** Request and response shapes of /jobs, and the row → response view (progress, rate, ETA). */
+import { z } from "zod";
+import { EVENT_KINDS, JOB_STATUSES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
+
+const portalRef = z.object({
+  portal: z.uuid("must be a portal id (UUID) as returned by GET /portals"),
+  path: z.string().min(1, "must name a file or folder inside the portal").max(4096).meta({ description: "relative to the portal root (an absolute path inside the root is accepted)" }),
+}).strict();
+
+/** Job options; omitted ones take the engine defaults shown. */
+export const JobOptionsInput = z
+  .object({
+    strategy: z.enum(["auto", "direct", "zip"]).default("auto").meta({ description: "auto picks zip for folders with many small files" }),
+    verify: z.enum(["size", "checksum"]).default("checksum"),
+    overwrite: z.boolean().default(false).meta({ description: "replace an existing target" }),
+    maxAttempts: z.number().int().min(1).max(100).optional().meta({ description: "attempts before FAILED (default: JOB_MAX_ATTEMPTS)" }),
+  })
+  .strict();
+
+/** POST /jobs. */
+export const JobCreate = z
+  .object({
+    type: z.enum(["copy", "move"]),
+    source: portalRef,
+    target: portalRef,
+    options: JobOptionsInput.default({ strategy: "auto", verify: "checksum", overwrite: false }),
+  })
+  .strict();
+export type JobCreate = z.infer<typeof JobCreate>;
+
+/** POST /jobs headers. */
+export const JobCreateHeaders = z.object({
+  "idempotency-key": z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^[\x21-\x7e]+$/, "must be 1-255 printable ASCII characters without spaces")
+    .optional()
+    .meta({ description: "repeat a request with the same key to get the same job back instead of a second one" }),
+});
+
+/** Path parameter of every /jobs/{id} route. */
+export const JobParams = z.object({ id: z.uuid("must be a job id (UUID) as returned by POST /jobs") });
+
+// Elysia hands `status=A,B` and `status=A&status=B` over as arrays; both mean "any of these".
+const statusList = z
+  .union([z.string().max(200), z.array(z.string().max(40)).max(10)])
+  .transform((v) => (Array.isArray(v) ? v.join(",") : v))
+  .transform((s, ctx) => {
+    const list = s.split(",").map((x) => x.trim().toUpperCase()).filter(Boolean);
+    const bad = list.filter((x) => !(JOB_STATUSES as readonly string[]).includes(x));
+    if (bad.length || list.length === 0) {
+      ctx.addIssue({ code: "custom", message: `unknown status ${bad.join(",") || "(empty)"}; use one or more of ${JOB_STATUSES.join(",")}` });
+      return z.NEVER;
+    }
+    return list as (typeof JOB_STATUSES)[number][];
+  })
+  .meta({ description: `comma-separated, e.g. QUEUED,RUNNING (${JOB_STATUSES.join(", ")})` });
+
+const intParam = (min: number, max: number, def: number) =>
+  z
+    .string()
+    .regex(/^\d{1,6}$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
+    .default(def);
+
+/** GET /jobs query. */
+export const JobListQuery = z
+  .object({
+    status: statusList.optional(),
+    portal: z.uuid("must be a portal id (UUID)").optional().meta({ description: "jobs whose source or target is this portal" }),
+    limit: intParam(1, 200, 50),
+    cursor: z.string().max(512).optional().meta({ description: "nextCursor of the previous page" }),
+  })
+  .strict();
+
+/** GET /jobs/{id}/events query. */
+export const EventListQuery = z
+  .object({
+    after: intParam(0, Number.MAX_SAFE_INTEGER, 0).meta({ description: "id of the last event already seen (poll with it)" }),
+    limit: intParam(1, 1000, 200),
+  })
+  .strict();
+
+const iso = z.string().nullable();
+
+/** A job as the API shows it. */
+export const JobView = z.object({
+  id: z.uuid(),
+  type: z.enum(["copy", "move"]),
+  status: z.enum(JOB_STATUSES),
+  source: z.object({ portal: z.string(), path: z.string() }),
+  target: z.object({ portal: z.string(), path: z.string() }),
+  options: z.object({ strategy: z.string().optional(), verify: z.string().optional(), overwrite: z.boolean().optional() }),
+  strategy: z.string().nullable().meta({ description: "strategy the engine chose (direct, zip, rename)" }),
+  attempts: z.number().int(),
+  maxAttempts: z.number().int(),
+  progress: z.object({
+    filesDone: z.number(),
+    filesTotal: z.number().nullable(),
+    bytesDone: z.number(),
+    bytesTotal: z.number().nullable(),
+    percent: z.number().nullable(),
+    bytesPerSecond: z.number().nullable(),
+    etaSeconds: z.number().nullable(),
+  }),
+  error: z.object({ code: z.string(), message: z.string().nullable() }).nullable(),
+  createdAt: z.string(),
+  startedAt: iso,
+  finishedAt: iso,
+  updatedAt: z.string(),
+  nextAttemptAt: iso,
+});
+export type JobView = z.infer<typeof JobView>;
+
+const isoOrNull = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** Row → view; rate and ETA are averages over the running attempt. */
+export function jobView(j: JobRow, now = Date.now()): JobView {
+  const running = j.status === "RUNNING" || j.status === "CANCELLING";
+  const elapsedS = running && j.started_at ? (now - j.started_at.getTime()) / 1000 : 0;
+  const rate = running && elapsedS > 0 && j.bytes_done > 0 ? j.bytes_done / elapsedS : null;
+  const remaining = j.bytes_total === null ? null : Math.max(0, j.bytes_total - j.bytes_done);
+  return {
+    id: j.id,
+    type: j.type,
+    status: j.status,
+    source: { portal: j.source_portal_id, path: j.source_path },
+    target: { portal: j.target_portal_id, path: j.target_path },
+    options: j.options,
+    strategy: j.strategy,
+    attempts: j.attempts,
+    maxAttempts: j.max_attempts,
+    progress: {
+      filesDone: j.files_done,
+      filesTotal: j.files_total,
+      bytesDone: j.bytes_done,
+      bytesTotal: j.bytes_total,
+      percent: j.bytes_total ? Math.min(100, Math.round((j.bytes_done / j.bytes_total) * 1000) / 10) : j.status === "DONE" ? 100 : null,
+      bytesPerSecond: rate === null ? null : Math.round(rate),
+      etaSeconds: rate && remaining !== null ? Math.round(remaining / rate) : null,
+    },
+    error: j.error_code ? { code: j.error_code, message: j.error_message } : null,
+    createdAt: j.created_at.toISOString(),
+    startedAt: isoOrNull(j.started_at),
+    finishedAt: isoOrNull(j.finished_at),
+    updatedAt: j.updated_at.toISOString(),
+    nextAttemptAt: isoOrNull(j.next_attempt_at),
+  };
+}
+
+/** One event as the API shows it. */
+export const EventView = z.object({
+  id: z.number().int(),
+  at: z.string(),
+  level: z.enum(["debug", "info", "warn", "error"]),
+  kind: z.enum(EVENT_KINDS),
+  message: z.string(),
+  data: z.record(z.string(), z.unknown()),
+});
+
+/** Event row → view. */
+export function eventView(e: JobEventRow): z.infer<typeof EventView> {
+  return { id: e.id, at: e.at.toISOString(), level: e.level, kind: e.kind, message: e.message, data: e.data };
+}
+
+const now = "2026-11-25T10:00:00.000Z";
+/** Examples shown in Swagger UI (replace the portal ids with ones from GET /portals). */
+export const examples = {
+  create: {
+    type: "copy",
+    source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
+    target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
+    options: { strategy: "auto", verify: "checksum", overwrite: false, maxAttempts: 3 },
+  },
+  view: {
+    id: "9a7e3c1b-4d2f-4b6a-8e5c-3f1a2b9c8d70", type: "copy", status: "RUNNING",
+    source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
+    target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
+    options: { strategy: "auto", verify: "checksum", overwrite: false }, strategy: "direct", attempts: 1, maxAttempts: 3,
+    progress: { filesDone: 120, filesTotal: 480, bytesDone: 52_428_800_000, bytesTotal: 209_715_200_000, percent: 25, bytesPerSecond: 110_000_000, etaSeconds: 1430 },
+    error: null, createdAt: now, startedAt: now, finishedAt: null, updatedAt: now, nextAttemptAt: null,
+  },
+  event: { id: 17, at: now, level: "info", kind: "started", message: "attempt 1 of 3 on worker lab-1", data: {} },
+};

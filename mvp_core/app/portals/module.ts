@@ -1,0 +1,103 @@
+/** /portals: create, list, get, update, delete (refused while active jobs use it), check. */
+import { Elysia } from "elysia";
+import { z } from "zod";
+import { checkPortal } from "../../portals/endpoints.ts";
+import { createPortal, deletePortal, getPortal, listPortals, PortalError, updatePortal } from "../../portals/repository.ts";
+import type { AppDeps } from "../deps.ts";
+import { doc } from "../openapi.ts";
+import { examples, PortalCheckView, PortalCreate, PortalParams, PortalUpdate, PortalView, portalCheckView, portalView } from "./schemas.ts";
+
+const tags = ["portals"];
+const CHECK_TIMEOUT_MS = 10_000;
+
+async function mustGet(deps: AppDeps, id: string) {
+  const p = await getPortal(deps.sql, id);
+  if (!p) throw new PortalError("NOT_FOUND", `no portal with id ${id}; list them with GET /portals`, { id });
+  return p;
+}
+
+/** The portals feature module. */
+export function portalsModule(deps: AppDeps) {
+  const log = deps.log.child({ module: "portals" });
+  return new Elysia({ name: "portals" })
+    .get("/portals", async () => ({ portals: (await listPortals(deps.sql)).map(portalView) }), {
+      detail: doc({
+        summary: "List portals", tags, operationId: "listPortals",
+        responses: { 200: { description: "Every portal, by name", schema: z.object({ portals: z.array(PortalView) }), example: { portals: [examples.view] } } },
+      }),
+    })
+    .post(
+      "/portals",
+      async ({ body, set }) => {
+        const p = await createPortal(deps.sql, body, deps.secretKey);
+        log.info("portal created", { portalId: p.id, name: p.name, kind: p.kind });
+        set.status = 201;
+        return portalView(p);
+      },
+      {
+        body: PortalCreate,
+        detail: doc({
+          summary: "Register a portal",
+          description: "A local folder, or a folder on an SFTP host. The password or private key is stored encrypted (AES-256-GCM) and never returned. Pin the host key (from POST /portals/{id}/check) before jobs can use an sftp portal.",
+          tags, operationId: "createPortal", bodyExample: examples.createLocal, errors: [400, 409, 413, 415, 422],
+          responses: { 201: { description: "Created", schema: PortalView, example: examples.view } },
+        }),
+      },
+    )
+    .get("/portals/:id", async ({ params }) => portalView(await mustGet(deps, params.id)), {
+      params: PortalParams,
+      detail: doc({ summary: "Get a portal", tags, operationId: "getPortal", errors: [404, 422], responses: { 200: { description: "The portal", schema: PortalView, example: examples.view } } }),
+    })
+    .patch(
+      "/portals/:id",
+      async ({ params, body }) => {
+        const p = await updatePortal(deps.sql, params.id, body, deps.secretKey);
+        log.info("portal updated", { portalId: p.id, fields: Object.keys(body) });
+        return portalView(p);
+      },
+      {
+        params: PortalParams,
+        body: PortalUpdate,
+        detail: doc({
+          summary: "Update a portal",
+          description: "Changes any subset of fields. `auth` replaces the stored secret; `hostKeyFingerprint: null` unpins. Moving the root, host or port is refused while active jobs use the portal.",
+          tags, operationId: "updatePortal", bodyExample: { hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" }, errors: [400, 404, 409, 413, 415, 422],
+          responses: { 200: { description: "Updated", schema: PortalView, example: examples.view } },
+        }),
+      },
+    )
+    .delete(
+      "/portals/:id",
+      async ({ params, set }) => {
+        await deletePortal(deps.sql, params.id);
+        log.info("portal deleted", { portalId: params.id });
+        set.status = 204;
+        return null;
+      },
+      {
+        params: PortalParams,
+        detail: doc({
+          summary: "Delete a portal", description: "Refused (409) while active jobs use it; finished jobs keep their history.",
+          tags, operationId: "deletePortal", errors: [404, 409, 422], responses: { 204: { description: "Deleted" } },
+        }),
+      },
+    )
+    .post(
+      "/portals/:id/check",
+      async ({ params }) => {
+        const p = await mustGet(deps, params.id);
+        const result = await checkPortal(p, deps.secretKey, { connectTimeoutMs: CHECK_TIMEOUT_MS });
+        log.info("portal checked", { portalId: p.id, reachable: result.reachable, error: result.error?.code });
+        return portalCheckView(p.id, result);
+      },
+      {
+        params: PortalParams,
+        detail: doc({
+          summary: "Check a portal",
+          description: "Connects and reports reachability, free space and (sftp) the host-key fingerprint the server presented, so a person can pin it with PATCH. Connection failures are reported in the body, not as an HTTP error.",
+          tags, operationId: "checkPortal", errors: [404, 422],
+          responses: { 200: { description: "What the check found", schema: PortalCheckView, example: examples.check } },
+        }),
+      },
+    );
+}

@@ -1,0 +1,129 @@
+/** Request and response shapes of /portals, and the row → response view. Secrets are write-only. */
+import { z } from "zod";
+import type { PortalCheck } from "../../portals/endpoints.ts";
+import type { PortalRow } from "../../portals/repository.ts";
+
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+  .meta({ example: "lab-footage" });
+const rootPath = z
+  .string()
+  .max(4096)
+  .regex(/^\/[^\0]*$/, "must be an absolute folder path such as /data/footage")
+  .refine((p) => !p.split("/").includes(".."), 'must not contain ".."')
+  .meta({ example: "/data/footage" });
+const host = z.string().min(1).max(253).regex(/^[^\s/@]+$/, "must be a host name or IP address without spaces, '/' or '@'").meta({ example: "srvtrf.lab" });
+const port = z.number().int().min(1).max(65535);
+const username = z.string().min(1).max(64).regex(/^[^\s:@]+$/, "must not contain spaces, ':' or '@'").meta({ example: "ketter" });
+const fingerprint = z
+  .string()
+  .regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'must look like "SHA256:" + 43 base64 characters, as POST /portals/{id}/check reports it')
+  .meta({ example: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" });
+
+const auth = z.discriminatedUnion("method", [
+  z.object({ method: z.literal("password"), password: z.string().min(1).max(1024) }).strict(),
+  z
+    .object({
+      method: z.literal("key"),
+      privateKey: z.string().min(1).max(16 * 1024).refine((k) => k.includes("PRIVATE KEY"), "must be a PEM/OpenSSH private key (-----BEGIN … PRIVATE KEY-----)"),
+      passphrase: z.string().min(1).max(1024).optional(),
+    })
+    .strict(),
+]);
+
+/** POST /portals. */
+export const PortalCreate = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("local"), name, rootPath }).strict(),
+  z
+    .object({
+      kind: z.literal("sftp"),
+      name,
+      rootPath,
+      host,
+      port: port.default(22),
+      username,
+      auth,
+      hostKeyFingerprint: fingerprint.optional(),
+    })
+    .strict(),
+]);
+
+/** PATCH /portals/{id}: any subset; `auth` replaces the secret; `hostKeyFingerprint: null` unpins. */
+export const PortalUpdate = z
+  .object({ name, rootPath, host, port, username, auth, hostKeyFingerprint: fingerprint.nullable() })
+  .partial()
+  .strict()
+  .refine((o) => Object.keys(o).length > 0, "give at least one field to change");
+
+/** Path parameter of every /portals/{id} route. */
+export const PortalParams = z.object({ id: z.uuid("must be a portal id (UUID) as returned by GET /portals") });
+
+/** A portal as the API shows it: never its secret, only whether one is stored. */
+export const PortalView = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  kind: z.enum(["local", "sftp"]),
+  rootPath: z.string(),
+  host: z.string().nullable(),
+  port: z.number().int().nullable(),
+  username: z.string().nullable(),
+  authMethod: z.enum(["password", "key"]).nullable(),
+  hasSecret: z.boolean(),
+  hostKeyFingerprint: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type PortalView = z.infer<typeof PortalView>;
+
+/** Row → view. */
+export function portalView(p: PortalRow): PortalView {
+  return {
+    id: p.id,
+    name: p.name,
+    kind: p.kind,
+    rootPath: p.root_path,
+    host: p.host,
+    port: p.port,
+    username: p.username,
+    authMethod: p.auth_method,
+    hasSecret: p.secret_encrypted !== null,
+    hostKeyFingerprint: p.host_key_fingerprint,
+    createdAt: p.created_at.toISOString(),
+    updatedAt: p.updated_at.toISOString(),
+  };
+}
+
+/** POST /portals/{id}/check. */
+export const PortalCheckView = z.object({
+  portalId: z.uuid(),
+  reachable: z.boolean(),
+  hostKeyFingerprint: z.string().nullable().meta({ description: "host key the server presented; pin it with PATCH" }),
+  pinnedFingerprint: z.string().nullable(),
+  fingerprintMatches: z.boolean().nullable(),
+  freeBytes: z.number().nullable(),
+  totalBytes: z.number().nullable(),
+  tools: z.object({ shell: z.boolean(), unzip: z.boolean(), zip: z.boolean(), hashes: z.array(z.string()) }).nullable(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  checkedAt: z.string(),
+});
+
+/** Check result → view. */
+export function portalCheckView(portalId: string, c: PortalCheck): z.infer<typeof PortalCheckView> {
+  return { portalId, ...c, checkedAt: new Date().toISOString() };
+}
+
+const now = "2026-11-25T10:00:00.000Z";
+/** Examples shown in Swagger UI. */
+export const examples = {
+  createLocal: { kind: "local", name: "lab-footage", rootPath: "/data/footage" },
+  view: {
+    id: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", name: "srvtrf-in", kind: "sftp", rootPath: "/srv/in", host: "srvtrf.lab", port: 22,
+    username: "ketter", authMethod: "key", hasSecret: true, hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", createdAt: now, updatedAt: now,
+  },
+  check: {
+    portalId: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", reachable: true, hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+    pinnedFingerprint: null, fingerprintMatches: null, freeBytes: 912_345_678_901, totalBytes: null,
+    tools: { shell: true, unzip: true, zip: false, hashes: ["sha256", "md5"] }, error: null, checkedAt: now,
+  },
+};
