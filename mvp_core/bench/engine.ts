@@ -1,0 +1,232 @@
+/**
+ * `bun run bench:engine [--rounds N] [--quick] [--datasets big,small,medium] [--keep]`
+ *
+ * Generates three datasets in a temp folder (one 1 GiB file; 10,000 × 4 KiB files in 100 folders;
+ * 20 × 20 MiB), then copies each with `cp -r`, `rsync -a` and the engine CLI (direct/zip × size/
+ * checksum, plus auto), interleaved and in a rotating order within each round because these
+ * machines drift 2-5× between minutes. Every run is a child process under /usr/bin/time (wall
+ * time and peak RSS measured the same way for all). Caches are warm for everyone (page cache
+ * cannot be dropped here); `sync` runs before each timed copy so earlier writeback is not billed
+ * to the next run. Prints medians, ratios and peak RSS; writes docs/bench/engine-<ts>.json and
+ * engine-latest.json.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+
+const REPO = path.resolve(import.meta.dir, "../..");
+const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
+
+interface Dataset {
+  name: string;
+  describe: string;
+  make: (dir: string) => void;
+}
+
+interface Method {
+  name: string;
+  argv: (src: string, dst: string) => string[];
+  engine: boolean;
+}
+
+interface Sample {
+  dataset: string;
+  method: string;
+  round: number;
+  seconds: number;
+  peakRssMiB: number;
+  engine?: unknown;
+}
+
+const MiB = 1024 * 1024;
+
+function datasets(quick: boolean): Dataset[] {
+  const bigBytes = quick ? 128 * MiB : 1024 * MiB;
+  const smallCount = quick ? 2000 : 10_000;
+  const medCount = quick ? 5 : 20;
+  return [
+    { name: "big", describe: `1 file × ${bigBytes / MiB} MiB`, make: (d) => writeRandomFile(path.join(d, "big.bin"), bigBytes) },
+    {
+      name: "small",
+      describe: `${smallCount} × 4 KiB in ${smallCount / 100} folders`,
+      make: (d) => {
+        const block = randomBlock(4096);
+        for (let i = 0; i < smallCount; i++) {
+          const sub = path.join(d, `dir${String(i % (smallCount / 100)).padStart(3, "0")}`);
+          if (i < smallCount / 100) fs.mkdirSync(sub, { recursive: true });
+          block.writeUInt32LE(i, 0); // distinct content per file
+          fs.writeFileSync(path.join(sub, `file${i}.dat`), block);
+        }
+      },
+    },
+    { name: "medium", describe: `${medCount} × 20 MiB`, make: (d) => { for (let i = 0; i < medCount; i++) writeRandomFile(path.join(d, `m${i}.bin`), 20 * MiB); } },
+  ];
+}
+
+const METHODS: Method[] = [
+  { name: "cp -r", engine: false, argv: (s, d) => ["cp", "-r", s, d] },
+  { name: "rsync -a", engine: false, argv: (s, d) => ["rsync", "-a", `${s}/`, `${d}/`] },
+  ...(
+    [
+      ["direct", "size"],
+      ["direct", "checksum"],
+      ["zip", "size"],
+      ["zip", "checksum"],
+      ["auto", "checksum"],
+    ] as const
+  ).map(([strategy, verify]) => ({
+    name: `engine ${strategy}/${verify}`,
+    engine: true,
+    argv: (s: string, d: string) => ["bun", CLI, "--from", s, "--to", d, "--mode", "copy", "--strategy", strategy, "--verify", verify, "--json"],
+  })),
+];
+
+function randomBlock(n: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let off = 0; off < n; off += 65536) crypto.getRandomValues(b.subarray(off, Math.min(n, off + 65536)));
+  return b;
+}
+
+function writeRandomFile(file: string, bytes: number): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const block = randomBlock(16 * MiB);
+  const fd = fs.openSync(file, "w");
+  try {
+    for (let off = 0, i = 0; off < bytes; off += block.length, i++) {
+      block.writeUInt32LE(i, 0); // no two blocks identical
+      fs.writeSync(fd, block, 0, Math.min(block.length, bytes - off));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function runOnce(m: Method, src: string, dst: string, timeFile: string): { seconds: number; peakRssMiB: number; engine?: unknown } {
+  Bun.spawnSync(["sync"]);
+  const t0 = performance.now();
+  const p = Bun.spawnSync(["/usr/bin/time", "-f", "%M", "-o", timeFile, ...m.argv(src, dst)], { stdout: "pipe", stderr: "pipe" });
+  const seconds = (performance.now() - t0) / 1000;
+  if (p.exitCode !== 0) throw new Error(`${m.name} failed (${p.exitCode}): ${p.stderr.toString()} ${p.stdout.toString()}`);
+  const peakRssMiB = Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").at(-1)) / 1024;
+  const engine = m.engine ? (JSON.parse(p.stdout.toString()) as { result: unknown }).result : undefined;
+  return { seconds, peakRssMiB, engine };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, keep: { type: "boolean" } },
+  });
+  const rounds = Number(values.rounds ?? 3);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    process.stderr.write("--rounds must be a positive integer\n");
+    return 2;
+  }
+  const quick = values.quick === true;
+  const wanted = values.datasets?.split(",");
+  const sets = datasets(quick).filter((d) => !wanted || wanted.includes(d.name));
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-"));
+  const samples: Sample[] = [];
+  try {
+    for (const d of sets) {
+      process.stderr.write(`generating ${d.name} (${d.describe})…\n`);
+      d.make(path.join(root, d.name, "src"));
+    }
+    for (let round = 0; round < rounds; round++) {
+      for (const d of sets) {
+        // Rotate the order each round so no method always runs first (cold) or last.
+        const order = METHODS.map((_, i) => METHODS[(i + round) % METHODS.length] as Method);
+        for (const m of order) {
+          const src = path.join(root, d.name, "src");
+          const dst = path.join(root, d.name, "dst");
+          fs.rmSync(dst, { recursive: true, force: true });
+          const r = runOnce(m, src, dst, path.join(root, "time.txt"));
+          fs.rmSync(dst, { recursive: true, force: true });
+          samples.push({ dataset: d.name, method: m.name, round, ...r });
+          process.stderr.write(`round ${round + 1}/${rounds}  ${d.name.padEnd(6)} ${m.name.padEnd(24)} ${r.seconds.toFixed(3)} s  ${r.peakRssMiB.toFixed(0)} MiB\n`);
+        }
+      }
+    }
+  } finally {
+    if (!values.keep) fs.rmSync(root, { recursive: true, force: true });
+  }
+  const rows = summarise(sets, samples);
+  printTable(rows);
+  const report = {
+    when: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), bun: Bun.version, memGiB: Math.round(os.totalmem() / 1024 ** 3) },
+    rounds,
+    quick,
+    datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
+    rows,
+    targets: checkTargets(rows),
+    samples,
+  };
+  const outDir = path.join(REPO, "docs/bench");
+  fs.mkdirSync(outDir, { recursive: true });
+  const stamp = report.when.replace(/[:.]/g, "-");
+  fs.writeFileSync(path.join(outDir, `engine-${stamp}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  fs.writeFileSync(path.join(outDir, "engine-latest.json"), `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`\ntargets:\n${report.targets.map((t) => `  ${t.ok ? "PASS" : "FAIL"}  ${t.what}: ${t.detail}`).join("\n")}\nwrote docs/bench/engine-${stamp}.json\n`);
+  return 0;
+}
+
+interface Row {
+  dataset: string;
+  method: string;
+  medianS: number;
+  vsCp: number;
+  vsRsync: number;
+  peakRssMiB: number;
+}
+
+function summarise(sets: Dataset[], samples: Sample[]): Row[] {
+  const rows: Row[] = [];
+  for (const d of sets) {
+    const med = (method: string): number => median(samples.filter((s) => s.dataset === d.name && s.method === method).map((s) => s.seconds));
+    const cp = med("cp -r");
+    const rsync = med("rsync -a");
+    for (const m of METHODS) {
+      const mine = samples.filter((s) => s.dataset === d.name && s.method === m.name);
+      const medianS = med(m.name);
+      rows.push({ dataset: d.name, method: m.name, medianS, vsCp: medianS / cp, vsRsync: medianS / rsync, peakRssMiB: Math.max(...mine.map((s) => s.peakRssMiB)) });
+    }
+  }
+  return rows;
+}
+
+function printTable(rows: Row[]): void {
+  const head = `${"dataset".padEnd(8)} ${"method".padEnd(24)} ${"median s".padStart(9)} ${"× cp -r".padStart(8)} ${"× rsync".padStart(8)} ${"peak RSS MiB".padStart(13)}`;
+  process.stdout.write(`\n${head}\n${"-".repeat(head.length)}\n`);
+  for (const r of rows) {
+    process.stdout.write(`${r.dataset.padEnd(8)} ${r.method.padEnd(24)} ${r.medianS.toFixed(3).padStart(9)} ${r.vsCp.toFixed(2).padStart(8)} ${r.vsRsync.toFixed(2).padStart(8)} ${r.peakRssMiB.toFixed(0).padStart(13)}\n`);
+  }
+}
+
+function checkTargets(rows: Row[]): { what: string; ok: boolean; detail: string }[] {
+  const out: { what: string; ok: boolean; detail: string }[] = [];
+  const datasetsSeen = [...new Set(rows.map((r) => r.dataset))];
+  for (const d of datasetsSeen) {
+    const get = (m: string): Row | undefined => rows.find((r) => r.dataset === d && r.method === m);
+    const size = get("engine direct/size");
+    const sum = get("engine direct/checksum");
+    if (size) out.push({ what: `${d}: direct+size ≤ 1.0× cp -r`, ok: size.vsCp <= 1.0, detail: `${size.vsCp.toFixed(2)}×` });
+    if (sum) out.push({ what: `${d}: direct+checksum ≤ 2.0× cp -r`, ok: sum.vsCp <= 2.0, detail: `${sum.vsCp.toFixed(2)}×` });
+    const peak = Math.max(...rows.filter((r) => r.dataset === d && r.method.startsWith("engine")).map((r) => r.peakRssMiB));
+    out.push({ what: `${d}: engine peak RSS < 200 MiB`, ok: peak < 200, detail: `${peak.toFixed(0)} MiB` });
+  }
+  for (const m of ["engine zip/size", "engine zip/checksum"]) {
+    const z = rows.find((r) => r.dataset === "small" && r.method === m);
+    if (z) out.push({ what: `small: ${m.slice(7)} round trip ≤ 1.5× cp -r`, ok: z.vsCp <= 1.5, detail: `${z.vsCp.toFixed(2)}×` });
+  }
+  return out;
+}
+
+process.exitCode = await main();
