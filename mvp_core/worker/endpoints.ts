@@ -1,0 +1,24 @@
+/** From a job's portals to the two endpoints the engine transfers between. */
+import type { Sql } from "postgres";
+import type { JobRow } from "../jobs/types.ts";
+import { type PortalRow, getPortal } from "../portals/repository.ts";
+import { type Endpoint, TransferError } from "../transfer_engine/index.ts";
+
+/** Opens a portal as an Endpoint (production: portals/endpoints.ts openPortalEndpoint with the secret key). */
+export type OpenEndpoint = (portal: PortalRow, signal: AbortSignal) => Promise<Endpoint>;
+
+/** Opens the job's source and target; a portal deleted since the job was created fails it (not retryable). */
+export async function openJobEndpoints(sql: Sql, job: JobRow, open: OpenEndpoint, signal: AbortSignal): Promise<{ source: Endpoint; target: Endpoint }> {
+  const [sourcePortal, targetPortal] = await Promise.all([getPortal(sql, job.source_portal_id), getPortal(sql, job.target_portal_id)]);
+  if (!sourcePortal || !targetPortal) {
+    const which = !sourcePortal ? "source" : "target";
+    throw new TransferError("INVALID_SPEC", `the ${which} portal of this job was deleted; create a new job`, { details: { portal: which } });
+  }
+  const source = await open(sourcePortal, signal);
+  try {
+    return { source, target: await open(targetPortal, signal) };
+  } catch (err) {
+    await source.close();
+    throw err;
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * One delivery of one job on this worker, as named steps: claim (in Postgres), open the endpoints,
+ * transfer (the engine, with the lease renewed alongside), then record the outcome (done, retry,
+ * failed, cancelled or released) in Postgres first and in Redis second.
+ */
+import type { Sql } from "postgres";
+import {
+  type JobFailure,
+  claimJob,
+  completeJob,
+  failJob,
+  markCancelled,
+  reclaimJob,
+  recordProgress,
+  recordRunEvent,
+  releaseJob,
+  renewJobLease,
+  scheduleRetry,
+} from "../jobs/lifecycle.ts";
+import { type EventKind, type EventLevel, type JobRow, TERMINAL_STATUSES } from "../jobs/types.ts";
+import type { Logger } from "../log/log.ts";
+import type { JobQueue } from "../queue/queue.ts";
+import type { EngineEvent, EngineOptions, Progress, TransferResult, TransferSpecInput } from "../transfer_engine/index.ts";
+import { isTransferError } from "../transfer_engine/index.ts";
+import type { TransferContext } from "../transfer_engine/index.ts";
+import { retryDelayMs } from "./backoff.ts";
+import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
+import { limitReadRate } from "./throttle.ts";
+
+/** Why the worker stopped a job before the engine finished: a cancel request, its own shutdown, or losing the job's lease. */
+export type StopReason = "cancel" | "shutdown" | "lost";
+
+/** The engine's transfer(), passed in so tests can wrap it. */
+export type TransferFn = (spec: TransferSpecInput, ctx: TransferContext) => Promise<TransferResult>;
+
+/** Timings and limits a job run needs from the worker's configuration. */
+export interface JobRunSettings {
+  leaseMs: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  maxBytesPerSec: number;
+  /** Minimum interval between progress writes to Postgres. */
+  progressWriteMs: number;
+}
+
+/** What a job run uses; built once by the Worker. */
+export interface JobRunDeps {
+  sql: Sql;
+  queue: JobQueue;
+  workerId: string;
+  log: Logger;
+  settings: JobRunSettings;
+  openEndpoint: OpenEndpoint;
+  transfer: TransferFn;
+  engineOptions?: Partial<EngineOptions>;
+}
+
+// Engine milestones keep their name as the event kind (migration 0003); the level says how loud.
+const ENGINE_EVENT_LEVEL = {
+  staging_recovered: "warn",
+  strategy_chosen: "info",
+  fallback: "warn",
+  archive_done: "debug",
+  verified: "info",
+  committed: "info",
+  source_removed: "info",
+  source_kept: "warn",
+} as const satisfies Record<EngineEvent["kind"], EventLevel>;
+const _engineKindsAreEventKinds: EventKind = "" as EngineEvent["kind"];
+void _engineKindsAreEventKinds;
+
+/** The job's failure as recorded: the engine's code and retry decision, or INTERNAL_ERROR (not retried) for anything else. */
+export function failureOf(err: unknown): JobFailure {
+  if (isTransferError(err)) return { code: err.code, message: err.message, retryable: err.retryable };
+  return { code: "INTERNAL_ERROR", message: err instanceof Error ? err.message : String(err), retryable: false };
+}
+
+/** One delivery of `jobId`; run() never throws (every outcome is recorded or logged). */
+export class JobRun {
+  private readonly controller = new AbortController();
+  private stopReason: StopReason | null = null;
+  private readonly log: Logger;
+  /** Event and progress writes, in order; awaited before the final transition so `done` is last. */
+  private writes: Promise<void> = Promise.resolve();
+  private lastProgressWrite = 0;
+  private lastPhase: Progress["phase"] | null = null;
+  private renewTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastRenewedAt = 0;
+
+  constructor(
+    readonly jobId: string,
+    private readonly deps: JobRunDeps,
+  ) {
+    this.log = deps.log.child({ jobId });
+  }
+
+  /** Asks the running engine to stop; the first reason wins. */
+  stop(reason: StopReason): void {
+    if (this.stopReason !== null) return;
+    this.stopReason = reason;
+    this.log.info("stopping job", { reason });
+    this.controller.abort(reason);
+  }
+
+  /** Claims, runs and records the job. */
+  async run(): Promise<void> {
+    let job: JobRow | null;
+    try {
+      job = await this.claim();
+    } catch (err) {
+      // Postgres or Redis unreachable: the delivery stays in this worker's processing list and the
+      // job in its previous state; the reaper hands it out again once this worker is gone or the
+      // reconciler finds it.
+      this.log.error("claiming the job failed", { err });
+      return;
+    }
+    if (!job) return;
+    try {
+      this.startRenewal();
+      let result: TransferResult;
+      try {
+        result = await this.transfer(job);
+      } catch (err) {
+        await this.writes;
+        await this.recordStop(job, err);
+        return;
+      }
+      await this.writes;
+      await this.recordDone(result);
+    } catch (err) {
+      this.log.error("recording the job outcome failed; its lease will expire and the job will be reclaimed", { err });
+    } finally {
+      clearTimeout(this.renewTimer);
+    }
+  }
+
+  // ---- claim ---------------------------------------------------------------------------------
+
+  private async claim(): Promise<JobRow | null> {
+    const { sql, queue, workerId, settings } = this.deps;
+    let claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
+    if (!claim.claimed && claim.job?.leaseExpired && (claim.job.status === "RUNNING" || claim.job.status === "CANCELLING")) {
+      // Delivered before the reaper recorded the previous worker's death: take it back here.
+      const outcome = await reclaimJob(sql, this.jobId, workerId);
+      if (outcome) this.log.warn("job reclaimed from a worker whose lease expired", { outcome });
+      if (outcome === "reclaimed") claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
+    }
+    if (claim.claimed) {
+      await queue.startLease(this.jobId, workerId, settings.leaseMs);
+      this.lastRenewedAt = Date.now();
+      this.log.info("job started", { attempt: claim.job.attempts, maxAttempts: claim.job.max_attempts, type: claim.job.type });
+      return claim.job;
+    }
+    const state = claim.job;
+    if (state === null || TERMINAL_STATUSES.includes(state.status)) {
+      await queue.drop(this.jobId, workerId, true);
+    } else if (state.status === "RETRY_WAIT" && (state.dueInMs ?? 0) > 0) {
+      await queue.retryLater(this.jobId, workerId, state.dueInMs ?? 0);
+    } else {
+      // Running on another worker (a duplicate delivery): that worker acks it when done.
+      await queue.drop(this.jobId, workerId, false);
+    }
+    this.log.info("delivery not claimed", { status: state?.status ?? "missing" });
+    return null;
+  }
+
+  // ---- lease ---------------------------------------------------------------------------------
+
+  /** Renews the lease every third of its length: Postgres first (the truth), then Redis, so Redis always expires last. */
+  private startRenewal(): void {
+    const every = Math.max(100, Math.floor(this.deps.settings.leaseMs / 3));
+    const tick = async () => {
+      await this.renewOnce();
+      if (this.stopReason !== "lost") this.renewTimer = setTimeout(tick, every);
+    };
+    this.renewTimer = setTimeout(tick, every);
+  }
+
+  private async renewOnce(): Promise<void> {
+    const { sql, queue, workerId, settings } = this.deps;
+    try {
+      const status = await renewJobLease(sql, this.jobId, workerId, settings.leaseMs);
+      if (status === null) {
+        this.log.warn("job is no longer this worker's (reclaimed or finished elsewhere)");
+        this.stop("lost");
+        return;
+      }
+      this.lastRenewedAt = Date.now();
+      if (status === "CANCELLING") this.stop("cancel");
+      if (!(await queue.renewLease(this.jobId, workerId, settings.leaseMs))) {
+        this.log.warn("another worker holds this job's lease in Redis; Postgres says it is ours");
+      }
+    } catch (err) {
+      this.log.warn("lease renewal failed", { err });
+      // Past most of the lease another worker may take the job: stop before two engines share its staging.
+      if (Date.now() - this.lastRenewedAt > settings.leaseMs * 0.8) this.stop("lost");
+    }
+  }
+
+  // ---- transfer ------------------------------------------------------------------------------
+
+  private async transfer(job: JobRow): Promise<TransferResult> {
+    const { deps } = this;
+    const signal = this.controller.signal;
+    const { source, target } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
+    try {
+      return await deps.transfer(
+        {
+          id: job.id,
+          sourcePath: job.source_path,
+          targetPath: job.target_path,
+          mode: job.type,
+          ...(job.options.strategy ? { strategy: job.options.strategy } : {}),
+          ...(job.options.verify ? { verify: job.options.verify } : {}),
+          ...(job.options.overwrite !== undefined ? { overwrite: job.options.overwrite } : {}),
+        },
+        {
+          source: limitReadRate(source, deps.settings.maxBytesPerSec),
+          target,
+          signal,
+          onProgress: (p) => this.onProgress(p),
+          onEvent: (e) => this.onEngineEvent(e),
+          ...(deps.engineOptions ? { options: deps.engineOptions } : {}),
+        },
+      );
+    } finally {
+      await Promise.all([source.close(), target.close()].map((p) => p.catch((err: unknown) => this.log.warn("closing an endpoint failed", { err }))));
+    }
+  }
+
+  private enqueueWrite(what: string, write: () => Promise<void>): void {
+    this.writes = this.writes.then(write).catch((err: unknown) => this.log.warn(`recording ${what} failed`, { err }));
+  }
+
+  private onEngineEvent(e: EngineEvent): void {
+    const level = ENGINE_EVENT_LEVEL[e.kind];
+    const strategy = e.kind === "strategy_chosen" && typeof e.data?.strategy === "string" ? e.data.strategy : undefined;
+    this.log[level === "debug" ? "debug" : "info"](e.message, { event: e.kind });
+    this.enqueueWrite(`event ${e.kind}`, () =>
+      recordRunEvent(this.deps.sql, this.jobId, e.kind, e.message, { level, data: e.data ?? {}, ...(strategy ? { strategy } : {}) }),
+    );
+  }
+
+  /**
+   * Counters go to the job row at most every progressWriteMs. Only the scan/plan totals and the
+   * transfer phase are stored: the later phases restart their counters, which would make the bar
+   * jump back; the final numbers are written with DONE.
+   */
+  private onProgress(p: Progress): void {
+    const phaseChanged = p.phase !== this.lastPhase;
+    this.lastPhase = p.phase;
+    if (phaseChanged) this.log.debug("phase", { phase: p.phase, filesTotal: p.filesTotal, bytesTotal: p.bytesTotal });
+    if (p.phase !== "plan" && p.phase !== "transfer") return;
+    const now = Date.now();
+    if (!phaseChanged && now - this.lastProgressWrite < this.deps.settings.progressWriteMs) return;
+    this.lastProgressWrite = now;
+    const { sql, workerId } = this.deps;
+    this.enqueueWrite("progress", () => recordProgress(sql, this.jobId, workerId, p));
+  }
+
+  // ---- outcome -------------------------------------------------------------------------------
+
+  private async recordDone(result: TransferResult): Promise<void> {
+    const { sql, queue, workerId } = this.deps;
+    const data = { strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}) };
+    if (await completeJob(sql, this.jobId, workerId, { strategy: result.strategy, files: result.files, bytes: result.bytes, data })) {
+      await queue.ack(this.jobId, workerId);
+      this.log.info("job done", data);
+    } else {
+      await queue.drop(this.jobId, workerId, false);
+      this.log.warn("transfer finished but the job was no longer this worker's; nothing recorded");
+    }
+  }
+
+  private async recordStop(job: JobRow, err: unknown): Promise<void> {
+    const { sql, queue, workerId, settings } = this.deps;
+    const reason = this.stopReason;
+    if (reason === "lost") {
+      await queue.drop(this.jobId, workerId, false);
+      this.log.warn("job stopped: lease lost");
+      return;
+    }
+    if (reason === "shutdown") {
+      const outcome = await releaseJob(sql, this.jobId, workerId);
+      if (outcome === "released") await queue.release(this.jobId, workerId);
+      else if (outcome === "cancelled") await queue.ack(this.jobId, workerId);
+      else await queue.drop(this.jobId, workerId, false);
+      this.log.warn(outcome === "released" ? "job released back to the queue (shutdown)" : `job ${outcome ?? "not ours"} at shutdown`);
+      return;
+    }
+    if (reason === "cancel") {
+      if (await markCancelled(sql, this.jobId, workerId)) {
+        await queue.ack(this.jobId, workerId);
+        this.log.info("job cancelled");
+      } else {
+        // A cancel notice for a job Postgres does not show as CANCELLING: hand it back rather than lose it.
+        const outcome = await releaseJob(sql, this.jobId, workerId);
+        if (outcome === "released") await queue.release(this.jobId, workerId);
+        else await queue.drop(this.jobId, workerId, outcome === "cancelled");
+        this.log.warn("cancel notice without a cancel request in Postgres; job released", { outcome });
+      }
+      return;
+    }
+    const failure = failureOf(err);
+    if (failure.retryable && job.attempts < job.max_attempts) {
+      const delayMs = retryDelayMs(job.attempts, settings.retryBaseMs, settings.retryMaxMs);
+      const outcome = await scheduleRetry(sql, this.jobId, workerId, failure, delayMs);
+      if (outcome === "retry") await queue.retryLater(this.jobId, workerId, delayMs);
+      else await queue.drop(this.jobId, workerId, outcome === "cancelled");
+      this.log.warn(outcome === "retry" ? "attempt failed; retry scheduled" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, attempt: job.attempts, delayMs });
+      return;
+    }
+    const outcome = await failJob(sql, this.jobId, workerId, failure);
+    if (outcome) await queue.ack(this.jobId, workerId);
+    else await queue.drop(this.jobId, workerId, false);
+    this.log.error(outcome === "failed" ? "job failed" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, retryable: failure.retryable, attempt: job.attempts });
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The worker process's engine room: reserves jobs from the queue (BLMOVE on a dedicated connection,
+ * with a timeout so shutdown is noticed), runs up to `concurrency` of them, listens for cancels,
+ * publishes a heartbeat, and runs the reaper, the retry promoter and the reconciler.
+ */
+import { hostname } from "node:os";
+import type Redis from "ioredis";
+import type { Sql } from "postgres";
+import type { PortalRow } from "../portals/repository.ts";
+import type { Logger } from "../log/log.ts";
+import { JobQueue } from "../queue/queue.ts";
+import { connectRedis } from "../queue/redis.ts";
+import type { EngineOptions } from "../transfer_engine/index.ts";
+import type { Endpoint } from "../transfer_engine/index.ts";
+import { JobRun, type JobRunDeps, type TransferFn } from "./job_run.ts";
+import { promoteOnce, reapOnce, reconcileOnce } from "./maintenance.ts";
+import { type Ticker, every } from "./ticker.ts";
+
+/** The worker's part of the configuration (config.worker), plus test-only knobs with defaults. */
+export interface WorkerSettings {
+  concurrency: number;
+  leaseMs: number;
+  shutdownGraceMs: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  reconcileMs: number;
+  maxBytesPerSec: number;
+  /** BLMOVE timeout: how long a reserve waits before the loop checks for shutdown again. */
+  pollMs?: number;
+  /** Minimum interval between progress writes per job. */
+  progressWriteMs?: number;
+}
+
+/** What a Worker is built from; main.ts passes the real ones. */
+export interface WorkerDeps {
+  sql: Sql;
+  /** Shared connection for non-blocking commands. */
+  redis: Redis;
+  /** For the worker's own blocking and subscriber connections. */
+  redisUrl: string;
+  prefix: string;
+  log: Logger;
+  settings: WorkerSettings;
+  openEndpoint: (portal: PortalRow, signal: AbortSignal) => Promise<Endpoint>;
+  transfer: TransferFn;
+  engineOptions?: Partial<EngineOptions>;
+}
+
+/** A worker: start() it, close() it (one shared promise; SIGTERM calls it). */
+export class Worker {
+  /** Unique per process start: host, pid and a random suffix. */
+  readonly id: string;
+  readonly queue: JobQueue;
+  private readonly log: Logger;
+  private readonly startedAt = new Date().toISOString();
+  private readonly runs = new Map<string, { run: JobRun; done: Promise<void> }>();
+  private readonly slotWaiters: Array<() => void> = [];
+  private blocking: Redis | undefined;
+  private subscriber: Redis | undefined;
+  private unsubscribe: (() => Promise<void>) | undefined;
+  private tickers: Ticker[] = [];
+  private heartbeat: Ticker | undefined;
+  private loopDone: Promise<void> = Promise.resolve();
+  private stopping = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly deps: WorkerDeps) {
+    this.id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+    this.queue = new JobQueue({ redis: deps.redis, prefix: deps.prefix });
+    this.log = deps.log.child({ workerId: this.id });
+  }
+
+  /** Number of jobs running now. */
+  get running(): number {
+    return this.runs.size;
+  }
+
+  /** Registers the heartbeat, subscribes to cancels, starts maintenance and the reserve loop. */
+  async start(): Promise<void> {
+    const { settings, sql, redisUrl } = this.deps;
+    this.blocking = connectRedis(redisUrl, { name: `ketter-worker-blocking`, blocking: true });
+    this.subscriber = connectRedis(redisUrl, { name: `ketter-worker-cancels` });
+    for (const conn of [this.blocking, this.subscriber]) conn.on("error", (err: Error) => this.log.warn("redis connection error", { err }));
+
+    // Fails fast (a few retries) when Redis is unreachable, before anything waits on it.
+    await this.beat();
+    // SUBSCRIBE sent before ioredis's ready check (INFO) finished makes that check fail: wait for it.
+    if (this.subscriber.status !== "ready") await new Promise((resolve) => this.subscriber!.once("ready", resolve));
+    this.unsubscribe = await this.queue.subscribeCancels(this.subscriber, (jobId) => this.runs.get(jobId)?.run.stop("cancel"));
+
+    const beatMs = Math.max(100, Math.floor(settings.leaseMs / 3));
+    this.heartbeat = every("heartbeat", beatMs, () => this.beat(), this.log);
+    const reapMs = Math.max(100, Math.min(1000, Math.floor(settings.leaseMs / 2)));
+    this.tickers.push(
+      every("reaper", reapMs, async () => {
+        await reapOnce(sql, this.queue, this.id, settings.leaseMs, this.log);
+        await promoteOnce(this.queue);
+      }, this.log),
+      every("reconciler", settings.reconcileMs, async () => {
+        const n = await reconcileOnce(sql, this.queue, this.id, this.log);
+        if (n > 0) this.log.info("reconciler restored jobs", { count: n });
+      }, this.log),
+    );
+    // Reconcile once at start: jobs may have been waiting in Postgres while no worker ran.
+    await reconcileOnce(sql, this.queue, this.id, this.log);
+
+    this.loopDone = this.loop();
+    this.log.info("worker started", { concurrency: settings.concurrency, leaseMs: settings.leaseMs, prefix: this.deps.prefix });
+  }
+
+  /**
+   * Stops taking work, lets running jobs finish within the grace period, then stops the rest and
+   * releases them back to the queue. Safe to call more than once: every caller gets the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const { settings } = this.deps;
+    this.stopping = true;
+    this.log.info("worker stopping", { running: this.runs.size, graceMs: settings.shutdownGraceMs });
+    this.wakeSlotWaiters();
+    // Ends a BLMOVE in flight now; a job it moved at this instant stays in our processing list and
+    // removeWorker below hands it back.
+    this.blocking?.disconnect();
+    await this.loopDone;
+    await Promise.all(this.tickers.map((t) => t.stop()));
+
+    const allDone = () => Promise.all([...this.runs.values()].map((r) => r.done));
+    if (this.runs.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const graceOver = new Promise<"grace">((resolve) => (timer = setTimeout(() => resolve("grace"), settings.shutdownGraceMs)));
+      const first = await Promise.race([allDone().then(() => "done" as const), graceOver]);
+      clearTimeout(timer);
+      if (first === "grace") {
+        this.log.warn("grace period over; releasing running jobs", { running: this.runs.size });
+        for (const { run } of this.runs.values()) run.stop("shutdown");
+        await allDone();
+      }
+    }
+
+    await this.heartbeat?.stop();
+    await this.unsubscribe?.();
+    this.subscriber?.disconnect();
+    const handedBack = await this.queue.removeWorker(this.id);
+    this.log.info("worker stopped", { handedBack });
+  }
+
+  private async beat(): Promise<void> {
+    const { settings } = this.deps;
+    await this.queue.heartbeat(
+      { id: this.id, host: hostname(), pid: process.pid, startedAt: this.startedAt, running: this.runs.size, concurrency: settings.concurrency },
+      settings.leaseMs,
+    );
+  }
+
+  private async loop(): Promise<void> {
+    const { settings } = this.deps;
+    const pollMs = settings.pollMs ?? 1000;
+    while (!this.stopping) {
+      if (this.runs.size >= settings.concurrency) {
+        await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+        continue;
+      }
+      let jobId: string | null;
+      try {
+        jobId = await this.queue.reserve(this.blocking!, this.id, pollMs);
+      } catch (err) {
+        if (this.stopping) break;
+        this.log.warn("reserving a job failed; retrying", { err });
+        await Bun.sleep(1000);
+        continue;
+      }
+      if (jobId !== null) this.launch(jobId);
+    }
+  }
+
+  private launch(jobId: string): void {
+    if (this.runs.has(jobId)) {
+      // A second delivery of a job this worker is running: the running one acks it when done.
+      this.queue.drop(jobId, this.id, false).catch((err: unknown) => this.log.warn("dropping a duplicate delivery failed", { jobId, err }));
+      return;
+    }
+    const deps: JobRunDeps = {
+      sql: this.deps.sql,
+      queue: this.queue,
+      workerId: this.id,
+      log: this.log,
+      settings: {
+        leaseMs: this.deps.settings.leaseMs,
+        retryBaseMs: this.deps.settings.retryBaseMs,
+        retryMaxMs: this.deps.settings.retryMaxMs,
+        maxBytesPerSec: this.deps.settings.maxBytesPerSec,
+        progressWriteMs: this.deps.settings.progressWriteMs ?? 1000,
+      },
+      openEndpoint: this.deps.openEndpoint,
+      transfer: this.deps.transfer,
+      ...(this.deps.engineOptions ? { engineOptions: this.deps.engineOptions } : {}),
+    };
+    const run = new JobRun(jobId, deps);
+    const done = run.run().finally(() => {
+      this.runs.delete(jobId);
+      this.wakeSlotWaiters();
+    });
+    this.runs.set(jobId, { run, done });
+  }
+
+  private wakeSlotWaiters(): void {
+    for (const wake of this.slotWaiters.splice(0)) wake();
+  }
+}
