@@ -49,7 +49,24 @@ export async function checkApi(api: { url: string; token: string | undefined }, 
   if (!parsed.success) {
     throw new CheckFailure(`${url} answered HTTP ${res.status} with an unexpected body: ${text.slice(0, 120)}`, `is something else listening on ${api.url}? check KETTER_API_URL`);
   }
-  return judgeHealth(parsed.data, res.status, latencyMs);
+  const verdict = judgeHealth(parsed.data, res.status, latencyMs);
+  if (verdict.status === "fail") return verdict;
+  const auth = await checkAuth(api, signal);
+  if (auth) return auth;
+  return { ...verdict, value: `${verdict.value}, ${api.token ? "token accepted" : "no token configured"}` };
+}
+
+/** /health is public, so a protected route tells whether the API accepts the DKU's token; null when it does. */
+async function checkAuth(api: { url: string; token: string | undefined }, signal: AbortSignal): Promise<CheckOutcome | null> {
+  const res = await fetch(new URL("/jobs?limit=1", api.url), { headers: apiHeaders(api.token), signal });
+  await res.body?.cancel();
+  if (res.status !== 401 && res.status !== 403) return null;
+  return {
+    status: "fail",
+    value: `/health answers, but GET /jobs is refused with HTTP ${res.status} (${api.token ? "token rejected" : "no token sent"})`,
+    hint: "set KETTER_API_TOKEN to the token the API was started with",
+    details: { httpStatus: res.status },
+  };
 }
 
 /** ok when the API reaches Postgres and Redis and answers quickly. */

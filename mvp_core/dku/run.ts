@@ -78,7 +78,7 @@ async function smokeRows(config: Config, opts: DkuOptions, before: readonly Chec
         timeoutMs: 1_000,
         failHint: `fix the ${blockers.join(" and ")} check${blockers.length > 1 ? "s" : ""} first, then rerun the DKU`,
         run: async () => {
-          throw new Error(`not run: the ${blockers.join(" and ")} check failed`);
+          throw new Error(`not run: the ${blockers.join(" and ")} check${blockers.length > 1 ? "s" : ""} failed`);
         },
       }),
     ];

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { ApiClient } from "./api_client.ts";
+import { ApiCallError, ApiClient } from "./api_client.ts";
 import { CheckFailure, errorMessage, runCheck, type CheckOutcome, type CheckResult } from "./check.ts";
 import { DEFAULT_FIXTURE, compareFolder, manifestBytes, writeManyFolder, writeSmallFolder, type FixtureShape, type Manifest } from "./fixture.ts";
 import { formatBytes } from "./runtime.ts";
@@ -35,8 +35,6 @@ const JobBody = z.looseObject({
   status: z.string(),
   strategy: z.string().nullish(),
   error: z.object({ code: z.string().nullish(), message: z.string().nullish() }).nullish(),
-  errorCode: z.string().nullish(),
-  errorMessage: z.string().nullish(),
 });
 type Job = z.output<typeof JobBody>;
 
@@ -51,9 +49,7 @@ interface SmokeRun {
 }
 
 function jobError(job: Job): string {
-  const code = job.error?.code ?? job.errorCode;
-  const message = job.error?.message ?? job.errorMessage;
-  return [code, message].filter(Boolean).join(": ") || "no error recorded";
+  return [job.error?.code, job.error?.message].filter(Boolean).join(": ") || "no error recorded";
 }
 
 /** Step 1: the fixture on disk and a local portal rooted at it, created through the API. */
@@ -69,7 +65,8 @@ async function setup(run: SmokeRun, opts: SmokeOptions): Promise<CheckOutcome> {
   try {
     run.portal = PortalBody.parse(await run.client.call("POST", "/portals", { body: { kind: "local", name, rootPath: run.root } }));
   } catch (err) {
-    throw new CheckFailure(`could not create portal ${name}: ${errorMessage(err)}`, "the API refused a local portal: see the api check and the API log");
+    const hint = err instanceof ApiCallError && err.status === 401 ? "set KETTER_API_TOKEN to the API's token" : "the API refused a local portal: see the api check and the API log";
+    throw new CheckFailure(`could not create portal ${name}: ${errorMessage(err)}`, hint);
   }
   const files = small.size + many.size;
   return { status: "ok", value: `${files} files (${formatBytes(manifestBytes(small) + manifestBytes(many))}) in ${run.root}, portal ${name}`, details: { root: run.root, portal: run.portal, files } };

@@ -2,7 +2,7 @@
 import { connectDb } from "../db/client.ts";
 import { JobQueue, type QueueDepth, type WorkerInfo } from "../queue/queue.ts";
 import { CheckFailure, errorMessage, type CheckOutcome } from "./check.ts";
-import { connectRedisOnce, describeRedisUrl } from "./redis.ts";
+import { closeRedis, connectRedisOnce, describeRedisUrl } from "./redis.ts";
 
 /** A job waiting longer than this while workers are live suggests they are stuck or overloaded. */
 export const WAIT_WARN_MS = 10 * 60_000;
@@ -78,6 +78,6 @@ export async function checkWorkers(redisUrl: string, prefix: string, databaseUrl
     const oldest = await oldestWaitingJob(databaseUrl).catch((err: unknown) => ({ error: errorMessage(err) }));
     return judgeWorkers({ workers, depth, oldest });
   } finally {
-    redis.disconnect();
+    closeRedis(redis);
   }
 }
