@@ -83,5 +83,13 @@ export interface Endpoint {
    */
   packZip?(path: string, opts?: OpOptions): AsyncIterable<Uint8Array>;
 
+  /**
+   * Optional batch form of mkdir (non-recursive, parents listed before children): a remote endpoint
+   * creates thousands of folders in a few round trips instead of one each.
+   */
+  mkdirMany?(dirs: readonly { path: string; mode?: number }[], opts?: OpOptions): Promise<void>;
+  /** Optional batch form of setAttributes for files and folders (links are left alone), for the same reason. */
+  setAttributesMany?(items: readonly { path: string; mtimeMs?: number; mode?: number }[], opts?: OpOptions): Promise<void>;
+
   close(): Promise<void>;
 }

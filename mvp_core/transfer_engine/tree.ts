@@ -17,6 +17,11 @@ import { maybeYield } from "./yield.ts";
 export async function createDirs(run: Run, m: Manifest, stagingPath: string): Promise<void> {
   if (m.kind !== "dir") return;
   await run.target.mkdir(stagingPath, { signal: run.signal, mode: 0o700 });
+  if (run.target.mkdirMany) {
+    // A remote endpoint: one round trip per tree level instead of one per folder.
+    await run.target.mkdirMany(m.dirs.map((d) => ({ path: joinRel(stagingPath, d.path), mode: 0o700 })), { signal: run.signal });
+    return;
+  }
   for (const d of m.dirs) {
     checkCancelled(run.signal);
     await run.target.mkdir(joinRel(stagingPath, d.path), { signal: run.signal, mode: 0o700 });
@@ -52,6 +57,12 @@ export async function applyAttributes(run: Run, m: Manifest, stagingPath: string
       }
       await maybeYield();
     }
+    return;
+  }
+  if (target.setAttributesMany) {
+    // A remote endpoint: all requests in flight instead of one round trip per entry. Files before
+    // folders, deepest first, as above: the requests are served in order.
+    await target.setAttributesMany(all.map((e) => ({ path: joinRel(stagingPath, e.path), mtimeMs: e.mtimeMs, mode: e.mode })), { signal: run.signal });
     return;
   }
   for (const e of all) {

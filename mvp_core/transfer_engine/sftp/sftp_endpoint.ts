@@ -20,6 +20,8 @@ import {
 export const EXEC_STREAM_MIN_BYTES = 4 * 1024 * 1024;
 /** Batch size for stream writes: fflate emits tiny chunks, the channel wants big ones. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
+/** Requests kept in flight by the batch operations (mkdirMany, setAttributesMany). */
+const BATCH_IN_FLIGHT = 128;
 /** Outstanding SFTP read/write requests per file. */
 const SFTP_IN_FLIGHT = 32;
 /** Hashes the host computes locally for a remote without a shell (read back over SFTP). */
@@ -184,7 +186,7 @@ export class SftpEndpoint implements Endpoint {
   /** Drops the optional methods the host cannot back, so `typeof ep.unzip` tells the truth. */
   private adopt(t: RemoteTools): RemoteTools {
     if (!(t.shell && (t.commands.has("unzip") || t.commands.has("bsdtar")))) this.unzip = undefined;
-    if (!(t.shell && t.commands.has("zip"))) this.packZip = undefined;
+    if (!(t.shell && t.commands.has("zip") && t.commands.has("sed") && t.commands.has("find"))) this.packZip = undefined;
     return t;
   }
 
@@ -309,7 +311,8 @@ export class SftpEndpoint implements Endpoint {
           fields = [];
           const type: EntryType | null = y === "f" ? "file" : y === "d" ? "dir" : y === "l" ? "symlink" : null;
           if (!type) continue; // fifos, sockets, devices are not transferred
-          const e: Entry = { path: p, type, size: type === "dir" ? 0 : Number(size), mtimeMs: Number(mtime) * 1000, mode: parseInt(mode, 8) & 0o7777 };
+          // Whole seconds, like SFTP's stat: the engine compares walk and stat mtimes for equality.
+          const e: Entry = { path: p, type, size: type === "dir" ? 0 : Number(size), mtimeMs: Number(mtime.split(".")[0]) * 1000, mode: parseInt(mode, 8) & 0o7777 };
           if (type === "symlink") e.linkTarget = link;
           yield e;
         }
@@ -432,7 +435,17 @@ export class SftpEndpoint implements Endpoint {
       await this.ensureSafeDir(this.abs(parentOf(rel)), rel);
       const big = opts.size === undefined || opts.size >= EXEC_STREAM_MIN_BYTES;
       const tools = big ? await this.tools(opts.signal) : null;
+      const exec = tools?.shell === true && tools.commands.has("cat");
       const sftp = await this.conn.sftp();
+      if (!exec) {
+        // Common case, one round trip: create exclusively (O_EXCL never follows a link). Anything
+        // already there (a FAILURE from sftp-server) takes the careful path below.
+        const handle = await this.call<Buffer>((cb) => sftp.open(abs, "wx", { mode: opts.mode ?? 0o644 }, cb)).catch((e: unknown) => {
+          if (sftpStatus(e) === FX_FAILURE) return null;
+          throw e;
+        });
+        if (handle) return new SftpWriter(this, sftp, handle, rel, abs, opts.mode, opts.signal);
+      }
       const existing = await this.call<Stats>((cb) => sftp.lstat(abs, cb)).catch((e: unknown) => {
         if (sftpStatus(e) === FX_NO_SUCH_FILE) return null;
         throw e;
@@ -449,7 +462,7 @@ export class SftpEndpoint implements Endpoint {
       } else if (existing && (existing.mode & S_IFMT) !== S_IFREG) {
         throw new TransferError("TARGET_EXISTS", `${JSON.stringify(rel)} exists and is not a regular file`, { details: { path: rel } });
       }
-      if (tools?.shell && tools.commands.has("cat")) return await this.execWriter(rel, abs, opts.mode, opts.signal);
+      if (exec) return await this.execWriter(rel, abs, opts.mode, opts.signal);
       return await this.sftpWriter(sftp, rel, abs, opts.mode, opts.signal);
     } catch (err) {
       throw this.fail(err, rel, "write", opts.signal);
@@ -530,7 +543,77 @@ export class SftpEndpoint implements Endpoint {
       if ((st.mode & S_IFMT) === S_IFDIR && recursive) return;
       throw new TransferError("TARGET_EXISTS", `create folder ${JSON.stringify(rel)}: already exists`, { details: { path: rel } });
     }
+    this.safeDirs.add(abs); // we just created it: a real folder, not a link
     if (mode !== undefined) await this.call<void>((cb) => sftp.chmod(abs, mode & 0o7777, cb as (e: Error | null | undefined) => void)); // the server's umask applied to mkdir
+  }
+
+  /** Creates folders level by level, each level's requests all in flight: a few round trips for thousands of folders. */
+  async mkdirMany(dirs: readonly { path: string; mode?: number }[], opts: OpOptions = {}): Promise<void> {
+    this.start(opts.signal);
+    const items = dirs.map((d) => ({ rel: normalizeRel(d.path), mode: d.mode }));
+    const depth = new Map<string, number>();
+    const levels: (typeof items)[] = [];
+    for (const it of items) {
+      if (it.rel === "") continue;
+      const parent = parentOf(it.rel);
+      const level = depth.has(parent) ? depth.get(parent)! + 1 : 0;
+      depth.set(it.rel, level);
+      (levels[level] ??= []).push(it);
+    }
+    try {
+      for (const r of new Set((levels[0] ?? []).map((it) => parentOf(it.rel)))) await this.ensureSafeDir(this.abs(r), r);
+      const sftp = await this.conn.sftp(); // one channel: its requests are served in order
+      for (const level of levels) {
+        await inParallel(level, BATCH_IN_FLIGHT, (it) => this.mkdirAt(sftp, it.rel, it.mode, false).catch((e: unknown) => {
+          throw this.fail(e, it.rel, "create folder", opts.signal);
+        }));
+      }
+    } catch (err) {
+      throw this.fail(err, "", "create folder", opts.signal);
+    }
+  }
+
+  /** Sets attributes on many files and folders with all requests in flight; links are skipped. */
+  async setAttributesMany(items: readonly { path: string; mtimeMs?: number; mode?: number }[], opts: OpOptions = {}): Promise<void> {
+    this.start(opts.signal);
+    const list = items.map((i) => ({ ...i, rel: normalizeRel(i.path) }));
+    try {
+      for (const r of new Set(list.map((i) => parentOf(i.rel)))) if (!this.safeDirs.has(this.abs(r))) await this.ensureSafeDir(this.abs(r), r);
+      const sftp = await this.conn.sftp();
+      await inParallel(list, BATCH_IN_FLIGHT, (i) => this.setAttrs(sftp, i.rel, i).catch((e: unknown) => {
+        throw this.fail(e, i.rel, "set attributes", opts.signal);
+      }));
+    } catch (err) {
+      throw this.fail(err, "", "set attributes", opts.signal);
+    }
+  }
+
+  /** One entry's mode and mtime, never following a link (lsetstat@openssh.com, else lstat first). */
+  private async setAttrs(sftp: SFTPWrapper, rel: string, attrs: { mtimeMs?: number; mode?: number }): Promise<void> {
+    const abs = this.abs(rel);
+    const set: { mode?: number; atime?: number; mtime?: number } = {};
+    if (attrs.mode !== undefined) set.mode = attrs.mode & 0o7777;
+    // SFTP v3 carries whole seconds only.
+    if (attrs.mtimeMs !== undefined) set.atime = set.mtime = Math.floor(attrs.mtimeMs / 1000);
+    if (set.mode === undefined && set.mtime === undefined) return;
+    if (hasExtension(sftp, "lsetstat@openssh.com")) {
+      try {
+        await this.call<void>((cb) => sftp.ext_openssh_lsetstat(abs, set, cb as (e: Error | null | undefined) => void));
+        return;
+      } catch (err) {
+        // Linux cannot chmod a link itself: fall through and look at what is there.
+        if (sftpStatus(err) !== FX_FAILURE && sftpStatus(err) !== FX_OP_UNSUPPORTED) throw err;
+      }
+    }
+    const st = await this.call<Stats>((cb) => sftp.lstat(abs, cb));
+    if ((st.mode & S_IFMT) === S_IFLNK) {
+      // Link metadata beyond its mtime is not portable; the link text is what matters.
+      if (set.mtime !== undefined && hasExtension(sftp, "lsetstat@openssh.com")) {
+        await this.call<void>((cb) => sftp.ext_openssh_lsetstat(abs, { atime: set.atime!, mtime: set.mtime! }, cb as (e: Error | null | undefined) => void));
+      }
+      return;
+    }
+    await this.call<void>((cb) => sftp.setstat(abs, set, cb as (e: Error | null | undefined) => void));
   }
 
   async symlink(target: string, path: string, opts: OpOptions = {}): Promise<void> {
@@ -547,16 +630,9 @@ export class SftpEndpoint implements Endpoint {
 
   async setAttributes(path: string, attrs: { mtimeMs?: number; mode?: number }, opts: OpOptions = {}): Promise<void> {
     this.start(opts.signal);
-    const { rel, abs } = await this.prepare(path).catch((e: unknown) => { throw this.fail(e, path, "set attributes", opts.signal); });
+    const { rel } = await this.prepare(path).catch((e: unknown) => { throw this.fail(e, path, "set attributes", opts.signal); });
     try {
-      const sftp = await this.conn.sftp();
-      const st = await this.call<Stats>((cb) => sftp.lstat(abs, cb));
-      if ((st.mode & S_IFMT) === S_IFLNK) return; // link metadata is not portable over SFTP v3; the link itself is what matters
-      const set: { mode?: number; atime?: number; mtime?: number } = {};
-      if (attrs.mode !== undefined) set.mode = attrs.mode & 0o7777;
-      // SFTP v3 carries whole seconds only.
-      if (attrs.mtimeMs !== undefined) set.atime = set.mtime = Math.floor(attrs.mtimeMs / 1000);
-      await this.call<void>((cb) => sftp.setstat(abs, set, cb as (e: Error | null | undefined) => void));
+      await this.setAttrs(await this.conn.sftp(), rel, attrs);
     } catch (err) {
       throw this.fail(err, rel, "set attributes", opts.signal);
     }
@@ -679,7 +755,7 @@ export class SftpEndpoint implements Endpoint {
     return {
       hashes: remote.length ? remote : READBACK_HASHES,
       unzip: t.shell && (t.commands.has("unzip") || t.commands.has("bsdtar")),
-      packZip: t.shell && t.commands.has("zip"),
+      packZip: t.shell && t.commands.has("zip") && t.commands.has("sed") && t.commands.has("find"),
     };
   }
 
@@ -752,9 +828,11 @@ export class SftpEndpoint implements Endpoint {
     try {
       await this.ensureSafeDir(abs, rel);
       const t = await this.tools(opts.signal);
-      if (!t.shell || !t.commands.has("zip")) throw new TransferError("UNSUPPORTED", `${this.label} has no zip`);
-      // -0 stores, -y keeps symlinks as links; "Nothing to do" (12) is an empty folder.
-      const it = this.streamCommand(`cd ${shQuote(abs)} && zip -0 -q -r -y - .`, rel, "pack", opts.signal, [0, 12]);
+      if (!t.shell || !t.commands.has("zip") || !t.commands.has("sed") || !t.commands.has("find")) throw new TransferError("UNSUPPORTED", `${this.label} has no zip`);
+      // -0 stores. Links are left out (-y keeps them unfollowed, -x@ drops them, -nw takes names
+      // literally): the engine recreates links itself. "Nothing to do" (12) is an empty folder.
+      const cmd = `cd ${shQuote(abs)} && find . -type l | sed 's|^\\./||' | zip -0 -q -r -y -nw - . -x@/dev/stdin`;
+      const it = this.streamCommand(cmd, rel, "pack", opts.signal, [0, 12]);
       let sent = 0;
       while (true) {
         const r = await it.next();
@@ -778,9 +856,29 @@ export class SftpEndpoint implements Endpoint {
 /** A zip with no entries: just the end-of-central-directory record. */
 const EMPTY_ZIP = new Uint8Array([0x50, 0x4b, 0x05, 0x06, ...new Array<number>(18).fill(0)]);
 
-function supportsPosixRename(sftp: SFTPWrapper): boolean {
+function hasExtension(sftp: SFTPWrapper, name: string): boolean {
   const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions;
-  return ext?.["posix-rename@openssh.com"] === "1";
+  return typeof ext?.[name] === "string";
+}
+
+function supportsPosixRename(sftp: SFTPWrapper): boolean {
+  return hasExtension(sftp, "posix-rename@openssh.com");
+}
+
+/** Runs fn over items with at most `limit` in flight; the first failure wins once all settled. */
+async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  const lane = async (): Promise<void> => {
+    while (next < items.length && !failure) {
+      const it = items[next++]!;
+      await fn(it).catch((err: unknown) => {
+        failure ??= { err };
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failure) throw (failure as { err: unknown }).err;
 }
 
 /** ssh2 learns the server's limits (limits@openssh.com) but keeps them private; 32 KiB is the safe default. */
@@ -951,9 +1049,12 @@ class SftpWriter implements FileWriter {
     try {
       if (this.pendingBytes) await this.send(this.take(this.pendingBytes));
       await this.drain();
-      // The server's umask applied at open; set the exact bits before closing.
-      if (this.mode !== undefined) await this.ep.call<void>((cb) => this.sftp.fchmod(this.handle, this.mode! & 0o7777, cb as (e: Error | null | undefined) => void));
-      await this.ep.call<void>((cb) => this.sftp.close(this.handle, cb as (e: Error | null | undefined) => void));
+      // The server's umask applied at open: set the exact bits, sent with the close (one round trip).
+      const chmod = this.mode === undefined ? null : this.ep.call<void>((cb) => this.sftp.fchmod(this.handle, this.mode! & 0o7777, cb as (e: Error | null | undefined) => void));
+      const close = this.ep.call<void>((cb) => this.sftp.close(this.handle, cb as (e: Error | null | undefined) => void));
+      const [a, b] = await Promise.allSettled([chmod, close]);
+      if (a.status === "rejected") throw a.reason;
+      if (b.status === "rejected") throw b.reason;
     } catch (err) {
       throw this.ep.mapError(err, this.rel, "write", this.signal);
     }
