@@ -3,6 +3,7 @@
  * `{ error: { code, message, details } }`; anything unexpected is a 500 that names the request id
  * (and is logged), so user input can be told apart from server faults.
  */
+import { NotFoundError, ParseError } from "elysia";
 import { JobError, type JobErrorCode } from "../jobs/repository.ts";
 import { PortalError, type PortalErrorCode } from "../portals/repository.ts";
 import { SecretError } from "../portals/secrets.ts";
@@ -93,14 +94,12 @@ function validationError(err: ValidationLike): ApiError {
 export function toApiError(err: unknown, requestId: string): { error: ApiError; internal: boolean } {
   if (err instanceof ApiError) return { error: err, internal: false };
   // Elysia wraps what a parse hook throws.
-  const cause = (err as { code?: unknown; cause?: unknown })?.code === "PARSE" ? (err as { cause?: unknown }).cause : undefined;
-  if (cause instanceof ApiError) return { error: cause, internal: false };
+  if (err instanceof ParseError && err.cause instanceof ApiError) return { error: err.cause, internal: false };
   if (isValidation(err)) return { error: validationError(err), internal: false };
-  const code = (err as { code?: unknown })?.code;
-  if (code === "NOT_FOUND") return { error: new ApiError(404, "ROUTE_NOT_FOUND", "no such route; see /swagger for the API"), internal: false };
-  if (code === "PARSE") return { error: new ApiError(400, "INVALID_BODY", "the request body could not be read; send JSON with Content-Type: application/json"), internal: false };
   if (err instanceof PortalError) return { error: new ApiError(PORTAL_STATUS[err.code], PORTAL_CODE[err.code], err.message, err.details), internal: false };
   if (err instanceof JobError) return { error: new ApiError(JOB_STATUS[err.code], JOB_CODE[err.code] ?? err.code, err.message, err.details), internal: false };
+  if (err instanceof NotFoundError) return { error: new ApiError(404, "ROUTE_NOT_FOUND", "no such route; see /swagger for the API"), internal: false };
+  if (err instanceof ParseError) return { error: new ApiError(400, "INVALID_BODY", "the request body could not be read; send JSON with Content-Type: application/json"), internal: false };
   if (isTransferError(err)) {
     const status = TRANSFER_STATUS[err.code] ?? (err.retryable ? 502 : 422);
     return { error: new ApiError(status, err.code, err.message, err.details), internal: status >= 500 };

@@ -30,7 +30,7 @@ export function bearerChecker(token: string): (header: string | null) => void {
 export function checkBodyHeaders(request: Request): void {
   const len = request.headers.get("content-length");
   if (len !== null && Number(len) > MAX_BODY_BYTES) {
-    throw new ApiError(413, "BODY_TOO_LARGE", `request body is ${len} bytes; the limit is ${MAX_BODY_BYTES}`, { limit: MAX_BODY_BYTES });
+    throw new ApiError(413, "BODY_TOO_LARGE", `request body is ${len} bytes; the limit is ${MAX_BODY_BYTES} bytes`, { limit: MAX_BODY_BYTES });
   }
 }
 
@@ -40,7 +40,7 @@ const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 export async function parseJsonBody(request: Request, contentType: string): Promise<unknown> {
   const text = await request.text();
   if (Buffer.byteLength(text) > MAX_BODY_BYTES) {
-    throw new ApiError(413, "BODY_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, { limit: MAX_BODY_BYTES });
+    throw new ApiError(413, "BODY_TOO_LARGE", `request body is larger than the limit; the limit is ${MAX_BODY_BYTES} bytes`, { limit: MAX_BODY_BYTES });
   }
   if (text.trim() === "") return null;
   if (!JSON_TYPE.test(contentType)) {

@@ -1,0 +1,55 @@
+// The same app through a real listening server (Bun.serve), as clients and Swagger UI reach it.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { JobView } from "./jobs/schemas.ts";
+import type { PortalView } from "./portals/schemas.ts";
+import { MAX_BODY_BYTES } from "./http.ts";
+import { apiFixture, type ApiFixture } from "./test_support.ts";
+import { uniqueId } from "../testing/services.ts";
+
+const TOKEN = "server-test-token-0123456789";
+let f: ApiFixture;
+let base: string;
+
+beforeAll(async () => {
+  f = await apiFixture({ apiToken: TOKEN });
+  f.app.listen({ hostname: "127.0.0.1", port: 0, maxRequestBodySize: MAX_BODY_BYTES * 2 });
+  base = `http://127.0.0.1:${f.app.server!.port}`;
+});
+afterAll(async () => {
+  await f.app.stop();
+  await f.close();
+});
+
+const headers = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
+const post = (path: string, body: unknown, extra: Record<string, string> = {}) => fetch(base + path, { method: "POST", headers: { ...headers, ...extra }, body: JSON.stringify(body) });
+
+describe("API through a listening server", () => {
+  test("create portals and an idempotent job over HTTP", async () => {
+    const portal = async () => (await (await post("/portals", { kind: "local", name: `srv_${uniqueId()}`, rootPath: await f.tempDir() })).json()) as PortalView;
+    const [a, b] = [await portal(), await portal()];
+    const body = { type: "copy", source: { portal: a.id, path: "shoot" }, target: { portal: b.id, path: "shoot" } };
+    const key = { "idempotency-key": `srv-${uniqueId()}` };
+    const first = await post("/jobs", body, key);
+    const again = await post("/jobs", body, key);
+    expect([first.status, again.status]).toEqual([201, 201]);
+    const [j1, j2] = [(await first.json()) as JobView, (await again.json()) as JobView];
+    expect(j2.id).toBe(j1.id);
+    expect(first.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    const got = await fetch(`${base}/jobs/${j1.id}`, { headers });
+    expect(((await got.json()) as JobView).status).toBe("QUEUED");
+  });
+
+  test("a chunked body over the limit is refused with 413 JSON; no token is 401; /health is public", async () => {
+    const big = new ReadableStream({
+      start(c) {
+        c.enqueue(new TextEncoder().encode(`{"pad":"${"x".repeat(MAX_BODY_BYTES + 10)}"}`));
+        c.close();
+      },
+    });
+    const r = await fetch(`${base}/jobs`, { method: "POST", headers, body: big });
+    expect(r.status).toBe(413);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe("BODY_TOO_LARGE");
+    expect((await fetch(`${base}/jobs`)).status).toBe(401);
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+  });
+});
