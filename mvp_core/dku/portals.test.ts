@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { connectDb, type Sql } from "../db/client.ts";
 import { migrateUp } from "../db/migrate.ts";
@@ -8,6 +8,9 @@ import { createEmptyDatabase } from "../testing/services.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { runCheck } from "./check.ts";
 import { portalChecks } from "./portals.ts";
+
+// Real servers start on demand; bun 1.4.5 ignores bunfig's [test] timeout.
+setDefaultTimeout(60_000);
 
 const key = randomBytes(32);
 const OTHER_FINGERPRINT = `SHA256:${"A".repeat(43)}`;

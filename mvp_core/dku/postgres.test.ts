@@ -1,10 +1,13 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connectDb } from "../db/client.ts";
 import { migrationFiles } from "../db/migrate.ts";
 import { freePort } from "../testing/ports.ts";
 import { createEmptyDatabase, testDatabaseUrl, uniqueId } from "../testing/services.ts";
 import { CheckFailure } from "./check.ts";
 import { checkMigrations, checkPostgres, describeDatabaseUrl, localPortalPlaces } from "./postgres.ts";
+
+// Real servers start on demand; bun 1.4.5 ignores bunfig's [test] timeout.
+setDefaultTimeout(60_000);
 
 describe("postgres checks", () => {
   test("a migrated database: connects, reports its version, all migrations applied", async () => {
@@ -50,15 +53,18 @@ describe("postgres checks", () => {
     expect(describeDatabaseUrl(url)).toMatch(/^127\.0\.0\.1:\d+\/ketter$/);
   });
 
-  test("local portal roots are listed for the disk check", async () => {
+  test("live local portal roots are listed for the disk check, deleted ones are not", async () => {
     const url = await testDatabaseUrl();
     const sql = connectDb(url, { max: 1 });
     const name = `dku-disk-${uniqueId()}`.replaceAll("_", "-");
     try {
       await sql`insert into portals (name, kind, root_path) values (${name}, 'local', '/srv/footage')`;
-      expect(await localPortalPlaces(url)).toContainEqual({ label: `portal ${name}`, path: "/srv/footage" });
+      await sql`insert into portals (name, kind, root_path, deleted_at) values (${`${name}-old`}, 'local', '/srv/old', now())`;
+      const places = await localPortalPlaces(url);
+      expect(places).toContainEqual({ label: `portal ${name}`, path: "/srv/footage", mustExist: true });
+      expect(places.map((p) => p.path)).not.toContain("/srv/old");
     } finally {
-      await sql`delete from portals where name = ${name}`;
+      await sql`delete from portals where name like ${`${name}%`}`;
       await sql.end();
     }
   });

@@ -1,6 +1,7 @@
 /** Postgres checks: the server answers, its version, and the schema matches this build's migrations. */
 import { connectDb } from "../db/client.ts";
 import { migrationStatus } from "../db/migrate.ts";
+import { listPortals } from "../portals/repository.ts";
 import { CheckFailure, errorMessage, type CheckOutcome } from "./check.ts";
 import type { DiskPlace } from "./runtime.ts";
 
@@ -63,12 +64,12 @@ export async function checkMigrations(databaseUrl: string): Promise<CheckOutcome
   return { status: "ok", value: `${status.applied.length} applied, none pending`, details };
 }
 
-/** Root folders of the local portals (the disk check measures them); throws when Postgres is unreachable. */
+/** Root folders of the live local portals (the disk check measures them); throws when Postgres is unreachable. */
 export async function localPortalPlaces(databaseUrl: string): Promise<DiskPlace[]> {
   const sql = connectDb(databaseUrl, { max: 1, applicationName: "ketter-dku" });
   try {
-    const rows = await sql<{ name: string; root_path: string }[]>`select name, root_path from portals where kind = 'local' order by name`;
-    return rows.map((r) => ({ label: `portal ${r.name}`, path: r.root_path }));
+    const rows = (await listPortals(sql)).filter((p) => p.kind === "local");
+    return rows.map((r) => ({ label: `portal ${r.name}`, path: r.root_path, mustExist: true }));
   } finally {
     await sql.end({ timeout: 1 });
   }

@@ -1,7 +1,10 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { testRedisUrl } from "../testing/services.ts";
 import { checkRedis, judgeRedis } from "./redis.ts";
 import { startOwnRedis, type OwnRedis } from "./test_redis.ts";
+
+// Real servers start on demand; bun 1.4.5 ignores bunfig's [test] timeout.
+setDefaultTimeout(60_000);
 
 const started: OwnRedis[] = [];
 afterAll(async () => {

@@ -33,6 +33,18 @@ describe("disk space", () => {
     }
   });
 
+  test("a portal root missing on this machine is a warning naming it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ketter-dku-disk-"));
+    try {
+      const r = checkDiskSpace([{ label: "reports", path: dir }, { label: "portal gone", path: join(dir, "nope"), mustExist: true }]);
+      expect(r.status).toBe("warn");
+      expect(r.value).toContain(`missing on this machine: portal gone (${join(dir, "nope")})`);
+      expect(r.hint).toContain("rootPath");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("the tightest place decides", () => {
     const place = (label: string, freeBytes: number) => ({ label, path: `/${label}`, freeBytes });
     expect(judgeDiskSpace([place("a", DISK_WARN_BYTES * 2)]).status).toBe("ok");

@@ -39,6 +39,8 @@ export async function checkBunVersion(): Promise<CheckOutcome> {
 export interface DiskPlace {
   label: string;
   path: string;
+  /** The folder must already exist (a portal root); the report folder is created on demand. */
+  mustExist?: boolean;
 }
 
 /** Free bytes for an unprivileged user on the file system holding `path` (or its nearest existing parent). */
@@ -63,14 +65,25 @@ export function formatBytes(n: number): string {
 
 /** Measures free space at every place and judges it. */
 export function checkDiskSpace(places: readonly DiskPlace[], note?: string): CheckOutcome {
-  return judgeDiskSpace(places.map((p) => ({ ...p, freeBytes: freeBytes(p.path) })), note);
+  const missing = places.filter((p) => p.mustExist && !existsSync(p.path));
+  const present = places.filter((p) => !missing.includes(p));
+  return judgeDiskSpace(present.map((p) => ({ ...p, freeBytes: freeBytes(p.path) })), note, missing);
 }
 
-/** The tightest place decides: fail below DISK_FAIL_BYTES, warn below DISK_WARN_BYTES. */
-export function judgeDiskSpace(places: ReadonlyArray<DiskPlace & { freeBytes: number }>, note?: string): CheckOutcome {
+/** The tightest place decides: fail below DISK_FAIL_BYTES, warn below DISK_WARN_BYTES; a missing portal root warns. */
+export function judgeDiskSpace(places: ReadonlyArray<DiskPlace & { freeBytes: number }>, note?: string, missing: readonly DiskPlace[] = []): CheckOutcome {
   const measured = [...places].sort((a, b) => a.freeBytes - b.freeBytes);
   const tightest = measured[0];
   if (!tightest) return { status: "warn", value: "nothing to measure", hint: "set KETTER_DKU_REPORT_DIR" };
+  if (missing.length > 0) {
+    const list = missing.map((p) => `${p.label} (${p.path})`).join(", ");
+    return {
+      status: "warn",
+      value: `${formatBytes(tightest.freeBytes)} free at ${tightest.label}; missing on this machine: ${list}`,
+      hint: "create those folders, or fix the portals' rootPath (PATCH /portals/{id}); jobs on them fail until then (ignore if the worker runs on another machine)",
+      details: { places: measured, missing },
+    };
+  }
   const value = `${formatBytes(tightest.freeBytes)} free at ${tightest.label} (${tightest.path})${measured.length > 1 ? `, ${measured.length} places` : ""}${note ? `; ${note}` : ""}`;
   const details = { places: measured, warnBelowBytes: DISK_WARN_BYTES, failBelowBytes: DISK_FAIL_BYTES };
   const hint = `free space on the file system of ${tightest.path} (df -h ${tightest.path}), or move that portal's root`;

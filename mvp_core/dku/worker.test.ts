@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Redis from "ioredis";
 import { connectDb } from "../db/client.ts";
 import { migrateUp } from "../db/migrate.ts";
@@ -7,6 +7,9 @@ import { createEmptyDatabase, testRedisPrefix, testRedisUrl } from "../testing/s
 import { CheckFailure } from "./check.ts";
 import { startOwnRedis } from "./test_redis.ts";
 import { WAIT_WARN_MS, checkWorkers, judgeWorkers, oldestWaitingJob } from "./worker.ts";
+
+// Real servers start on demand; bun 1.4.5 ignores bunfig's [test] timeout.
+setDefaultTimeout(60_000);
 
 const clients: Redis[] = [];
 afterAll(() => clients.forEach((c) => c.disconnect()));
