@@ -139,6 +139,24 @@ describe("JobQueue", () => {
     await cleanup(q, ["w1"]);
   });
 
+  test("unlisted names jobs Redis lost or holds nowhere a worker looks", async () => {
+    const q = newQueue();
+    await q.enqueue("pending-job");
+    await q.enqueue("leased-job");
+    await q.enqueue("delayed-job");
+    await q.enqueue("stale-job");
+    // Oldest first: leased-job is reserved (after pending-job), stale-job dropped without forgetting.
+    await redis.lrem(q.keys.pending, 1, "leased-job");
+    await q.startLease("leased-job", "w1", 10_000);
+    await redis.lrem(q.keys.pending, 1, "delayed-job");
+    await redis.zadd(q.keys.delayed, Date.now() + 60_000, "delayed-job");
+    await redis.lrem(q.keys.pending, 1, "stale-job");
+    expect(await q.unlisted(["pending-job", "leased-job", "delayed-job", "stale-job", "lost-job"])).toEqual(["lost-job", "stale-job"]);
+    await q.requeue("stale-job");
+    expect(await q.unlisted(["stale-job"])).toEqual([]);
+    await cleanup(q, ["w1"]);
+  });
+
   test("scripts reload after SCRIPT FLUSH", async () => {
     const q = newQueue();
     await q.enqueue("job-f");

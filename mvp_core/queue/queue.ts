@@ -119,6 +119,20 @@ export class JobQueue {
     return flags.map((f) => f === 1);
   }
 
+  /**
+   * Of `jobIds`, those Redis does not hold, or holds in none of the places a worker looks (pending,
+   * delayed, leased). Scans the pending list, so the reconciler passes bounded batches.
+   */
+  async unlisted(jobIds: readonly string[]): Promise<string[]> {
+    if (jobIds.length === 0) return [];
+    const k = this.keys;
+    const held = await this.held(jobIds);
+    const missing = jobIds.filter((_, i) => !held[i]);
+    const heldIds = jobIds.filter((_, i) => held[i]);
+    const stale = heldIds.length === 0 ? [] : ((await scripts.findUnlisted.run(this.redis, [k.pending, k.delayed, k.owners], heldIds)) as string[]);
+    return [...missing, ...stale];
+  }
+
   // ---- worker side ---------------------------------------------------------------------------
 
   /** This worker's processing list. */

@@ -321,3 +321,26 @@ for _, wid in ipairs(ids) do
 end
 return out
 `);
+
+/**
+ * Of the given jobs, those Redis marks as held but that sit nowhere a worker would find them (not
+ * pending, not delayed, not leased): the reconciler's check against a stale members set.
+ */
+export const findUnlisted = new RedisScript("findUnlisted-3", 3, `
+--[[
+  KEYS[1] pending list
+  KEYS[2] delayed zset
+  KEYS[3] owners hash
+  ARGV[1..] job ids
+  Returns the ids found in none of them.
+]]
+local out = {}
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if not redis.call('ZSCORE', KEYS[2], id) and redis.call('HEXISTS', KEYS[3], id) == 0
+     and not redis.call('LPOS', KEYS[1], id) then
+    table.insert(out, id)
+  end
+end
+return out
+`);

@@ -143,7 +143,9 @@ export class JobRun {
       // Delivered before the reaper recorded the previous worker's death: take it back here.
       const outcome = await reclaimJob(sql, this.jobId, workerId);
       if (outcome) this.log.warn("job reclaimed from a worker whose lease expired", { outcome });
-      if (outcome === "reclaimed") claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
+      // Claim again even when this call changed nothing: a reaper may have just reclaimed it, and
+      // the state read above is stale either way.
+      claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
     }
     if (claim.claimed) {
       await queue.startLease(this.jobId, workerId, settings.leaseMs);

@@ -37,10 +37,9 @@ export async function reconcileOnce(sql: Sql, queue: JobQueue, workerId: string,
   const { queued, retryWait, leaseExpired } = await jobsToReconcile(sql, limit);
   let restored = 0;
 
-  const queuedHeld = await queue.held(queued);
-  for (const [i, jobId] of queued.entries()) {
-    if (queuedHeld[i]) continue;
-    await queue.enqueue(jobId);
+  // A QUEUED job must be pending (or leased, in the instant between a reserve and its claim).
+  for (const jobId of await queue.unlisted(queued)) {
+    await queue.requeue(jobId);
     restored++;
     log.warn("reconciler re-enqueued a QUEUED job missing from Redis", { jobId });
   }
