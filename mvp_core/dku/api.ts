@@ -15,6 +15,7 @@ const HealthBody = z.object({
   workers: z.object({ live: z.number(), ids: z.array(z.string()) }).partial().optional(),
   version: z.string().optional(),
 });
+/** A parsed /health answer. */
 export type Health = z.output<typeof HealthBody>;
 
 /** Headers for every DKU request to the API (bearer token when configured). */

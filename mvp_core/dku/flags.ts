@@ -15,6 +15,7 @@ export interface DkuFlags {
   help: boolean;
 }
 
+/** Printed with --help and after a usage error. */
 export const USAGE = `usage: bun run dku [--portals] [--no-smoke] [--json] [--report-dir DIR] [--smoke-dir DIR]
   --portals         also check every SFTP portal (reachable, host key, remote tools)
   --no-smoke        skip the smoke transfer (copy and move through the API and a worker)
