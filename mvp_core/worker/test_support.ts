@@ -17,6 +17,7 @@ import { createPortal, type PortalRow } from "../portals/repository.ts";
 import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
 import { waitFor } from "../testing/ports.ts";
+import type { TestSshd } from "../testing/sshd.ts";
 import { testDatabaseUrl, testRedisPrefix, testRedisUrl, testSql, uniqueId } from "../testing/services.ts";
 import { transfer } from "../transfer_engine/index.ts";
 import { Worker, type WorkerDeps, type WorkerSettings } from "./worker.ts";
@@ -50,6 +51,7 @@ export class Scenario {
   target!: PortalRow;
   private workers: Worker[] = [];
   private procs: Bun.Subprocess[] = [];
+  private extraPortals: string[] = [];
 
   constructor(readonly name: string) {
     this.log = createLogger("worker-test", "debug", { test: name }, (line) => this.logLines.push(line));
@@ -83,18 +85,42 @@ export class Scenario {
   }
 
   /** Creates a QUEUED job through the API's repository; enqueues it unless told not to. */
-  async job(sourcePath: string, targetPath: string, opts: { type?: "copy" | "move"; options?: JobOptions; maxAttempts?: number; enqueue?: boolean } = {}): Promise<JobRow> {
+  async job(
+    sourcePath: string,
+    targetPath: string,
+    opts: { type?: "copy" | "move"; options?: JobOptions; maxAttempts?: number; enqueue?: boolean; target?: PortalRow } = {},
+  ): Promise<JobRow> {
     const { job } = await createJob(this.sql, {
       type: opts.type ?? "copy",
       sourcePortalId: this.source.id,
       sourcePath,
-      targetPortalId: this.target.id,
+      targetPortalId: (opts.target ?? this.target).id,
       targetPath,
       options: opts.options ?? {},
       maxAttempts: opts.maxAttempts ?? 3,
     });
     if (opts.enqueue ?? true) await this.queue.enqueue(job.id);
     return job;
+  }
+
+  /** An sftp portal on a test sshd (key login, pinned host key); deleted by clean(). */
+  async sftpPortal(sshd: TestSshd): Promise<PortalRow> {
+    const portal = await createPortal(
+      this.sql,
+      {
+        name: `sftp-${uniqueId()}`,
+        kind: "sftp",
+        rootPath: sshd.root,
+        host: sshd.host,
+        port: sshd.port,
+        username: sshd.username,
+        auth: { method: "key", privateKey: sshd.privateKey },
+        hostKeyFingerprint: sshd.hostKeyFingerprint,
+      },
+      SECRET,
+    );
+    this.extraPortals.push(portal.id);
+    return portal;
   }
 
   /** Starts an in-process worker on this scenario's prefix. */
@@ -198,8 +224,9 @@ export class Scenario {
     const k = this.queue.keys;
     const workerIds = await this.redis.zrange(k.workers, 0, -1);
     await this.redis.del(k.pending, k.leases, k.owners, k.delayed, k.members, k.workers, ...workerIds.flatMap((w) => [this.queue.processingKey(w), `${k.workerPrefix}${w}`]));
-    await this.sql`delete from jobs where source_portal_id in (${this.source.id}, ${this.target.id}) or target_portal_id in (${this.source.id}, ${this.target.id})`;
-    await this.sql`delete from portals where id in (${this.source.id}, ${this.target.id})`;
+    const portals = [this.source.id, this.target.id, ...this.extraPortals];
+    await this.sql`delete from jobs where source_portal_id in ${this.sql(portals)} or target_portal_id in ${this.sql(portals)}`;
+    await this.sql`delete from portals where id in ${this.sql(portals)}`;
     this.redis.disconnect();
     await rm(this.dir, { recursive: true, force: true });
   }
