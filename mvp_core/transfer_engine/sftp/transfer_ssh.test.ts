@@ -133,8 +133,8 @@ function chownTree(root: string, s: TestSshd): void {
 }
 
 describe("transfer() over SSH: fallbacks and faults", () => {
-  test("a remote without unzip on PATH gets the direct strategy and a fallback event", async () => {
-    const s = await startSshd({ hideCommands: ["unzip", "bsdtar"] });
+  test("a remote without unzip (nor perl or bsdtar, the other unpackers) gets the direct strategy and a fallback event", async () => {
+    const s = await startSshd({ hideCommands: ["unzip", "bsdtar", "perl"] });
     const localDir = await mkdtemp(path.join(os.tmpdir(), "ketter-ssh-local-"));
     const remote = await connectSsh(targetOf(s));
     try {

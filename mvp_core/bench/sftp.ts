@@ -1,0 +1,392 @@
+/**
+ * `bun run bench:sftp [--rounds N] [--quick] [--datasets big,small,medium] [--latency 0,2,20] [--max-seconds S]`
+ *
+ * Pushes the engine benchmark's three datasets (one 1 GiB file; 10,000 × 4 KiB files in 100
+ * folders; 20 × 20 MiB) from a local folder to a throw-away sshd on loopback, with each Ketter
+ * strategy (checksum verification on) side by side with `scp -r`, `rsync -a` over ssh,
+ * `tar cf - | ssh tar xf -` and `rclone copy` (when installed). All OpenSSH tools use
+ * aes128-gcm@openssh.com, the fastest cipher here and the one Ketter negotiates.
+ *
+ * A real link is not loopback: every dataset also runs through a TCP relay (a child process) that
+ * delays each direction by half the round-trip time (2 ms and 20 ms round trip by default).
+ * Methods run interleaved and in a rotating order within each round (these machines drift 2-5×
+ * between minutes), each as a child process under /usr/bin/time (wall time and peak RSS measured
+ * the same way for all). A method slower than --max-seconds is stopped and not retried at that
+ * latency. Prints medians, ratios and RSS; writes docs/bench/sftp-<ts>.json and sftp-latest.json.
+ */
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { LocalEndpoint, transfer } from "../transfer_engine/index.ts";
+import { connectSsh } from "../transfer_engine/sftp/index.ts";
+import { startSshd, type TestSshd } from "../testing/sshd.ts";
+
+const REPO = path.resolve(import.meta.dir, "../..");
+const SELF = path.join(REPO, "mvp_core/bench/sftp.ts");
+const MiB = 1024 * 1024;
+const CIPHER = "aes128-gcm@openssh.com";
+
+interface Dataset {
+  name: string;
+  describe: string;
+  make: (dir: string) => void;
+}
+
+/** Where a method sends to: the sshd, possibly through a relay on `port`. */
+interface Link {
+  sshd: TestSshd;
+  port: number;
+  latencyMs: number;
+}
+
+interface Method {
+  name: string;
+  ketter: boolean;
+  argv: (src: string, link: Link) => string[];
+}
+
+interface Sample {
+  dataset: string;
+  latencyMs: number;
+  method: string;
+  round: number;
+  seconds: number | null;
+  peakRssMiB: number | null;
+  note?: string;
+  ketter?: unknown;
+}
+
+function datasets(quick: boolean): Dataset[] {
+  const bigBytes = quick ? 256 * MiB : 1024 * MiB;
+  const smallCount = quick ? 2000 : 10_000;
+  const medCount = quick ? 5 : 20;
+  return [
+    { name: "big", describe: `1 file × ${bigBytes / MiB} MiB`, make: (d) => writeRandomFile(path.join(d, "big.bin"), bigBytes) },
+    {
+      name: "small",
+      describe: `${smallCount} × 4 KiB in ${smallCount / 100} folders`,
+      make: (d) => {
+        const block = randomBlock(4096);
+        for (let i = 0; i < smallCount; i++) {
+          const sub = path.join(d, `dir${String(i % (smallCount / 100)).padStart(3, "0")}`);
+          if (i < smallCount / 100) fs.mkdirSync(sub, { recursive: true });
+          block.writeUInt32LE(i, 0);
+          fs.writeFileSync(path.join(sub, `file${i}.dat`), block);
+        }
+      },
+    },
+    { name: "medium", describe: `${medCount} × 20 MiB`, make: (d) => { for (let i = 0; i < medCount; i++) writeRandomFile(path.join(d, `m${i}.bin`), 20 * MiB); } },
+  ];
+}
+
+function sshOpts(link: Link): string[] {
+  const s = link.sshd;
+  return [
+    "-i", s.privateKeyPath, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+    "-o", `UserKnownHostsFile=${path.join(s.dir, "known_hosts")}`, "-o", "LogLevel=ERROR", "-c", CIPHER,
+  ];
+}
+
+function methods(): Method[] {
+  const dst = (link: Link): string => path.join(link.sshd.root, "dst");
+  const list: Method[] = [
+    { name: "scp -r", ketter: false, argv: (src, l) => ["scp", "-q", "-r", ...sshOpts(l), "-P", String(l.port), src, `${l.sshd.username}@${l.sshd.host}:${dst(l)}`] },
+    {
+      name: "rsync -a",
+      ketter: false,
+      argv: (src, l) => ["rsync", "-a", "-e", ["ssh", ...sshOpts(l), "-p", String(l.port)].map(shq).join(" "), `${src}/`, `${l.sshd.username}@${l.sshd.host}:${dst(l)}/`],
+    },
+    {
+      name: "tar | ssh tar",
+      ketter: false,
+      argv: (src, l) => ["sh", "-c", `tar -C ${shq(src)} -cf - . | ssh ${[...sshOpts(l), "-p", String(l.port), "-l", l.sshd.username, l.sshd.host].map(shq).join(" ")} ${shq(`mkdir -p ${shq(dst(l))} && tar -C ${shq(dst(l))} -xf -`)}`],
+    },
+  ];
+  if (Bun.which("rclone")) {
+    list.push({
+      name: "rclone copy",
+      ketter: false,
+      argv: (src, l) => ["rclone", "copy", "--sftp-host", l.sshd.host, "--sftp-port", String(l.port), "--sftp-user", l.sshd.username, "--sftp-key-file", l.sshd.privateKeyPath, "--sftp-shell-type", "unix", src, `:sftp:${dst(l)}`],
+    });
+  }
+  for (const strategy of ["direct", "zip", "auto"] as const) {
+    list.push({
+      name: `ketter ${strategy}/checksum`,
+      ketter: true,
+      argv: (src, l) => ["bun", SELF, "--push", JSON.stringify({ src, port: l.port, host: l.sshd.host, user: l.sshd.username, key: l.sshd.privateKeyPath, fp: l.sshd.hostKeyFingerprint, root: l.sshd.root, strategy })],
+    });
+  }
+  return list;
+}
+
+function shq(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+function randomBlock(n: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let off = 0; off < n; off += 65536) crypto.getRandomValues(b.subarray(off, Math.min(n, off + 65536)));
+  return b;
+}
+
+function writeRandomFile(file: string, bytes: number): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const block = randomBlock(16 * MiB);
+  const fd = fs.openSync(file, "w");
+  try {
+    for (let off = 0, i = 0; off < bytes; off += block.length, i++) {
+      block.writeUInt32LE(i, 0);
+      fs.writeSync(fd, block, 0, Math.min(block.length, bytes - off));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Runs one method as a child under /usr/bin/time; null seconds when it exceeded the budget. */
+async function runOnce(m: Method, src: string, link: Link, timeFile: string, maxSeconds: number): Promise<Omit<Sample, "dataset" | "latencyMs" | "method" | "round">> {
+  Bun.spawnSync(["sync"]);
+  const t0 = performance.now();
+  const p = Bun.spawn(["/usr/bin/time", "-f", "%M", "-o", timeFile, ...m.argv(src, link)], { stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => p.kill("SIGKILL"), maxSeconds * 1000);
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  clearTimeout(timer);
+  const seconds = (performance.now() - t0) / 1000;
+  if (p.signalCode === "SIGKILL") return { seconds: null, peakRssMiB: null, note: `stopped after ${maxSeconds} s` };
+  if (code !== 0) throw new Error(`${m.name} failed (${code}): ${err.trim()} ${out.trim()}`);
+  const peakRssMiB = Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").at(-1)) / 1024;
+  const ketter = m.ketter ? (JSON.parse(out) as unknown) : undefined;
+  return { seconds, peakRssMiB, ...(ketter ? { ketter } : {}) };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Child mode: one Ketter push (local folder → remote `dst`), result JSON on stdout. */
+async function push(arg: string): Promise<number> {
+  const a = JSON.parse(arg) as { src: string; port: number; host: string; user: string; key: string; fp: string; root: string; strategy: "direct" | "zip" | "auto" };
+  const remote = await connectSsh({ host: a.host, port: a.port, username: a.user, root: a.root, auth: { method: "key", privateKey: fs.readFileSync(a.key, "utf8") }, hostKeyFingerprint: a.fp });
+  try {
+    const local = new LocalEndpoint(path.dirname(a.src));
+    const r = await transfer({ sourcePath: path.basename(a.src), targetPath: "dst", mode: "copy", strategy: a.strategy, verify: "checksum" }, { source: local, target: remote });
+    process.stdout.write(JSON.stringify({ strategy: r.strategy, durationsMs: r.durationsMs, verified: r.verified }));
+  } finally {
+    await remote.close();
+  }
+  return 0;
+}
+
+/** Child mode: a TCP relay on `listen` to `to`, delaying each direction by `oneWayMs`. */
+async function relay(listen: number, host: string, to: number, oneWayMs: number): Promise<number> {
+  const pipe = (from: net.Socket, into: net.Socket): void => {
+    const queue: { due: number; data: Buffer }[] = [];
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const drain = (): void => {
+      timer = null;
+      const now = performance.now();
+      while (queue.length && queue[0]!.due <= now) {
+        if (!into.write(queue.shift()!.data)) {
+          from.pause();
+          into.once("drain", () => from.resume());
+        }
+      }
+      if (queue.length) timer = setTimeout(drain, Math.max(0, queue[0]!.due - now));
+    };
+    from.on("data", (data: Buffer) => {
+      queue.push({ due: performance.now() + oneWayMs, data });
+      timer ??= setTimeout(drain, oneWayMs);
+    });
+    from.on("end", () => {
+      const finish = (): void => {
+        if (queue.length || timer) setTimeout(finish, oneWayMs);
+        else into.end();
+      };
+      finish();
+    });
+    from.on("error", () => into.destroy());
+  };
+  const server = net.createServer((client) => {
+    client.setNoDelay(true);
+    const upstream = net.connect(to, host);
+    upstream.setNoDelay(true);
+    pipe(client, upstream);
+    pipe(upstream, client);
+    upstream.on("close", () => client.destroy());
+    client.on("close", () => upstream.destroy());
+  });
+  await new Promise<void>((r) => server.listen(listen, host, () => r()));
+  process.stdout.write("ready\n");
+  await new Promise(() => undefined); // runs until killed
+  return 0;
+}
+
+async function startRelay(sshd: TestSshd, oneWayMs: number): Promise<{ port: number; stop: () => Promise<void> }> {
+  const probe = Bun.listen({ hostname: sshd.host, port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  const p = Bun.spawn(["bun", SELF, "--relay", JSON.stringify({ listen: port, host: sshd.host, to: sshd.port, oneWayMs })], { stdout: "pipe", stderr: "inherit" });
+  const reader = p.stdout.getReader();
+  const first = await reader.read();
+  if (!new TextDecoder().decode(first.value).includes("ready")) throw new Error("relay did not start");
+  reader.releaseLock();
+  return { port, stop: async () => { p.kill(); await p.exited; } };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, latency: { type: "string" },
+      "max-seconds": { type: "string" }, push: { type: "string" }, relay: { type: "string" },
+    },
+  });
+  if (values.push) return push(values.push);
+  if (values.relay) {
+    const r = JSON.parse(values.relay) as { listen: number; host: string; to: number; oneWayMs: number };
+    return relay(r.listen, r.host, r.to, r.oneWayMs);
+  }
+  const quick = values.quick === true;
+  const rounds = Number(values.rounds ?? (quick ? 1 : 3));
+  const latencies = (values.latency ?? "0,2,20").split(",").map(Number);
+  const maxSeconds = Number(values["max-seconds"] ?? 120);
+  if (!Number.isInteger(rounds) || rounds < 1 || latencies.some((l) => !Number.isFinite(l) || l < 0) || !(maxSeconds > 0)) {
+    process.stderr.write("--rounds must be a positive integer, --latency a list of round-trip milliseconds, --max-seconds positive\n");
+    return 2;
+  }
+  const wanted = values.datasets?.split(",");
+  const sets = datasets(quick).filter((d) => !wanted || wanted.includes(d.name));
+  const METHODS = methods();
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-sftp-"));
+  const sshd = await startSshd();
+  const samples: Sample[] = [];
+  const relays = new Map<number, { port: number; stop: () => Promise<void> }>();
+  try {
+    for (const d of sets) {
+      process.stderr.write(`generating ${d.name} (${d.describe})…\n`);
+      d.make(path.join(root, d.name));
+    }
+    for (const l of latencies) relays.set(l, l === 0 ? { port: sshd.port, stop: async () => undefined } : await startRelay(sshd, l / 2));
+    const dead = new Set<string>(); // dataset|latency|method that blew the time budget
+    for (let round = 0; round < rounds; round++) {
+      for (const latencyMs of latencies) {
+        const link: Link = { sshd, port: relays.get(latencyMs)!.port, latencyMs };
+        for (const d of sets) {
+          const order = METHODS.map((_, i) => METHODS[(i + round) % METHODS.length] as Method);
+          for (const m of order) {
+            const key = `${d.name}|${latencyMs}|${m.name}`;
+            const dst = path.join(sshd.root, "dst");
+            fs.rmSync(dst, { recursive: true, force: true });
+            if (dead.has(key)) {
+              samples.push({ dataset: d.name, latencyMs, method: m.name, round, seconds: null, peakRssMiB: null, note: "skipped (over budget earlier)" });
+              continue;
+            }
+            const r = await runOnce(m, path.join(root, d.name), link, path.join(root, "time.txt"), maxSeconds);
+            fs.rmSync(dst, { recursive: true, force: true });
+            if (r.seconds === null) dead.add(key);
+            samples.push({ dataset: d.name, latencyMs, method: m.name, round, ...r });
+            process.stderr.write(`round ${round + 1}/${rounds}  ${String(latencyMs).padStart(2)} ms  ${d.name.padEnd(6)} ${m.name.padEnd(24)} ${r.seconds === null ? r.note : `${r.seconds.toFixed(3)} s  ${r.peakRssMiB?.toFixed(0)} MiB`}\n`);
+          }
+        }
+      }
+    }
+  } finally {
+    for (const r of relays.values()) await r.stop();
+    await sshd.stop();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+  const rows = summarise(sets, latencies, METHODS, samples);
+  printTable(rows);
+  const report = {
+    when: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), bun: Bun.version, memGiB: Math.round(os.totalmem() / 1024 ** 3) },
+    rounds, quick, latenciesMs: latencies, cipher: CIPHER,
+    datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
+    rows,
+    targets: checkTargets(rows),
+    samples,
+  };
+  const outDir = path.join(REPO, "docs/bench");
+  fs.mkdirSync(outDir, { recursive: true });
+  const stamp = report.when.replace(/[:.]/g, "-");
+  fs.writeFileSync(path.join(outDir, `sftp-${stamp}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  fs.writeFileSync(path.join(outDir, "sftp-latest.json"), `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`\ntargets:\n${report.targets.map((t) => `  ${t.ok ? "PASS" : "FAIL"}  ${t.what}: ${t.detail}`).join("\n")}\nwrote docs/bench/sftp-${stamp}.json\n`);
+  return 0;
+}
+
+interface Row {
+  dataset: string;
+  latencyMs: number;
+  method: string;
+  medianS: number | null;
+  /** Against rsync -a, and against the fastest OpenSSH tool, at the same latency. */
+  vsRsync: number | null;
+  vsBestOpenSsh: number | null;
+  peakRssMiB: number | null;
+}
+
+function summarise(sets: Dataset[], latencies: number[], METHODS: Method[], samples: Sample[]): Row[] {
+  const rows: Row[] = [];
+  for (const latencyMs of latencies) {
+    for (const d of sets) {
+      const of = (method: string): Sample[] => samples.filter((s) => s.dataset === d.name && s.latencyMs === latencyMs && s.method === method);
+      const med = (method: string): number | null => {
+        const xs = of(method).map((s) => s.seconds);
+        return xs.length && xs.every((x) => x !== null) ? median(xs as number[]) : null;
+      };
+      const rsync = med("rsync -a");
+      const tools = METHODS.filter((m) => !m.ketter && m.name !== "rclone copy").map((m) => med(m.name)).filter((x): x is number => x !== null);
+      const best = tools.length ? Math.min(...tools) : null;
+      for (const m of METHODS) {
+        const medianS = med(m.name);
+        const rss = of(m.name).map((s) => s.peakRssMiB).filter((x): x is number => x !== null);
+        rows.push({
+          dataset: d.name, latencyMs, method: m.name, medianS,
+          vsRsync: medianS !== null && rsync ? medianS / rsync : null,
+          vsBestOpenSsh: medianS !== null && best ? medianS / best : null,
+          peakRssMiB: rss.length ? Math.max(...rss) : null,
+        });
+      }
+    }
+  }
+  return rows;
+}
+
+function printTable(rows: Row[]): void {
+  const f = (x: number | null, digits: number): string => (x === null ? "—" : x.toFixed(digits));
+  process.stdout.write(`\n${"lat".padStart(4)}  ${"dataset".padEnd(7)} ${"method".padEnd(24)} ${"median s".padStart(9)} ${"×rsync".padStart(7)} ${"×best".padStart(7)} ${"RSS MiB".padStart(8)}\n`);
+  for (const r of rows) {
+    process.stdout.write(`${String(r.latencyMs).padStart(4)}  ${r.dataset.padEnd(7)} ${r.method.padEnd(24)} ${f(r.medianS, 3).padStart(9)} ${f(r.vsRsync, 2).padStart(7)} ${f(r.vsBestOpenSsh, 2).padStart(7)} ${f(r.peakRssMiB, 0).padStart(8)}\n`);
+  }
+}
+
+/** The issue's targets, per latency, for Ketter's auto strategy (what users get) and its best strategy. */
+function checkTargets(rows: Row[]): { what: string; ok: boolean; detail: string }[] {
+  const out: { what: string; ok: boolean; detail: string }[] = [];
+  const latencies = [...new Set(rows.map((r) => r.latencyMs))];
+  const ketterBest = (dataset: string, l: number): Row | undefined =>
+    rows.filter((r) => r.dataset === dataset && r.latencyMs === l && r.method.startsWith("ketter") && r.medianS !== null).sort((a, b) => a.medianS! - b.medianS!)[0];
+  for (const l of latencies) {
+    for (const [dataset, field, limit, label] of [
+      ["small", "vsRsync", 1.0, "× rsync -a"],
+      ["big", "vsBestOpenSsh", 1.1, "× fastest OpenSSH tool"],
+      ["medium", "vsBestOpenSsh", 1.1, "× fastest OpenSSH tool"],
+    ] as const) {
+      const auto = rows.find((r) => r.dataset === dataset && r.latencyMs === l && r.method === "ketter auto/checksum");
+      const best = ketterBest(dataset, l);
+      if (!auto) continue;
+      const ratio = auto[field];
+      out.push({ what: `${dataset} @ ${l} ms, auto ≤ ${limit}${label}`, ok: ratio !== null && ratio <= limit, detail: `auto ${ratio?.toFixed(2) ?? "—"}, best Ketter (${best?.method ?? "—"}) ${best?.[field]?.toFixed(2) ?? "—"}` });
+    }
+  }
+  const ketterRss = rows.filter((r) => r.method.startsWith("ketter") && r.peakRssMiB !== null).map((r) => r.peakRssMiB as number);
+  out.push({ what: "Ketter peak RSS < 256 MiB", ok: ketterRss.every((x) => x < 256), detail: `max ${ketterRss.length ? Math.max(...ketterRss).toFixed(0) : "—"} MiB` });
+  return out;
+}
+
+process.exitCode = await main();
