@@ -41,25 +41,27 @@ export class JobError extends Error {
 type Side = "source" | "target";
 type JsonValue = Parameters<Sql["json"]>[0];
 
-function resolveSide(portal: PortalRow, side: Side, path: string): string {
+function resolveSide(root: string | undefined, side: Side, portalId: string, path: string): string {
+  // A relative path never needs the root; an absolute one is made relative to it.
+  if (root === undefined && path.startsWith("/")) throw unknownPortal(side, portalId);
   try {
-    return resolvePortalPath(portal.root_path, path);
+    return resolvePortalPath(root ?? "/", path);
   } catch (err) {
     if (err instanceof PortalPathError) throw new JobError("INVALID_PATH", `${side}.path: ${err.message}`, { field: `${side}.path`, path });
     throw err;
   }
 }
 
-async function lockPortals(tx: Sql, input: NewJob): Promise<{ source: PortalRow; target: PortalRow }> {
-  // FOR SHARE: deletePortal's FOR UPDATE waits for this transaction, so no job lands on a deleted portal.
-  const rows = await tx<PortalRow[]>`
-    select * from portals where id in (${input.sourcePortalId}, ${input.targetPortalId}) and deleted_at is null for share`;
-  const find = (side: Side, id: string): PortalRow => {
-    const p = rows.find((r) => r.id === id);
-    if (!p) throw new JobError("UNKNOWN_PORTAL", `${side}.portal: no portal with id ${id}; list them with GET /portals`, { field: `${side}.portal`, id });
-    return p;
-  };
-  return { source: find("source", input.sourcePortalId), target: find("target", input.targetPortalId) };
+function unknownPortal(side: Side, id: string): JobError {
+  return new JobError("UNKNOWN_PORTAL", `${side}.portal: no portal with id ${id}; list them with GET /portals`, { field: `${side}.portal`, id });
+}
+
+/** Roots of the job's portals, looked up only when a path is absolute. */
+async function rootsFor(sql: Sql, input: NewJob): Promise<Map<string, string>> {
+  if (!input.sourcePath.startsWith("/") && !input.targetPath.startsWith("/")) return new Map();
+  const rows = await sql<Pick<PortalRow, "id" | "root_path">[]>`
+    select id, root_path from portals where id in (${input.sourcePortalId}, ${input.targetPortalId}) and deleted_at is null`;
+  return new Map(rows.map((r) => [r.id, r.root_path]));
 }
 
 function sameRequest(job: JobRow, input: NewJob, sourcePath: string, targetPath: string): boolean {
@@ -81,50 +83,62 @@ function sortKeys(o: object): Record<string, unknown> {
 /**
  * Creates a QUEUED job with its `created` and `queued` events, or — when `idempotencyKey` was seen
  * before with the same request — returns that job with `created: false`.
+ *
+ * One statement does it all (it is the API's hot path): it locks the live portals FOR SHARE (so
+ * deletePortal, which takes FOR UPDATE, cannot slip in between), inserts the job only when both
+ * exist, and appends both events; being one statement, it commits or fails as a whole.
  */
 export async function createJob(sql: Sql, input: NewJob): Promise<{ job: JobRow; created: boolean }> {
-  return sql.begin(async (txn) => {
-    const tx = txn as unknown as Sql;
-    const { source, target } = await lockPortals(tx, input);
-    const sourcePath = resolveSide(source, "source", input.sourcePath);
-    const targetPath = resolveSide(target, "target", input.targetPath);
-    if (source.id === target.id && sourcePath === targetPath) {
-      throw new JobError("SAME_PATH", `source and target are the same (${source.name}:${sourcePath}); choose another target path`, { field: "target.path" });
-    }
-    if (source.id === target.id && isSameOrInside(sourcePath, targetPath)) {
-      throw new JobError("TARGET_INSIDE_SOURCE", `target ${targetPath} lies inside the source ${sourcePath}; choose a target outside it`, { field: "target.path" });
-    }
-    const created = {
-      type: input.type,
-      source: { portal: source.name, path: sourcePath },
-      target: { portal: target.name, path: targetPath },
-      options: input.options,
-      maxAttempts: input.maxAttempts,
-    };
-    const [row] = await tx<JobRow[]>`
-      with j as (
-        insert into jobs (type, source_portal_id, source_path, target_portal_id, target_path, options, max_attempts, idempotency_key)
-        values (${input.type}, ${source.id}, ${sourcePath}, ${target.id}, ${targetPath},
-                ${tx.json(input.options as unknown as JsonValue)}, ${input.maxAttempts}, ${input.idempotencyKey ?? null})
-        on conflict (idempotency_key) do nothing
-        returning *
-      ), ev as (
-        insert into job_events (job_id, kind, message, data)
-        select j.id, e.kind, e.message, e.data from j cross join (values
-          (1, 'created', ${`${input.type} ${source.name}:${sourcePath} → ${target.name}:${targetPath}`}, ${tx.json(created as unknown as JsonValue)}::jsonb),
-          (2, 'queued', 'waiting for a worker', '{}'::jsonb)) as e(ord, kind, message, data)
-        order by e.ord
-      )
-      select * from j`;
-    if (row) return { job: row, created: true };
-    // The key was used before: same request → same job; anything else is a client bug worth naming.
-    const [prior] = await tx<JobRow[]>`select * from jobs where idempotency_key = ${input.idempotencyKey ?? null}`;
-    if (!prior) throw new Error("idempotent insert returned nothing and no job holds the key");
-    if (!sameRequest(prior, input, sourcePath, targetPath)) {
-      throw new JobError("IDEMPOTENCY_CONFLICT", `Idempotency-Key was already used for job ${prior.id} with a different request; use a new key for a new job`, { jobId: prior.id });
-    }
-    return { job: prior, created: false };
-  });
+  const roots = await rootsFor(sql, input);
+  const s = input.sourcePortalId;
+  const t = input.targetPortalId;
+  const sourcePath = resolveSide(roots.get(s), "source", s, input.sourcePath);
+  const targetPath = resolveSide(roots.get(t), "target", t, input.targetPath);
+  if (s === t && sourcePath === targetPath) {
+    throw new JobError("SAME_PATH", `source and target are the same (${sourcePath} on one portal); choose another target path`, { field: "target.path" });
+  }
+  if (s === t && isSameOrInside(sourcePath, targetPath)) {
+    throw new JobError("TARGET_INSIDE_SOURCE", `target ${targetPath} lies inside the source ${sourcePath}; choose a target outside it`, { field: "target.path" });
+  }
+  const options = sql.json(input.options as unknown as JsonValue);
+  const [row] = await sql<(Omit<JobRow, "id"> & { id: string | null; live: string[] })[]>`
+    with p as (
+      select id, name from portals where id in (${s}::uuid, ${t}::uuid) and deleted_at is null for share
+    ), j as (
+      insert into jobs (type, source_portal_id, source_path, target_portal_id, target_path, options, max_attempts, idempotency_key)
+      select ${input.type}, ${s}::uuid, ${sourcePath}, ${t}::uuid, ${targetPath}, ${options}, ${input.maxAttempts}, ${input.idempotencyKey ?? null}
+      where (select count(*) from p) = ${s === t ? 1 : 2}
+      on conflict (idempotency_key) do nothing
+      returning *
+    ), ev as (
+      insert into job_events (job_id, kind, message, data)
+      select j.id, e.kind, e.message, e.data
+      from j
+      cross join (select name from p where id = ${s}::uuid) src
+      cross join (select name from p where id = ${t}::uuid) dst
+      cross join lateral (values
+        (1, 'created', ${input.type}::text || ' ' || src.name || ':' || ${sourcePath}::text || ' → ' || dst.name || ':' || ${targetPath}::text,
+         jsonb_build_object('type', ${input.type}::text, 'source', jsonb_build_object('portal', src.name, 'path', ${sourcePath}::text),
+                            'target', jsonb_build_object('portal', dst.name, 'path', ${targetPath}::text),
+                            'options', ${options}::jsonb, 'maxAttempts', ${input.maxAttempts}::int)),
+        (2, 'queued', 'waiting for a worker', '{}'::jsonb)) as e(ord, kind, message, data)
+      order by e.ord
+    )
+    select j.*, array(select id::text from p) as live from (values (1)) as one left join j on true`;
+  const live = row!.live;
+  if (row!.id !== null) {
+    const { live: _, ...job } = row!;
+    return { job: job as JobRow, created: true };
+  }
+  if (!live.includes(s)) throw unknownPortal("source", s);
+  if (!live.includes(t)) throw unknownPortal("target", t);
+  // The key was used before: same request → same job; anything else is a client bug worth naming.
+  const [prior] = await sql<JobRow[]>`select * from jobs where idempotency_key = ${input.idempotencyKey ?? null}`;
+  if (!prior) throw new Error("idempotent insert returned nothing and no job holds the key");
+  if (!sameRequest(prior, input, sourcePath, targetPath)) {
+    throw new JobError("IDEMPOTENCY_CONFLICT", `Idempotency-Key was already used for job ${prior.id} with a different request; use a new key for a new job`, { jobId: prior.id });
+  }
+  return { job: prior, created: false };
 }
 
 /** The job `id`, or null. */
