@@ -69,9 +69,21 @@ describe("JobQueue", () => {
     await Bun.sleep(10);
     expect(await q.liveWorkers()).toEqual([]);
     expect(await q.reapDeadWorkers(5)).toEqual([{ jobId: "job-y", workerId: "w-dead" }]);
+    expect(await q.reapDeadWorkers(5)).toEqual([]);
     expect(await q.depth()).toEqual({ pending: 1, processing: 0, delayed: 0 });
     expect(await redis.zcard(q.keys.workers)).toBe(0);
     await cleanup(q, ["w-dead"]);
+  });
+
+  test("a silent worker whose heartbeat has not expired yet keeps its jobs", async () => {
+    const q = newQueue();
+    await q.heartbeat({ id: "w-slow", host: "h", pid: 1, startedAt: new Date().toISOString(), running: 1, concurrency: 1 }, 60_000);
+    await q.enqueue("job-s");
+    expect(await q.reserve(blocking, "w-slow", 100)).toBe("job-s");
+    await Bun.sleep(10);
+    expect(await q.reapDeadWorkers(5)).toEqual([]);
+    expect(await redis.lrange(q.processingKey("w-slow"), 0, -1)).toEqual(["job-s"]);
+    await cleanup(q, ["w-slow"]);
   });
 
   test("renewal refuses a job another worker holds and restores a lease Redis lost", async () => {

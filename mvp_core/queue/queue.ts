@@ -193,13 +193,16 @@ export class JobQueue {
     return pairs(flat).map(([jobId, owner]) => ({ jobId, workerId: owner === "" ? null : owner }));
   }
 
-  /** Forgets workers silent for `deadAfterMs` and returns their reserved jobs to pending. */
-  async reapDeadWorkers(deadAfterMs: number, limit = 20): Promise<ReapedJob[]> {
+  /**
+   * Forgets workers whose heartbeat expired (each beat sets its own TTL) and returns their reserved
+   * jobs to pending. Only workers silent for `silentMs` are examined.
+   */
+  async reapDeadWorkers(silentMs = 1000, limit = 100): Promise<ReapedJob[]> {
     const k = this.keys;
     const flat = (await scripts.reapDeadWorkers.run(
       this.redis,
       [k.workers, k.leases, k.owners, k.pending, k.processingPrefix, k.workerPrefix],
-      [deadAfterMs, limit],
+      [silentMs, limit],
     )) as string[];
     return pairs(flat).map(([jobId, workerId]) => ({ jobId, workerId }));
   }

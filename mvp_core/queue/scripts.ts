@@ -217,38 +217,41 @@ return out
 `);
 
 /**
- * Forgets workers whose heartbeat stopped and returns everything in their processing lists to
+ * Forgets workers whose heartbeat expired and returns everything in their processing lists to
  * pending, including a job reserved a moment before the worker died (before its lease was written).
+ * A worker is dead when its hash is gone: each worker sets that TTL from its own lease length, so
+ * workers configured differently never judge each other by the wrong clock.
  */
 export const reapDeadWorkers = new RedisScript("reapDeadWorkers-6", 6, `
 --[[
-  KEYS[1] workers zset
+  KEYS[1] workers zset (worker id → last beat)
   KEYS[2] leases zset
   KEYS[3] owners hash
   KEYS[4] pending list
   KEYS[5] processing list prefix
   KEYS[6] worker hash prefix
-  ARGV[1] a worker is dead after this many ms without a heartbeat
-  ARGV[2] maximum number of workers to reap in this call
+  ARGV[1] only look at workers silent for at least this many ms (most are beating)
+  ARGV[2] maximum number of workers to look at in this call
   Returns a flat list: job id, dead worker id, ...
 ]]
 ${NOW_MS}
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
+local silent = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
-for _, wid in ipairs(dead) do
-  local list = KEYS[5] .. wid
-  while true do
-    local id = redis.call('LMOVE', list, KEYS[4], 'LEFT', 'RIGHT')
-    if not id then break end
-    if redis.call('HGET', KEYS[3], id) == wid then
-      redis.call('ZREM', KEYS[2], id)
-      redis.call('HDEL', KEYS[3], id)
+for _, wid in ipairs(silent) do
+  if redis.call('EXISTS', KEYS[6] .. wid) == 0 then
+    local list = KEYS[5] .. wid
+    while true do
+      local id = redis.call('LMOVE', list, KEYS[4], 'LEFT', 'RIGHT')
+      if not id then break end
+      if redis.call('HGET', KEYS[3], id) == wid then
+        redis.call('ZREM', KEYS[2], id)
+        redis.call('HDEL', KEYS[3], id)
+      end
+      table.insert(out, id)
+      table.insert(out, wid)
     end
-    table.insert(out, id)
-    table.insert(out, wid)
+    redis.call('ZREM', KEYS[1], wid)
   end
-  redis.call('DEL', KEYS[6] .. wid)
-  redis.call('ZREM', KEYS[1], wid)
 end
 return out
 `);

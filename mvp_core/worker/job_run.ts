@@ -27,6 +27,9 @@ import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
 import { limitReadRate } from "./throttle.ts";
 
+/** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
+const CLAIM_RETRY_MS = 5_000;
+
 /** Why the worker stopped a job before the engine finished: a cancel request, its own shutdown, or losing the job's lease. */
 export type StopReason = "cancel" | "shutdown" | "lost";
 
@@ -86,6 +89,7 @@ export class JobRun {
   private lastPhase: Progress["phase"] | null = null;
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
   private lastRenewedAt = 0;
+  private finished = false;
 
   constructor(
     readonly jobId: string,
@@ -108,10 +112,10 @@ export class JobRun {
     try {
       job = await this.claim();
     } catch (err) {
-      // Postgres or Redis unreachable: the delivery stays in this worker's processing list and the
-      // job in its previous state; the reaper hands it out again once this worker is gone or the
-      // reconciler finds it.
-      this.log.error("claiming the job failed", { err });
+      // Postgres (or Redis) unreachable: park the delivery for a while rather than hand it straight
+      // back, which would spin on the outage. If even that fails, the reconciler finds the job later.
+      this.log.error("claiming the job failed; delivery parked for a retry", { err, delayMs: CLAIM_RETRY_MS });
+      await this.deps.queue.retryLater(this.jobId, this.deps.workerId, CLAIM_RETRY_MS).catch((e: unknown) => this.log.error("parking the delivery failed", { err: e }));
       return;
     }
     if (!job) return;
@@ -130,6 +134,7 @@ export class JobRun {
     } catch (err) {
       this.log.error("recording the job outcome failed; its lease will expire and the job will be reclaimed", { err });
     } finally {
+      this.finished = true;
       clearTimeout(this.renewTimer);
     }
   }
@@ -172,8 +177,9 @@ export class JobRun {
   private startRenewal(): void {
     const every = Math.max(100, Math.floor(this.deps.settings.leaseMs / 3));
     const tick = async () => {
+      if (this.finished) return;
       await this.renewOnce();
-      if (this.stopReason !== "lost") this.renewTimer = setTimeout(tick, every);
+      if (!this.finished && this.stopReason !== "lost") this.renewTimer = setTimeout(tick, every);
     };
     this.renewTimer = setTimeout(tick, every);
   }
@@ -237,7 +243,7 @@ export class JobRun {
   private onEngineEvent(e: EngineEvent): void {
     const level = ENGINE_EVENT_LEVEL[e.kind];
     const strategy = e.kind === "strategy_chosen" && typeof e.data?.strategy === "string" ? e.data.strategy : undefined;
-    this.log[level === "debug" ? "debug" : "info"](e.message, { event: e.kind });
+    this.log[level](e.message, { event: e.kind });
     this.enqueueWrite(`event ${e.kind}`, () =>
       recordRunEvent(this.deps.sql, this.jobId, e.kind, e.message, { level, data: e.data ?? {}, ...(strategy ? { strategy } : {}) }),
     );

@@ -14,8 +14,8 @@ import type { Logger } from "../log/log.ts";
 import type { JobQueue } from "../queue/queue.ts";
 
 /** Takes back jobs from dead workers and expired leases; returns how many Postgres rows changed. */
-export async function reapOnce(sql: Sql, queue: JobQueue, workerId: string, deadAfterMs: number, log: Logger): Promise<number> {
-  const reaped = [...(await queue.reapExpiredLeases()), ...(await queue.reapDeadWorkers(deadAfterMs))];
+export async function reapOnce(sql: Sql, queue: JobQueue, workerId: string, log: Logger): Promise<number> {
+  const reaped = [...(await queue.reapExpiredLeases()), ...(await queue.reapDeadWorkers())];
   let changed = 0;
   for (const { jobId, workerId: previous } of reaped) {
     // Still valid in Postgres (its worker renewed there but not yet in Redis): the delivery the reaper

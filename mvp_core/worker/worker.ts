@@ -93,7 +93,7 @@ export class Worker {
     const reapMs = Math.max(100, Math.min(1000, Math.floor(settings.leaseMs / 2)));
     this.tickers.push(
       every("reaper", reapMs, async () => {
-        await reapOnce(sql, this.queue, this.id, settings.leaseMs, this.log);
+        await reapOnce(sql, this.queue, this.id, this.log);
         await promoteOnce(this.queue);
       }, this.log),
       every("reconciler", settings.reconcileMs, async () => {
@@ -173,7 +173,8 @@ export class Worker {
         await Bun.sleep(1000);
         continue;
       }
-      if (jobId !== null) this.launch(jobId);
+      // A job reserved as shutdown began stays in our processing list; removeWorker hands it back.
+      if (jobId !== null && !this.stopping) this.launch(jobId);
     }
   }
 
