@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { leftovers, snapshot, tempDir, writeTree } from "./test_tree.ts";
+import { leftovers, snapshot, tempDir, treeDiff, writeTree } from "./test_tree.ts";
 
 const CLI = path.join(import.meta.dir, "cli.ts");
 let dir: string;
@@ -39,7 +39,7 @@ test("copies with relative paths and prints a JSON result when stdout is not a t
   expect(r.code).toBe(0);
   const out = JSON.parse(r.stdout);
   expect(out).toMatchObject({ ok: true, result: { files: 2, strategy: "direct", verified: { mode: "checksum" } } });
-  expect(snapshot(path.join(dir, "dst"))).toEqual(snapshot(path.join(dir, "src")));
+  expect(treeDiff(snapshot(path.join(dir, "dst")), snapshot(path.join(dir, "src")))).toEqual([]);
 });
 
 test("bad usage exits 2 and says what to fix", async () => {
@@ -76,12 +76,12 @@ test("kill -9 in the middle of a move leaves the source complete; a retry with t
   await waitFor(path.join(dir, ".ketter-job1.partial/d2/f2"), p);
   p.kill("SIGKILL");
   expect(await p.exited).not.toBe(0);
-  expect(snapshot(path.join(dir, "src"))).toEqual(before);
+  expect(treeDiff(snapshot(path.join(dir, "src")), before)).toEqual([]);
   expect(fs.existsSync(path.join(dir, "dst"))).toBe(false);
   const again = await cli(args);
   expect(again.code).toBe(0);
   expect(fs.existsSync(path.join(dir, "src"))).toBe(false);
-  expect(snapshot(path.join(dir, "dst"))).toEqual(before);
+  expect(treeDiff(snapshot(path.join(dir, "dst")), before)).toEqual([]);
   expect(leftovers(dir)).toEqual([]);
 });
 
@@ -96,5 +96,5 @@ test("SIGINT (Ctrl-C) cancels cleanly: exit 1, CANCELLED, no staging left, sourc
   expect(JSON.parse(stdout).error.code).toBe("CANCELLED");
   expect(leftovers(dir)).toEqual([]);
   expect(fs.existsSync(path.join(dir, "dst"))).toBe(false);
-  expect(snapshot(path.join(dir, "src"))).toEqual(before);
+  expect(treeDiff(snapshot(path.join(dir, "src")), before)).toEqual([]);
 });

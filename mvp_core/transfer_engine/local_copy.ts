@@ -2,7 +2,7 @@
  * Local→local file copies that bypass the Endpoint streams. Measured on these machines: for small
  * files, open/read/write/close from one thread beats both the async fs API (thread-pool hop per
  * call) and copy_file_range (`cp -r` spends ~2 s in the kernel on 10,000×4 KiB where read/write
- * takes ~0.8 s). Large files without a hash go through copy_file_range (no user-space copy).
+ * takes ~0.8 s). Large files go through copy_file_range (no user-space copy).
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -84,7 +84,14 @@ export function copySmall(src: string, dst: string, e: Entry, alg: HashAlgorithm
   return h.digest();
 }
 
-/** Copies one large file: copy_file_range without a hash, else read+hash+write in 4 MiB chunks. */
+/**
+ * Copies one large file with copy_file_range (the kernel moves the bytes, as `cp` does). With a
+ * hash, the source is read and hashed at the same time on this thread while the copy runs in the
+ * thread pool: measured on 1 GiB, read+hash+write through user space took 0.5-1.0 s against
+ * 0.3 s for copy_file_range, and hashing a cached file takes ~0.15 s, so overlapping the two
+ * keeps checksum mode near the cost of the copy. The fstat checks before and after (size, mtime)
+ * tie the hash to the bytes copied: a change in between fails with SOURCE_CHANGED.
+ */
 export async function copyLarge(src: string, dst: string, e: Entry, alg: HashAlgorithm | null, onBytes: (n: number) => void, signal?: AbortSignal): Promise<string | undefined> {
   let sfh: fsp.FileHandle;
   try {
@@ -94,17 +101,17 @@ export async function copyLarge(src: string, dst: string, e: Entry, alg: HashAlg
   }
   try {
     checkUnchanged(src, e, await sfh.stat());
-    let digest: string | undefined;
-    if (alg === null) {
-      try {
-        await fsp.copyFile(src, dst, fs.constants.COPYFILE_EXCL);
-      } catch (err) {
+    const copy = fsp.copyFile(src, dst, fs.constants.COPYFILE_EXCL).then(
+      () => onBytes(e.size),
+      (err: unknown) => {
         throw fromSystemError(err, dst, "copy to");
-      }
-      onBytes(e.size);
-    } else {
-      digest = await streamCopy(sfh, src, dst, e, alg, onBytes, signal);
-    }
+      },
+    );
+    const hashing = alg === null ? Promise.resolve(undefined) : hashOpenFile(sfh, src, e, alg, signal);
+    const [copied, hashed] = await Promise.allSettled([copy, hashing]);
+    if (copied.status === "rejected") throw copied.reason;
+    if (hashed.status === "rejected") throw hashed.reason;
+    const digest = hashed.value;
     checkUnchanged(src, e, await sfh.stat());
     try {
       await fsp.chmod(dst, e.mode);
@@ -118,34 +125,23 @@ export async function copyLarge(src: string, dst: string, e: Entry, alg: HashAlg
   }
 }
 
-async function streamCopy(sfh: fsp.FileHandle, src: string, dst: string, e: Entry, alg: HashAlgorithm, onBytes: (n: number) => void, signal?: AbortSignal): Promise<string> {
-  let dfh: fsp.FileHandle;
-  try {
-    dfh = await fsp.open(dst, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-  } catch (err) {
-    throw fromSystemError(err, dst, "create");
-  }
+async function hashOpenFile(sfh: fsp.FileHandle, src: string, e: Entry, alg: HashAlgorithm, signal?: AbortSignal): Promise<string> {
   const h = createHasher(alg);
+  const buf = Buffer.allocUnsafe(BIG_CHUNK);
+  let pos = 0;
   try {
-    const buf = Buffer.allocUnsafe(BIG_CHUNK);
-    let pos = 0;
     for (;;) {
       if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
-      const { bytesRead } = await sfh.read(buf, 0, BIG_CHUNK, pos);
-      if (bytesRead === 0) break;
-      const chunk = buf.subarray(0, bytesRead);
-      h.update(chunk);
-      let off = 0;
-      while (off < bytesRead) off += (await dfh.write(chunk, off, bytesRead - off)).bytesWritten;
-      pos += bytesRead;
-      onBytes(bytesRead);
+      // Synchronous reads of a cached file are quicker than the thread-pool hop; yield between them.
+      const n = fs.readSync(sfh.fd, buf, 0, BIG_CHUNK, pos);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      pos += n;
       await maybeYield();
     }
-    if (pos !== e.size) throw sourceChanged(src, `read ${pos} bytes, scanned ${e.size}`);
-    return h.digest();
   } catch (err) {
-    throw fromSystemError(err, dst, "write");
-  } finally {
-    await dfh.close();
+    throw fromSystemError(err, src, "read");
   }
+  if (pos !== e.size) throw sourceChanged(src, `read ${pos} bytes, scanned ${e.size}`);
+  return h.digest();
 }

@@ -30,21 +30,43 @@ export function randomBytes(n: number): Uint8Array {
   return b;
 }
 
-/** Everything about a tree a copy must preserve: type, permission bits, mtime (ms), content hash, link text. */
-export function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
+/** One entry of a snapshot: everything but the mtime as text, the mtime apart (compared with a tolerance). */
+export interface Snap {
+  desc: string;
+  mtimeMs: number;
+}
+
+/** Everything about a tree a copy must preserve: type, permission bits, mtime, content hash, link text. */
+export function snapshot(root: string): Record<string, Snap> {
+  const out: Record<string, Snap> = {};
   const visit = (rel: string): void => {
     const abs = rel === "" ? root : path.join(root, rel);
     const st = fs.lstatSync(abs);
-    const mtime = Math.round(st.mtimeMs);
-    if (st.isSymbolicLink()) out[rel] = `link ${fs.readlinkSync(abs)}`;
-    else if (st.isFile()) out[rel] = `file ${(st.mode & 0o7777).toString(8)} ${mtime} ${st.size} ${new Bun.CryptoHasher("sha1").update(fs.readFileSync(abs)).digest("hex")}`;
+    const mtimeMs = st.mtimeMs;
+    if (st.isSymbolicLink()) out[rel] = { desc: `link ${fs.readlinkSync(abs)}`, mtimeMs };
+    else if (st.isFile()) out[rel] = { desc: `file ${(st.mode & 0o7777).toString(8)} ${st.size} ${new Bun.CryptoHasher("sha1").update(fs.readFileSync(abs)).digest("hex")}`, mtimeMs };
     else if (st.isDirectory()) {
-      out[rel] = `dir ${(st.mode & 0o7777).toString(8)} ${mtime}`;
+      out[rel] = { desc: `dir ${(st.mode & 0o7777).toString(8)}`, mtimeMs };
       for (const name of fs.readdirSync(abs).sort()) visit(rel === "" ? name : `${rel}/${name}`);
     }
   };
   visit("");
+  return out;
+}
+
+/**
+ * Lists the differences between two snapshots. Mtimes may differ by under 1 µs: they travel as
+ * float milliseconds (Entry.mtimeMs), which cannot carry every nanosecond of a modern timestamp.
+ */
+export function treeDiff(actual: Record<string, Snap>, expected: Record<string, Snap>): string[] {
+  const out: string[] = [];
+  for (const [p, want] of Object.entries(expected)) {
+    const got = actual[p];
+    if (got === undefined) out.push(`${JSON.stringify(p)} missing`);
+    else if (got.desc !== want.desc) out.push(`${JSON.stringify(p)}: ${got.desc} != ${want.desc}`);
+    else if (Math.abs(got.mtimeMs - want.mtimeMs) >= 0.001) out.push(`${JSON.stringify(p)}: mtime ${got.mtimeMs} != ${want.mtimeMs}`);
+  }
+  for (const p of Object.keys(actual)) if (!(p in expected)) out.push(`${JSON.stringify(p)} unexpected`);
   return out;
 }
 
