@@ -119,3 +119,56 @@ describe("bad requests", () => {
     expect((await f.call("GET", "/swagger/json")).status).toBe(200);
   });
 });
+
+// Every leaf of a valid body replaced by odd values, plus odd URLs: user input must never be a 500.
+describe("odd input never causes a 500", () => {
+  const ODD: unknown[] = [null, 0, -1, 1.5, 2 ** 53, "", " ", "\u0000", "\ud800", "é/ü/🎬", "../x", "/", "a".repeat(5000), [], {}, true];
+
+  function leaves(o: unknown, prefix: string[] = []): string[][] {
+    if (o === null || typeof o !== "object" || Array.isArray(o)) return [prefix];
+    return Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => leaves(v, [...prefix, k]));
+  }
+
+  function replaced(o: unknown, path: string[], value: unknown): unknown {
+    if (path.length === 0) return value;
+    const copy = { ...(o as Record<string, unknown>) };
+    copy[path[0]!] = replaced(copy[path[0]!], path.slice(1), value);
+    return copy;
+  }
+
+  test("bodies of POST /jobs, POST /portals and PATCH /portals/{id}", async () => {
+    const bodies: [string, string, Record<string, unknown>][] = [
+      ["POST", "/jobs", { ...job(), options: { strategy: "zip", verify: "size", overwrite: true, maxAttempts: 2 } }],
+      ["POST", "/portals", { kind: "local", name: "odd", rootPath: "/data" }],
+      ["POST", "/portals", { kind: "sftp", name: "odd2", rootPath: "/srv", host: "h", port: 22, username: "u", auth: { method: "key", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----", passphrase: "p" }, hostKeyFingerprint: `SHA256:${"A".repeat(43)}` }],
+      ["PATCH", `/portals/${b.id}`, { name: "odd3", rootPath: "/data/x" }],
+    ];
+    const statuses: number[] = [];
+    for (const [method, path, body] of bodies) {
+      for (const leaf of leaves(body)) {
+        for (const value of ODD) {
+          const r = await f.call(method, path, { headers: auth, body: replaced(body, leaf, value) });
+          if (r.status >= 500) throw new Error(`${method} ${path} with ${leaf.join(".")}=${JSON.stringify(value)} → ${r.status} ${JSON.stringify(r.json)}`);
+          statuses.push(r.status);
+        }
+      }
+    }
+    expect(statuses.length).toBeGreaterThan(300);
+  }, 60_000);
+
+  test("odd URLs, query strings and headers", async () => {
+    const urls = [
+      "/jobs/%ZZ", "/jobs/%00", "/portals/%2e%2e", "/jobs?limit=%ZZ", "/jobs?limit=99999999999999999999", "/jobs?status=", "/jobs?status=QUEUED&status=DONE",
+      "/jobs?cursor=", `/jobs?cursor=${"A".repeat(600)}`, "/jobs?portal=", "/jobs/00000000-0000-0000-0000-000000000000/events?after=999999999999999",
+      "/swagger/assets/%2e%2e%2fpackage.json", "/jobs//events", "/portals/",
+    ];
+    for (const u of urls) {
+      const r = await f.call("GET", u, { headers: auth });
+      if (r.status >= 500) throw new Error(`GET ${u} → ${r.status} ${JSON.stringify(r.json)}`);
+    }
+    for (const key of ["é", "a b", "\t"]) {
+      const r = await f.call("POST", "/jobs", { headers: { ...auth, "idempotency-key": encodeURIComponent(key) + key.replace(/[^\x21-\x7e]/g, "") }, body: job() });
+      expect(r.status).toBeLessThan(500);
+    }
+  });
+});

@@ -60,7 +60,7 @@ const statusList = z
 const intParam = (min: number, max: number, def: number) =>
   z
     .string()
-    .regex(/^\d{1,6}$/, "must be a whole number")
+    .regex(/^\d{1,15}$/, "must be a whole number")
     .transform(Number)
     .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
     .default(def);

@@ -10,12 +10,12 @@ const name = z
 const rootPath = z
   .string()
   .max(4096)
-  .regex(/^\/[^\0]*$/, "must be an absolute folder path such as /data/footage")
+  .regex(/^\/[^\x00-\x1f\x7f]*$/, "must be an absolute folder path such as /data/footage, without control characters")
   .refine((p) => !p.split("/").includes(".."), 'must not contain ".."')
   .meta({ example: "/data/footage" });
-const host = z.string().min(1).max(253).regex(/^[^\s/@]+$/, "must be a host name or IP address without spaces, '/' or '@'").meta({ example: "srvtrf.lab" });
+const host = z.string().min(1).max(253).regex(/^[^\s/@\x00-\x1f\x7f]+$/, "must be a host name or IP address without spaces, control characters, '/' or '@'").meta({ example: "srvtrf.lab" });
 const port = z.number().int().min(1).max(65535);
-const username = z.string().min(1).max(64).regex(/^[^\s:@]+$/, "must not contain spaces, ':' or '@'").meta({ example: "ketter" });
+const username = z.string().min(1).max(64).regex(/^[^\s:@\x00-\x1f\x7f]+$/, "must not contain spaces, control characters, ':' or '@'").meta({ example: "ketter" });
 const fingerprint = z
   .string()
   .regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'must look like "SHA256:" + 43 base64 characters, as POST /portals/{id}/check reports it')
