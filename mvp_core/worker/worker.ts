@@ -88,6 +88,11 @@ export class Worker {
     if (this.subscriber.status !== "ready") await new Promise((resolve) => this.subscriber!.once("ready", resolve));
     this.unsubscribe = await this.queue.subscribeCancels(this.subscriber, (jobId) => this.runs.get(jobId)?.run.stop("cancel"));
 
+    // Reconcile once at start: jobs may have been waiting in Postgres while no worker ran.
+    await reconcileOnce(sql, this.queue, this.id, this.log);
+    // close() was called while starting: it already ran its steps, so start nothing more.
+    if (this.stopping) return;
+
     const beatMs = Math.max(100, Math.floor(settings.leaseMs / 3));
     this.heartbeat = every("heartbeat", beatMs, () => this.beat(), this.log);
     const reapMs = Math.max(100, Math.min(1000, Math.floor(settings.leaseMs / 2)));
@@ -100,12 +105,25 @@ export class Worker {
         const n = await reconcileOnce(sql, this.queue, this.id, this.log);
         if (n > 0) this.log.info("reconciler restored jobs", { count: n });
       }, this.log),
+      this.watchEventLoop(),
     );
-    // Reconcile once at start: jobs may have been waiting in Postgres while no worker ran.
-    await reconcileOnce(sql, this.queue, this.id, this.log);
-
     this.loopDone = this.loop();
     this.log.info("worker started", { concurrency: settings.concurrency, leaseMs: settings.leaseMs, prefix: this.deps.prefix });
+  }
+
+  /**
+   * Warns when something held the event loop long enough to endanger lease renewals (they run every
+   * third of a lease): the engine is meant to yield, and this says when it did not.
+   */
+  private watchEventLoop(): Ticker {
+    const everyMs = 250;
+    let last = performance.now();
+    return every("event loop watch", everyMs, async () => {
+      const now = performance.now();
+      const lagMs = now - last - everyMs;
+      last = now;
+      if (lagMs > this.deps.settings.leaseMs / 4) this.log.warn("event loop was blocked; lease renewals ran late", { lagMs: Math.round(lagMs) });
+    }, this.log);
   }
 
   /**
