@@ -2,9 +2,7 @@
  * From a portal row to a live Endpoint (what the worker transfers through) and to a check report
  * (what a person reads before pinning a host key). The clear secret exists only inside these calls.
  */
-import type { Endpoint } from "../transfer_engine/endpoint.ts";
-import { TransferError, isTransferError, type ErrorCode } from "../transfer_engine/errors.ts";
-import { LocalEndpoint } from "../transfer_engine/local.ts";
+import { LocalEndpoint, TransferError, isTransferError, type Endpoint, type ErrorCode } from "../transfer_engine/index.ts";
 import { connectSsh, probeSsh, type SshTarget } from "../transfer_engine/sftp/index.ts";
 import { decryptPortalSecret, type PortalRow } from "./repository.ts";
 
