@@ -11,7 +11,7 @@ beforeAll(async () => {
   sql = await testSql(4);
   const [p] = await sql<{ id: string }[]>`insert into portals (name, kind, root_path) values (${`lifecycle-${uniqueId()}`}, 'local', '/tmp') returning id`;
   portalId = p!.id;
-});
+}, 60_000); // the first test to ask for Postgres waits for initdb
 
 afterAll(async () => {
   await sql`delete from jobs where source_portal_id = ${portalId}`;

@@ -11,7 +11,7 @@ beforeAll(async () => {
   const url = await testRedisUrl();
   redis = connectRedis(url, { name: "queue-test" });
   blocking = connectRedis(url, { name: "queue-test-blocking", blocking: true });
-});
+}, 30_000); // the first test to ask for Redis waits for redis-server to start
 
 afterAll(async () => {
   redis.disconnect();
