@@ -49,6 +49,8 @@ export async function apiFixture(overrides: Partial<AppDeps> = {}): Promise<ApiF
   };
   const app = createApp(deps);
   const dirs: string[] = [];
+  // Portals created through this fixture; close() removes them and every job that used them.
+  const portalIds: string[] = [];
   return {
     app, deps, sql, redis, queue, prefix, logs,
     async tempDir() {
@@ -67,10 +69,11 @@ export async function apiFixture(overrides: Partial<AppDeps> = {}): Promise<ApiF
       const text = await res.text();
       let json: unknown = null;
       if (text) json = res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : text;
+      if (method === "POST" && path === "/portals" && res.status === 201) portalIds.push((json as { id: string }).id);
       return { status: res.status, json: json as T & Partial<ErrorBody>, headers: res.headers };
     },
     async close() {
-      const ids = (await sql<{ id: string }[]>`select id from portals where root_path = any(${dirs}) or root_path like '/ketter-test-%'`).map((r) => r.id);
+      const ids = [...portalIds, ...(await sql<{ id: string }[]>`select id from portals where root_path = any(${dirs})`).map((r) => r.id)];
       await sql`delete from jobs where source_portal_id = any(${ids}) or target_portal_id = any(${ids})`;
       await sql`delete from portals where id = any(${ids})`;
       let cursor = "0";
