@@ -50,8 +50,53 @@ export async function removeSource(run: Run, m: Manifest, sourcePath: string): P
   return kept;
 }
 
-/** The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes it. */
+/**
+ * The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes
+ * it between writing and deleting the `.ketter-<id>.moved` marker. The marker matters on retry:
+ * without it, a move with overwrite that crashed halfway through removing its source would be
+ * retried by copying the half-removed source over the complete target.
+ */
 export async function cleanupPhase(run: Run, m: Manifest, sourcePath: string): Promise<string[]> {
   if (run.spec.mode !== "move") return [];
-  return removeSource(run, m, sourcePath);
+  const w = await run.target.openWrite(run.names.moved, { mode: 0o600 });
+  try {
+    await w.write(new TextEncoder().encode(`${JSON.stringify({ sourcePath, targetPath: run.spec.targetPath })}\n`));
+    await w.close();
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+  const kept = await removeSource(run, m, sourcePath);
+  await run.target.remove(run.names.moved);
+  return kept;
+}
+
+/**
+ * Finishes a committed move after a crash: removes what is left of the source, entry by entry,
+ * only where the committed target holds the same thing (type, size, mtime to the second, link text).
+ */
+export async function resumeMove(run: Run, m: Manifest, sourcePath: string, targetPath: string): Promise<string[]> {
+  const { source, target } = run;
+  const kept: string[] = [];
+  const sameSecond = (a: number, b: number): boolean => Math.floor(a / 1000) === Math.floor(b / 1000);
+  for (const e of [...m.files, ...m.links]) {
+    const copy = await target.stat(joinRel(targetPath, e.path));
+    const same = copy !== null && copy.type === e.type && copy.size === e.size && (e.type === "symlink" ? copy.linkTarget === e.linkTarget : sameSecond(copy.mtimeMs, e.mtimeMs));
+    if (same) await source.remove(joinRel(sourcePath, e.path));
+    else kept.push(joinRel(sourcePath, e.path));
+    run.progress.add(1, e.size);
+    await maybeYield();
+  }
+  const dirs = [...m.dirs].sort((a, b) => b.path.split("/").length - a.path.split("/").length);
+  if (m.kind === "dir") dirs.push({ ...m.root, path: "" });
+  for (const d of dirs) {
+    try {
+      await source.remove(joinRel(sourcePath, d.path));
+    } catch (err) {
+      if (!isTransferError(err) || err.code !== "TARGET_EXISTS") throw err;
+      kept.push(joinRel(sourcePath, d.path));
+    }
+  }
+  run.emit({ kind: "source_removed", message: `finished removing the source ${showPath(source, run.spec.sourcePath)} of a committed move`, data: { kept: kept.length } });
+  return kept;
 }

@@ -12,6 +12,8 @@ export interface StagingNames {
   old: string;
   /** Folder holding zip archives in flight. */
   zips: string;
+  /** Marker: this move's copy is committed and its source is being removed (see cleanup.ts). */
+  moved: string;
 }
 
 /** What every step receives. */

@@ -60,8 +60,8 @@ export interface EngineEvent {
   data?: Record<string, unknown>;
 }
 
-/** How the data actually moved. */
-export type StrategyUsed = "direct" | "zip" | "rename";
+/** How the data actually moved; "resumed": a crashed move's copy was already committed, only the source removal was finished. */
+export type StrategyUsed = "direct" | "zip" | "rename" | "resumed";
 
 /** What a successful transfer reports. */
 export interface TransferResult {

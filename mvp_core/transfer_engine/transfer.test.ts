@@ -149,6 +149,23 @@ describe("move", () => {
     expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
   });
 
+  test("a retried move whose copy was committed only finishes removing the source (never re-copies over the target)", async () => {
+    writeTree(abs("src"), { "a": 100, "b": 200, "c/d": 300, "c/e": 400 });
+    const complete = snapshot(abs("src"));
+    await run({ sourcePath: "src", targetPath: "dst", mode: "copy" });
+    // The state a crash halfway through the source removal leaves: marker present, source half gone.
+    fs.rmSync(abs("src/a"));
+    fs.rmSync(abs("src/c/d"));
+    fs.writeFileSync(abs(".ketter-job9.moved"), "{}");
+    fs.writeFileSync(abs("src/b"), "edited since"); // differs from the committed copy: must be kept
+    const r = await run({ id: "job9", sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct", overwrite: true });
+    expect(r.strategy).toBe("resumed");
+    expect(r.sourceKept).toEqual(["src/b", "src"]);
+    expect(fs.readdirSync(abs("src"))).toEqual(["b"]);
+    expect(treeDiff(snapshot(abs("dst")), complete)).toEqual([]);
+    expect(leftovers(dir)).toEqual([]);
+  });
+
   test("a file changed after being copied is kept at the source", async () => {
     writeTree(abs("src"), { "a": "aaa", "b": "bbb" });
     const r = await run(

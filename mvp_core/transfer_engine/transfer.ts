@@ -8,7 +8,7 @@ import type { Endpoint } from "./endpoint.ts";
 import { TransferError, fromSystemError, isTransferError } from "./errors.ts";
 import { LocalEndpoint } from "./local.ts";
 import { copyFiles } from "./direct.ts";
-import { cleanupPhase } from "./cleanup.ts";
+import { cleanupPhase, resumeMove } from "./cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
@@ -34,7 +34,8 @@ export interface TransferContext {
 /** Staging names next to the target, derived from the spec id so a retry finds them. */
 export function stagingNames(targetPath: string, id: string): StagingNames {
   const dir = parentRel(targetPath);
-  return { staging: joinRel(dir, `.ketter-${id}.partial`), old: joinRel(dir, `.ketter-${id}.old`), zips: joinRel(dir, `.ketter-${id}.zips`) };
+  const name = (suffix: string): string => joinRel(dir, `.ketter-${id}.${suffix}`);
+  return { staging: name("partial"), old: name("old"), zips: name("zips"), moved: name("moved") };
 }
 
 /** Copies or moves `spec.sourcePath` (on ctx.source) to exactly `spec.targetPath` (on ctx.target); see docs/engine.md. */
@@ -63,7 +64,7 @@ export async function transfer(specInput: TransferSpecInput, ctx: TransferContex
 }
 
 async function runSteps(run: Run, durations: Record<Phase, number>): Promise<TransferResult> {
-  const timed = async <T>(phase: Phase, fn: () => Promise<T>): Promise<T> => {
+  const timed: Timed = async <T>(phase: Phase, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     try {
       return await fn();
@@ -72,8 +73,12 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     }
   };
   run.progress.phase("scan", 0, 0);
+  checkCancelled(run.signal);
+  if ((await run.target.stat(run.names.moved)) !== null) {
+    if (run.spec.mode === "move") return resume(run, durations, timed);
+    await run.target.remove(run.names.moved); // stale marker from a move with the same id
+  }
   const { sourcePath, targetPath, m } = await timed("scan", async () => {
-    checkCancelled(run.signal);
     await recoverStaging(run, normalizeRel(run.spec.targetPath));
     const paths = await checkPaths(run);
     return { ...paths, m: await scan(run, paths.sourcePath) };
@@ -131,6 +136,23 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     await discardStaging(run);
     throw err;
   }
+}
+
+type Timed = <T>(phase: Phase, fn: () => Promise<T>) => Promise<T>;
+
+/** An earlier attempt of this move committed its copy and crashed while removing the source: finish that. */
+async function resume(run: Run, durations: Record<Phase, number>, timed: Timed): Promise<TransferResult> {
+  const sourcePath = normalizeRel(run.spec.sourcePath);
+  const targetPath = normalizeRel(run.spec.targetPath);
+  const m = await timed("scan", async () => ((await run.source.stat(sourcePath)) === null ? null : scan(run, sourcePath)));
+  run.emit({ kind: "fallback", message: "an earlier attempt committed this move; only finishing the source removal", data: { sourceLeft: m?.files.length ?? 0 } });
+  run.progress.phase("cleanup", m?.files.length ?? 0, m?.bytes ?? 0);
+  const kept = m === null ? [] : await timed("cleanup", () => resumeMove(run, m, sourcePath, targetPath));
+  await run.target.remove(run.names.moved);
+  const empty: Manifest = { kind: "dir", root: { path: "", type: "dir", size: 0, mtimeMs: 0, mode: 0 }, files: [], dirs: [], links: [], bytes: 0 };
+  const r = result(run, "resumed", m ?? empty, durations, { mode: run.spec.verify, files: 0 });
+  if (kept.length > 0) r.sourceKept = kept;
+  return r;
 }
 
 function emitChosen(run: Run, p: Plan, m: Manifest): void {
