@@ -29,6 +29,8 @@ import { limitReadRate } from "./throttle.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
 const CLAIM_RETRY_MS = 5_000;
+/** Tries of each outcome-recording step (250 ms, doubling, between them: ~4 s in all). */
+const PERSIST_ATTEMPTS = 5;
 
 /** Why the worker stopped a job before the engine finished: a cancel request, its own shutdown, or losing the job's lease. */
 export type StopReason = "cancel" | "shutdown" | "lost";
@@ -153,7 +155,8 @@ export class JobRun {
       claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
     }
     if (claim.claimed) {
-      await queue.startLease(this.jobId, workerId, settings.leaseMs);
+      // Postgres holds the lease that matters; the first renewal restores Redis's copy if this fails.
+      await queue.startLease(this.jobId, workerId, settings.leaseMs).catch((err: unknown) => this.log.warn("recording the lease in Redis failed", { err }));
       this.lastRenewedAt = Date.now();
       this.log.info("job started", { attempt: claim.job.attempts, maxAttempts: claim.job.max_attempts, type: claim.job.type });
       return claim.job;
@@ -268,14 +271,32 @@ export class JobRun {
 
   // ---- outcome -------------------------------------------------------------------------------
 
+  /**
+   * Runs one recording step, trying again over a short Postgres or Redis outage: a finished
+   * transfer whose outcome is lost would run again (and find its own target in the way).
+   */
+  private async persist<T>(what: string, step: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await step();
+      } catch (err) {
+        if (attempt >= PERSIST_ATTEMPTS) throw err;
+        const delayMs = 250 * 2 ** (attempt - 1);
+        this.log.warn(`recording ${what} failed; trying again`, { err, attempt, delayMs });
+        await Bun.sleep(delayMs);
+      }
+    }
+  }
+
   private async recordDone(result: TransferResult): Promise<void> {
     const { sql, queue, workerId } = this.deps;
     const data = { strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}) };
-    if (await completeJob(sql, this.jobId, workerId, { strategy: result.strategy, files: result.files, bytes: result.bytes, data })) {
-      await queue.ack(this.jobId, workerId);
+    const ours = await this.persist("done", () => completeJob(sql, this.jobId, workerId, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
+    if (ours) {
+      await this.persist("ack", () => queue.ack(this.jobId, workerId));
       this.log.info("job done", data);
     } else {
-      await queue.drop(this.jobId, workerId, false);
+      await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
       this.log.warn("transfer finished but the job was no longer this worker's; nothing recorded");
     }
   }
@@ -283,44 +304,36 @@ export class JobRun {
   private async recordStop(job: JobRow, err: unknown): Promise<void> {
     const { sql, queue, workerId, settings } = this.deps;
     const reason = this.stopReason;
+    const failure = failureOf(err);
     if (reason === "lost") {
-      await queue.drop(this.jobId, workerId, false);
+      await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
       this.log.warn("job stopped: lease lost");
       return;
     }
-    if (reason === "shutdown") {
-      const outcome = await releaseJob(sql, this.jobId, workerId);
-      if (outcome === "released") await queue.release(this.jobId, workerId);
-      else if (outcome === "cancelled") await queue.ack(this.jobId, workerId);
-      else await queue.drop(this.jobId, workerId, false);
-      this.log.warn(outcome === "released" ? "job released back to the queue (shutdown)" : `job ${outcome ?? "not ours"} at shutdown`);
+    if (reason === "cancel" && (await this.persist("cancelled", () => markCancelled(sql, this.jobId, workerId)))) {
+      await this.persist("ack", () => queue.ack(this.jobId, workerId));
+      this.log.info("job cancelled");
       return;
     }
-    if (reason === "cancel") {
-      if (await markCancelled(sql, this.jobId, workerId)) {
-        await queue.ack(this.jobId, workerId);
-        this.log.info("job cancelled");
-      } else {
-        // A cancel notice for a job Postgres does not show as CANCELLING: hand it back rather than lose it.
-        const outcome = await releaseJob(sql, this.jobId, workerId);
-        if (outcome === "released") await queue.release(this.jobId, workerId);
-        else await queue.drop(this.jobId, workerId, outcome === "cancelled");
-        this.log.warn("cancel notice without a cancel request in Postgres; job released", { outcome });
-      }
+    if (reason === "shutdown" || reason === "cancel") {
+      // (cancel here: a cancel notice Postgres does not confirm; hand the job back rather than lose it.)
+      const outcome = await this.persist("released", () => releaseJob(sql, this.jobId, workerId));
+      if (outcome === "released") await this.persist("release", () => queue.release(this.jobId, workerId));
+      else await this.persist("drop", () => queue.drop(this.jobId, workerId, outcome === "cancelled"));
+      this.log.warn(outcome === "released" ? `job released back to the queue (${reason})` : `job ${outcome ?? "not ours"} at ${reason}`);
       return;
     }
-    const failure = failureOf(err);
     if (failure.retryable && job.attempts < job.max_attempts) {
       const delayMs = retryDelayMs(job.attempts, settings.retryBaseMs, settings.retryMaxMs);
-      const outcome = await scheduleRetry(sql, this.jobId, workerId, failure, delayMs);
-      if (outcome === "retry") await queue.retryLater(this.jobId, workerId, delayMs);
-      else await queue.drop(this.jobId, workerId, outcome === "cancelled");
+      const outcome = await this.persist("retry", () => scheduleRetry(sql, this.jobId, workerId, failure, delayMs));
+      if (outcome === "retry") await this.persist("retry", () => queue.retryLater(this.jobId, workerId, delayMs));
+      else await this.persist("drop", () => queue.drop(this.jobId, workerId, outcome === "cancelled"));
       this.log.warn(outcome === "retry" ? "attempt failed; retry scheduled" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, attempt: job.attempts, delayMs });
       return;
     }
-    const outcome = await failJob(sql, this.jobId, workerId, failure);
-    if (outcome) await queue.ack(this.jobId, workerId);
-    else await queue.drop(this.jobId, workerId, false);
+    const outcome = await this.persist("failed", () => failJob(sql, this.jobId, workerId, failure));
+    if (outcome) await this.persist("ack", () => queue.ack(this.jobId, workerId));
+    else await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
     this.log.error(outcome === "failed" ? "job failed" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, retryable: failure.retryable, attempt: job.attempts });
   }
 }
