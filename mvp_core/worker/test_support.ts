@@ -53,14 +53,19 @@ export class Scenario {
   private procs: Bun.Subprocess[] = [];
   private extraPortals: string[] = [];
 
-  constructor(readonly name: string) {
+  /** `redisUrl`: a Redis of the test's own (e.g. one it restarts); default the run's shared one. */
+  constructor(
+    readonly name: string,
+    private readonly redisUrl?: string,
+  ) {
     this.log = createLogger("worker-test", "debug", { test: name }, (line) => this.logLines.push(line));
   }
 
   /** Connects, creates `src/` and `dst/` folders and a local portal on each. */
   async setup(): Promise<this> {
     this.sql = await (sharedSql ??= testSql(16));
-    this.redis = connectRedis(await testRedisUrl(), { name: "worker-test" });
+    this.redis = connectRedis(await this.redisURL(), { name: "worker-test" });
+    this.redis.on("error", (err: Error) => this.log.warn("test redis connection error", { err }));
     this.queue = new JobQueue({ redis: this.redis, prefix: this.prefix });
     this.dir = await mkdtemp(path.join(tmpdir(), "ketter-worker-test-"));
     await mkdir(this.path("src"));
@@ -68,6 +73,10 @@ export class Scenario {
     this.source = await createPortal(this.sql, { name: `src-${uniqueId()}`, kind: "local", rootPath: this.path("src") }, SECRET);
     this.target = await createPortal(this.sql, { name: `dst-${uniqueId()}`, kind: "local", rootPath: this.path("dst") }, SECRET);
     return this;
+  }
+
+  private async redisURL(): Promise<string> {
+    return this.redisUrl ?? (await testRedisUrl());
   }
 
   /** Absolute path inside this test's folder. */
@@ -128,7 +137,7 @@ export class Scenario {
     const w = new Worker({
       sql: this.sql,
       redis: this.redis,
-      redisUrl: await testRedisUrl(),
+      redisUrl: await this.redisURL(),
       prefix: this.prefix,
       log: this.log,
       settings: { ...FAST, ...overrides },
@@ -151,7 +160,7 @@ export class Scenario {
         NODE_ENV: "test",
         DATABASE_URL: await testDatabaseUrl(),
         DATABASE_POOL_MAX: "4",
-        REDIS_URL: await testRedisUrl(),
+        REDIS_URL: await this.redisURL(),
         REDIS_KEY_PREFIX: this.prefix,
         LOG_LEVEL: "debug",
         KETTER_SECRET_KEY: SECRET.toString("hex"),

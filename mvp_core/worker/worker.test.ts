@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { Endpoint } from "../transfer_engine/index.ts";
 import { TransferError } from "../transfer_engine/index.ts";
-import { waitFor } from "../testing/ports.ts";
+import { freePort, waitFor } from "../testing/ports.ts";
 import { Scenario, sameBytes } from "./test_support.ts";
 
 // Waiting for real processes and leases; each test bounds its own waits well below this.
@@ -121,6 +123,69 @@ describe("worker: job lifecycle local → local", () => {
     await s.waitForStatus(c.id, "DONE");
     expect(s.logLines.some((l) => l.includes("reconciler re-enqueued"))).toBe(true);
     for (const id of [a.id, b.id, c.id]) expect((await s.kinds(id)).filter((k) => k === "done")).toHaveLength(1);
+  }, T);
+});
+
+describe("worker: Redis restarts and several workers", () => {
+  test("after a Redis restart the worker reconnects and jobs committed during the outage complete", async () => {
+    // A Redis of this test's own, so killing it disturbs no other test.
+    const port = await freePort();
+    const dir = await mkdtemp(path.join(tmpdir(), "ketter-redis-restart-"));
+    const startRedis = () =>
+      Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], { stdout: "ignore", stderr: "ignore" });
+    let server = startRedis();
+    try {
+      const s = (scenario = new Scenario("redis-restart", `redis://127.0.0.1:${port}/0`));
+      await waitFor(async () => {
+        const probe = Bun.spawnSync(["redis-cli", "-p", String(port), "ping"]);
+        return probe.stdout.toString().trim() === "PONG";
+      }, { what: "the test's redis-server" });
+      await s.setup();
+      await s.writeSource("a.mov", 50_000);
+      await s.writeSource("b.mov", 50_000);
+      await s.writeSource("c.mov", 50_000);
+      await s.startWorker();
+      const a = await s.job("a.mov", "a.mov");
+      await s.waitForStatus(a.id, "DONE");
+
+      server.kill("SIGKILL");
+      await server.exited;
+      // The API cannot enqueue now; the job is committed in Postgres all the same.
+      const b = await s.job("b.mov", "b.mov", { enqueue: false });
+      await Bun.sleep(300);
+      server = startRedis();
+
+      await s.waitForStatus(b.id, "DONE");
+      // And a normal enqueue reaches the worker's reconnected blocking connection.
+      const c = await s.job("c.mov", "c.mov");
+      await s.waitForStatus(c.id, "DONE");
+      expect((await s.kinds(b.id)).filter((k) => k === "done")).toHaveLength(1);
+      await s.clean();
+      scenario = undefined;
+    } finally {
+      server.kill("SIGKILL");
+      await server.exited;
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, T);
+
+  test("two workers share a batch of jobs and run each exactly once", async () => {
+    const s = await setup("two-workers");
+    const jobs = [];
+    for (let i = 0; i < 8; i++) {
+      await s.writeSource(`clip${i}.mov`, 64_000 + i);
+      jobs.push(await s.job(`clip${i}.mov`, `clip${i}.mov`));
+    }
+    const [w1, w2] = await Promise.all([s.startWorker({ concurrency: 2 }), s.startWorker({ concurrency: 3 })]);
+    const ran = new Set<string>();
+    for (const job of jobs) {
+      const done = await s.waitForStatus(job.id, "DONE");
+      ran.add(done.worker_id!);
+      expect((await s.kinds(job.id)).filter((k) => k === "started" || k === "done")).toEqual(["started", "done"]);
+      expect(await sameBytes(s.path(`src/${job.source_path}`), s.path(`dst/${job.target_path}`))).toBe(true);
+    }
+    expect([...ran].every((id) => id === w1.id || id === w2.id)).toBe(true);
+    expect((await s.queue.liveWorkers()).map((w) => w.id).sort()).toEqual([w1.id, w2.id].sort());
   }, T);
 });
 
