@@ -328,6 +328,28 @@ describe("worker: process crashes and shutdown", () => {
   }, T);
 });
 
+describe("worker: graceful shutdown", () => {
+  test("SIGTERM lets a running job finish within the grace period and takes no new work", async () => {
+    const s = await setup("sigterm-finish");
+    await s.writeSource("clip.mov", 2 * 1024 * 1024);
+    await s.writeSource("next.mov", 1000);
+    const proc = await s.spawnWorker({ WORKER_MAX_BYTES_PER_SEC: String(1024 * 1024), WORKER_SHUTDOWN_GRACE_MS: "30000", WORKER_CONCURRENCY: "1" });
+    const job = await s.job("clip.mov", "clip.mov");
+    await s.waitForJob(job.id, "bytes to flow in the spawned worker", (r) => r.status === "RUNNING" && r.bytes_done > 0, 20_000, proc.output);
+
+    proc.proc.kill("SIGTERM");
+    // Queued after the signal: the stopping worker must leave it for another.
+    const next = await s.job("next.mov", "next.mov");
+    expect(await proc.proc.exited).toBe(0);
+    const done = await s.row(job.id);
+    expect(done).toMatchObject({ status: "DONE", attempts: 1 });
+    expect(await s.kinds(job.id)).not.toContain("released");
+    expect(await sameBytes(s.path("src/clip.mov"), s.path("dst/clip.mov"))).toBe(true);
+    expect((await s.row(next.id)).status).toBe("QUEUED");
+    expect(await s.queue.depth()).toEqual({ pending: 1, processing: 0, delayed: 0 });
+  }, T);
+});
+
 /** The endpoint's methods bound to it, so a spread copy can override one of them. */
 function bindAll(ep: Endpoint): Endpoint {
   const out: Record<string, unknown> = { kind: ep.kind, label: ep.label };
