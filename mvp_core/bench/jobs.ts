@@ -8,7 +8,9 @@
  *      (submissions/s),
  *   2. waits for all to be DONE (completed jobs/s; submit → DONE latency from Postgres's own
  *      created_at / finished_at, so no client polling skews it),
- *   3. loads GET /jobs/{id} over random ids with wrk (requests/s).
+ *      — with N jobs arriving faster than they complete this is mostly time spent waiting in line,
+ *   3. loads GET /jobs/{id} over random ids with wrk (requests/s),
+ *   4. runs 50 jobs one at a time for the latency without a backlog.
  * One worker process (concurrency 8) is the default: on 2 cores a second Bun process costs more
  * CPU than it adds. Prints a table and writes docs/bench/jobs-<ts>.json and jobs-latest.json. Not a test.
  */
@@ -39,6 +41,7 @@ const CONCURRENCY = Number(args.concurrency);
 const WORKERS = Number(args.workers);
 const WORKER_CONCURRENCY = Number(args["worker-concurrency"]);
 const WRK_SECONDS = Number(args["wrk-seconds"]);
+const IDLE_JOBS = 50;
 
 const procs: Subprocess[] = [];
 
@@ -151,12 +154,24 @@ async function main(): Promise<void> {
     // 3. GET /jobs/{id} under load.
     const wrk = await runWrk(base, ids.slice(0, 500), work);
 
+    // 4. Latency without a backlog: one job at a time, watched from the client (polling every 5 ms).
+    const idle: number[] = [];
+    for (let i = 0; i < IDLE_JOBS; i++) {
+      await writeFile(path.join(src, `idle_${i}.bin`), "idle clip\n");
+      const t = performance.now();
+      const r = await postJson(`${base}/jobs`, { type: "copy", source: { portal: a.json.id, path: `idle_${i}.bin` }, target: { portal: b.json.id, path: `idle_${i}.bin` }, options: { verify: "size" } });
+      await waitFor(async () => ((await (await fetch(`${base}/jobs/${r.json.id}`)).json()) as { status: string }).status === "DONE", { what: `idle job ${i}`, timeoutMs: 30_000, intervalMs: 5 });
+      idle.push(performance.now() - t);
+    }
+    idle.sort((x, y) => x - y);
+
     const result = {
       at: new Date().toISOString(),
       host: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "?" },
       params: { jobs: N, concurrency: CONCURRENCY, workers: WORKERS, workerConcurrency: WORKER_CONCURRENCY, wrkSeconds: WRK_SECONDS },
       submissions: { seconds: submitSeconds, perSecond: N / submitSeconds, non201: failures },
       completion: { done: stats!.done, notDone: stats!.failed, seconds: completeSeconds, perSecond: stats!.done / completeSeconds, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99) },
+      idleLatency: { jobs: IDLE_JOBS, p50Ms: percentile(idle, 50), p99Ms: percentile(idle, 99) },
       getJob: { rps: wrk.rps, p50Ms: wrk.p50Ms, p99Ms: wrk.p99Ms, errors: wrk.errors },
       targets: TARGETS,
     };
@@ -167,6 +182,7 @@ async function main(): Promise<void> {
       { metric: "completed jobs/s", value: result.completion.perSecond.toFixed(0), target: `≥ ${TARGETS.completedPerSec}`, verdict: ok(result.completion.perSecond, TARGETS.completedPerSec) },
       { metric: "submit → DONE p50 (ms)", value: result.completion.p50Ms.toFixed(0), target: "", verdict: "" },
       { metric: "submit → DONE p99 (ms)", value: result.completion.p99Ms.toFixed(0), target: "", verdict: "" },
+      { metric: `idle submit → DONE p50 / p99 (ms, ${IDLE_JOBS} jobs one at a time)`, value: `${result.idleLatency.p50Ms.toFixed(0)} / ${result.idleLatency.p99Ms.toFixed(0)}`, target: "", verdict: "" },
       { metric: "GET /jobs/{id} req/s (wrk -c64)", value: result.getJob.rps.toFixed(0), target: `≥ ${TARGETS.getJobRps}`, verdict: ok(result.getJob.rps, TARGETS.getJobRps) },
       { metric: "GET /jobs/{id} p99 (ms)", value: result.getJob.p99Ms.toFixed(1), target: "", verdict: "" },
       { metric: "jobs not DONE / non-201 / wrk errors", value: `${result.completion.notDone} / ${failures} / ${wrk.errors}`, target: "0 / 0 / 0", verdict: result.completion.notDone + failures + wrk.errors === 0 ? "ok" : "BAD" },
