@@ -8,6 +8,12 @@ import { ApiError } from "./errors.ts";
 /** Largest request body accepted; portal keys are the biggest legitimate bodies (a few KiB). */
 export const MAX_BODY_BYTES = 64 * 1024;
 
+/**
+ * Bun.serve's own cap (it answers beyond it without JSON). Far above MAX_BODY_BYTES so that a
+ * declared Content-Length is refused by checkBodyHeaders first, with a JSON answer.
+ */
+export const SERVER_MAX_BODY_BYTES = 1024 * 1024;
+
 /** Routes anyone may call, token or not. */
 export function isPublicPath(path: string): boolean {
   return path === "/health" || path === "/swagger" || path.startsWith("/swagger/");

@@ -6,7 +6,7 @@ import { createLogger } from "../log/log.ts";
 import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
 import { createApp } from "./app.ts";
-import { MAX_BODY_BYTES } from "./http.ts";
+import { SERVER_MAX_BODY_BYTES } from "./http.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     log,
     version: pkg.version,
   });
-  app.listen({ hostname: config.api.host, port: config.api.port, maxRequestBodySize: MAX_BODY_BYTES * 2 });
+  app.listen({ hostname: config.api.host, port: config.api.port, maxRequestBodySize: SERVER_MAX_BODY_BYTES });
   log.info("api listening", { url: config.api.url, auth: config.api.token ? "bearer" : "none", swagger: `${config.api.url}/swagger` });
 
   let stopping: Promise<void> | undefined;

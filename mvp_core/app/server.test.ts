@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { JobView } from "./jobs/schemas.ts";
 import type { PortalView } from "./portals/schemas.ts";
-import { MAX_BODY_BYTES } from "./http.ts";
+import { MAX_BODY_BYTES, SERVER_MAX_BODY_BYTES } from "./http.ts";
 import { apiFixture, type ApiFixture } from "./test_support.ts";
 import { uniqueId } from "../testing/services.ts";
 
@@ -12,7 +12,7 @@ let base: string;
 
 beforeAll(async () => {
   f = await apiFixture({ apiToken: TOKEN });
-  f.app.listen({ hostname: "127.0.0.1", port: 0, maxRequestBodySize: MAX_BODY_BYTES * 2 });
+  f.app.listen({ hostname: "127.0.0.1", port: 0, maxRequestBodySize: SERVER_MAX_BODY_BYTES });
   base = `http://127.0.0.1:${f.app.server!.port}`;
 });
 afterAll(async () => {
@@ -49,6 +49,9 @@ describe("API through a listening server", () => {
     const r = await fetch(`${base}/jobs`, { method: "POST", headers, body: big });
     expect(r.status).toBe(413);
     expect(((await r.json()) as { error: { code: string } }).error.code).toBe("BODY_TOO_LARGE");
+    const declared = await fetch(`${base}/jobs`, { method: "POST", headers, body: JSON.stringify({ pad: "x".repeat(300_000) }) });
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as { error: { code: string } }).error.code).toBe("BODY_TOO_LARGE");
     expect((await fetch(`${base}/jobs`)).status).toBe(401);
     expect((await fetch(`${base}/health`)).status).toBe(200);
   });
