@@ -83,7 +83,10 @@ start_process() {
   [ -f "$KETTER_ROOT/$entry" ] || { log "$name: $entry does not exist yet, skipped"; return 0; }
   if pid_alive "$pidfile"; then log "$name already running (pid $(cat "$pidfile"))"; return 0; fi
   log "starting $name (log: $KETTER_RUN_DIR/$name.log)"
-  (cd "$KETTER_ROOT" && setsid bun "$entry" >>"$KETTER_RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
+  # exec keeps one pid from subshell to bun (so the pid file names bun itself), and the redirections
+  # come first so no descriptor of this script's callers stays open in the background process.
+  (cd "$KETTER_ROOT" && exec setsid bun "$entry" >>"$KETTER_RUN_DIR/$name.log" 2>&1 </dev/null) &
+  echo $! >"$pidfile"
 }
 
 native_up() {

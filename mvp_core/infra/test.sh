@@ -15,4 +15,5 @@ fi
 ensure_bun
 ensure_node_modules
 cd "$KETTER_ROOT"
-exec bun test "$@"
+# Real servers start on demand and these machines are small and noisy: give each test headroom.
+exec bun test --timeout 60000 "$@"
