@@ -44,17 +44,21 @@ export const JobParams = z.object({ id: z.uuid("must be a job id (UUID) as retur
 
 // Elysia hands `status=A,B` and `status=A&status=B` over as arrays; both mean "any of these".
 const statusList = z
-  .union([z.string().max(200), z.array(z.string().max(40)).max(10)])
-  .transform((v) => (Array.isArray(v) ? v.join(",") : v))
-  .transform((s, ctx) => {
-    const list = s.split(",").map((x) => x.trim().toUpperCase()).filter(Boolean);
-    const bad = list.filter((x) => !(JOB_STATUSES as readonly string[]).includes(x));
-    if (bad.length || list.length === 0) {
-      ctx.addIssue({ code: "custom", message: `unknown status ${bad.join(",") || "(empty)"}; use one or more of ${JOB_STATUSES.join(",")}` });
-      return z.NEVER;
-    }
-    return list as (typeof JOB_STATUSES)[number][];
-  })
+  .preprocess(
+    (v) => (Array.isArray(v) ? v.join(",") : v),
+    z
+      .string()
+      .max(200)
+      .transform((s, ctx) => {
+        const list = s.split(",").map((x) => x.trim().toUpperCase()).filter(Boolean);
+        const bad = list.filter((x) => !(JOB_STATUSES as readonly string[]).includes(x));
+        if (bad.length || list.length === 0) {
+          ctx.addIssue({ code: "custom", message: `unknown status ${bad.join(",") || "(empty)"}; use one or more of ${JOB_STATUSES.join(",")}` });
+          return z.NEVER;
+        }
+        return list as (typeof JOB_STATUSES)[number][];
+      }),
+  )
   .meta({ description: `comma-separated, e.g. QUEUED,RUNNING (${JOB_STATUSES.join(", ")})` });
 
 const intParam = (min: number, max: number, def: number) =>
@@ -63,7 +67,8 @@ const intParam = (min: number, max: number, def: number) =>
     .regex(/^\d{1,15}$/, "must be a whole number")
     .transform(Number)
     .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
-    .default(def);
+    .default(def)
+    .meta({ description: `whole number ${min}-${max === Number.MAX_SAFE_INTEGER ? "…" : max}, default ${def}` });
 
 /** GET /jobs query. */
 export const JobListQuery = z
@@ -78,7 +83,7 @@ export const JobListQuery = z
 /** GET /jobs/{id}/events query. */
 export const EventListQuery = z
   .object({
-    after: intParam(0, Number.MAX_SAFE_INTEGER, 0).meta({ description: "id of the last event already seen (poll with it)" }),
+    after: intParam(0, Number.MAX_SAFE_INTEGER, 0).meta({ description: "id of the last event already seen (poll with it); default 0" }),
     limit: intParam(1, 1000, 200),
   })
   .strict();
