@@ -9,10 +9,9 @@ import fsp from "node:fs/promises";
 import type { Entry, HashAlgorithm } from "./endpoint.ts";
 import { TransferError, fromSystemError } from "./errors.ts";
 import { createHasher } from "./hash.ts";
-import { maybeYield } from "./yield.ts";
+import { hashFileHandle } from "./local.ts";
 
 const UMASK = process.umask();
-const BIG_CHUNK = 4 << 20;
 
 /** SOURCE_CHANGED (retryable): the file no longer matches what the scan saw, so a copy could be torn. */
 export function sourceChanged(path: string, why: string): TransferError {
@@ -126,22 +125,7 @@ export async function copyLarge(src: string, dst: string, e: Entry, alg: HashAlg
 }
 
 async function hashOpenFile(sfh: fsp.FileHandle, src: string, e: Entry, alg: HashAlgorithm, signal?: AbortSignal): Promise<string> {
-  const h = createHasher(alg);
-  const buf = Buffer.allocUnsafe(BIG_CHUNK);
-  let pos = 0;
-  try {
-    for (;;) {
-      if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
-      // Synchronous reads of a cached file are quicker than the thread-pool hop; yield between them.
-      const n = fs.readSync(sfh.fd, buf, 0, BIG_CHUNK, pos);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      pos += n;
-      await maybeYield();
-    }
-  } catch (err) {
-    throw fromSystemError(err, src, "read");
-  }
-  if (pos !== e.size) throw sourceChanged(src, `read ${pos} bytes, scanned ${e.size}`);
-  return h.digest();
+  const { digest, bytes } = await hashFileHandle(sfh, src, alg, signal);
+  if (bytes !== e.size) throw sourceChanged(src, `read ${bytes} bytes, scanned ${e.size}`);
+  return digest;
 }
