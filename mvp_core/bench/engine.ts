@@ -134,12 +134,16 @@ async function main(): Promise<number> {
   const sets = datasets(quick).filter((d) => !wanted || wanted.includes(d.name));
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-"));
   const samples: Sample[] = [];
+  const startupSamples: number[] = [];
   try {
     for (const d of sets) {
       process.stderr.write(`generating ${d.name} (${d.describe})…\n`);
       d.make(path.join(root, d.name, "src"));
     }
     for (let round = 0; round < rounds; round++) {
+      const t0 = performance.now();
+      Bun.spawnSync(["bun", CLI, "--help"], { stdout: "ignore" });
+      startupSamples.push((performance.now() - t0) / 1000);
       for (const d of sets) {
         // Rotate the order each round so no method always runs first (cold) or last.
         const order = METHODS.map((_, i) => METHODS[(i + round) % METHODS.length] as Method);
@@ -159,12 +163,15 @@ async function main(): Promise<number> {
   }
   const rows = summarise(sets, samples);
   printTable(rows);
+  const startup = median(startupSamples);
+  process.stdout.write(`\nengine CLI start-up alone (bun + module load, \`--help\`): median ${(startup * 1000).toFixed(0)} ms — included in every engine time above\n`);
   const report = {
     when: new Date().toISOString(),
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), bun: Bun.version, memGiB: Math.round(os.totalmem() / 1024 ** 3) },
     rounds,
     quick,
     datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
+    startupMedianS: median(startupSamples),
     rows,
     targets: checkTargets(rows),
     samples,
@@ -181,6 +188,8 @@ async function main(): Promise<number> {
 interface Row {
   dataset: string;
   method: string;
+  /** What the engine actually did (its result's strategy and archive count). */
+  used: string;
   medianS: number;
   vsCp: number;
   vsRsync: number;
@@ -196,17 +205,19 @@ function summarise(sets: Dataset[], samples: Sample[]): Row[] {
     for (const m of METHODS) {
       const mine = samples.filter((s) => s.dataset === d.name && s.method === m.name);
       const medianS = med(m.name);
-      rows.push({ dataset: d.name, method: m.name, medianS, vsCp: medianS / cp, vsRsync: medianS / rsync, peakRssMiB: Math.max(...mine.map((s) => s.peakRssMiB)) });
+      const result = mine.at(-1)?.engine as { strategy?: string; archives?: number } | undefined;
+      const used = result?.strategy === undefined ? "" : `${result.strategy}${result.archives ? ` (${result.archives} archive${result.archives > 1 ? "s" : ""})` : ""}`;
+      rows.push({ dataset: d.name, method: m.name, used, medianS, vsCp: medianS / cp, vsRsync: medianS / rsync, peakRssMiB: Math.max(...mine.map((s) => s.peakRssMiB)) });
     }
   }
   return rows;
 }
 
 function printTable(rows: Row[]): void {
-  const head = `${"dataset".padEnd(8)} ${"method".padEnd(24)} ${"median s".padStart(9)} ${"× cp -r".padStart(8)} ${"× rsync".padStart(8)} ${"peak RSS MiB".padStart(13)}`;
+  const head = `${"dataset".padEnd(8)} ${"method".padEnd(24)} ${"used".padEnd(16)} ${"median s".padStart(9)} ${"× cp -r".padStart(8)} ${"× rsync".padStart(8)} ${"peak RSS MiB".padStart(13)}`;
   process.stdout.write(`\n${head}\n${"-".repeat(head.length)}\n`);
   for (const r of rows) {
-    process.stdout.write(`${r.dataset.padEnd(8)} ${r.method.padEnd(24)} ${r.medianS.toFixed(3).padStart(9)} ${r.vsCp.toFixed(2).padStart(8)} ${r.vsRsync.toFixed(2).padStart(8)} ${r.peakRssMiB.toFixed(0).padStart(13)}\n`);
+    process.stdout.write(`${r.dataset.padEnd(8)} ${r.method.padEnd(24)} ${r.used.padEnd(16)} ${r.medianS.toFixed(3).padStart(9)} ${r.vsCp.toFixed(2).padStart(8)} ${r.vsRsync.toFixed(2).padStart(8)} ${r.peakRssMiB.toFixed(0).padStart(13)}\n`);
   }
 }
 

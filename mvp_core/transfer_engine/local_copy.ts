@@ -26,7 +26,10 @@ export function checkUnchanged(abs: string, e: Entry, st: { size: number; mtimeM
   if (st.mtimeMs !== e.mtimeMs) throw sourceChanged(abs, "modification time changed");
 }
 
-/** Reads a whole small file, checking it against the scan before and after; returns its bytes. */
+/**
+ * Reads a whole small file; returns its bytes. One fstat after the read suffices: any write since
+ * the scan, before or during the read, moved the mtime (or size) away from the scanned one.
+ */
 export function readWholeChecked(abs: string, e: Entry): Buffer {
   let fd: number;
   try {
@@ -35,7 +38,6 @@ export function readWholeChecked(abs: string, e: Entry): Buffer {
     throw fromSystemError(err, abs, "open");
   }
   try {
-    checkUnchanged(abs, e, fs.fstatSync(fd));
     const buf = Buffer.allocUnsafe(e.size);
     let off = 0;
     while (off < e.size) {
