@@ -20,6 +20,7 @@ export interface NewJob {
   idempotencyKey?: string;
 }
 
+/** Why a job operation was refused (the API maps each to an HTTP status). */
 export type JobErrorCode =
   | "NOT_FOUND"
   | "UNKNOWN_PORTAL"

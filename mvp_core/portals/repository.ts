@@ -6,6 +6,7 @@ import type { Sql } from "postgres";
 import { ACTIVE_STATUSES } from "../jobs/types.ts";
 import { decryptSecret, encryptSecret, type PortalSecret } from "./secrets.ts";
 
+/** Where a portal's files live: a folder on this host, or one on an SFTP host. */
 export type PortalKind = "local" | "sftp";
 
 /** One live row of `portals`. */
@@ -44,6 +45,7 @@ export interface PortalPatch {
   hostKeyFingerprint?: string | null;
 }
 
+/** Why a portal operation was refused. */
 export type PortalErrorCode = "NOT_FOUND" | "NAME_TAKEN" | "IN_USE" | "INVALID";
 
 /** A refused portal operation; the API maps `code` to an HTTP status. */
