@@ -17,12 +17,18 @@ import {
   renewJobLease,
   scheduleRetry,
 } from "../jobs/lifecycle.ts";
-import { type EventKind, type EventLevel, type JobRow, TERMINAL_STATUSES } from "../jobs/types.ts";
+import { type EventLevel, type JobRow, TERMINAL_STATUSES } from "../jobs/types.ts";
 import type { Logger } from "../log/log.ts";
 import type { JobQueue } from "../queue/queue.ts";
-import type { EngineEvent, EngineOptions, Progress, TransferResult, TransferSpecInput } from "../transfer_engine/index.ts";
-import { isTransferError } from "../transfer_engine/index.ts";
-import type { TransferContext } from "../transfer_engine/index.ts";
+import {
+  type EngineEvent,
+  type EngineOptions,
+  type Progress,
+  type TransferContext,
+  type TransferResult,
+  type TransferSpecInput,
+  isTransferError,
+} from "../transfer_engine/index.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
 import { limitReadRate } from "./throttle.ts";
@@ -60,7 +66,8 @@ export interface JobRunDeps {
   engineOptions?: Partial<EngineOptions>;
 }
 
-// Engine milestones keep their name as the event kind (migration 0003); the level says how loud.
+// Engine milestones keep their name as the event kind (migration 0003; recordRunEvent's EventKind
+// parameter makes the compiler check that every engine kind exists); the level says how loud.
 const ENGINE_EVENT_LEVEL = {
   staging_recovered: "warn",
   strategy_chosen: "info",
@@ -71,8 +78,6 @@ const ENGINE_EVENT_LEVEL = {
   source_removed: "info",
   source_kept: "warn",
 } as const satisfies Record<EngineEvent["kind"], EventLevel>;
-const _engineKindsAreEventKinds: EventKind = "" as EngineEvent["kind"];
-void _engineKindsAreEventKinds;
 
 /** The job's failure as recorded: the engine's code and retry decision, or INTERNAL_ERROR (not retried) for anything else. */
 export function failureOf(err: unknown): JobFailure {
@@ -88,7 +93,8 @@ export class JobRun {
   /** Event and progress writes, in order; awaited before the final transition so `done` is last. */
   private writes: Promise<void> = Promise.resolve();
   private lastProgressWrite = 0;
-  private lastPhase: Progress["phase"] | null = null;
+  private latestProgress: Progress | null = null;
+  private progressTimer: ReturnType<typeof setTimeout> | undefined;
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
   private lastRenewedAt = 0;
   private finished = false;
@@ -138,6 +144,7 @@ export class JobRun {
     } finally {
       this.finished = true;
       clearTimeout(this.renewTimer);
+      clearTimeout(this.progressTimer);
     }
   }
 
@@ -253,18 +260,32 @@ export class JobRun {
   }
 
   /**
-   * Counters go to the job row at most every progressWriteMs. Only the scan/plan totals and the
-   * transfer phase are stored: the later phases restart their counters, which would make the bar
-   * jump back; the final numbers are written with DONE.
+   * Counters go to the job row at most every progressWriteMs, the latest one always (a trailing
+   * write), so a short phase is not lost to the throttle. Only the plan totals and the transfer
+   * phase are stored: the later phases restart their counters, which would make the bar jump back;
+   * the final numbers are written with DONE.
    */
   private onProgress(p: Progress): void {
-    const phaseChanged = p.phase !== this.lastPhase;
-    this.lastPhase = p.phase;
+    const phaseChanged = p.phase !== this.latestProgress?.phase;
     if (phaseChanged) this.log.debug("phase", { phase: p.phase, filesTotal: p.filesTotal, bytesTotal: p.bytesTotal });
-    if (p.phase !== "plan" && p.phase !== "transfer") return;
-    const now = Date.now();
-    if (!phaseChanged && now - this.lastProgressWrite < this.deps.settings.progressWriteMs) return;
-    this.lastProgressWrite = now;
+    this.latestProgress = p;
+    const wait = this.lastProgressWrite + this.deps.settings.progressWriteMs - Date.now();
+    if (phaseChanged || wait <= 0) {
+      clearTimeout(this.progressTimer);
+      this.progressTimer = undefined;
+      this.writeProgress();
+    } else {
+      this.progressTimer ??= setTimeout(() => {
+        this.progressTimer = undefined;
+        this.writeProgress();
+      }, wait);
+    }
+  }
+
+  private writeProgress(): void {
+    const p = this.latestProgress;
+    if (this.finished || !p || (p.phase !== "plan" && p.phase !== "transfer")) return;
+    this.lastProgressWrite = Date.now();
     const { sql, workerId } = this.deps;
     this.enqueueWrite("progress", () => recordProgress(sql, this.jobId, workerId, p));
   }

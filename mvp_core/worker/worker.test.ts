@@ -331,7 +331,7 @@ describe("worker: process crashes and shutdown", () => {
 describe("worker: graceful shutdown", () => {
   test("SIGTERM lets a running job finish within the grace period and takes no new work", async () => {
     const s = await setup("sigterm-finish");
-    await s.writeSource("clip.mov", 2 * 1024 * 1024);
+    await s.writeSource("clip.mov", 3 * 1024 * 1024);
     await s.writeSource("next.mov", 1000);
     const proc = await s.spawnWorker({ WORKER_MAX_BYTES_PER_SEC: String(1024 * 1024), WORKER_SHUTDOWN_GRACE_MS: "30000", WORKER_CONCURRENCY: "1" });
     const job = await s.job("clip.mov", "clip.mov");

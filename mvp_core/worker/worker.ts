@@ -6,12 +6,11 @@
 import { hostname } from "node:os";
 import type Redis from "ioredis";
 import type { Sql } from "postgres";
-import type { PortalRow } from "../portals/repository.ts";
 import type { Logger } from "../log/log.ts";
 import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
 import type { EngineOptions } from "../transfer_engine/index.ts";
-import type { Endpoint } from "../transfer_engine/index.ts";
+import type { OpenEndpoint } from "./endpoints.ts";
 import { JobRun, type JobRunDeps, type TransferFn } from "./job_run.ts";
 import { promoteOnce, reapOnce, reconcileOnce } from "./maintenance.ts";
 import { type Ticker, every } from "./ticker.ts";
@@ -41,7 +40,7 @@ export interface WorkerDeps {
   prefix: string;
   log: Logger;
   settings: WorkerSettings;
-  openEndpoint: (portal: PortalRow, signal: AbortSignal) => Promise<Endpoint>;
+  openEndpoint: OpenEndpoint;
   transfer: TransferFn;
   engineOptions?: Partial<EngineOptions>;
 }
