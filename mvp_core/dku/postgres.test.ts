@@ -53,18 +53,20 @@ describe("postgres checks", () => {
     expect(describeDatabaseUrl(url)).toMatch(/^127\.0\.0\.1:\d+\/ketter$/);
   });
 
-  test("live local portal roots are listed for the disk check, deleted ones are not", async () => {
+  test("live local portal roots are listed for the disk check, deleted and smoke ones are not", async () => {
     const url = await testDatabaseUrl();
     const sql = connectDb(url, { max: 1 });
     const name = `dku-disk-${uniqueId()}`.replaceAll("_", "-");
     try {
       await sql`insert into portals (name, kind, root_path) values (${name}, 'local', '/srv/footage')`;
       await sql`insert into portals (name, kind, root_path, deleted_at) values (${`${name}-old`}, 'local', '/srv/old', now())`;
+      await sql`insert into portals (name, kind, root_path) values (${`dku-smoke-${name}`}, 'local', '/tmp/ketter-dku-smoke-x')`;
       const places = await localPortalPlaces(url);
       expect(places).toContainEqual({ label: `portal ${name}`, path: "/srv/footage", mustExist: true });
       expect(places.map((p) => p.path)).not.toContain("/srv/old");
+      expect(places.map((p) => p.path)).not.toContain("/tmp/ketter-dku-smoke-x");
     } finally {
-      await sql`delete from portals where name like ${`${name}%`}`;
+      await sql`delete from portals where name like ${`%${name}%`}`;
       await sql.end();
     }
   });

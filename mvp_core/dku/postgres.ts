@@ -4,6 +4,7 @@ import { migrationStatus } from "../db/migrate.ts";
 import { listPortals } from "../portals/repository.ts";
 import { CheckFailure, errorMessage, type CheckOutcome } from "./check.ts";
 import type { DiskPlace } from "./runtime.ts";
+import { SMOKE_PREFIX } from "./smoke.ts";
 
 /** Where a Postgres URL points, without its password (for values and hints). */
 export function describeDatabaseUrl(databaseUrl: string): string {
@@ -68,7 +69,8 @@ export async function checkMigrations(databaseUrl: string): Promise<CheckOutcome
 export async function localPortalPlaces(databaseUrl: string): Promise<DiskPlace[]> {
   const sql = connectDb(databaseUrl, { max: 1, applicationName: "ketter-dku" });
   try {
-    const rows = (await listPortals(sql)).filter((p) => p.kind === "local");
+    // Smoke portals (this or a concurrent DKU run) live in temp folders that come and go.
+    const rows = (await listPortals(sql)).filter((p) => p.kind === "local" && !p.name.startsWith(`${SMOKE_PREFIX}-`));
     return rows.map((r) => ({ label: `portal ${r.name}`, path: r.root_path, mustExist: true }));
   } finally {
     await sql.end({ timeout: 1 });
