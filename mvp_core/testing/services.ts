@@ -114,6 +114,8 @@ async function startRedis(): Promise<string> {
   const url = `redis://127.0.0.1:${port}/0`;
   await waitFor(async () => {
     const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    // Refused connections are expected until the server listens; connect() rejects with them anyway.
+    r.on("error", () => {});
     try {
       await r.connect();
       return (await r.ping()) === "PONG";
