@@ -31,4 +31,15 @@ describe("runCheck", () => {
     expect(errorMessage(Object.assign(new Error(""), { code: "ETIMEDOUT" }))).toBe("ETIMEDOUT");
     expect(errorMessage("text")).toBe("text");
   });
+
+  test("an interrupt fails a running check at once, and a check not yet begun never starts", async () => {
+    const ctl = new AbortController();
+    const running = runCheck({ name: "long", timeoutMs: 60_000, failHint: "h", run: (signal) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))) }, ctl.signal);
+    ctl.abort();
+    expect(await running).toMatchObject({ status: "fail", value: "interrupted", hint: expect.stringContaining("rerun") });
+    let started = false;
+    const late = await runCheck({ name: "late", timeoutMs: 60_000, failHint: "h", run: async () => ((started = true), { status: "ok", value: "" }) }, ctl.signal);
+    expect(late.status).toBe("fail");
+    expect(started).toBe(false);
+  });
 });

@@ -43,26 +43,35 @@ export class CheckFailure extends Error {
   }
 }
 
-/** Runs `check` within its deadline; never throws — an exception or a timeout becomes `fail`. */
-export async function runCheck(check: Check): Promise<CheckResult> {
+/**
+ * Runs `check` within its deadline; never throws — an exception, a timeout or `interrupt` (Ctrl-C)
+ * becomes `fail`.
+ */
+export async function runCheck(check: Check, interrupt?: AbortSignal): Promise<CheckResult> {
   const at = new Date();
   const started = performance.now();
   const controller = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let onInterrupt: (() => void) | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new Error(`no answer within ${check.timeoutMs} ms`);
+    const stop = (err: Error) => {
       controller.abort(err);
       reject(err);
-    }, check.timeoutMs);
+    };
+    timer = setTimeout(() => stop(new Error(`no answer within ${check.timeoutMs} ms`)), check.timeoutMs);
+    onInterrupt = () => stop(new CheckFailure("interrupted", "the DKU was interrupted (Ctrl-C): rerun it to finish the checks"));
+    if (interrupt?.aborted) onInterrupt();
+    else interrupt?.addEventListener("abort", onInterrupt, { once: true });
   });
   let outcome: CheckOutcome;
   try {
-    outcome = await Promise.race([check.run(controller.signal), deadline]);
+    // Interrupted before it began: do not start work that would only be abandoned.
+    outcome = await Promise.race(controller.signal.aborted ? [deadline] : [check.run(controller.signal), deadline]);
   } catch (err) {
     outcome = failureOutcome(err, check.failHint);
   } finally {
     clearTimeout(timer);
+    if (onInterrupt) interrupt?.removeEventListener("abort", onInterrupt);
   }
   return { name: check.name, ...outcome, at: at.toISOString(), durationMs: Math.round(performance.now() - started) };
 }

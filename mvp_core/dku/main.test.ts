@@ -11,7 +11,10 @@ import { connectDb } from "../db/client.ts";
 import { freePort } from "../testing/ports.ts";
 import type { CheckResult } from "./check.ts";
 import type { Report } from "./report.ts";
-import { runDkuProcess, startStack, type DkuRun, type TestStack } from "./test_stack.ts";
+import Redis from "ioredis";
+import { JobQueue } from "../queue/queue.ts";
+import { waitFor } from "../testing/ports.ts";
+import { runDkuProcess, spawnDku, startStack, type DkuRun, type TestStack } from "./test_stack.ts";
 
 // Real processes start here; bun 1.4.5 ignores bunfig's [test] timeout, and 5 s is tight on a loaded machine.
 setDefaultTimeout(120_000);
@@ -31,9 +34,9 @@ async function tempDir(name: string): Promise<string> {
 }
 
 /** Runs the DKU into a fresh report folder; returns the run, the JSON report and the .txt text. */
-async function dku(env: Record<string, string>, args: string[] = []): Promise<{ run: DkuRun; report: Report; txt: string; byName: Record<string, CheckResult> }> {
+async function dku(env: Record<string, string>, args: string[] = [], start = runDkuProcess): Promise<{ run: DkuRun; report: Report; txt: string; byName: Record<string, CheckResult> }> {
   const reportDir = await tempDir("reports");
-  const run = await runDkuProcess(env, ["--report-dir", reportDir, ...args]);
+  const run = await start(env, ["--report-dir", reportDir, ...args]);
   const files = (await readdir(reportDir)).sort();
   expect(files, `${run.stdout}\n${run.stderr}`).toHaveLength(2);
   expect(files[0]).toMatch(/^dku-\d{8}T\d{6}Z\.json$/);
@@ -165,5 +168,41 @@ describe("dku against the stack", () => {
     // The API and the worker depend on Redis too; their rows say so rather than crash the run.
     expect(r.byName.worker?.status).toBe("fail");
     expect(r.report.checks.map((c) => c.name)).toEqual(BASE_ROWS);
+  });
+
+  test("Ctrl-C during the smoke transfer: jobs cancelled, fixture and portal removed, report written, exit 1", async () => {
+    stack = await startStack();
+    const env = stack.env;
+    // No worker takes the jobs, so they are still waiting when Ctrl-C comes; a heartbeat (written
+    // through the real queue module) keeps the worker check from skipping the smoke transfer.
+    await stack.stopWorker();
+    const redis = new Redis(env.REDIS_URL!);
+    try {
+      await new JobQueue({ redis, prefix: env.REDIS_KEY_PREFIX! }).heartbeat({ id: "held", host: "test", pid: 1, startedAt: new Date().toISOString(), running: 0, concurrency: 1 }, 120_000);
+    } finally {
+      redis.disconnect();
+    }
+    const smokeParent = await tempDir("smoke");
+    const sql = connectDb(env.DATABASE_URL!, { max: 1 });
+    try {
+      const r = await dku(env, ["--smoke-dir", smokeParent], async (e, args) => {
+        const child = spawnDku(e, args);
+        await waitFor(async () => (await sql<{ n: number }[]>`select count(*)::int as n from jobs`)[0]!.n === 2, { what: "both smoke jobs", timeoutMs: 60_000 });
+        child.proc.kill("SIGINT");
+        return child.done;
+      });
+      expectConsistent(r);
+      expect(r.run.code).toBe(1);
+      expect(r.byName["smoke.copy"]).toMatchObject({ status: "fail", value: "interrupted" });
+      expect(r.byName["smoke.move"]).toMatchObject({ status: "fail", value: "interrupted" });
+      expect(r.byName["smoke.cleanup"]?.status).toBe("ok");
+      expect(await readdir(smokeParent)).toEqual([]);
+      const jobs = await sql<{ status: string }[]>`select status from jobs`;
+      expect(jobs.map((j) => j.status)).toEqual(["CANCELLED", "CANCELLED"]);
+      const [portal] = await sql<{ deleted: boolean }[]>`select deleted_at is not null as deleted from portals`;
+      expect(portal?.deleted).toBe(true);
+    } finally {
+      await sql.end();
+    }
   });
 });

@@ -22,7 +22,10 @@ async function main(): Promise<number> {
   if (typeof ready === "number") return ready;
   const { flags, config } = ready;
   const reportDir = flags.reportDir ?? config.dkuReportDir;
-  const report = await runDku(config, { reportDir, portals: flags.portals, smoke: flags.smoke, smokeDir: flags.smokeDir });
+  // First Ctrl-C: stop waiting, clean up the smoke test, write the report. A second one exits at once.
+  const interrupt = new AbortController();
+  process.once("SIGINT", () => interrupt.abort());
+  const report = await runDku(config, { reportDir, portals: flags.portals, smoke: flags.smoke, smokeDir: flags.smokeDir, interrupt: interrupt.signal });
   process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + "\n" : formatTable(report));
   try {
     const paths = await writeReport(report, reportDir);

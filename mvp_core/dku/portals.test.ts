@@ -40,7 +40,7 @@ function sftp(name: string, s: TestSshd, fingerprint: string | null, port = s.po
 describe("portal checks", () => {
   test("none configured: one ok row", async () => {
     const checks = await portalChecks(url, key);
-    expect(await Promise.all(checks.map(runCheck))).toMatchObject([{ name: "portals", status: "ok", value: "no SFTP portals configured" }]);
+    expect(await Promise.all(checks.map((c) => runCheck(c)))).toMatchObject([{ name: "portals", status: "ok", value: "no SFTP portals configured" }]);
   });
 
   test("each SFTP portal: pinned and tooled ok, mismatched/unpinned/unreachable fail, SFTP-only warns", async () => {
@@ -50,7 +50,7 @@ describe("portal checks", () => {
     await sftp("unpinned", full, null);
     await sftp("gone", full, full.hostKeyFingerprint, await freePort());
     await sftp("no-shell", sftpOnly, sftpOnly.hostKeyFingerprint);
-    const results = await Promise.all((await portalChecks(url, key)).map(runCheck));
+    const results = await Promise.all((await portalChecks(url, key)).map((c) => runCheck(c)));
     const by = Object.fromEntries(results.map((r) => [r.name, r]));
     expect(Object.keys(by).sort()).toEqual(["portal.gone", "portal.good", "portal.moved-key", "portal.no-shell", "portal.unpinned"]);
 
@@ -68,13 +68,13 @@ describe("portal checks", () => {
   });
 
   test("a secret sealed with another key: fail, pointing at KETTER_SECRET_KEY", async () => {
-    const results = await Promise.all((await portalChecks(url, randomBytes(32))).map(runCheck));
+    const results = await Promise.all((await portalChecks(url, randomBytes(32))).map((c) => runCheck(c)));
     const good = results.find((r) => r.name === "portal.good");
     expect(good).toMatchObject({ status: "fail", hint: expect.stringContaining("KETTER_SECRET_KEY") });
   });
 
   test("Postgres unreachable: one failing portals row", async () => {
-    const results = await Promise.all((await portalChecks(`postgres://ketter@127.0.0.1:${await freePort()}/x`, key)).map(runCheck));
+    const results = await Promise.all((await portalChecks(`postgres://ketter@127.0.0.1:${await freePort()}/x`, key)).map((c) => runCheck(c)));
     expect(results).toMatchObject([{ name: "portals", status: "fail", value: expect.stringContaining("cannot list portals"), hint: expect.stringContaining("postgres") }]);
   });
 });

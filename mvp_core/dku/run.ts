@@ -24,6 +24,8 @@ export interface DkuOptions {
   smokeDir?: string | undefined;
   /** Tests shrink the fixture or the job timeout. */
   smokeTuning?: Pick<SmokeOptions, "shape" | "jobTimeoutMs">;
+  /** Aborted on Ctrl-C: running checks fail as interrupted, the smoke cleanup still runs, the report is written. */
+  interrupt?: AbortSignal;
 }
 
 const PACKAGE_JSON = new URL("../../package.json", import.meta.url);
@@ -83,7 +85,7 @@ async function smokeRows(config: Config, opts: DkuOptions, before: readonly Chec
       }),
     ];
   }
-  return runSmoke({ api: config.api, parentDir: opts.smokeDir, ...opts.smokeTuning });
+  return runSmoke({ api: config.api, parentDir: opts.smokeDir, interrupt: opts.interrupt, ...opts.smokeTuning });
 }
 
 /** Runs every check and returns the report (not yet written). */
@@ -91,7 +93,7 @@ export async function runDku(config: Config, opts: DkuOptions): Promise<Report> 
   const startedAt = new Date();
   const checks = baseChecks(config, opts);
   if (opts.portals) checks.push(...(await portalChecks(config.databaseUrl, config.secretKey)));
-  const results: CheckResult[] = await Promise.all(checks.map(runCheck));
-  if (opts.smoke) results.push(...(await smokeRows(config, opts, results)));
+  const results: CheckResult[] = await Promise.all(checks.map((c) => runCheck(c, opts.interrupt)));
+  if (opts.smoke && !opts.interrupt?.aborted) results.push(...(await smokeRows(config, opts, results)));
   return buildReport(results, { ketterVersion: await ketterVersion(), host: hostname(), startedAt, finishedAt: new Date() });
 }

@@ -24,6 +24,8 @@ export interface SmokeOptions {
   shape?: FixtureShape;
   /** How long each job may take to reach DONE. */
   jobTimeoutMs?: number;
+  /** Aborted on Ctrl-C: the running steps fail as interrupted, cleanup still runs. */
+  interrupt?: AbortSignal | undefined;
 }
 
 const DEFAULT_JOB_TIMEOUT_MS = 90_000;
@@ -122,34 +124,57 @@ async function transfer(run: SmokeRun, type: "copy" | "move", opts: SmokeOptions
   return { status: "ok", value: `DONE in ${seconds} s, ${job.strategy ?? "?"} strategy, ${what} verified${type === "move" ? ", source removed" : ""}`, details };
 }
 
+/** Every job on the smoke portal, as the API lists them (a POST /jobs cut short may still have created one). */
+async function portalJobs(run: SmokeRun, portalId: string): Promise<Job[]> {
+  const page = z.object({ jobs: z.array(JobBody) }).parse(await run.client.call("GET", `/jobs?portal=${portalId}&limit=200`));
+  return page.jobs;
+}
+
 /** Step 4: cancel what still runs, delete the portal, remove the folder; anything left over is a warning. */
-async function cleanup(run: SmokeRun): Promise<CheckOutcome> {
+async function cleanup(run: SmokeRun, inFlight: readonly Promise<unknown>[]): Promise<CheckOutcome> {
+  // A step cut short by its deadline or Ctrl-C may still be finishing: let it, so nothing it creates escapes.
+  await Promise.allSettled(inFlight);
   const left: string[] = [];
-  for (const job of run.jobs.filter((j) => !TERMINAL.has(j.status))) {
-    await run.client.call("POST", `/jobs/${job.id}/cancel`).catch((err: unknown) => left.push(`job ${job.id} not cancelled (${errorMessage(err)})`));
-    await waitForJob(run.client, job.id, 15_000, AbortSignal.timeout(20_000)).catch((err: unknown) => left.push(`job ${job.id} did not stop (${errorMessage(err)})`));
-  }
+  let jobs = run.jobs;
   if (run.portal) {
-    await run.client.call("DELETE", `/portals/${run.portal.id}`).catch((err: unknown) => left.push(`portal ${run.portal?.name} (${errorMessage(err)})`));
+    const portal = run.portal;
+    jobs = await portalJobs(run, portal.id).catch((err: unknown) => {
+      left.push(`could not list the portal's jobs (${errorMessage(err)})`);
+      return run.jobs;
+    });
+    for (const job of jobs.filter((j) => !TERMINAL.has(j.status))) {
+      await run.client.call("POST", `/jobs/${job.id}/cancel`).catch((err: unknown) => left.push(`job ${job.id} not cancelled (${errorMessage(err)})`));
+      await waitForJob(run.client, job.id, 15_000, AbortSignal.timeout(20_000)).catch((err: unknown) => left.push(`job ${job.id} did not stop (${errorMessage(err)})`));
+    }
+    await run.client.call("DELETE", `/portals/${portal.id}`).catch((err: unknown) => left.push(`portal ${portal.name} (${errorMessage(err)})`));
   }
   if (run.root) await rm(run.root, { recursive: true, force: true }).catch((err: unknown) => left.push(`folder ${run.root} (${errorMessage(err)})`));
-  const jobs = run.jobs.length > 0 ? `; DKU jobs kept in the history: ${run.jobs.map((j) => j.id).join(", ")}` : "";
-  if (left.length > 0) return { status: "warn", value: `left behind: ${left.join("; ")}${jobs}`, hint: "remove them by hand (DELETE /portals/{id}, rm -rf the folder)", details: { left, jobs: run.jobs.map((j) => j.id) } };
-  return { status: "ok", value: `removed ${run.root ?? "nothing"}${run.portal ? ` and portal ${run.portal.name}` : ""}${jobs}`, details: { jobs: run.jobs.map((j) => j.id) } };
+  const ids = jobs.map((j) => j.id);
+  const kept = ids.length > 0 ? `; DKU jobs kept in the history: ${ids.join(", ")}` : "";
+  if (left.length > 0) return { status: "warn", value: `left behind: ${left.join("; ")}${kept}`, hint: "remove them by hand (POST /jobs/{id}/cancel, DELETE /portals/{id}, rm -rf the folder)", details: { left, jobs: ids } };
+  return { status: "ok", value: `removed ${run.root ?? "nothing"}${run.portal ? ` and portal ${run.portal.name}` : ""}${kept}`, details: { jobs: ids } };
 }
 
 /** Runs the smoke transfer as four report rows: setup, copy, move, cleanup. */
 export async function runSmoke(opts: SmokeOptions): Promise<CheckResult[]> {
   const run: SmokeRun = { id: crypto.randomUUID().slice(0, 8), client: new ApiClient(opts.api.url, opts.api.token), root: null, portal: null, manifests: null, jobs: [] };
   const jobTimeoutMs = opts.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
-  const results = [await runCheck({ name: "smoke.setup", timeoutMs: 60_000, failHint: `check that ${opts.parentDir ?? tmpdir()} is writable (or pass --smoke-dir)`, run: () => setup(run, opts) })];
+  const inFlight: Promise<unknown>[] = [];
+  const track = <T>(p: Promise<T>): Promise<T> => (inFlight.push(p), p);
+  const results = [
+    await runCheck(
+      { name: "smoke.setup", timeoutMs: 60_000, failHint: `check that ${opts.parentDir ?? tmpdir()} is writable (or pass --smoke-dir)`, run: () => track(setup(run, opts)) },
+      opts.interrupt,
+    ),
+  ];
   const jobCheck = (type: "copy" | "move") => ({
     name: `smoke.${type}`,
     timeoutMs: jobTimeoutMs + 15_000,
     failHint: "see the api and worker checks, the API log and the worker log",
-    run: (signal: AbortSignal) => transfer(run, type, opts, signal),
+    run: (signal: AbortSignal) => track(transfer(run, type, opts, signal)),
   });
-  results.push(...(await Promise.all([runCheck(jobCheck("copy")), runCheck(jobCheck("move"))])));
-  results.push(await runCheck({ name: "smoke.cleanup", timeoutMs: 60_000, failHint: "remove the smoke folder and portal by hand", run: () => cleanup(run) }));
+  results.push(...(await Promise.all([runCheck(jobCheck("copy"), opts.interrupt), runCheck(jobCheck("move"), opts.interrupt)])));
+  // Cleanup is never interrupted: it is what makes a Ctrl-C safe.
+  results.push(await runCheck({ name: "smoke.cleanup", timeoutMs: 60_000, failHint: "remove the smoke folder and portal by hand", run: () => cleanup(run, inFlight) }));
   return results;
 }

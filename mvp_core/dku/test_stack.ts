@@ -111,9 +111,14 @@ export interface DkuRun {
   stderr: string;
 }
 
-/** Runs `bun mvp_core/dku/main.ts ...args` with `env`, as an operator would. */
-export async function runDkuProcess(env: Record<string, string>, args: readonly string[]): Promise<DkuRun> {
+/** Starts `bun mvp_core/dku/main.ts ...args` with `env`, as an operator would; `done` resolves when it exits. */
+export function spawnDku(env: Record<string, string>, args: readonly string[]): { proc: ReturnType<typeof Bun.spawn>; done: Promise<DkuRun> } {
   const proc = Bun.spawn(["bun", "mvp_core/dku/main.ts", ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env }, stdout: "pipe", stderr: "pipe" });
-  const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  return { code, stdout, stderr };
+  const done = Promise.all([proc.exited, new Response(proc.stdout as ReadableStream).text(), new Response(proc.stderr as ReadableStream).text()]).then(([code, stdout, stderr]) => ({ code, stdout, stderr }));
+  return { proc, done };
+}
+
+/** Runs the DKU to the end. */
+export function runDkuProcess(env: Record<string, string>, args: readonly string[]): Promise<DkuRun> {
+  return spawnDku(env, args).done;
 }
