@@ -14,6 +14,7 @@ import type { Report } from "./report.ts";
 import Redis from "ioredis";
 import { JobQueue } from "../queue/queue.ts";
 import { waitFor } from "../testing/ports.ts";
+import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { runDkuProcess, spawnDku, startStack, type DkuRun, type TestStack } from "./test_stack.ts";
 
 // Real processes start here; bun 1.4.5 ignores bunfig's [test] timeout, and 5 s is tight on a loaded machine.
@@ -22,9 +23,11 @@ setDefaultTimeout(120_000);
 const tempDirs: string[] = [];
 afterAll(() => Promise.all(tempDirs.map((d) => rm(d, { recursive: true, force: true }))));
 let stack: TestStack | null = null;
+let sshd: TestSshd | null = null;
 afterEach(async () => {
-  await stack?.stop();
+  await Promise.all([stack?.stop(), sshd?.stop()]);
   stack = null;
+  sshd = null;
 });
 
 async function tempDir(name: string): Promise<string> {
@@ -90,15 +93,27 @@ describe("dku without a stack", () => {
 });
 
 describe("dku against the stack", () => {
-  test("healthy stack: every check passes, the smoke copy and move are verified and cleaned up, exit 0", async () => {
+  test("healthy stack with --portals: every check passes, the smoke copy and move are verified and cleaned up, exit 0", async () => {
     stack = await startStack();
+    sshd = await startSshd();
+    // An SFTP portal created through the API: the DKU decrypts its secret with the same KETTER_SECRET_KEY.
+    const created = await fetch(`${stack.env.KETTER_API_URL}/portals`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${stack.env.KETTER_API_TOKEN}` },
+      body: JSON.stringify({
+        kind: "sftp", name: "lab-sftp", rootPath: sshd.root, host: sshd.host, port: sshd.port, username: sshd.username,
+        auth: { method: "key", privateKey: sshd.privateKey }, hostKeyFingerprint: sshd.hostKeyFingerprint,
+      }),
+    });
+    expect(created.status).toBe(201);
     const smokeParent = await tempDir("smoke");
-    const r = await dku(stack.env, ["--smoke-dir", smokeParent]);
+    const r = await dku(stack.env, ["--portals", "--smoke-dir", smokeParent]);
     expectConsistent(r);
     const notOk = r.report.checks.filter((c) => c.status !== "ok");
     expect(notOk, `${r.run.stdout}\n${stack.logs()}`).toEqual([]);
     expect(r.run.code).toBe(0);
-    expect(r.report.checks.map((c) => c.name)).toEqual([...BASE_ROWS, "smoke.setup", "smoke.copy", "smoke.move", "smoke.cleanup"]);
+    expect(r.report.checks.map((c) => c.name)).toEqual([...BASE_ROWS, "portal.lab-sftp", "smoke.setup", "smoke.copy", "smoke.move", "smoke.cleanup"]);
+    expect(r.byName["portal.lab-sftp"]?.value).toContain("host key matches");
     // Both strategies ran: thousands of tiny files as zip, the larger files directly.
     expect(r.byName["smoke.copy"]?.value).toContain("zip strategy, 2000 files");
     expect(r.byName["smoke.move"]?.value).toContain("direct strategy");
@@ -110,7 +125,7 @@ describe("dku against the stack", () => {
     expect(await readdir(smokeParent)).toEqual([]);
     const sql = connectDb(stack.env.DATABASE_URL!, { max: 1 });
     try {
-      const portals = await sql<{ name: string; deleted: boolean }[]>`select name, deleted_at is not null as deleted from portals`;
+      const portals = await sql<{ name: string; deleted: boolean }[]>`select name, deleted_at is not null as deleted from portals where kind = 'local'`;
       expect(portals).toHaveLength(1);
       expect(portals[0]).toMatchObject({ deleted: true });
       expect(portals[0]!.name).toStartWith("dku-smoke-");

@@ -1,5 +1,6 @@
-// `bun run dku [--portals] [--no-smoke] [--json] [--report-dir DIR]` — checks the whole stack, runs a
-// smoke transfer, writes docs/dku_reports/dku-<UTC time>.txt/.json. Exit 0 all passed, 1 a check failed, 2 usage.
+// `bun run dku [--portals] [--no-smoke] [--json] [--report-dir DIR] [--smoke-dir DIR]` — checks the whole
+// stack, runs a smoke transfer, writes docs/dku_reports/dku-<UTC time>.txt/.json (see docs/dku.md).
+// Exit 0 all passed (warnings allowed), 1 a check failed, 2 bad flags or configuration.
 import { ConfigError, loadConfig, type Config } from "../config/config.ts";
 import { USAGE, UsageError, parseFlags, type DkuFlags } from "./flags.ts";
 import { formatTable, writeReport } from "./report.ts";

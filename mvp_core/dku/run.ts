@@ -12,18 +12,16 @@ import { checkMigrations, checkPostgres, localPortalPlaces } from "./postgres.ts
 import { checkRedis } from "./redis.ts";
 import { checkBunVersion, checkDiskSpace, type DiskPlace } from "./runtime.ts";
 import { buildReport, type Report } from "./report.ts";
-import { runSmoke, type SmokeOptions } from "./smoke.ts";
+import { runSmoke } from "./smoke.ts";
 import { checkWorkers } from "./worker.ts";
 
-/** What to run; tests shorten the smoke transfer with `smoke`. */
+/** What to run and where the report goes (from the flags and the configuration). */
 export interface DkuOptions {
   reportDir: string;
   portals: boolean;
   smoke: boolean;
   /** Parent folder of the smoke fixture (default: the OS temp folder). */
   smokeDir?: string | undefined;
-  /** Tests shrink the fixture or the job timeout. */
-  smokeTuning?: Pick<SmokeOptions, "shape" | "jobTimeoutMs">;
   /** Aborted on Ctrl-C: running checks fail as interrupted, the smoke cleanup still runs, the report is written. */
   interrupt?: AbortSignal;
 }
@@ -85,7 +83,7 @@ async function smokeRows(config: Config, opts: DkuOptions, before: readonly Chec
       }),
     ];
   }
-  return runSmoke({ api: config.api, parentDir: opts.smokeDir, interrupt: opts.interrupt, ...opts.smokeTuning });
+  return runSmoke({ api: config.api, parentDir: opts.smokeDir, interrupt: opts.interrupt });
 }
 
 /** Runs every check and returns the report (not yet written). */
