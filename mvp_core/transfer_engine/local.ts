@@ -15,8 +15,6 @@ import { unzipStored } from "./unzip.ts";
 import { maybeYield } from "./yield.ts";
 
 const READ_CHUNK = 1 << 20;
-/** Files up to this size are hashed from one read. */
-const WHOLE_READ_MAX = 4 << 20;
 const BIG_READ = 4 << 20;
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -368,8 +366,10 @@ export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signa
   let size: number;
   try {
     size = fs.fstatSync(fd).size;
-    if (size <= WHOLE_READ_MAX) {
-      const buf = Buffer.allocUnsafe(size + 1); // +1: a file that grew shows up as a longer read
+    if (size < BIG_READ) {
+      // Pooled: one fresh buffer per file would leave hundreds of MiB for the GC on big trees.
+      const pooled = takeBuffer();
+      const buf = pooled.subarray(0, size + 1); // +1: a file that grew shows up as a longer read
       let n = 0;
       for (;;) {
         const got = fs.readSync(fd, buf, n, buf.length - n, null);
@@ -379,10 +379,14 @@ export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signa
         }
         n += got;
       }
-      if (n <= size) {
-        const h = createHasher(algorithm);
-        h.update(buf.subarray(0, n));
-        return h.digest();
+      try {
+        if (n <= size) {
+          const h = createHasher(algorithm);
+          h.update(buf.subarray(0, n));
+          return h.digest();
+        }
+      } finally {
+        giveBuffer(pooled);
       }
     }
   } catch (err) {
@@ -407,7 +411,7 @@ export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signa
  */
 export async function hashFileHandle(fh: fsp.FileHandle, abs: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<{ digest: string; bytes: number }> {
   const h = createHasher(algorithm);
-  let [cur, next] = [Buffer.allocUnsafe(BIG_READ), Buffer.allocUnsafe(BIG_READ)];
+  let [cur, next] = [takeBuffer(), takeBuffer()];
   let pos = 0;
   try {
     let pending = fh.read(cur, 0, BIG_READ, 0);
@@ -423,6 +427,20 @@ export async function hashFileHandle(fh: fsp.FileHandle, abs: string, algorithm:
     }
   } catch (err) {
     throw fromSystemError(err, abs, "read");
+  } finally {
+    // No read is in flight here: every path out of the loop has awaited the last one.
+    giveBuffer(cur);
+    giveBuffer(next);
   }
   return { digest: h.digest(), bytes: pos };
+}
+
+const bufferPool: Buffer[] = [];
+
+function takeBuffer(): Buffer {
+  return bufferPool.pop() ?? Buffer.allocUnsafe(BIG_READ);
+}
+
+function giveBuffer(b: Buffer): void {
+  if (bufferPool.length < 8) bufferPool.push(b);
 }

@@ -132,8 +132,10 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (kept.length > 0) r.sourceKept = kept;
     return r;
   } catch (err) {
-    // Committed data is never discarded: only the staging entry and archives in flight go.
-    await discardStaging(run);
+    // Committed data is never discarded: only the staging entry and archives in flight go. If even
+    // that fails, the next attempt with this id removes them; the caller learns about it here.
+    const leftovers = await discardStaging(run);
+    if (leftovers.length > 0 && isTransferError(err)) err.details.stagingNotRemoved = leftovers.map(String);
     throw err;
   }
 }
