@@ -105,10 +105,17 @@ native_up() {
   fi
 }
 
-if docker info >/dev/null 2>&1; then compose_up; else native_up; fi
-
-if [ -f "$KETTER_ROOT/mvp_core/dku/main.ts" ] && [ "${KETTER_SKIP_DKU:-0}" != 1 ]; then
-  log "running the DKU"
-  (cd "$KETTER_ROOT" && KETTER_API_URL="$API_URL" bun run --silent dku) || die "the DKU found a problem: see the report above"
+if docker info >/dev/null 2>&1; then
+  compose_up
+  # Inside the api container: Postgres and Redis are not published to the host, and the smoke
+  # fixture must sit on the /data volume the worker shares.
+  [ "${KETTER_SKIP_DKU:-0}" = 1 ] || docker compose -f "$KETTER_ROOT/mvp_core/infra/docker-compose.yml" exec -T api \
+    bun run dku --smoke-dir /data/dku-smoke || die "the DKU found a problem: see the report above"
+else
+  native_up
+  if [ "${KETTER_SKIP_DKU:-0}" != 1 ]; then
+    log "running the DKU"
+    (cd "$KETTER_ROOT" && KETTER_API_URL="$API_URL" bun run --silent dku) || die "the DKU found a problem: see the report above"
+  fi
 fi
 log "Ketter is up. Swagger UI: $API_URL/swagger   (stop with: bash mvp_core/infra/dev_down.sh)"
