@@ -349,9 +349,11 @@ function lstatOrNull(abs: string): fs.Stats | null {
 function readlinkOrNull(abs: string): string | null {
   try {
     return fs.readlinkSync(abs);
-  } catch {
+  } catch (err) {
     // Not a link (EINVAL) or missing: the caller keeps walking up.
-    return null;
+    const code = (err as { code?: string }).code;
+    if (code === "EINVAL" || isMissing(err)) return null;
+    throw fromSystemError(err, abs, "read link");
   }
 }
 
