@@ -16,6 +16,7 @@ import { maybeYield } from "./yield.ts";
 
 const READ_CHUNK = 1 << 20;
 const BIG_READ = 4 << 20;
+const READ_DEPTH = 3;
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
@@ -407,32 +408,40 @@ export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signa
 }
 
 /**
- * Hashes an open file from the start with two 4 MiB buffers: the next read runs in the thread pool
- * while this thread hashes the previous chunk. Measured on 1 GiB cached: ~0.18 s with synchronous
- * read-then-hash, about the hash alone (~0.1 s) overlapped. Returns the digest and the bytes read.
+ * Hashes an open file from the start, keeping READ_DEPTH reads of 4 MiB in flight in the thread
+ * pool while this thread hashes the oldest one in order. Reading, not CRC-32, is the bottleneck
+ * (~0.7 ms per cached 4 MiB read against ~0.35 ms to hash it), so several reads at once pay. A
+ * short read ends the hash: callers compare the byte count (or the digest) with what they expect.
  */
 export async function hashFileHandle(fh: fsp.FileHandle, abs: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<{ digest: string; bytes: number }> {
   const h = createHasher(algorithm);
-  let [cur, next] = [takeBuffer(), takeBuffer()];
+  const bufs = Array.from({ length: READ_DEPTH }, takeBuffer);
+  const queue: { buf: Buffer; read: Promise<{ bytesRead: number }> }[] = [];
+  let slot = 0;
+  let readPos = 0;
+  const issue = (): void => {
+    const buf = bufs[slot++ % READ_DEPTH] as Buffer; // the buffer just hashed, round-robin
+    queue.push({ buf, read: fh.read(buf, 0, BIG_READ, readPos) });
+    readPos += BIG_READ;
+  };
   let pos = 0;
   try {
-    let pending = fh.read(cur, 0, BIG_READ, 0);
+    for (let k = 0; k < READ_DEPTH; k++) issue();
     for (;;) {
-      const { bytesRead } = await pending;
-      if (bytesRead === 0) break;
-      throwIfAborted(signal);
-      const done = cur;
+      const { buf, read } = queue.shift() as { buf: Buffer; read: Promise<{ bytesRead: number }> };
+      const { bytesRead } = await read;
+      h.update(buf.subarray(0, bytesRead));
       pos += bytesRead;
-      [cur, next] = [next, cur];
-      pending = fh.read(cur, 0, BIG_READ, pos);
-      h.update(done.subarray(0, bytesRead));
+      if (bytesRead < BIG_READ) break;
+      throwIfAborted(signal);
+      issue();
     }
   } catch (err) {
     throw fromSystemError(err, abs, "read");
   } finally {
-    // No read is in flight here: every path out of the loop has awaited the last one.
-    giveBuffer(cur);
-    giveBuffer(next);
+    // Reads still in flight write into pooled buffers: let them land before handing the buffers back.
+    await Promise.allSettled(queue.map((q) => q.read));
+    for (const b of bufs) giveBuffer(b);
   }
   return { digest: h.digest(), bytes: pos };
 }
@@ -444,5 +453,5 @@ function takeBuffer(): Buffer {
 }
 
 function giveBuffer(b: Buffer): void {
-  if (bufferPool.length < 8) bufferPool.push(b);
+  if (bufferPool.length < 16) bufferPool.push(b);
 }

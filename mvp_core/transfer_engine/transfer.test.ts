@@ -352,6 +352,34 @@ describe("bad input", () => {
     expect(leftovers(dir)).toEqual([]);
   });
 
+  // Needs root to mount a 1 MiB tmpfs: a real ENOSPC, with the free-space check both honest and fooled.
+  test.skipIf(process.getuid?.() !== 0)("a real full disk: NO_SPACE up front, and ENOSPC mid-write leaves no staging", async () => {
+    const disk = abs("disk");
+    fs.mkdirSync(disk);
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]);
+    expect(mounted.exitCode).toBe(0);
+    try {
+      writeTree(abs("src"), { "a": 600_000, "b": 600_000 });
+      const before = snapshot(abs("src"));
+      const diskEp = new LocalEndpoint(disk);
+      const honest = await failure({ sourcePath: "src", targetPath: "dst", mode: "move" }, { target: diskEp });
+      expect(honest.code).toBe("NO_SPACE");
+      class OptimisticDisk extends LocalEndpoint {
+        override async space(): Promise<SpaceInfo> {
+          return { freeBytes: 1 << 40, totalBytes: 1 << 40 };
+        }
+      }
+      for (const strategy of ["direct", "zip"] as const) {
+        const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move", strategy }, { target: new OptimisticDisk(disk) });
+        expect(f.code).toBe("NO_SPACE");
+        expect(fs.readdirSync(disk)).toEqual([]);
+      }
+      expect(treeDiff(snapshot(abs("src")), before)).toEqual([]);
+    } finally {
+      Bun.spawnSync(["umount", disk]);
+    }
+  });
+
   test.skipIf(process.getuid?.() === 0)("an unreadable file → PERMISSION_DENIED, nothing committed", async () => {
     fs.chmodSync(abs("src/x"), 0);
     const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move" });
