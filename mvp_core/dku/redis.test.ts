@@ -1,17 +1,17 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { testRedisUrl } from "../testing/services.ts";
 import { checkRedis, judgeRedis } from "./redis.ts";
-import { startOwnRedis, type OwnRedis } from "./test_redis.ts";
+import { startRedisServer, type RedisServer } from "../testing/redis_server.ts";
 
 // Real servers start on demand; bun 1.4.5 ignores bunfig's [test] timeout.
 setDefaultTimeout(60_000);
 
-const started: OwnRedis[] = [];
+const started: RedisServer[] = [];
 afterAll(async () => {
   for (const r of started) await r.stop();
 });
 async function ownRedis(args: string[]): Promise<string> {
-  const r = await startOwnRedis(args);
+  const r = await startRedisServer(args);
   started.push(r);
   return r.url;
 }
@@ -38,7 +38,7 @@ describe("redis check", () => {
   });
 
   test("a stopped Redis: CheckFailure naming the address, with a hint", async () => {
-    const own = await startOwnRedis();
+    const own = await startRedisServer();
     await own.stop();
     const err = await checkRedis(own.url).then(() => null, (e: unknown) => e as Error & { hint?: string });
     expect(err?.message).toContain("cannot connect to 127.0.0.1:");

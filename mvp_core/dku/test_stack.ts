@@ -11,7 +11,7 @@ import { migrateUp } from "../db/migrate.ts";
 import { JobQueue } from "../queue/queue.ts";
 import { freePort, waitFor } from "../testing/ports.ts";
 import { createEmptyDatabase, testRedisPrefix } from "../testing/services.ts";
-import { startOwnRedis, type OwnRedis } from "./test_redis.ts";
+import { startRedisServer, type RedisServer } from "../testing/redis_server.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -24,7 +24,7 @@ interface Child {
 /** A running stack; `env` is what every process (and the DKU) gets. */
 export interface TestStack {
   env: Record<string, string>;
-  redis: OwnRedis;
+  redis: RedisServer;
   /** Output of the API and worker, for assertions' messages. */
   logs(): string;
   stopApi(): Promise<void>;
@@ -59,7 +59,7 @@ async function stopChild(child: Child | null): Promise<void> {
 
 /** Starts Redis, a fresh database, the API and a worker; resolves once /health answers and a heartbeat is live. */
 export async function startStack(): Promise<TestStack> {
-  const redis = await startOwnRedis(["--appendonly", "yes", "--maxmemory-policy", "noeviction"]);
+  const redis = await startRedisServer(["--appendonly", "yes", "--maxmemory-policy", "noeviction"]);
   const databaseUrl = await createEmptyDatabase();
   await migrateUp(databaseUrl);
   const port = await freePort();

@@ -5,7 +5,7 @@ import { migrateUp } from "../db/migrate.ts";
 import { JobQueue } from "../queue/queue.ts";
 import { createEmptyDatabase, testRedisPrefix, testRedisUrl } from "../testing/services.ts";
 import { CheckFailure } from "./check.ts";
-import { startOwnRedis } from "./test_redis.ts";
+import { startRedisServer } from "../testing/redis_server.ts";
 import { WAIT_WARN_MS, checkWorkers, judgeWorkers, oldestWaitingJob } from "./worker.ts";
 
 // Real servers start on demand; bun 1.4.5 ignores bunfig's [test] timeout.
@@ -72,7 +72,7 @@ describe("worker check", () => {
   });
 
   test("Redis down: CheckFailure pointing at the redis check", async () => {
-    const own = await startOwnRedis();
+    const own = await startRedisServer();
     await own.stop();
     const err = await checkWorkers(own.url, testRedisPrefix(), await freshDatabase()).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(CheckFailure);

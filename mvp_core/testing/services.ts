@@ -7,10 +7,10 @@ import { chownSync, existsSync, readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Redis from "ioredis";
 import { connectDb, type Sql } from "../db/client.ts";
 import { migrateUp } from "../db/migrate.ts";
-import { freePort, waitFor } from "./ports.ts";
+import { freePort } from "./ports.ts";
+import { startRedisServer } from "./redis_server.ts";
 
 const stops: Array<() => Promise<void>> = [];
 let postgresServer: Promise<string> | undefined;
@@ -100,30 +100,9 @@ export async function testSql(max = 4): Promise<Sql> {
 }
 
 async function startRedis(): Promise<string> {
-  const port = await freePort();
-  const dir = await mkdtemp(join(tmpdir(), "ketter-redis-"));
-  const proc = Bun.spawn(
-    ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
-    { stdout: "ignore", stderr: "pipe" },
-  );
-  stops.push(async () => {
-    proc.kill("SIGTERM");
-    await proc.exited;
-    await rm(dir, { recursive: true, force: true });
-  });
-  const url = `redis://127.0.0.1:${port}/0`;
-  await waitFor(async () => {
-    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    // Refused connections are expected until the server listens; connect() rejects with them anyway.
-    r.on("error", () => {});
-    try {
-      await r.connect();
-      return (await r.ping()) === "PONG";
-    } finally {
-      r.disconnect();
-    }
-  }, { what: `redis-server on port ${port}`, timeoutMs: 10_000 });
-  return url;
+  const server = await startRedisServer();
+  stops.push(server.stop);
+  return server.url;
 }
 
 /** URL of a reachable Redis server, starting one on first use. Isolate tests with testRedisPrefix(). */

@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Endpoint } from "../transfer_engine/index.ts";
 import { TransferError } from "../transfer_engine/index.ts";
-import { freePort, waitFor } from "../testing/ports.ts";
+import { waitFor } from "../testing/ports.ts";
+import { startRedisServer } from "../testing/redis_server.ts";
 import { Scenario, sameBytes } from "./test_support.ts";
 
 // Waiting for real processes and leases; each test bounds its own waits well below this.
@@ -129,17 +129,9 @@ describe("worker: job lifecycle local → local", () => {
 describe("worker: Redis restarts and several workers", () => {
   test("after a Redis restart the worker reconnects and jobs committed during the outage complete", async () => {
     // A Redis of this test's own, so killing it disturbs no other test.
-    const port = await freePort();
-    const dir = await mkdtemp(path.join(tmpdir(), "ketter-redis-restart-"));
-    const startRedis = () =>
-      Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], { stdout: "ignore", stderr: "ignore" });
-    let server = startRedis();
+    const server = await startRedisServer();
     try {
-      const s = (scenario = new Scenario("redis-restart", `redis://127.0.0.1:${port}/0`));
-      await waitFor(async () => {
-        const probe = Bun.spawnSync(["redis-cli", "-p", String(port), "ping"]);
-        return probe.stdout.toString().trim() === "PONG";
-      }, { what: "the test's redis-server" });
+      const s = (scenario = new Scenario("redis-restart", server.url));
       await s.setup();
       await s.writeSource("a.mov", 50_000);
       await s.writeSource("b.mov", 50_000);
@@ -148,12 +140,11 @@ describe("worker: Redis restarts and several workers", () => {
       const a = await s.job("a.mov", "a.mov");
       await s.waitForStatus(a.id, "DONE");
 
-      server.kill("SIGKILL");
-      await server.exited;
+      await server.kill();
       // The API cannot enqueue now; the job is committed in Postgres all the same.
       const b = await s.job("b.mov", "b.mov", { enqueue: false });
       await Bun.sleep(300);
-      server = startRedis();
+      await server.restart();
 
       await s.waitForStatus(b.id, "DONE");
       // And a normal enqueue reaches the worker's reconnected blocking connection.
@@ -163,9 +154,7 @@ describe("worker: Redis restarts and several workers", () => {
       await s.clean();
       scenario = undefined;
     } finally {
-      server.kill("SIGKILL");
-      await server.exited;
-      await rm(dir, { recursive: true, force: true });
+      await server.stop();
     }
   }, T);
 
