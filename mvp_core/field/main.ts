@@ -1,0 +1,31 @@
+/** `bun run field [--quick] …`: the field test LAB → SRVTRF against the running stack; see options.ts for the flags. */
+import { ConfigError, loadConfig } from "../config/config.ts";
+import { parseOptions, USAGE, UsageError } from "./options.ts";
+import { runField } from "./run.ts";
+import { PreflightError } from "./setup.ts";
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const opts = parseOptions(argv);
+  if (opts.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const config = loadConfig();
+  const log = (line: string) => process.stderr.write(`[field ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+  const { report, paths, table } = await runField(opts, { api: config.api, command: ["bun run field", ...argv].join(" "), log });
+  console.log(`\n${table}\n`);
+  console.log(`${report.passed ? "PASS" : "FAIL"}: ${report.jobs.filter((j) => j.status === "DONE" && j.problems.length === 0).length} of ${report.jobs.length} jobs DONE and verified in ${report.durationS.toFixed(0)} s`);
+  console.log(`report: ${paths.join("\n        ")}`);
+  return report.passed ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) console.error(`${err.message}\n${USAGE}`);
+    else if (err instanceof PreflightError || err instanceof ConfigError) console.error(err.message);
+    else console.error(err);
+    process.exit(err instanceof UsageError || err instanceof PreflightError || err instanceof ConfigError ? 2 : 1);
+  },
+);

@@ -1,0 +1,79 @@
+/** Command-line flags of `bun run field`. */
+import { parseArgs } from "node:util";
+import { DATASET_NAMES, type DatasetName } from "./datasets.ts";
+
+/** What the operator asked for. */
+export interface FieldOptions {
+  quick: boolean;
+  /** Round-trip times to measure at, in ms (0 = straight to sshd). */
+  rttsMs: number[];
+  datasets: DatasetName[];
+  faults: boolean;
+  /** SRVTRF's loopback address. */
+  address: string;
+  /** A reference tool slower than this is stopped and reported without a time. */
+  maxToolSeconds: number;
+  /** Parent of LAB's temporary folder (the worker must see it at the same path). */
+  labParent: string | undefined;
+  /** Where field-test.md and bench/ go. */
+  docsDir: string;
+  help: boolean;
+}
+
+/** Printed with --help and after a usage error. */
+export const USAGE = `usage: bun run field [--quick] [--latency 0,2,20] [--datasets small,many,large] [--no-faults]
+                     [--address 127.0.0.42] [--max-tool-seconds S] [--lab-dir DIR] [--docs-dir docs]
+  Runs the field test LAB → SRVTRF against the running stack (bash mvp_core/infra/dev_up.sh first)
+  and writes docs/field-test.md and docs/bench/field-*.json.
+  --quick             smaller datasets (20 small files, 1,000 tiny files, 2 × 128 MiB): a couple of minutes
+  --latency LIST      round-trip times in ms, 0 = no relay (default 0,2,20)
+  --datasets LIST     which datasets (default small,many,large; the faults need large)
+  --no-faults         skip the worker-kill and sshd-restart scenarios
+  --address A         SRVTRF's loopback address (default 127.0.0.42)
+  --max-tool-seconds  stop rsync/scp after this long, and skip them at higher latencies (default 120, --quick 60)
+  --lab-dir DIR       create LAB's folder under DIR (default: the OS temp folder)
+  --docs-dir DIR      write the report under DIR (default docs)
+exit status: 0 every job DONE and verified, 1 something failed (report still written), 2 bad flags or no stack`;
+
+/** Raised for flags the command does not understand; main prints it with the usage and exits 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Parses `argv` (without the runtime and script). */
+export function parseOptions(argv: string[]): FieldOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        quick: { type: "boolean" }, latency: { type: "string" }, datasets: { type: "string" }, "no-faults": { type: "boolean" },
+        address: { type: "string" }, "max-tool-seconds": { type: "string" }, "lab-dir": { type: "string" }, "docs-dir": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const quick = values.quick === true;
+  const rttsMs = (values.latency ?? "0,2,20").split(",").map((s) => Number(s.trim()));
+  if (rttsMs.some((n) => !Number.isInteger(n) || n < 0 || n > 1000)) throw new UsageError("--latency must be whole milliseconds between 0 and 1000, e.g. 0,2,20");
+  if (!rttsMs.includes(0)) throw new UsageError("--latency must include 0: moves and faults run without a relay");
+  const datasets = (values.datasets ?? DATASET_NAMES.join(",")).split(",").map((s) => s.trim());
+  const bad = datasets.filter((d) => !(DATASET_NAMES as readonly string[]).includes(d));
+  if (bad.length || datasets.length === 0) throw new UsageError(`unknown dataset ${bad.join(",") || "(none)"}; use ${DATASET_NAMES.join(",")}`);
+  const faults = values["no-faults"] !== true;
+  if (faults && !datasets.includes("large")) throw new UsageError("the faults run on the large dataset: add it to --datasets or pass --no-faults");
+  const address = values.address ?? "127.0.0.42";
+  if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address)) throw new UsageError("--address must be a loopback address (127.x.y.z): everything listens on 127.0.0.0/8 only");
+  const maxToolSeconds = Number(values["max-tool-seconds"] ?? (quick ? 60 : 120));
+  if (!(maxToolSeconds > 0)) throw new UsageError("--max-tool-seconds must be a positive number");
+  return {
+    quick, rttsMs: [...new Set(rttsMs)].sort((a, b) => a - b), datasets: DATASET_NAMES.filter((d) => datasets.includes(d)), faults, address, maxToolSeconds,
+    labParent: values["lab-dir"], docsDir: values["docs-dir"] ?? "docs", help: values.help === true,
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * The field test as named steps: preflight, SRVTRF and relays, portals, datasets, scenarios,
+ * cleanup, report. Cleanup runs whatever happened before it, and the report is written even when a
+ * step failed, so a failed run still says what it did and why it failed.
+ */
+import { rm } from "node:fs/promises";
+import os from "node:os";
+import { join } from "node:path";
+import type { LatencyRelay } from "../testing/latency_relay.ts";
+import { FieldApi, type Health, type Portal } from "./api.ts";
+import { datasetSpecs, writeDataset, type DatasetName, type Manifest } from "./datasets.ts";
+import type { FieldOptions } from "./options.ts";
+import { buildTable, failures, renderTerminalTable, writeReport, type FieldReport } from "./report.ts";
+import { runDataset, runFaults, type FieldContext, type ScenarioResults } from "./scenarios.ts";
+import { createLab, preflight, registerSrvtrfPortal, startRelays, startSrvtrf, type Srvtrf, type SrvtrfPortal } from "./setup.ts";
+
+/** What main needs: where the API is and how to print progress. */
+export interface FieldEnv {
+  api: { url: string; token: string | undefined };
+  command: string;
+  log: (line: string) => void;
+}
+
+/** What a finished run returns to main. */
+export interface FieldOutcome {
+  report: FieldReport;
+  paths: string[];
+  table: string;
+}
+
+/** State the steps fill in, so cleanup knows what exists. */
+interface Resources {
+  srv: Srvtrf | null;
+  relays: Map<number, LatencyRelay>;
+  lab: { root: string; portal: Portal } | null;
+  portals: SrvtrfPortal[];
+}
+
+function machine(): FieldReport["machine"] {
+  const uname = Bun.spawnSync(["uname", "-sr"]).stdout.toString().trim();
+  return {
+    host: os.hostname(), nproc: os.availableParallelism(), memGiB: Math.round(os.totalmem() / 2 ** 30),
+    cpu: os.cpus()[0]?.model ?? "?", kernel: os.release(), bun: Bun.version, os: uname.split(" ")[0] ?? os.type(),
+  };
+}
+
+/** Generates the datasets in LAB's src/ folder (the pristine copies every job and tool reads). */
+async function makeDatasets(labRoot: string, opts: FieldOptions, log: FieldEnv["log"]): Promise<Map<DatasetName, Manifest>> {
+  const manifests = new Map<DatasetName, Manifest>();
+  for (const spec of datasetSpecs(opts.quick).filter((s) => opts.datasets.includes(s.name))) {
+    log(`writing dataset ${spec.name}: ${spec.describe}`);
+    manifests.set(spec.name, await writeDataset(join(labRoot, "src", spec.name), spec));
+  }
+  return manifests;
+}
+
+/** Deletes portals (once their jobs are over), stops relays and sshd, removes LAB; returns what it could not do. */
+async function cleanup(api: FieldApi, res: Resources): Promise<string[]> {
+  const problems: string[] = [];
+  const attempt = async (what: string, step: () => Promise<void>) => {
+    await step().catch((err: unknown) => problems.push(`cleanup: ${what}: ${err instanceof Error ? err.message : String(err)}`));
+  };
+  for (const p of res.portals) await attempt(`delete portal ${p.portal.name}`, () => api.deletePortal(p.portal.id));
+  if (res.lab) {
+    const lab = res.lab;
+    await attempt(`delete portal ${lab.portal.name}`, () => api.deletePortal(lab.portal.id));
+    await attempt(`remove ${lab.root}`, () => rm(lab.root, { recursive: true, force: true }));
+  }
+  for (const [rtt, relay] of res.relays) await attempt(`stop the ${rtt} ms relay`, () => relay.stop());
+  if (res.srv) {
+    const srv = res.srv;
+    await attempt("stop SRVTRF's sshd and remove its user and folders", () => srv.sshd.stop());
+  }
+  return problems;
+}
+
+/** Runs the whole field test and writes its report. Throws PreflightError when there is no stack to test. */
+export async function runField(opts: FieldOptions, env: FieldEnv): Promise<FieldOutcome> {
+  const started = performance.now();
+  const when = new Date().toISOString();
+  const runId = crypto.randomUUID().slice(0, 8);
+  const api = new FieldApi(env.api.url, env.api.token);
+  const health: Health = await preflight(api);
+  env.log(`stack at ${env.api.url}: ${health.status}, workers ${health.workers.ids.join(", ")}`);
+
+  const res: Resources = { srv: null, relays: new Map(), lab: null, portals: [] };
+  const results: ScenarioResults = { jobs: [], references: [], notes: [] };
+  const errors: string[] = [];
+  try {
+    res.srv = await startSrvtrf(opts.address);
+    env.log(`SRVTRF: sshd on ${res.srv.sshd.host}:${res.srv.sshd.port}, user ${res.srv.sshd.username}, host key ${res.srv.sshd.hostKeyFingerprint}`);
+    res.relays = await startRelays(res.srv, opts.rttsMs);
+    res.lab = await createLab(api, `field-lab-${runId}`, opts.labParent);
+    for (const rtt of opts.rttsMs) {
+      const port = rtt === 0 ? res.srv.sshd.port : res.relays.get(rtt)!.port;
+      res.portals.push(await registerSrvtrfPortal(api, res.srv, `field-srvtrf-${rtt === 0 ? "direct" : `rtt${rtt}`}-${runId}`, port, rtt));
+    }
+    env.log(`portals: ${[res.lab.portal.name, ...res.portals.map((p) => p.portal.name)].join(", ")} (SRVTRF host key pinned)`);
+    const manifests = await makeDatasets(res.lab.root, opts, env.log);
+    const ctx: FieldContext = {
+      api, runId, lab: res.lab, srv: res.srv, portals: new Map(res.portals.map((p) => [p.rttMs, p])), manifests, maxToolSeconds: opts.maxToolSeconds, stoppedTools: new Map(), log: env.log,
+    };
+    for (const rtt of opts.rttsMs) {
+      for (const dataset of opts.datasets) await runDataset(ctx, dataset, rtt, results);
+    }
+    if (opts.faults) await runFaults(ctx, results, { workerIds: health.workers.ids });
+  } catch (err) {
+    errors.push(`the run stopped early: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    env.log(errors.at(-1)!);
+  }
+  errors.push(...(await cleanup(api, res)));
+
+  const report: FieldReport = {
+    when, runId, quick: opts.quick, command: env.command, passed: false, durationS: (performance.now() - started) / 1000,
+    machine: machine(),
+    stack: { apiUrl: env.api.url, version: health.version, workers: health.workers.ids },
+    srvtrf: res.srv
+      ? {
+          address: res.srv.sshd.host, port: res.srv.sshd.port, user: res.srv.sshd.username, root: res.srv.sshd.root, hostKeyFingerprint: res.srv.sshd.hostKeyFingerprint,
+          portals: res.portals.map((p) => ({ name: p.portal.name, id: p.portal.id, rttMs: p.rttMs, port: p.port })),
+        }
+      : null,
+    datasets: datasetSpecs(opts.quick).filter((s) => opts.datasets.includes(s.name)).map((s) => ({ name: s.name, describe: s.describe })),
+    rttsMs: opts.rttsMs,
+    table: buildTable(results.jobs, results.references),
+    jobs: results.jobs,
+    references: results.references,
+    notes: results.notes,
+    errors,
+  };
+  report.passed = results.jobs.length > 0 && failures(report).length === 0 && results.jobs.every((j) => j.status === "DONE");
+  const paths = await writeReport(opts.docsDir, report);
+  return { report, paths, table: renderTerminalTable(report.table) };
+}
