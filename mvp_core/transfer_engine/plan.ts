@@ -80,8 +80,9 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
   if (strategy === "zip") {
     ({ archives, directFiles } = splitArchives(m.files, run));
     if (srcCaps.packZip && source.packZip !== undefined) {
-      packedBySource = archives.length === 1 && directFiles.length === 0;
-      if (!packedBySource) run.emit({ kind: "fallback", message: "the source could pack the folder itself, but it needs several archives; packing through reads instead" });
+      // The source's own hashes stand in for hashing while reading, so it must offer the chosen one.
+      packedBySource = archives.length === 1 && directFiles.length === 0 && (hash === null || srcCaps.hashes.includes(hash));
+      if (!packedBySource) run.emit({ kind: "fallback", message: "the source could pack the folder itself, but this one needs several archives, direct files or a hash the source lacks; packing through reads instead" });
     }
   }
 
