@@ -2,6 +2,9 @@ import { expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { startSshd, type TestSshd } from "./sshd.ts";
 
+/** Real sshd, real processes, a loaded 2-core machine: generous per-test limits (no timing is asserted). */
+const TIMEOUT_MS = 120_000;
+
 function ssh(s: TestSshd, command: string): { code: number; out: string } {
   const r = Bun.spawnSync(["ssh", ...s.sshArgs(), s.host, command], { stdout: "pipe", stderr: "pipe" });
   return { code: r.exitCode, out: r.stdout.toString().trim() };
@@ -19,7 +22,7 @@ test("starts a real sshd with key login into a private root, and removes everyth
   }
   expect(existsSync(s.dir)).toBe(false);
   if (process.getuid?.() === 0) expect(Bun.spawnSync(["id", s.username]).exitCode).not.toBe(0);
-});
+}, TIMEOUT_MS);
 
 test("hides commands from the remote PATH and listens on another loopback address", async () => {
   const s = await startSshd({ hideCommands: ["unzip"], listenAddress: "127.0.0.3" });
@@ -30,7 +33,7 @@ test("hides commands from the remote PATH and listens on another loopback addres
   } finally {
     await s.stop();
   }
-});
+}, TIMEOUT_MS);
 
 test("kill drops live sessions; restart serves again on the same port", async () => {
   const s = await startSshd();
@@ -45,4 +48,4 @@ test("kill drops live sessions; restart serves again on the same port", async ()
   } finally {
     await s.stop();
   }
-});
+}, TIMEOUT_MS);

@@ -5,6 +5,9 @@ import { isTransferError, type TransferError } from "../errors.ts";
 import { startSshd, type TestSshd } from "../../testing/sshd.ts";
 import { connectSsh, probeSsh, type SshTarget } from "./index.ts";
 
+/** Real sshd, real processes, a loaded 2-core machine: generous per-test limits (no timing is asserted). */
+const TIMEOUT_MS = 120_000;
+
 async function errorOf(p: Promise<unknown>): Promise<TransferError> {
   try {
     await p;
@@ -30,10 +33,10 @@ describe("connectSsh and probeSsh", () => {
   beforeAll(async () => {
     s = await startSshd();
     base = { host: s.host, port: s.port, username: s.username, root: s.root, auth: { method: "key", privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint };
-  });
+  }, TIMEOUT_MS);
   afterAll(async () => {
     await s.stop();
-  });
+  }, TIMEOUT_MS);
 
   test("key and password authentication both connect; the label carries no secret", async () => {
     const a = await connectSsh(base);
@@ -45,7 +48,7 @@ describe("connectSsh and probeSsh", () => {
     expect(b.label).not.toContain(s.password);
     expect((await b.capabilities()).unzip).toBe(true);
     await b.close();
-  });
+  }, TIMEOUT_MS);
 
   test("a pinned fingerprint that does not match is refused, showing the key seen", async () => {
     const wrong = "SHA256:" + "A".repeat(43);
@@ -54,14 +57,14 @@ describe("connectSsh and probeSsh", () => {
     expect(err.retryable).toBe(false);
     expect(err.message).toContain(s.hostKeyFingerprint);
     expect(err.message).toContain(wrong);
-  });
+  }, TIMEOUT_MS);
 
   test("without a fingerprint the connection is refused unless acceptAnyHostKey", async () => {
     const { hostKeyFingerprint: _, ...unpinned } = base;
     expect((await errorOf(connectSsh(unpinned))).code).toBe("INVALID_SPEC");
     const ep = await connectSsh({ ...unpinned, acceptAnyHostKey: true });
     await ep.close();
-  });
+  }, TIMEOUT_MS);
 
   test("wrong password and wrong key are AUTH_FAILED without leaking the secret", async () => {
     if (s.password !== null) {
@@ -77,7 +80,7 @@ describe("connectSsh and probeSsh", () => {
     const garbage = await errorOf(connectSsh({ ...base, auth: { method: "key", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nnonsense\n" } }));
     expect(garbage.code).toBe("AUTH_FAILED");
     expect(garbage.message).not.toContain("nonsense");
-  });
+  }, TIMEOUT_MS);
 
   test("unknown host and closed port are CONNECTION_FAILED with a message that says which", async () => {
     const unknown = await errorOf(connectSsh({ ...base, host: "no-such-host.invalid" }));
@@ -90,7 +93,7 @@ describe("connectSsh and probeSsh", () => {
     expect(closed.code).toBe("CONNECTION_FAILED");
     expect(closed.retryable).toBe(true);
     expect(closed.message).toContain("port closed");
-  });
+  }, TIMEOUT_MS);
 
   test("bad input is INVALID_SPEC listing every problem", async () => {
     const err = await errorOf(connectSsh({ ...base, port: 0, root: "relative/path", hostKeyFingerprint: "md5:xx" }));
@@ -98,7 +101,7 @@ describe("connectSsh and probeSsh", () => {
     expect(err.message).toContain("port");
     expect(err.message).toContain("root");
     expect(err.message).toContain("hostKeyFingerprint");
-  });
+  }, TIMEOUT_MS);
 
   test("a root that is missing, a file, or unreadable gets its own code", async () => {
     expect((await errorOf(connectSsh({ ...base, root: join(s.root, "missing") }))).code).toBe("SOURCE_NOT_FOUND");
@@ -109,7 +112,7 @@ describe("connectSsh and probeSsh", () => {
     await mkdir(locked);
     await chmod(locked, 0o700); // owned by root, the test user may not enter
     expect((await errorOf(connectSsh({ ...base, root: locked }))).code).toBe("PERMISSION_DENIED");
-  });
+  }, TIMEOUT_MS);
 
   test("probeSsh reports the fingerprint, whether it matches, tools and free space; it never throws", async () => {
     const { hostKeyFingerprint: _, ...unpinned } = base;
@@ -126,7 +129,7 @@ describe("connectSsh and probeSsh", () => {
     const badAuth = await probeSsh({ ...base, auth: { method: "key", privateKey: key } });
     expect(badAuth).toMatchObject({ reachable: true, fingerprint: s.hostKeyFingerprint, fingerprintMatches: true });
     expect(badAuth.error?.code).toBe("AUTH_FAILED");
-  });
+  }, TIMEOUT_MS);
 });
 
 describe("connection faults", () => {
@@ -158,5 +161,5 @@ describe("connection faults", () => {
     } finally {
       await s.stop();
     }
-  });
+  }, TIMEOUT_MS);
 });

@@ -169,3 +169,29 @@ my $bad = 0; for (@kids) { waitpid($_, 0); $bad ||= $? >> 8 } exit $bad;`;
 export function perlUnzipCommand(archive: string, into: string, workers: number): string {
   return `perl -e ${shQuote(PERL_UNZIP)} -- ${shQuote(archive)} ${shQuote(into)} ${Math.max(1, Math.floor(workers))}`;
 }
+
+/**
+ * Writes stdin to a file and prints "crc32 size": the receiver hashes the bytes as it writes them
+ * (as rsync's receiver does), so checksum verification need not read a big file back afterwards.
+ * Arguments: path, octal mode or "".
+ */
+const PERL_WRITE = String.raw`use strict; use warnings; use Compress::Raw::Zlib; use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
+my ($path, $mode) = @ARGV;
+sysopen(my $o, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600) or die "$path: $!\n";
+my ($c, $n, $b, $r) = (0, 0);
+while ($r = sysread(STDIN, $b, 1048576)) { $c = Compress::Raw::Zlib::crc32($b, $c); my $w = 0; while ($w < $r) { my $x = syswrite($o, $b, $r - $w, $w); defined $x or die "$path: $!\n"; $w += $x } $n += $r }
+defined $r or die "stdin: $!\n";
+close($o) or die "$path: $!\n";
+if ($mode ne "") { chmod(oct($mode), $path) or die "$path: $!\n" }
+printf "%08x %d\n", $c, $n;`;
+
+/** The command writing stdin to `abs` (created 0600, then `mode`), reporting CRC-32 and size. */
+export function perlWriteCommand(abs: string, mode: number | undefined): string {
+  return `perl -e ${shQuote(PERL_WRITE)} -- ${shQuote(abs)} ${mode === undefined ? "''" : (mode & 0o7777).toString(8)}`;
+}
+
+/** Parses PERL_WRITE's report. */
+export function parseWriteReport(stdout: string): { crc32: string; size: number } | null {
+  const m = /^([0-9a-f]{8}) (\d+)\n?$/.exec(stdout);
+  return m ? { crc32: m[1]!, size: Number(m[2]) } : null;
+}

@@ -5,6 +5,9 @@ import { startSshd, type TestSshd } from "../../testing/sshd.ts";
 import { connectSsh, type SshTarget } from "./index.ts";
 import type { SftpEndpoint } from "./sftp_endpoint.ts";
 
+/** Real sshd, real processes, a loaded 2-core machine: generous per-test limits (no timing is asserted). */
+const TIMEOUT_MS = 120_000;
+
 function targetOf(s: TestSshd): SshTarget {
   return { host: s.host, port: s.port, username: s.username, root: s.root, auth: { method: "key", privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint };
 }
@@ -49,11 +52,11 @@ describe("SftpEndpoint specifics", () => {
   beforeAll(async () => {
     s = await startSshd();
     ep = await connectSsh(targetOf(s));
-  });
+  }, TIMEOUT_MS);
   afterAll(async () => {
     await ep.close();
     await s.stop();
-  });
+  }, TIMEOUT_MS);
 
   test("a big file goes over an exec stream and keeps its bytes, mode and offset reads", async () => {
     const d = await dir();
@@ -64,11 +67,17 @@ describe("SftpEndpoint specifics", () => {
     for (let off = 0; off < data.length; off += 1000) await w.write(data.subarray(off, off + 1000));
     await w.close();
     expect(await ep.stat(`${d}/big`)).toMatchObject({ size: data.length, mode: 0o600 });
+    // The remote hashed it while writing; after a rename the record follows the file.
+    const crc = (Bun.hash.crc32(data) >>> 0).toString(16).padStart(8, "0");
+    expect((await ep.hashFiles([`${d}/big`], "crc32")).get(`${d}/big`)).toBe(crc);
+    await ep.rename(`${d}/big`, `${d}/big2`);
+    await ep.rename(`${d}/big2`, `${d}/big`);
+    expect((await ep.hashFiles([`${d}/big`], "crc32")).get(`${d}/big`)).toBe(crc);
     expect(Buffer.compare(await readAll(ep, `${d}/big`), data)).toBe(0);
     const tail: Uint8Array[] = [];
     for await (const c of ep.openRead(`${d}/big`, { start: 5 * 1024 * 1024 })) tail.push(c);
     expect(Buffer.compare(Buffer.concat(tail), data.subarray(5 * 1024 * 1024))).toBe(0);
-  });
+  }, TIMEOUT_MS);
 
   test("remote paths with quotes, spaces and newlines survive shell commands", async () => {
     const d = await dir();
@@ -81,7 +90,7 @@ describe("SftpEndpoint specifics", () => {
     expect(h.get(`${odd}/f'1`)).toBe(new Bun.CryptoHasher("sha256").update("hello").digest("hex"));
     await ep.remove(odd, { recursive: true });
     expect(await ep.stat(odd)).toBeNull();
-  });
+  }, TIMEOUT_MS);
 
   test("packZip streams a stored zip of a remote folder that unzip accepts", async () => {
     const d = await dir();
@@ -104,7 +113,7 @@ describe("SftpEndpoint specifics", () => {
     await ep.mkdir(`${d}/nothing`);
     for await (const c of ep.packZip!(`${d}/nothing`)) empty.push(c);
     expect(Buffer.concat(empty).subarray(0, 4)).toEqual(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
-  });
+  }, TIMEOUT_MS);
 
   test("writing into a read-only folder is PERMISSION_DENIED", async () => {
     const d = await dir();
@@ -115,7 +124,7 @@ describe("SftpEndpoint specifics", () => {
       await w.close();
     }).then(() => null, (e: unknown) => e);
     expect(isTransferError(err) && err.code).toBe("PERMISSION_DENIED");
-  });
+  }, TIMEOUT_MS);
 
   test("a full remote disk is NO_SPACE on both write paths, and abort leaves nothing behind", async () => {
     if (process.getuid?.() !== 0) return; // mounting a small tmpfs needs root
@@ -131,7 +140,7 @@ describe("SftpEndpoint specifics", () => {
       await w.abort();
       expect(await ep.stat(`small/f-${size}`)).toBeNull();
     }
-  });
+  }, TIMEOUT_MS);
 });
 
 describe("remote unpackers", () => {
@@ -187,6 +196,6 @@ describe("remote unpackers", () => {
         await ep.close();
         await s.stop();
       }
-    });
+    }, TIMEOUT_MS);
   }
 });

@@ -12,7 +12,7 @@ import { TransferError, fromSystemError, isTransferError } from "../errors.ts";
 import { normalizeRel, parentRel } from "../paths.ts";
 import type { Connection } from "./connection.ts";
 import {
-  PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, perlUnzipCommand, remoteHashes, shQuote,
+  PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, parseWriteReport, perlUnzipCommand, perlWriteCommand, remoteHashes, shQuote,
   type RemoteTools,
 } from "./remote_shell.ts";
 
@@ -66,6 +66,11 @@ const parentOf = parentRel;
 export class SftpEndpoint implements Endpoint {
   readonly kind = "sftp" as const;
   private toolsProbe: Promise<RemoteTools> | null = null;
+  /**
+   * CRC-32 and size of files this endpoint streamed, as the remote computed them while writing;
+   * forgotten when the file is rewritten or removed, carried along by rename.
+   */
+  private writtenCrc = new Map<string, { crc32: string; size: number }>();
   /** Absolute folders already proven (by realpath) to lie inside the root. */
   private safeDirs = new Set<string>();
   /** Present only while the host may have unzip/bsdtar; removed once the probe says otherwise. */
@@ -243,7 +248,10 @@ export class SftpEndpoint implements Endpoint {
     ch.end(); // no stdin
     let complete = false;
     try {
-      for await (const chunk of ch as AsyncIterable<Buffer>) yield chunk;
+      for await (const chunk of ch as AsyncIterable<Buffer>) {
+        collectGarbageEvery(chunk.length);
+        yield chunk;
+      }
       await closed;
       complete = true;
     } finally {
@@ -431,6 +439,7 @@ export class SftpEndpoint implements Endpoint {
     const rel = normalizeRel(path);
     if (rel === "") throw new TransferError("INVALID_SPEC", "cannot write to the portal's root itself");
     const abs = this.abs(rel);
+    this.writtenCrc.delete(abs);
     try {
       await this.ensureSafeDir(this.abs(parentOf(rel)), rel);
       const big = opts.size === undefined || opts.size >= EXEC_STREAM_MIN_BYTES;
@@ -462,7 +471,7 @@ export class SftpEndpoint implements Endpoint {
       } else if (existing && (existing.mode & S_IFMT) !== S_IFREG) {
         throw new TransferError("TARGET_EXISTS", `${JSON.stringify(rel)} exists and is not a regular file`, { details: { path: rel } });
       }
-      if (exec) return await this.execWriter(rel, abs, opts.mode, opts.signal);
+      if (exec) return await this.execWriter(rel, abs, opts.mode, tools!, opts.signal);
       return await this.sftpWriter(sftp, rel, abs, opts.mode, opts.signal);
     } catch (err) {
       throw this.fail(err, rel, "write", opts.signal);
@@ -470,10 +479,18 @@ export class SftpEndpoint implements Endpoint {
   }
 
   /** Writer over `cat > file`: one byte stream, batched into large channel writes. */
-  private async execWriter(rel: string, abs: string, mode: number | undefined, signal?: AbortSignal): Promise<FileWriter> {
+  private async execWriter(rel: string, abs: string, mode: number | undefined, tools: RemoteTools, signal?: AbortSignal): Promise<FileWriter> {
+    this.writtenCrc.delete(abs);
+    if (tools.perlZlib) {
+      const ch = await this.conn.exec(perlWriteCommand(abs, mode), signal);
+      return new ExecWriter(this, ch, rel, abs, signal, (report) => {
+        const r = parseWriteReport(report);
+        if (r) this.writtenCrc.set(abs, r);
+      });
+    }
     const chmod = mode === undefined ? "" : ` && chmod ${(mode & 0o7777).toString(8)} -- ${shQuote(abs)}`;
     const ch = await this.conn.exec(`umask 077 && cat > ${shQuote(abs)}${chmod}`, signal);
-    return new ExecWriter(this, ch, rel, abs, signal);
+    return new ExecWriter(this, ch, rel, abs, signal, null);
   }
 
   private async sftpWriter(sftp: SFTPWrapper, rel: string, abs: string, mode: number | undefined, signal?: AbortSignal): Promise<FileWriter> {
@@ -657,11 +674,22 @@ export class SftpEndpoint implements Endpoint {
         await this.call<void>((cb) => sftp.rename(a.abs, b.abs, cb as (e: Error | null | undefined) => void));
       }
       this.forgetSafe(a.abs);
+      this.moveCrc(b.abs, null);
+      this.moveCrc(a.abs, b.abs);
     } catch (err) {
       if (sftpStatus(err) === FX_FAILURE && !opts.replace && (await this.stat(b.rel))) {
         throw new TransferError("TARGET_EXISTS", `rename to ${JSON.stringify(b.rel)}: already exists`, { details: { path: b.rel } });
       }
       throw this.fail(err, a.rel, "rename", opts.signal);
+    }
+  }
+
+  /** Moves (to !== null) or drops the written-CRC records at or below `from`. */
+  private moveCrc(from: string, to: string | null): void {
+    for (const [p, v] of [...this.writtenCrc]) {
+      if (p !== from && !p.startsWith(`${from}/`)) continue;
+      this.writtenCrc.delete(p);
+      if (to !== null) this.writtenCrc.set(to + p.slice(from.length), v);
     }
   }
 
@@ -683,6 +711,7 @@ export class SftpEndpoint implements Endpoint {
       });
       if (!st) return;
       this.forgetSafe(abs);
+      this.moveCrc(abs, null);
       if ((st.mode & S_IFMT) !== S_IFDIR) {
         await this.call<void>((cb) => sftp.unlink(abs, cb as (e: Error | null | undefined) => void));
         return;
@@ -764,6 +793,21 @@ export class SftpEndpoint implements Endpoint {
     const rels = paths.map(normalizeRel);
     for (const r of new Set(rels.map(parentOf))) await this.ensureSafeDir(this.abs(r), r).catch((e: unknown) => { throw this.fail(e, r, "hash", opts.signal); });
     const t = await this.tools(opts.signal).catch((e: unknown) => { throw this.fail(e, "", "probe", opts.signal); });
+    if (algorithm === "crc32" && rels.some((r) => this.writtenCrc.has(this.abs(r)))) {
+      // Files we streamed were hashed by the remote as it wrote them; hash only the others.
+      const result = new Map<string, string>();
+      const rest: number[] = [];
+      rels.forEach((r, i) => {
+        const known = this.writtenCrc.get(this.abs(r));
+        if (known) result.set(paths[i]!, known.crc32);
+        else rest.push(i);
+      });
+      if (rest.length) {
+        const more = await this.hashFiles(rest.map((i) => paths[i]!), algorithm, opts);
+        for (const [p, h] of more) result.set(p, h);
+      }
+      return result;
+    }
     if (remoteHashes(t).includes(algorithm)) return this.hashRemote(paths, rels, algorithm, opts.signal);
     if (!READBACK_HASHES.includes(algorithm)) throw new TransferError("UNSUPPORTED", `${this.label} cannot hash with ${algorithm}`);
     return this.hashReadBack(paths, rels, algorithm, opts.signal);
@@ -814,6 +858,7 @@ export class SftpEndpoint implements Endpoint {
     else if (t.shell && t.commands.has("unzip")) cmd = `unzip -q -o -^ ${shQuote(a.abs)} -d ${shQuote(d.abs)}`;
     else if (t.shell && t.commands.has("bsdtar")) cmd = `bsdtar -x -f ${shQuote(a.abs)} -C ${shQuote(d.abs)}`;
     else throw new TransferError("UNSUPPORTED", `${this.label} has no unzip or bsdtar`);
+    this.moveCrc(d.abs, null);
     const r = await this.run(cmd, { signal: opts.signal }).catch((e: unknown) => { throw this.fail(e, a.rel, "unzip", opts.signal); });
     if (r.code === 50) throw new TransferError("NO_SPACE", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the disk filled up; free space or choose another target`, { details: { path: d.rel } });
     if (r.code !== 0 && /unsafe name/.test(r.stderr)) {
@@ -855,6 +900,20 @@ export class SftpEndpoint implements Endpoint {
   async close(): Promise<void> {
     await this.conn.close();
   }
+}
+
+/**
+ * ssh2 allocates fresh buffers for every 32 KiB packet it frames, encrypts or decrypts; JSC let
+ * that garbage reach ~280 MiB of RSS on a 1 GiB stream before collecting. A full collection every
+ * 128 MiB streamed kept it near 180 MiB (the budget is 256) for ~15 ms each (see docs/ssh.md).
+ */
+const GC_EVERY_BYTES = 128 * 1024 * 1024;
+let streamedSinceGc = 0;
+function collectGarbageEvery(bytes: number): void {
+  streamedSinceGc += bytes;
+  if (streamedSinceGc < GC_EVERY_BYTES) return;
+  streamedSinceGc = 0;
+  Bun.gc(true);
 }
 
 /** A zip with no entries: just the end-of-central-directory record. */
@@ -915,7 +974,9 @@ class ExecWriter implements FileWriter {
   private isClosed = false;
   private done = false;
 
-  constructor(private ep: SftpEndpoint, private ch: ClientChannel, private rel: string, private abs: string, private signal?: AbortSignal) {
+  private stdout = "";
+
+  constructor(private ep: SftpEndpoint, private ch: ClientChannel, private rel: string, private abs: string, private signal: AbortSignal | undefined, private onReport: ((stdout: string) => void) | null) {
     this.closed = new Promise<void>((r) => ch.once("close", () => {
       this.isClosed = true;
       r();
@@ -926,7 +987,9 @@ class ExecWriter implements FileWriter {
     ch.stderr.on("data", (d: Buffer) => {
       if (this.stderr.length < 65536) this.stderr += d.toString();
     });
-    ch.on("data", () => undefined); // cat prints nothing; keep the stream flowing regardless
+    ch.on("data", (d: Buffer) => {
+      if (this.stdout.length < 4096) this.stdout += d.toString();
+    });
   }
 
   private async failure(): Promise<TransferError> {
@@ -950,6 +1013,7 @@ class ExecWriter implements FileWriter {
     const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
+    collectGarbageEvery(buf.length);
     if (this.ch.write(buf)) return;
     // Backpressure: wait until the channel drains, or until it dies under us.
     await new Promise<void>((resolve) => {
@@ -974,6 +1038,7 @@ class ExecWriter implements FileWriter {
       throw this.ep.mapError(err, this.rel, "write", this.signal);
     }
     if (this.exitCode !== 0) throw await this.failure();
+    this.onReport?.(this.stdout);
   }
 
   async abort(): Promise<void> {

@@ -9,6 +9,9 @@ import type { Endpoint } from "../endpoint.ts";
 import { startSshd, type TestSshd } from "../../testing/sshd.ts";
 import { connectSsh, type SftpEndpoint, type SshTarget } from "./index.ts";
 
+/** Real sshd, real processes, a loaded 2-core machine: generous per-test limits (no timing is asserted). */
+const TIMEOUT_MS = 120_000;
+
 function targetOf(s: TestSshd): SshTarget {
   return { host: s.host, port: s.port, username: s.username, root: s.root, auth: { method: "key", privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint };
 }
@@ -76,12 +79,12 @@ describe("transfer() over SSH", () => {
     remote = await connectSsh(targetOf(s));
     localDir = await mkdtemp(path.join(os.tmpdir(), "ketter-ssh-local-"));
     local = new LocalEndpoint(localDir);
-  });
+  }, TIMEOUT_MS);
   afterAll(async () => {
     await remote.close();
     await s.stop();
     await rm(localDir, { recursive: true, force: true });
-  });
+  }, TIMEOUT_MS);
 
   const cases: { name: string; up: boolean; strategy: "direct" | "zip" }[] = [
     { name: "direct, local → remote", up: true, strategy: "direct" },
@@ -107,7 +110,7 @@ describe("transfer() over SSH", () => {
       expect(snapshot(path.join(srcRoot, id))).toEqual(before);
       expect(leftovers(dstRoot)).toEqual([]);
       if (c.strategy === "zip" && !c.up) expect(events.find((e) => e.kind === "strategy_chosen")?.data?.archives).toBe(1);
-    });
+    }, TIMEOUT_MS);
   }
 
   test("move local → remote (auto picks zip) removes the source only after the copy is verified", async () => {
@@ -118,7 +121,7 @@ describe("transfer() over SSH", () => {
     expect(r.strategy).toBe("zip");
     expect(snapshot(path.join(s.root, `${id}-moved`))).toEqual(before);
     expect(fs.existsSync(path.join(localDir, id))).toBe(false);
-  });
+  }, TIMEOUT_MS);
 });
 
 /** Files written by root for the remote side must belong to the sshd user, as they would in reality. */
@@ -149,7 +152,7 @@ describe("transfer() over SSH: fallbacks and faults", () => {
       await s.stop();
       await rm(localDir, { recursive: true, force: true });
     }
-  });
+  }, TIMEOUT_MS);
 
   for (const strategy of ["direct", "zip"] as const) {
     test(`sshd killed mid-move (${strategy}): retryable error, source intact, nothing under the final name; a retry completes`, async () => {
@@ -190,6 +193,6 @@ describe("transfer() over SSH: fallbacks and faults", () => {
         await s.stop();
         await rm(localDir, { recursive: true, force: true });
       }
-    });
+    }, TIMEOUT_MS);
   }
 });
