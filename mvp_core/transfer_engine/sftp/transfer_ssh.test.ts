@@ -135,6 +135,32 @@ function chownTree(root: string, s: TestSshd): void {
   visit(root);
 }
 
+describe("transfer() remote → remote (through this process)", () => {
+  for (const strategy of ["direct", "zip"] as const) {
+    test(`${strategy}: two portals of one host, tree identical`, async () => {
+      const s = await startSshd();
+      const [a, b] = [path.join(s.root, "a"), path.join(s.root, "b")];
+      fs.mkdirSync(a);
+      fs.mkdirSync(b);
+      sampleTree(path.join(a, "src"));
+      chownTree(a, s);
+      chownTree(b, s);
+      const source = await connectSsh({ ...targetOf(s), root: a });
+      const target = await connectSsh({ ...targetOf(s), root: b });
+      try {
+        const r = await transfer({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy, verify: "checksum" }, { source, target });
+        expect(r.strategy).toBe(strategy);
+        expect(snapshot(path.join(b, "dst"))).toEqual(snapshot(path.join(a, "src")));
+        expect(leftovers(b)).toEqual([]);
+      } finally {
+        await source.close();
+        await target.close();
+        await s.stop();
+      }
+    }, TIMEOUT_MS);
+  }
+});
+
 describe("transfer() over SSH: fallbacks and faults", () => {
   test("a remote without unzip (nor perl or bsdtar, the other unpackers) gets the direct strategy and a fallback event", async () => {
     const s = await startSshd({ hideCommands: ["unzip", "bsdtar", "perl"] });
