@@ -1,21 +1,26 @@
-/** The transfer spec (zod-validated plain data) and the shapes the engine reports back. */
-import { z } from "zod";
+/**
+ * The transfer spec (zod-validated plain data) and the shapes the engine reports back. zod/mini
+ * (same core, functional checks) instead of "zod": the engine CLI starts ~10 ms sooner because the
+ * classic API's method-chaining layer is never loaded; English messages are loaded explicitly
+ * because mini ships without a locale.
+ */
+import * as z from "zod/mini";
+import en from "zod/v4/locales/en.js";
 import type { HashAlgorithm } from "./endpoint.ts";
 import { TransferError } from "./errors.ts";
+
+z.config(en());
 
 /** Zod schema of a transfer request; paths are relative to each endpoint's root. */
 export const transferSpecSchema = z.strictObject({
   /** Names the staging entries (`.ketter-<id>.partial`), so a retried job finds its crashed attempt. */
-  id: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, "id must be 1-100 letters, digits, '.', '_' or '-' (e.g. a job id)")
-    .optional(),
+  id: z.optional(z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, "id must be 1-100 letters, digits, '.', '_' or '-' (e.g. a job id)"))),
   sourcePath: z.string(),
-  targetPath: z.string().min(1, "targetPath must name the file or folder to create (it cannot be the endpoint root)"),
+  targetPath: z.string().check(z.minLength(1, "targetPath must name the file or folder to create (it cannot be the endpoint root)")),
   mode: z.enum(["copy", "move"]),
-  strategy: z.enum(["auto", "direct", "zip"]).default("auto"),
-  verify: z.enum(["size", "checksum"]).default("checksum"),
-  overwrite: z.boolean().default(false),
+  strategy: z._default(z.enum(["auto", "direct", "zip"]), "auto"),
+  verify: z._default(z.enum(["size", "checksum"]), "checksum"),
+  overwrite: z._default(z.boolean(), false),
 });
 
 /** What callers pass to transfer(). */
