@@ -285,9 +285,12 @@ async function main(): Promise<number> {
               samples.push({ dataset: d.name, latencyMs, method: m.name, round, seconds: null, peakRssMiB: null, note: "skipped (over budget earlier)" });
               continue;
             }
-            const r = await runOnce(m, path.join(root, d.name), link, path.join(root, "time.txt"), maxSeconds);
+            // A failed run is recorded (and shown) rather than ending the whole benchmark.
+            const r = await runOnce(m, path.join(root, d.name), link, path.join(root, "time.txt"), maxSeconds).catch((err: unknown) => ({
+              seconds: null, peakRssMiB: null, note: `failed: ${String((err as Error)?.message ?? err).split("\n").find((l) => l.includes("Error")) ?? String(err).slice(0, 200)}`,
+            }));
             fs.rmSync(dst, { recursive: true, force: true });
-            if (r.seconds === null) dead.add(key);
+            if (r.seconds === null && r.note?.startsWith("stopped")) dead.add(key);
             samples.push({ dataset: d.name, latencyMs, method: m.name, round, ...r });
             process.stderr.write(`round ${round + 1}/${rounds}  ${String(latencyMs).padStart(2)} ms  ${d.name.padEnd(6)} ${m.name.padEnd(24)} ${r.seconds === null ? r.note : `${r.seconds.toFixed(3)} s  ${r.peakRssMiB?.toFixed(0)} MiB`}\n`);
           }

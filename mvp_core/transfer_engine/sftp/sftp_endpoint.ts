@@ -18,6 +18,9 @@ import {
 
 /** Files at least this big (or of unknown size) go over an exec byte stream when the host has a shell. */
 export const EXEC_STREAM_MIN_BYTES = 4 * 1024 * 1024;
+/** Exec reads pause the channel above this much unread data and resume below the low mark. */
+const STREAM_QUEUE_HIGH = 8 * 1024 * 1024;
+const STREAM_QUEUE_LOW = 2 * 1024 * 1024;
 /** Batch size for stream writes: fflate emits tiny chunks, the channel wants big ones. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Requests kept in flight by the batch operations (mkdirMany, setAttributesMany). */
@@ -246,13 +249,39 @@ export class SftpEndpoint implements Endpoint {
     };
     signal?.addEventListener("abort", onAbort, { once: true });
     ch.end(); // no stdin
+    // Not `for await (… of ch)`: at EOF that destroys the channel, and sshd may send the exit
+    // status after EOF, so the status was lost under load. Data is queued until the channel closes.
+    const queue: Buffer[] = [];
+    let queued = 0;
+    let ended = false;
+    let wake: (() => void) | null = null;
+    ch.on("data", (d: Buffer) => {
+      queue.push(d);
+      queued += d.length;
+      if (queued > STREAM_QUEUE_HIGH) ch.pause(); // the window stops growing: the remote waits
+      wake?.();
+    });
+    void closed.then(() => {
+      ended = true;
+      wake?.();
+    });
     let complete = false;
     try {
-      for await (const chunk of ch as AsyncIterable<Buffer>) {
-        collectGarbageEvery(chunk.length);
-        yield chunk;
+      for (;;) {
+        const chunk = queue.shift();
+        if (chunk) {
+          queued -= chunk.length;
+          if (queued < STREAM_QUEUE_LOW && ch.isPaused()) ch.resume();
+          collectGarbageEvery(chunk.length);
+          yield chunk;
+          continue;
+        }
+        if (ended) break;
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+        wake = null;
       }
-      await closed;
       complete = true;
     } finally {
       signal?.removeEventListener("abort", onAbort);
