@@ -8,7 +8,7 @@ import { datasetSpecs, verifyFolder, writeDataset, type DatasetSpec } from "./da
 import { eventLogProblems, type JobOutcome } from "./jobs.ts";
 import { parseOptions, UsageError } from "./options.ts";
 import { buildTable, renderMarkdown, renderTerminalTable, type FieldReport } from "./report.ts";
-import type { ReferenceRun } from "./measure.ts";
+import { skipReason, type ReferenceRun } from "./measure.ts";
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -141,5 +141,19 @@ describe("report", () => {
     expect(md).toContain("- bad (j4): job ended FAILED (X: y)");
     expect(md).toContain("- cleanup: z");
     expect(md).toContain("## Faults");
+  });
+});
+
+describe("reference tools that would blow the budget are not run", () => {
+  const at = (rttMs: number, seconds: number | null, stoppedAfter: number | null = null) => ref({ tool: "scp", dataset: "many", rttMs, seconds, stoppedAfter });
+  test("extrapolated from the two latest times", () => {
+    expect(skipReason([at(0, 7.4), at(2, 106.5)], "scp", "many", "push", 20, 120)).toContain("~998 s expected");
+    expect(skipReason([at(0, 1), at(2, 1.3)], "scp", "many", "push", 20, 120)).toBeNull();
+    expect(skipReason([at(0, 7.4)], "scp", "many", "push", 2, 120)).toBeNull();
+  });
+  test("already stopped at a lower latency; other tools, data and directions do not count", () => {
+    expect(skipReason([at(2, null, 120)], "scp", "many", "push", 20, 120)).toBe("not run: already over 120 s at 2 ms");
+    expect(skipReason([at(2, null, 120)], "rsync", "many", "push", 20, 120)).toBeNull();
+    expect(skipReason([at(2, null, 120)], "scp", "many", "pull", 20, 120)).toBeNull();
   });
 });

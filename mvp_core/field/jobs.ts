@@ -87,10 +87,19 @@ export function summarizeEvents(events: readonly Pick<JobEvent, "kind">[]): Arra
   return out;
 }
 
-/** Polls the job until it is DONE, FAILED or CANCELLED, or `timeoutMs` passed (then returns it as it is). */
-export async function waitForTerminal(api: FieldApi, id: string, timeoutMs: number): Promise<Job> {
+/**
+ * Polls the job until it is DONE, FAILED or CANCELLED, or `timeoutMs` passed (then returns it as it
+ * is). When `signal` aborts (Ctrl-C), the job is cancelled and waited for, so cleanup can delete its
+ * portals, and the abort reason is thrown.
+ */
+export async function waitForTerminal(api: FieldApi, id: string, timeoutMs: number, signal?: AbortSignal): Promise<Job> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (signal?.aborted) {
+      await api.cancelJob(id);
+      await waitForTerminal(api, id, 60_000);
+      signal.throwIfAborted();
+    }
     const job = await api.getJob(id);
     if (TERMINAL.has(job.status) || Date.now() > deadline) return job;
     await Bun.sleep(100);
@@ -106,7 +115,7 @@ async function stagingLeft(targetDir: string, jobId: string): Promise<string[]> 
 const seconds = (from: string | null, to: string | null) => (from && to ? (Date.parse(to) - Date.parse(from)) / 1000 : null);
 
 /** Submits the plan's job, injects the fault (if any), waits, and judges the outcome. */
-export async function runJob(api: FieldApi, plan: JobPlan, runId: string, inject?: FaultInjector): Promise<JobOutcome> {
+export async function runJob(api: FieldApi, plan: JobPlan, runId: string, signal: AbortSignal, inject?: FaultInjector): Promise<JobOutcome> {
   const outcome: JobOutcome = {
     label: plan.label, dataset: plan.dataset, direction: plan.direction, type: plan.request.type, rttMs: plan.rttMs, fault: plan.fault,
     jobId: null, status: "NOT_SUBMITTED", attempts: 0, strategy: null, files: 0, bytes: 0, seconds: null, engineSeconds: null,
@@ -123,7 +132,7 @@ export async function runJob(api: FieldApi, plan: JobPlan, runId: string, inject
       outcome.problems.push(`fault not injected: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
-  const job = await waitForTerminal(api, created.id, plan.timeoutMs);
+  const job = await waitForTerminal(api, created.id, plan.timeoutMs, signal);
   const events = await api.events(job.id);
   Object.assign(outcome, {
     status: job.status, attempts: job.attempts, strategy: job.strategy, files: job.progress.filesDone, bytes: job.progress.bytesDone,

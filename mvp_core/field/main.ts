@@ -13,7 +13,16 @@ async function main(): Promise<number> {
   }
   const config = loadConfig();
   const log = (line: string) => process.stderr.write(`[field ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
-  const { report, paths, table } = await runField(opts, { api: config.api, command: ["bun run field", ...argv].join(" "), log });
+  // The first Ctrl-C stops the run cleanly (cancel the running job, clean up, write the report); a second one quits at once.
+  const interrupt = new AbortController();
+  const onSignal = (signal: string) => {
+    if (interrupt.signal.aborted) process.exit(130);
+    log(`${signal}: cancelling the running job, cleaning up and writing the report (again to quit at once)`);
+    interrupt.abort(new Error(`interrupted by ${signal}`));
+  };
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  const { report, paths, table } = await runField(opts, { api: config.api, command: ["bun run field", ...argv].join(" "), signal: interrupt.signal, log });
   console.log(`\n${table}\n`);
   console.log(`${report.passed ? "PASS" : "FAIL"}: ${report.jobs.filter((j) => j.status === "DONE" && j.problems.length === 0).length} of ${report.jobs.length} jobs DONE and verified in ${report.durationS.toFixed(0)} s`);
   console.log(`report: ${paths.join("\n        ")}`);

@@ -85,3 +85,20 @@ export async function runReference(
     await rm(paths.target, { recursive: true, force: true });
   }
 }
+
+/**
+ * Why `tool` should not run at `rttMs`, from its earlier runs of the same data and direction at lower
+ * latencies: it was stopped there already, or a straight line through its two latest times passes
+ * `maxSeconds` at this latency (per-file round trips make time grow linearly with RTT). null: run it.
+ */
+export function skipReason(history: readonly ReferenceRun[], tool: Tool, dataset: string, direction: Direction, rttMs: number, maxSeconds: number): string | null {
+  const prior = history.filter((r) => r.tool === tool && r.dataset === dataset && r.direction === direction && r.rttMs < rttMs).sort((a, b) => a.rttMs - b.rttMs);
+  const stopped = prior.find((r) => r.stoppedAfter !== null);
+  if (stopped) return `not run: already over ${maxSeconds} s at ${stopped.rttMs} ms`;
+  const timed = prior.filter((r): r is ReferenceRun & { seconds: number } => r.seconds !== null).slice(-2);
+  if (timed.length < 2) return null;
+  const [a, b] = timed as [ReferenceRun & { seconds: number }, ReferenceRun & { seconds: number }];
+  const expected = b.seconds + ((b.seconds - a.seconds) / (b.rttMs - a.rttMs)) * (rttMs - b.rttMs);
+  if (expected <= maxSeconds) return null;
+  return `not run: ~${Math.round(expected)} s expected (${a.seconds.toFixed(1)} s at ${a.rttMs} ms, ${b.seconds.toFixed(1)} s at ${b.rttMs} ms), over --max-tool-seconds ${maxSeconds}`;
+}

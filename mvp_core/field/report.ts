@@ -141,7 +141,7 @@ export function renderMarkdown(r: FieldReport): string {
       r.table.map((t) => [t.dataset, dir(t.direction), `${t.rttMs} ms`, f2(t.ketterS), f2(t.engineS), f1(t.ketterMBps), tool(t.rsyncS, t.rsyncOverS), tool(t.scpS, t.scpOverS), ratio(t.vsRsync, t.rsyncOverS), ratio(t.vsScp, t.scpOverS), t.status]),
     ),
     "",
-    "Ratios above 1 mean Ketter took longer; \"> N\" means the tool was stopped after N s (or not run at a higher latency once stopped at a lower one), and the ratio is then an upper bound. Ketter's time includes what rsync and scp do not do: queueing, a SHA-256 of every file on both sides, staging and an atomic rename.",
+    "Ratios above 1 mean Ketter took longer; \"> N\" means the tool was stopped after N s, or not run because it was already over N s at a lower latency or its times at the two lower latencies extrapolate past N s (the reason is listed below the table); the ratio is then an upper bound. Ketter's time includes what rsync and scp do not do: queueing, a SHA-256 of every file on both sides, staging and an atomic rename.",
     "",
   );
   if (refFails.length) out.push("Reference runs without a time: " + refFails.map((x) => `${x.tool} ${x.direction} ${x.dataset} ${x.rttMs} ms (${x.problems.join("; ")})`).join("; ") + ".", "");

@@ -18,6 +18,8 @@ import { createLab, preflight, registerSrvtrfPortal, startRelays, startSrvtrf, t
 export interface FieldEnv {
   api: { url: string; token: string | undefined };
   command: string;
+  /** Aborted on Ctrl-C: the run stops, cleans up and still writes its report. */
+  signal: AbortSignal;
   log: (line: string) => void;
 }
 
@@ -45,9 +47,10 @@ function machine(): FieldReport["machine"] {
 }
 
 /** Generates the datasets in LAB's src/ folder (the pristine copies every job and tool reads). */
-async function makeDatasets(labRoot: string, opts: FieldOptions, log: FieldEnv["log"]): Promise<Map<DatasetName, Manifest>> {
+async function makeDatasets(labRoot: string, opts: FieldOptions, log: FieldEnv["log"], signal: AbortSignal): Promise<Map<DatasetName, Manifest>> {
   const manifests = new Map<DatasetName, Manifest>();
   for (const spec of datasetSpecs(opts.quick).filter((s) => opts.datasets.includes(s.name))) {
+    signal.throwIfAborted();
     log(`writing dataset ${spec.name}: ${spec.describe}`);
     manifests.set(spec.name, await writeDataset(join(labRoot, "src", spec.name), spec));
   }
@@ -96,19 +99,22 @@ export async function runField(opts: FieldOptions, env: FieldEnv): Promise<Field
       res.portals.push(await registerSrvtrfPortal(api, res.srv, `field-srvtrf-${rtt === 0 ? "direct" : `rtt${rtt}`}-${runId}`, port, rtt));
     }
     env.log(`portals: ${[res.lab.portal.name, ...res.portals.map((p) => p.portal.name)].join(", ")} (SRVTRF host key pinned)`);
-    const manifests = await makeDatasets(res.lab.root, opts, env.log);
+    const manifests = await makeDatasets(res.lab.root, opts, env.log, env.signal);
     const ctx: FieldContext = {
-      api, runId, lab: res.lab, srv: res.srv, portals: new Map(res.portals.map((p) => [p.rttMs, p])), manifests, maxToolSeconds: opts.maxToolSeconds, stoppedTools: new Map(), log: env.log,
+      api, runId, lab: res.lab, srv: res.srv, portals: new Map(res.portals.map((p) => [p.rttMs, p])), manifests, maxToolSeconds: opts.maxToolSeconds, signal: env.signal, log: env.log,
     };
     for (const rtt of opts.rttsMs) {
       for (const dataset of opts.datasets) await runDataset(ctx, dataset, rtt, results);
     }
     if (opts.faults) await runFaults(ctx, results, { workerIds: health.workers.ids });
   } catch (err) {
-    errors.push(`the run stopped early: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    env.log(errors.at(-1)!);
+    errors.push(`the run stopped early: ${err instanceof Error ? err.message : String(err)}`);
+    env.log(`the run stopped early: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   }
   errors.push(...(await cleanup(api, res)));
+  if (results.jobs.length > 0) {
+    results.notes.push(`cleanup: portals deleted, LAB's folder and SRVTRF (sshd, user, keys, root) and the relays removed; the ${results.jobs.length} jobs stay in the job history (the API deletes no jobs); their ids are listed under "Every job"`);
+  }
 
   const report: FieldReport = {
     when, runId, quick: opts.quick, command: env.command, passed: false, durationS: (performance.now() - started) / 1000,

@@ -13,7 +13,7 @@ import type { FieldApi, Portal } from "./api.ts";
 import type { DatasetName, Manifest } from "./datasets.ts";
 import { killWorkerMidJob, restartSshdMidTransfer } from "./faults.ts";
 import { runJob, type Fault, type FaultInjector, type JobOutcome } from "./jobs.ts";
-import { TOOLS, runReference, type Direction, type ReferenceRun } from "./measure.ts";
+import { TOOLS, runReference, skipReason, type Direction, type ReferenceRun } from "./measure.ts";
 import type { Srvtrf, SrvtrfPortal } from "./setup.ts";
 import { inspectWorker, pickLocalWorker, spawnWorker, type OwnWorker } from "./workers.ts";
 
@@ -27,8 +27,8 @@ export interface FieldContext {
   portals: Map<number, SrvtrfPortal>;
   manifests: Map<DatasetName, Manifest>;
   maxToolSeconds: number;
-  /** `tool|dataset|direction` → the round-trip time at which it was stopped for taking too long. */
-  stoppedTools: Map<string, number>;
+  /** Aborted by Ctrl-C: the running job is cancelled and the run stops before the next step. */
+  signal: AbortSignal;
   log: (line: string) => void;
 }
 
@@ -77,6 +77,7 @@ async function job(
 ): Promise<JobOutcome> {
   const expected = ctx.manifests.get(what.dataset)!;
   const fault = what.fault ?? "none";
+  ctx.signal.throwIfAborted();
   ctx.log(`ketter ${what.label} …`);
   const outcome = await runJob(
     ctx.api,
@@ -92,21 +93,21 @@ async function job(
       sourceDir: from.abs, targetDir: to.abs, expected, timeoutMs: timeoutFor(expected, fault),
     },
     ctx.runId,
+    ctx.signal,
     inject,
   );
   ctx.log(`ketter ${what.label}: ${outcome.status} in ${outcome.seconds?.toFixed(2) ?? "?"} s${outcome.problems.length ? ` — ${outcome.problems.join("; ")}` : ""}`);
   return outcome;
 }
 
-async function references(ctx: FieldContext, dataset: DatasetName, direction: Direction, rttMs: number, source: string, targetParent: string): Promise<ReferenceRun[]> {
-  const out: ReferenceRun[] = [];
+async function references(ctx: FieldContext, res: ScenarioResults, dataset: DatasetName, direction: Direction, rttMs: number, source: string, targetParent: string): Promise<void> {
   for (const tool of TOOLS) {
-    // More latency never makes a tool faster: once it blew the budget, higher latencies would too.
-    const stopped = ctx.stoppedTools.get(`${tool}|${dataset}|${direction}`);
-    if (stopped !== undefined) {
-      const r: ReferenceRun = { tool, dataset, direction, rttMs, seconds: null, stoppedAfter: ctx.maxToolSeconds, problems: [`not run: stopped after ${ctx.maxToolSeconds} s at ${stopped} ms already`], command: "" };
-      ctx.log(`${tool} ${direction} ${dataset} ${rttMs} ms: ${r.problems[0]}`);
-      out.push(r);
+    ctx.signal.throwIfAborted();
+    // More latency never makes a tool faster: a run bound to blow the budget is not worth its minutes.
+    const skip = skipReason(res.references, tool, dataset, direction, rttMs, ctx.maxToolSeconds);
+    if (skip !== null) {
+      ctx.log(`${tool} ${direction} ${dataset} ${rttMs} ms: ${skip}`);
+      res.references.push({ tool, dataset, direction, rttMs, seconds: null, stoppedAfter: ctx.maxToolSeconds, problems: [skip], command: "" });
       continue;
     }
     const r = await runReference(
@@ -115,11 +116,9 @@ async function references(ctx: FieldContext, dataset: DatasetName, direction: Di
       ctx.srv,
       ctx.manifests.get(dataset)!,
     );
-    if (r.stoppedAfter !== null) ctx.stoppedTools.set(`${tool}|${dataset}|${direction}`, rttMs);
     ctx.log(`${tool} ${direction} ${dataset} ${rttMs} ms: ${r.seconds === null ? r.problems.join("; ") : `${r.seconds.toFixed(2)} s`}`);
-    out.push(r);
+    res.references.push(r);
   }
-  return out;
 }
 
 /** A copy of LAB's pristine dataset that a move may consume. */
@@ -136,12 +135,12 @@ export async function runDataset(ctx: FieldContext, dataset: DatasetName, rttMs:
   const out = srvPlace(ctx, rttMs, `in/${dataset}-copy-${tag}`);
   const pushed = await job(ctx, { label: `${dataset}-copy-push-${tag}`, dataset, type: "copy", direction: "push", rttMs }, src, out);
   res.jobs.push(pushed);
-  res.references.push(...(await references(ctx, dataset, "push", rttMs, src.abs, join(ctx.srv.sshd.root, "ref"))));
+  await references(ctx, res, dataset, "push", rttMs, src.abs, join(ctx.srv.sshd.root, "ref"));
   if (pushed.status === "DONE") {
     const back = labPlace(ctx, `back/${dataset}-copy-${tag}`);
     res.jobs.push(await job(ctx, { label: `${dataset}-copy-pull-${tag}`, dataset, type: "copy", direction: "pull", rttMs }, out, back));
     await rm(back.abs, { recursive: true, force: true });
-    res.references.push(...(await references(ctx, dataset, "pull", rttMs, out.abs, join(ctx.lab.root, "ref"))));
+    await references(ctx, res, dataset, "pull", rttMs, out.abs, join(ctx.lab.root, "ref"));
   } else {
     res.notes.push(`${dataset} at ${rttMs} ms: nothing copied back (Ketter's copy out ended ${pushed.status}); rsync and scp back not measured either`);
   }
