@@ -16,7 +16,8 @@ import { maybeYield } from "./yield.ts";
 
 const READ_CHUNK = 1 << 20;
 const BIG_READ = 4 << 20;
-const READ_DEPTH = 3;
+/** Read size when hashing large files: small enough that the hash finds the chunk still in the CPU cache. */
+const HASH_READ = 256 << 10;
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
@@ -408,40 +409,32 @@ export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signa
 }
 
 /**
- * Hashes an open file from the start, keeping READ_DEPTH reads of 4 MiB in flight in the thread
- * pool while this thread hashes the oldest one in order. Reading, not CRC-32, is the bottleneck
- * (~0.7 ms per cached 4 MiB read against ~0.35 ms to hash it), so several reads at once pay. A
- * short read ends the hash: callers compare the byte count (or the digest) with what they expect.
+ * Hashes an open file from the start with synchronous 256 KiB reads on this thread, giving the
+ * event loop a turn every few ms. Measured on a cached 1 GiB file (CRC-32, medians of 5): 150 ms
+ * wall and 150 ms CPU, against 195 ms / 222 ms with three 4 MiB reads in flight in the thread pool
+ * (each chunk lands from another core and wakes this thread; 256 KiB-1 MiB async reads were no
+ * better) and 194 ms with 4 MiB synchronous reads (the chunk overflows the CPU cache before the
+ * hash reads it back). One read blocks for less than the whole-file reads of small files already
+ * do. A short read ends the hash: callers compare the byte count (or the digest) with what they expect.
  */
 export async function hashFileHandle(fh: fsp.FileHandle, abs: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<{ digest: string; bytes: number }> {
   const h = createHasher(algorithm);
-  const bufs = Array.from({ length: READ_DEPTH }, takeBuffer);
-  const queue: { buf: Buffer; read: Promise<{ bytesRead: number }> }[] = [];
-  let slot = 0;
-  let readPos = 0;
-  const issue = (): void => {
-    const buf = bufs[slot++ % READ_DEPTH] as Buffer; // the buffer just hashed, round-robin
-    queue.push({ buf, read: fh.read(buf, 0, BIG_READ, readPos) });
-    readPos += BIG_READ;
-  };
+  const pooled = takeBuffer();
+  const buf = pooled.subarray(0, HASH_READ);
   let pos = 0;
   try {
-    for (let k = 0; k < READ_DEPTH; k++) issue();
     for (;;) {
-      const { buf, read } = queue.shift() as { buf: Buffer; read: Promise<{ bytesRead: number }> };
-      const { bytesRead } = await read;
-      h.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-      if (bytesRead < BIG_READ) break;
+      const n = fs.readSync(fh.fd, buf, 0, HASH_READ, pos);
+      h.update(buf.subarray(0, n));
+      pos += n;
+      if (n < HASH_READ) break;
       throwIfAborted(signal);
-      issue();
+      await maybeYield();
     }
   } catch (err) {
     throw fromSystemError(err, abs, "read");
   } finally {
-    // Reads still in flight write into pooled buffers: let them land before handing the buffers back.
-    await Promise.allSettled(queue.map((q) => q.read));
-    for (const b of bufs) giveBuffer(b);
+    giveBuffer(pooled);
   }
   return { digest: h.digest(), bytes: pos };
 }

@@ -274,6 +274,52 @@ describe("failures leave no trace", () => {
     });
   }
 
+  test("one flipped byte deep inside a large file is caught by checksum (copy_file_range path, hashed in 256 KiB reads)", async () => {
+    const size = 6 * 1024 * 1024 + 777; // several hash reads, not a multiple of one
+    writeTree(abs("src"), { "big": size, "small": 10 });
+    let corrupted = "";
+    const f = await failure(
+      { sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct", verify: "checksum" },
+      {
+        onProgress: (p) => {
+          if (p.phase !== "verify" || corrupted) return;
+          corrupted = path.join(dir, leftovers(dir).find((n) => n.endsWith(".partial")) as string, "big");
+          const fd = fs.openSync(corrupted, "r+");
+          const at = size - 300; // in the last, short read
+          const b = Buffer.alloc(1);
+          fs.readSync(fd, b, 0, 1, at);
+          b[0] = (b[0] as number) ^ 0x80;
+          fs.writeSync(fd, b, 0, 1, at);
+          fs.closeSync(fd);
+        },
+      },
+    );
+    expect(corrupted).not.toBe("");
+    expect(f).toMatchObject({ code: "VERIFY_FAILED", retryable: true });
+    expect(f.message).toContain("big");
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  test("cancel while a large file is being copied and hashed leaves no staging", async () => {
+    writeTree(abs("src"), { "a": 24 * 1024 * 1024, "b": 24 * 1024 * 1024, "c": 24 * 1024 * 1024 });
+    const before = snapshot(abs("src"));
+    const ac = new AbortController();
+    const f = await failure(
+      { sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct", verify: "checksum" },
+      {
+        signal: ac.signal,
+        options: { progressIntervalMs: 0 },
+        // Aborted once the first file is copied: the second is being copied and hashed, the third not started.
+        onProgress: (p) => p.phase === "transfer" && p.bytesDone > 0 && ac.abort(),
+      },
+    );
+    expect(f.code).toBe("CANCELLED");
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+    expect(treeDiff(snapshot(abs("src")), before)).toEqual([]);
+  });
+
   test("a file changed between scan and copy is SOURCE_CHANGED (retryable)", async () => {
     writeTree(abs("src"), { "a": 1000, "b": 1000 });
     const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct" }, { onEvent: (e) => e.kind === "strategy_chosen" && fs.appendFileSync(abs("src/b"), "more") });
