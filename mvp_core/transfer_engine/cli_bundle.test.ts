@@ -15,12 +15,13 @@ function run(file: string): string {
   return p.stdout.toString();
 }
 
-test("builds once, reuses the bundle, and rebuilds when any input changes or vanishes", async () => {
-  writeTree(dir, { "src/main.ts": 'import { word } from "./word.ts";\nawait Bun.write(Bun.stdout, word);\n', "src/word.ts": 'export const word = "one";\n' });
+test("builds once (with bytecode), reuses the bundle, and rebuilds when any input changes or vanishes", async () => {
+  writeTree(dir, { "src/main.ts": 'import { word } from "./word.ts";\nvoid Bun.write(Bun.stdout, word);\n', "src/word.ts": 'export const word = "one";\n' });
   const main = path.join(dir, "src/main.ts");
   const cache = path.join(dir, "cache");
   const first = await bundledEntry(main, cache);
   expect(run(first)).toBe("one");
+  expect(fs.existsSync(`${first}.jsc`)).toBe(true);
   expect(JSON.parse(fs.readFileSync(path.join(cache, "inputs.json"), "utf8"))).toEqual([main, path.join(dir, "src/word.ts")]);
   const mtime = fs.statSync(first).mtimeMs;
   expect(await bundledEntry(main, cache)).toBe(first);
@@ -32,10 +33,12 @@ test("builds once, reuses the bundle, and rebuilds when any input changes or van
   expect(run(second)).toBe("two");
   expect(fs.existsSync(first)).toBe(true); // a concurrent start may still be importing it
 
+  // A top-level await cannot be CommonJS bytecode: a plain ES module bundle instead.
   fs.writeFileSync(path.join(dir, "src/main.ts"), 'await Bun.write(Bun.stdout, "three");\n');
   fs.rmSync(path.join(dir, "src/word.ts"));
   const third = await bundledEntry(main, cache);
   expect(run(third)).toBe("three");
+  expect(fs.existsSync(`${third}.jsc`)).toBe(false);
   expect(JSON.parse(fs.readFileSync(path.join(cache, "inputs.json"), "utf8"))).toEqual([main]);
 });
 
@@ -45,11 +48,12 @@ test("a source that does not compile is reported, not bundled", async () => {
   expect(fs.existsSync(path.join(dir, "cache"))).toBe(false);
 });
 
-test("the CLI gives the same result from its bundle and from its sources", async () => {
+test("the CLI gives the same result from its bundle and from its sources (direct and zip)", async () => {
   writeTree(dir, { "src/a": 1000, "src/b/c": "c" });
   const cli = path.join(import.meta.dir, "cli.ts");
-  const outputs = ["1", "0"].map((bundle, i) => {
-    const p = Bun.spawnSync(["bun", cli, "--from", "src", "--to", `dst${i}`, "--mode", "copy", "--json", "--id", "same"], { cwd: dir, env: { ...process.env, KETTER_ENGINE_BUNDLE: bundle }, stdout: "pipe", stderr: "pipe" });
+  const runs = [["1", "direct"], ["0", "direct"], ["1", "zip"], ["0", "zip"]] as const;
+  const outputs = runs.map(([bundle, strategy], i) => {
+    const p = Bun.spawnSync(["bun", cli, "--from", "src", "--to", `dst${i}`, "--mode", "copy", "--strategy", strategy, "--json", "--id", "same"], { cwd: dir, env: { ...process.env, KETTER_ENGINE_BUNDLE: bundle }, stdout: "pipe", stderr: "pipe" });
     expect(p.stderr.toString()).toBe("");
     expect(p.exitCode).toBe(0);
     const { result } = JSON.parse(p.stdout.toString()) as { result: { durationsMs: unknown } };
@@ -57,5 +61,7 @@ test("the CLI gives the same result from its bundle and from its sources", async
     return result;
   });
   expect(outputs[0]).toEqual(outputs[1]);
-  expect(fs.readFileSync(path.join(dir, "dst0/a"))).toEqual(fs.readFileSync(path.join(dir, "src/a")));
+  expect(outputs[2]).toEqual(outputs[3]);
+  expect(outputs[2]).toMatchObject({ strategy: "zip", archives: 1 });
+  for (const i of [0, 2]) expect(fs.readFileSync(path.join(dir, `dst${i}/a`))).toEqual(fs.readFileSync(path.join(dir, "src/a")));
 });

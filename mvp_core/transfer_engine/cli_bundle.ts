@@ -50,41 +50,53 @@ function readInputs(cacheDir: string): string[] | null {
 }
 
 async function build(entry: string, cacheDir: string): Promise<string> {
-  let out: Bun.BuildOutput;
-  try {
-    out = await Bun.build({ entrypoints: [entry], target: "bun", external: ["fflate"], metafile: true });
-  } catch (err) {
-    // Bun throws an AggregateError whose message is only "Bundle failed"; the causes are inside.
-    const causes = err instanceof AggregateError ? err.errors.map(String).join("; ") : String(err);
-    throw new Error(`bundling ${entry} failed: ${causes}`);
-  }
-  if (!out.success || out.outputs.length !== 1 || out.metafile === undefined) {
-    throw new Error(`bundling ${entry} failed: ${out.logs.map(String).join("; ") || "no single output"}`);
-  }
+  // Precompiled bytecode (CommonJS only) saves JavaScriptCore parsing the bundle: a 1 MiB copy
+  // started in 17 ms instead of 23. Sources with a top-level await cannot be CommonJS: those get
+  // a plain ES module bundle instead.
+  const out = (await bundle(entry, true)) ?? (await bundle(entry, false));
+  if (out === null || out.metafile === undefined) throw new Error(`bundling ${entry} failed: no output`);
   // Metafile paths are relative to the working directory.
   const inputs = Object.keys(out.metafile.inputs).map((p) => path.resolve(p)).sort();
   const key = inputsKey(inputs);
   if (key === null) throw new Error("an input of the bundle vanished while it was built");
   fs.mkdirSync(cacheDir, { recursive: true });
   const file = path.join(cacheDir, `${key}.js`);
-  // Concurrent first starts each write their own temp file; rename makes whichever lands last win whole.
-  writeAtomic(file, await (out.outputs[0] as Blob).text());
+  // Bun finds the bytecode as "<file>.jsc"; it is written first, the .js (what callers look for) last.
+  // Concurrent first starts each write their own temp files; rename makes whichever lands last win whole.
+  const bytecode = out.outputs.find((o) => o.kind === "bytecode");
+  if (bytecode) writeAtomic(`${file}.jsc`, new Uint8Array(await bytecode.arrayBuffer()));
+  writeAtomic(file, await (out.outputs.find((o) => o.kind === "entry-point") as Blob).text());
   writeAtomic(path.join(cacheDir, INPUTS_FILE), JSON.stringify(inputs));
-  removeStale(cacheDir, `${key}.js`);
+  removeStale(cacheDir, key);
   return file;
 }
 
-function writeAtomic(file: string, text: string): void {
+/** Bun.build of `entry`; null when only the bytecode variant failed (so the plain one can be tried). */
+async function bundle(entry: string, bytecode: boolean): Promise<Bun.BuildOutput | null> {
+  try {
+    const out = await Bun.build({ entrypoints: [entry], target: "bun", external: ["fflate"], metafile: true, ...(bytecode ? { format: "cjs", bytecode: true } : {}) });
+    if (out.success) return out;
+    if (bytecode) return null;
+    throw new Error(out.logs.map(String).join("; "));
+  } catch (err) {
+    if (bytecode) return null;
+    // Bun throws an AggregateError whose message is only "Bundle failed"; the causes are inside.
+    const causes = err instanceof AggregateError ? err.errors.map(String).join("; ") : String(err);
+    throw new Error(`bundling ${entry} failed: ${causes}`);
+  }
+}
+
+function writeAtomic(file: string, data: string | Uint8Array): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text);
+  fs.writeFileSync(tmp, data);
   fs.renameSync(tmp, file);
 }
 
 /** Older bundles, kept for a minute in case a concurrent start is about to import one. */
-function removeStale(cacheDir: string, keep: string): void {
+function removeStale(cacheDir: string, key: string): void {
   const now = Date.now();
   for (const name of fs.readdirSync(cacheDir)) {
-    if (name === keep || name === INPUTS_FILE || !name.endsWith(".js")) continue;
+    if (name.startsWith(`${key}.`) || !(name.endsWith(".js") || name.endsWith(".jsc"))) continue;
     const p = path.join(cacheDir, name);
     if (now - fs.statSync(p).mtimeMs > 60_000) fs.rmSync(p, { force: true });
   }

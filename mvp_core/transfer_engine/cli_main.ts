@@ -48,4 +48,7 @@ async function main(): Promise<number> {
   }
 }
 
-process.exitCode = await main();
+// No top-level await: it would keep this file from being bundled as precompiled bytecode (cli_bundle.ts).
+void main().then((code) => {
+  process.exitCode = code;
+});
