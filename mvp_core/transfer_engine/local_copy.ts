@@ -10,6 +10,7 @@ import type { Entry, HashAlgorithm } from "./endpoint.ts";
 import { TransferError, fromSystemError } from "./errors.ts";
 import { createHasher } from "./hash.ts";
 import { hashFileHandle } from "./local.ts";
+import { preallocate } from "./prealloc.ts";
 
 const UMASK = process.umask();
 
@@ -102,7 +103,10 @@ export async function copyLarge(src: string, dst: string, e: Entry, alg: HashAlg
   }
   try {
     checkUnchanged(src, e, await sfh.stat());
-    const copy = fsp.copyFile(src, dst, fs.constants.COPYFILE_EXCL).then(
+    createPreallocated(dst, e.size);
+    // No COPYFILE_EXCL: the file was just created (O_EXCL) by us. Bun's copyFile opens an existing
+    // target without O_TRUNC and truncates it to the bytes copied, so the reservation is kept.
+    const copy = fsp.copyFile(src, dst).then(
       () => onBytes(e.size),
       (err: unknown) => {
         throw fromSystemError(err, dst, "copy to");
@@ -123,6 +127,23 @@ export async function copyLarge(src: string, dst: string, e: Entry, alg: HashAlg
     return digest;
   } finally {
     await sfh.close();
+  }
+}
+
+/** Creates `dst` (which must not exist) with room for `size` bytes (see prealloc.ts). */
+function createPreallocated(dst: string, size: number): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(dst, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  } catch (err) {
+    throw fromSystemError(err, dst, "create");
+  }
+  try {
+    preallocate(fd, size);
+  } catch (err) {
+    throw fromSystemError(err, dst, "reserve space for");
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

@@ -76,6 +76,21 @@ describe("copy", () => {
     }
   }
 
+  for (const verify of ["size", "checksum"] as const) {
+    test(`files of odd sizes (0 bytes, 1, 4097, 1 MiB + 1) through the preallocated copy_file_range path keep content, mode and mtime (${verify})`, async () => {
+      writeTree(abs("src"), { "zero": "", "one": 1, "page": 4097, "mib": 1024 * 1024 + 1 });
+      fs.chmodSync(abs("src/page"), 0o751);
+      fs.utimesSync(abs("src/mib"), new Date("1999-12-31T23:59:59Z"), new Date("1999-12-31T23:59:59Z"));
+      const before = snapshot(abs("src"));
+      // localWholeFileBytes 0: every file, even the empty one, takes the large-file path.
+      const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct", verify }, { options: { localWholeFileBytes: 0 } });
+      expect(r.verified).toMatchObject({ mode: verify, files: 4 });
+      expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
+      expect(fs.statSync(abs("dst/mib")).size).toBe(1024 * 1024 + 1);
+      expect(leftovers(dir)).toEqual([]);
+    });
+  }
+
   test("10,000 small files: auto picks zip, the copy is exact, and timers keep running meanwhile", async () => {
     const files: Record<string, number> = {};
     for (let i = 0; i < 10_000; i++) files[`d${i % 100}/f${i}`] = (i * 37) % 4096;
@@ -412,7 +427,7 @@ describe("bad input", () => {
       expect(honest.code).toBe("NO_SPACE");
       class OptimisticDisk extends LocalEndpoint {
         override async space(): Promise<SpaceInfo> {
-          return { freeBytes: 1 << 40, totalBytes: 1 << 40 };
+          return { freeBytes: 2 ** 40, totalBytes: 2 ** 40 }; // not 1 << 40: that is 256 in 32-bit JS shifts
         }
       }
       for (const strategy of ["direct", "zip"] as const) {
@@ -421,6 +436,26 @@ describe("bad input", () => {
         expect(fs.readdirSync(disk)).toEqual([]);
       }
       expect(treeDiff(snapshot(abs("src")), before)).toEqual([]);
+    } finally {
+      Bun.spawnSync(["umount", disk]);
+    }
+  });
+
+  test.skipIf(process.getuid?.() !== 0)("a large file that cannot fit fails with NO_SPACE at its reservation (before copying), no staging left", async () => {
+    const disk = abs("disk");
+    fs.mkdirSync(disk);
+    expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]).exitCode).toBe(0);
+    try {
+      writeTree(abs("src"), { "big": 3 * 1024 * 1024 });
+      class OptimisticDisk extends LocalEndpoint {
+        override async space(): Promise<SpaceInfo> {
+          return { freeBytes: 2 ** 40, totalBytes: 2 ** 40 }; // not 1 << 40: that is 256 in 32-bit JS shifts
+        }
+      }
+      const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct" }, { target: new OptimisticDisk(disk) });
+      expect(f.code).toBe("NO_SPACE");
+      expect(f.message).toContain("reserve space for");
+      expect(fs.readdirSync(disk)).toEqual([]);
     } finally {
       Bun.spawnSync(["umount", disk]);
     }
