@@ -359,7 +359,7 @@ function readlinkOrNull(abs: string): string | null {
   }
 }
 
-/** Hashes one local file: small files in one synchronous read, large ones with overlapped async reads. */
+/** Hashes one local file: small files in one synchronous read, large ones in 256 KiB reads (hashFd). */
 export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<string> {
   let fd: number;
   try {
@@ -393,18 +393,11 @@ export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signa
         giveBuffer(pooled);
       }
     }
+    return (await hashFd(fd, abs, algorithm, signal)).digest;
   } catch (err) {
     throw fromSystemError(err, abs, "read");
   } finally {
     fs.closeSync(fd);
-  }
-  const fh = await fsp.open(abs, "r").catch((err: unknown) => {
-    throw fromSystemError(err, abs, "open");
-  });
-  try {
-    return (await hashFileHandle(fh, abs, algorithm, signal)).digest;
-  } finally {
-    await fh.close();
   }
 }
 
@@ -417,14 +410,14 @@ export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signa
  * hash reads it back). One read blocks for less than the whole-file reads of small files already
  * do. A short read ends the hash: callers compare the byte count (or the digest) with what they expect.
  */
-export async function hashFileHandle(fh: fsp.FileHandle, abs: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<{ digest: string; bytes: number }> {
+export async function hashFd(fd: number, abs: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<{ digest: string; bytes: number }> {
   const h = createHasher(algorithm);
   const pooled = takeBuffer();
   const buf = pooled.subarray(0, HASH_READ);
   let pos = 0;
   try {
     for (;;) {
-      const n = fs.readSync(fh.fd, buf, 0, HASH_READ, pos);
+      const n = fs.readSync(fd, buf, 0, HASH_READ, pos);
       h.update(buf.subarray(0, n));
       pos += n;
       if (n < HASH_READ) break;
