@@ -94,6 +94,11 @@ export class FieldApi {
     return Health.parse(parseJson(await res.text()));
   }
 
+  /** GET /portals (the preflight uses it to find out whether the token is accepted). */
+  async listPortals(): Promise<void> {
+    await this.call(z.unknown(), "GET", "/portals");
+  }
+
   /** POST /portals. */
   createPortal(body: Record<string, unknown>): Promise<Portal> {
     return this.call(Portal, "POST", "/portals", { body });

@@ -130,7 +130,7 @@ describe("report", () => {
   test("the markdown says PASS or FAIL and lists every failure", () => {
     const report: FieldReport = {
       when: "2026-11-25T02:00:00.000Z", runId: "r1", quick: false, command: "bun run field", passed: false, durationS: 100,
-      machine: { host: "vm", nproc: 2, memGiB: 24, cpu: "cpu", kernel: "6", bun: "1.4.5", os: "Linux" },
+      machine: { host: "vm", nproc: 2, memGiB: 24, cpu: "cpu", kernel: "6", bun: "1.4.5", os: "Linux", loadAvgStart: [0.5, 0.4, 0.3], loadAvgEnd: [1, 0.8, 0.5] },
       stack: { apiUrl: "http://127.0.0.1:8080", version: "3.0.0", workers: ["vm:1:a"] },
       srvtrf: null, datasets: [{ name: "large", describe: "4 files" }], rttsMs: [0], table: buildTable(jobs, refs),
       jobs: [...jobs, outcome({ label: "bad", jobId: "j4", status: "FAILED", problems: ["job ended FAILED (X: y)"] })], references: refs, notes: [], errors: ["cleanup: z"],

@@ -62,7 +62,7 @@ export function parseOptions(argv: string[]): FieldOptions {
   const quick = values.quick === true;
   const rttsMs = (values.latency ?? "0,2,20").split(",").map((s) => Number(s.trim()));
   if (rttsMs.some((n) => !Number.isInteger(n) || n < 0 || n > 1000)) throw new UsageError("--latency must be whole milliseconds between 0 and 1000, e.g. 0,2,20");
-  if (!rttsMs.includes(0)) throw new UsageError("--latency must include 0: moves and faults run without a relay");
+  if (!rttsMs.includes(0)) throw new UsageError("--latency must include 0: the moves and the baseline run straight to sshd");
   const datasets = (values.datasets ?? DATASET_NAMES.join(",")).split(",").map((s) => s.trim());
   const bad = datasets.filter((d) => !(DATASET_NAMES as readonly string[]).includes(d));
   if (bad.length || datasets.length === 0) throw new UsageError(`unknown dataset ${bad.join(",") || "(none)"}; use ${DATASET_NAMES.join(",")}`);

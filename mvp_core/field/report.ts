@@ -35,7 +35,7 @@ export interface FieldReport {
   command: string;
   passed: boolean;
   durationS: number;
-  machine: { host: string; nproc: number; memGiB: number; cpu: string; kernel: string; bun: string; os: string };
+  machine: { host: string; nproc: number; memGiB: number; cpu: string; kernel: string; bun: string; os: string; loadAvgStart: number[]; loadAvgEnd: number[] };
   stack: { apiUrl: string; version: string | null; workers: string[] };
   srvtrf: { address: string; port: number | null; user: string | null; root: string | null; hostKeyFingerprint: string | null; portals: Array<{ name: string; id: string; rttMs: number; port: number }> } | null;
   datasets: Array<{ name: string; describe: string }>;
@@ -49,6 +49,18 @@ export interface FieldReport {
 }
 
 const MB = 1_000_000;
+
+/** How the field test is built and why; printed in every report so a reader can judge the numbers. */
+const DECISIONS = [
+  "**One stack, driven from outside.** Jobs go through the running API (`POST /jobs`, polled with `GET /jobs/{id}`, events from `GET /jobs/{id}/events`) to the stack's queue and worker(s); nothing is called in-process. Files are checked on disk (LAB and SRVTRF share this machine), independently of Ketter's own verification.",
+  "**SRVTRF is a second host on loopback:** a real OpenSSH sshd of its own (`mvp_core/testing/sshd.ts`) on its own address, with a throw-away user (when run as root), keys and root folder. The portals use key auth; the host key is pinned from what `POST /portals/{id}/check` saw, after comparing it with the key sshd was started with.",
+  "**Data paths:** copies read LAB's pristine `src/` (so the source can be re-hashed afterwards); a move consumes a fresh copy of it. The copy back from SRVTRF reads what Ketter's copy out wrote (after it was verified), and the move back consumes what the move out wrote, so every SRVTRF-side file was written by SRVTRF's user, as in production. Every destination is removed once judged.",
+  "**Worker kill:** the command starts one extra worker with the stack worker's exact environment (read from /proc), so two workers compete for the job; whichever claims it (from its `started` event) gets `kill -9`. If that was the stack's worker, it is started again at once the way dev_up.sh does (same command, environment, log and pid file). The job must come back by lease expiry and the reaper (`reclaimed`), i.e. after up to WORKER_LEASE_MS. The extra worker uses the stack's lease on purpose: a worker with a shorter lease would take the other workers' slower heartbeats for deaths.",
+  "**sshd restart:** SRVTRF's sshd and every session are SIGKILLed mid-transfer and started again 1 s later on the same port and keys; the job must fail the attempt as retryable and finish on a later one (max attempts raised to 5 for fault jobs so the outcome is about recovery, not the budget).",
+  "**Latency:** a user-space TCP relay in a child process (its timers undisturbed by this command's hashing) delays every chunk by half the round trip in each direction. It delays application data (SSH packets, SFTP requests and replies), not TCP ACKs: a clean, loss-free WAN link; congestion control and loss are not simulated.",
+  "**Timing:** one run per cell, interleaved (Ketter, rsync, scp on the same data back to back, page cache equally warm). These 2-CPU machines drift between minutes, so differences under ~20 % are noise; the structure of the table (who wins where, and how time grows with latency) is what to read. rsync and scp verify nothing after copying; Ketter's time includes its SHA-256 verification on both ends.",
+  "**Budget:** a reference tool is stopped after --max-tool-seconds, and not started at a higher latency when it was already stopped at a lower one or its two lower-latency times extrapolate past the limit (scp -r pays several round trips per file).",
+];
 
 /** Ketter's copies next to the reference tools' runs of the same dataset, direction and latency. */
 export function buildTable(jobs: readonly JobOutcome[], refs: readonly ReferenceRun[]): TableRow[] {
@@ -119,7 +131,7 @@ export function renderMarkdown(r: FieldReport): string {
     "",
     "## What ran, on what",
     "",
-    `- **Machine:** ${r.machine.host}, ${r.machine.nproc} CPUs (${r.machine.cpu}), ${r.machine.memGiB} GiB RAM, ${r.machine.os} kernel ${r.machine.kernel}, Bun ${r.machine.bun}.`,
+    `- **Machine:** ${r.machine.host}, ${r.machine.nproc} CPUs (${r.machine.cpu}), ${r.machine.memGiB} GiB RAM, ${r.machine.os} kernel ${r.machine.kernel}, Bun ${r.machine.bun}; load average ${r.machine.loadAvgStart.map((x) => x.toFixed(2)).join(" ")} at the start, ${r.machine.loadAvgEnd.map((x) => x.toFixed(2)).join(" ")} at the end (anything else running shares the CPUs with the measurements).`,
     `- **Stack (LAB):** the running API at ${r.stack.apiUrl} (version ${r.stack.version ?? "?"}), its queue and worker(s) ${r.stack.workers.join(", ") || "—"}; every job went API → queue → worker → engine.`,
   );
   if (r.srvtrf) {
@@ -171,6 +183,7 @@ export function renderMarkdown(r: FieldReport): string {
     "",
   );
   if (r.notes.length) out.push("## Notes", "", ...r.notes.map((n) => `- ${n}`), "");
+  out.push("## Method and decisions", "", ...DECISIONS.map((d) => `- ${d}`), "");
   return out.join("\n");
 }
 

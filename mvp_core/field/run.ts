@@ -38,11 +38,12 @@ interface Resources {
   portals: SrvtrfPortal[];
 }
 
-function machine(): FieldReport["machine"] {
+function machine(loadAvgStart: number[]): FieldReport["machine"] {
   const uname = Bun.spawnSync(["uname", "-sr"]).stdout.toString().trim();
   return {
     host: os.hostname(), nproc: os.availableParallelism(), memGiB: Math.round(os.totalmem() / 2 ** 30),
     cpu: os.cpus()[0]?.model ?? "?", kernel: os.release(), bun: Bun.version, os: uname.split(" ")[0] ?? os.type(),
+    loadAvgStart, loadAvgEnd: os.loadavg(),
   };
 }
 
@@ -80,6 +81,7 @@ async function cleanup(api: FieldApi, res: Resources): Promise<string[]> {
 /** Runs the whole field test and writes its report. Throws PreflightError when there is no stack to test. */
 export async function runField(opts: FieldOptions, env: FieldEnv): Promise<FieldOutcome> {
   const started = performance.now();
+  const loadAvgStart = os.loadavg();
   const when = new Date().toISOString();
   const runId = crypto.randomUUID().slice(0, 8);
   const api = new FieldApi(env.api.url, env.api.token);
@@ -118,7 +120,7 @@ export async function runField(opts: FieldOptions, env: FieldEnv): Promise<Field
 
   const report: FieldReport = {
     when, runId, quick: opts.quick, command: env.command, passed: false, durationS: (performance.now() - started) / 1000,
-    machine: machine(),
+    machine: machine(loadAvgStart),
     stack: { apiUrl: env.api.url, version: health.version, workers: health.workers.ids },
     srvtrf: res.srv
       ? {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startLatencyRelay, type LatencyRelay } from "../testing/latency_relay.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
-import { type FieldApi, type Health, type Portal } from "./api.ts";
+import { ApiError, type FieldApi, type Health, type Portal } from "./api.ts";
 
 /** The stack is not there (or has no worker): main exits 2 with this message. */
 export class PreflightError extends Error {
@@ -36,6 +36,11 @@ export async function preflight(api: FieldApi): Promise<Health> {
   }
   if (health.status !== "ok") throw new PreflightError(`the API at ${api.baseUrl} is ${health.status} (database ok: ${health.database.ok}, redis ok: ${health.redis.ok}): ${DEV_UP}`);
   if (health.workers.live === 0) throw new PreflightError(`the API at ${api.baseUrl} has no live worker: ${DEV_UP}`);
+  // /health is public; the rest is not. A refused token would otherwise only show up mid-setup.
+  await api.listPortals().catch((err: unknown) => {
+    if (err instanceof ApiError && err.status === 401) throw new PreflightError(`the API at ${api.baseUrl} refused the request (${err.message}): set KETTER_API_TOKEN to its token`);
+    throw err;
+  });
   return health;
 }
 
