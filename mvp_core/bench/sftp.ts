@@ -149,8 +149,10 @@ function writeRandomFile(file: string, bytes: number): void {
 async function runOnce(m: Method, src: string, link: Link, timeFile: string, maxSeconds: number): Promise<Omit<Sample, "dataset" | "latencyMs" | "method" | "round">> {
   Bun.spawnSync(["sync"]);
   const t0 = performance.now();
-  const p = Bun.spawn(["/usr/bin/time", "-f", "%M", "-o", timeFile, ...m.argv(src, link)], { stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => p.kill("SIGKILL"), maxSeconds * 1000);
+  // setsid: its own process group, so a stopped run takes its children (ssh, sftp…) with it; an
+  // orphaned scp kept writing into the target during the next methods' runs.
+  const p = Bun.spawn(["setsid", "/usr/bin/time", "-f", "%M", "-o", timeFile, ...m.argv(src, link)], { stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => process.kill(-p.pid, "SIGKILL"), maxSeconds * 1000);
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   clearTimeout(timer);
   const seconds = (performance.now() - t0) / 1000;
@@ -265,6 +267,17 @@ async function main(): Promise<number> {
   const sshd = await startSshd();
   const samples: Sample[] = [];
   const relays = new Map<number, { port: number; stop: () => Promise<void> }>();
+  const cleanup = async (): Promise<void> => {
+    for (const r of relays.values()) await r.stop();
+    await sshd.stop();
+    fs.rmSync(root, { recursive: true, force: true });
+  };
+  // Interrupted: still remove the throw-away user, sshd, relays and datasets.
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
   try {
     for (const d of sets) {
       process.stderr.write(`generating ${d.name} (${d.describe})…\n`);
@@ -298,9 +311,7 @@ async function main(): Promise<number> {
       }
     }
   } finally {
-    for (const r of relays.values()) await r.stop();
-    await sshd.stop();
-    fs.rmSync(root, { recursive: true, force: true });
+    await cleanup();
   }
   const rows = summarise(sets, latencies, METHODS, samples);
   printTable(rows);
