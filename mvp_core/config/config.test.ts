@@ -1,9 +1,14 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, loadConfig } from "./config.ts";
+
+const NO_DEV_KEY = { devKeyFile: "/nonexistent/ketter/secret_key" };
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
-    loadConfig(env);
+    loadConfig(env, NO_DEV_KEY);
   } catch (err) {
     if (err instanceof ConfigError) return err.problems;
     throw err;
@@ -13,7 +18,7 @@ function problemsOf(env: Record<string, string>): string[] {
 
 describe("config", () => {
   test("an empty environment gives working local-development defaults", () => {
-    const c = loadConfig({});
+    const c = loadConfig({}, NO_DEV_KEY);
     expect(c.databaseUrl).toBe("postgres://ketter:ketter@127.0.0.1:5432/ketter");
     expect(c.redisUrl).toBe("redis://127.0.0.1:6379/0");
     expect(c.api).toEqual({ host: "127.0.0.1", port: 8080, url: "http://127.0.0.1:8080", token: undefined });
@@ -61,5 +66,24 @@ describe("config", () => {
 
   test("production refuses to start without its own secret key", () => {
     expect(problemsOf({ NODE_ENV: "production" })).toEqual([expect.stringContaining("KETTER_SECRET_KEY: required in production")]);
+  });
+
+  test("a key file is read (explicitly, or dev_up's in development) and a bad one is reported", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ketter-config-"));
+    try {
+      const file = join(dir, "secret_key");
+      writeFileSync(file, "cd".repeat(32) + "\n");
+      expect(loadConfig({ KETTER_SECRET_KEY_FILE: file }, NO_DEV_KEY).secretKey.toString("hex")).toBe("cd".repeat(32));
+      expect(loadConfig({}, { devKeyFile: file }).secretKey.toString("hex")).toBe("cd".repeat(32));
+      // The variable wins over the file; production never falls back to dev_up's file.
+      expect(loadConfig({ KETTER_SECRET_KEY: "ab".repeat(32), KETTER_SECRET_KEY_FILE: file }).secretKey.toString("hex")).toBe("ab".repeat(32));
+      expect(() => loadConfig({ NODE_ENV: "production" }, { devKeyFile: file })).toThrow(/KETTER_SECRET_KEY: required in production/);
+
+      writeFileSync(file, "too short");
+      expect(problemsOf({ KETTER_SECRET_KEY_FILE: file })).toEqual([expect.stringContaining("must be 32 bytes")]);
+      expect(problemsOf({ KETTER_SECRET_KEY_FILE: join(dir, "missing") })).toEqual([expect.stringContaining("ENOENT")]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

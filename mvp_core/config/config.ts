@@ -2,6 +2,8 @@
  * The one place that reads the environment. Every process calls loadConfig() once in its main;
  * nothing reads process.env at import time.
  */
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 
 /** Empty strings count as unset, so `FOO=` in an env file falls back to the default. */
@@ -31,6 +33,10 @@ const secretKey = z.string().transform((s, ctx) => {
   return bytes;
 });
 
+// Where dev_up.sh keeps the key it generated, so any process started from this checkout (a DKU
+// in a fresh shell, say) decrypts what the API encrypted without copying the key around.
+const DEV_KEY_FILE = fileURLToPath(new URL("../../.run/secret_key", import.meta.url));
+
 // A fixed key is only acceptable for local development; production must set its own.
 const DEV_SECRET_KEY = "6b657474657220646576206b6579202d206e6f7420666f722070726f64756374";
 
@@ -44,6 +50,7 @@ const EnvSchema = z.object({
   API_PORT: env(int(1, 65535).default(8080)),
   KETTER_API_URL: env(url(["http:", "https:"], "http://127.0.0.1:8080").optional()),
   KETTER_SECRET_KEY: env(secretKey.optional()),
+  KETTER_SECRET_KEY_FILE: env(z.string().optional()),
   KETTER_API_TOKEN: env(z.string().min(16, "must be at least 16 characters").optional()),
   LOG_LEVEL: env(z.enum(["debug", "info", "warn", "error"]).default("info")),
   WORKER_CONCURRENCY: env(int(1, 64).default(2)),
@@ -93,15 +100,16 @@ export class ConfigError extends Error {
   }
 }
 
-/** Validates `env` (default: process.env) and returns the configuration, or throws ConfigError naming every problem. */
-export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+/**
+ * Validates `env` (default: process.env) and returns the configuration, or throws ConfigError naming
+ * every problem. `devKeyFile` is where a development key is looked for when none is given.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env, opts: { devKeyFile?: string } = {}): Config {
   const parsed = EnvSchema.safeParse(env);
   const problems = parsed.success
     ? []
     : parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}${describeValue(env, i.path[0])}`);
-  if (parsed.success && parsed.data.NODE_ENV === "production" && !parsed.data.KETTER_SECRET_KEY) {
-    problems.push("KETTER_SECRET_KEY: required in production (generate one with: openssl rand -hex 32)");
-  }
+  const key = parsed.success ? resolveSecretKey(parsed.data, opts.devKeyFile ?? DEV_KEY_FILE, problems) : undefined;
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
   return {
@@ -116,7 +124,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       url: e.KETTER_API_URL ?? `http://${e.API_HOST === "0.0.0.0" ? "127.0.0.1" : e.API_HOST}:${e.API_PORT}`,
       token: e.KETTER_API_TOKEN,
     },
-    secretKey: e.KETTER_SECRET_KEY ?? Buffer.from(DEV_SECRET_KEY, "hex"),
+    secretKey: key ?? Buffer.from(DEV_SECRET_KEY, "hex"),
     logLevel: e.LOG_LEVEL,
     worker: {
       concurrency: e.WORKER_CONCURRENCY,
@@ -130,6 +138,30 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobMaxAttempts: e.JOB_MAX_ATTEMPTS,
     dkuReportDir: e.KETTER_DKU_REPORT_DIR,
   };
+}
+
+/**
+ * The portal-encryption key: KETTER_SECRET_KEY, else the file KETTER_SECRET_KEY_FILE names, else (in
+ * development) the key dev_up.sh generated; undefined means the fixed development key.
+ */
+function resolveSecretKey(e: Env, devKeyFile: string, problems: string[]): Buffer | undefined {
+  if (e.KETTER_SECRET_KEY) return e.KETTER_SECRET_KEY;
+  const file = e.KETTER_SECRET_KEY_FILE ?? (e.NODE_ENV !== "production" && existsSync(devKeyFile) ? devKeyFile : undefined);
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8").trim();
+    } catch (err) {
+      problems.push(`KETTER_SECRET_KEY_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      return undefined;
+    }
+    const key = secretKey.safeParse(text);
+    if (key.success) return key.data;
+    problems.push(`KETTER_SECRET_KEY_FILE: ${file} ${key.error.issues[0]?.message ?? "is not a valid key"}`);
+    return undefined;
+  }
+  if (e.NODE_ENV === "production") problems.push("KETTER_SECRET_KEY: required in production (generate one with: openssl rand -hex 32)");
+  return undefined;
 }
 
 function describeValue(env: Record<string, string | undefined>, key: PropertyKey | undefined): string {

@@ -13,14 +13,18 @@ API_URL="http://$API_HOST:$API_PORT"
 mkdir -p "$KETTER_RUN_DIR"
 
 # The key that encrypts portal secrets must outlive restarts, or stored secrets become unreadable.
-if [ -z "${KETTER_SECRET_KEY:-}" ]; then
+# Processes get the file's path, not the key, so it never shows in their environment; any process
+# started later from this checkout finds the same file (config.ts).
+if [ -z "${KETTER_SECRET_KEY:-}" ] && [ -z "${KETTER_SECRET_KEY_FILE:-}" ]; then
   [ -s "$KETTER_RUN_DIR/secret_key" ] || (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KETTER_RUN_DIR/secret_key")
-  KETTER_SECRET_KEY="$(cat "$KETTER_RUN_DIR/secret_key")"
+  export KETTER_SECRET_KEY_FILE="$KETTER_RUN_DIR/secret_key"
 fi
-export KETTER_SECRET_KEY
 
 compose_up() {
   log "Docker engine found: docker compose up"
+  # Compose passes the key itself (docker-compose.yml interpolates KETTER_SECRET_KEY).
+  [ -n "${KETTER_SECRET_KEY:-}" ] || KETTER_SECRET_KEY="$(cat "$KETTER_SECRET_KEY_FILE")"
+  export KETTER_SECRET_KEY
   docker compose -f "$KETTER_ROOT/mvp_core/infra/docker-compose.yml" up -d --build --wait
   touch "$KETTER_RUN_DIR/compose.started"
 }
