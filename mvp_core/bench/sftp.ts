@@ -192,7 +192,7 @@ async function relay(listen: number, host: string, to: number, oneWayMs: number)
       timer = null;
       const now = performance.now();
       while (queue.length && queue[0]!.due <= now) {
-        if (!into.write(queue.shift()!.data)) {
+        if (!into.write(queue.shift()!.data) && !from.isPaused()) {
           from.pause();
           into.once("drain", () => from.resume());
         }
