@@ -90,12 +90,18 @@ async function resolveRoot(conn: Connection, root: string, label: string): Promi
     return new TransferError("CONNECTION_FAILED", `${label}: could not open ${JSON.stringify(root)}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   };
   try {
-    const real = await conn.guard(new Promise<string>((res, rej) => sftp.realpath(root, (e, p) => (e ? rej(e) : res(p)))));
-    const st = await conn.guard(new Promise<{ isDirectory(): boolean }>((res, rej) => sftp.stat(real, (e, s) => (e ? rej(e) : res(s)))));
-    if (!st.isDirectory()) throw new TransferError("NOT_A_DIRECTORY", `${label}: ${JSON.stringify(root)} is not a folder`, { details: { path: root } });
-    const handle = await conn.guard(new Promise<Buffer>((res, rej) => sftp.opendir(real, (e, h) => (e ? rej(e) : res(h)))));
-    await conn.guard(new Promise<void>((res, rej) => sftp.close(handle, (e) => (e ? rej(e) : res()))));
-    return real;
+    // All three at once (one round trip on a distant link); stat and opendir follow links as realpath does.
+    const [real, st, handle] = await Promise.allSettled([
+      conn.guard(new Promise<string>((res, rej) => sftp.realpath(root, (e, p) => (e ? rej(e) : res(p))))),
+      conn.guard(new Promise<{ isDirectory(): boolean }>((res, rej) => sftp.stat(root, (e, s) => (e ? rej(e) : res(s))))),
+      conn.guard(new Promise<Buffer>((res, rej) => sftp.opendir(root, (e, h) => (e ? rej(e) : res(h))))),
+    ]);
+    if (handle.status === "fulfilled") await conn.guard(new Promise<void>((res, rej) => sftp.close(handle.value, (e) => (e ? rej(e) : res()))));
+    if (real.status === "rejected") throw real.reason;
+    if (st.status === "rejected") throw st.reason;
+    if (!st.value.isDirectory()) throw new TransferError("NOT_A_DIRECTORY", `${label}: ${JSON.stringify(root)} is not a folder`, { details: { path: root } });
+    if (handle.status === "rejected") throw handle.reason;
+    return real.value;
   } catch (err) {
     throw isTransferError(err) ? err : fail(err);
   }
