@@ -72,7 +72,11 @@ export async function connectSsh(t: SshTarget, opts: { signal?: AbortSignal } = 
   const conn = await openConnection({ ...params, signal: opts.signal });
   try {
     const root = await resolveRoot(conn, t.root, sshLabel(t));
-    return new SftpEndpoint(conn, root, sshLabel(t));
+    const ep = new SftpEndpoint(conn, root, sshLabel(t));
+    // Probe now without waiting (one round trip saved when the engine plans). A failure is not
+    // cached: capabilities() probes again and reports it to its caller.
+    void ep.tools().catch(() => undefined);
+    return ep;
   } catch (err) {
     await conn.close();
     throw err;

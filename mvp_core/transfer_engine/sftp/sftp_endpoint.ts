@@ -180,9 +180,10 @@ export class SftpEndpoint implements Endpoint {
         return this.adopt(parseProbe(r.stdout.toString()));
       } catch (err) {
         if (this.conn.lost) throw this.conn.lost;
-        if (isTransferError(err) && err.code === "CANCELLED") throw err;
-        // exec refused (e.g. an SFTP-only account): plan without a shell.
-        return this.adopt(parseProbe(""));
+        // The server refused the exec channel: plan without a shell. Anything else (a timeout…)
+        // propagates and is not cached, so a transient failure cannot pin "no shell".
+        if (isTransferError(err) && err.code === "REMOTE_COMMAND_FAILED") return this.adopt(parseProbe(""));
+        throw err;
       }
     })();
     const p = this.toolsProbe;
@@ -210,7 +211,11 @@ export class SftpEndpoint implements Endpoint {
       const onAbort = (): void => {
         ch.close();
       };
-      const timer = opts.timeoutMs ? setTimeout(() => ch.close(), opts.timeoutMs) : null;
+      let timedOut = false;
+      const timer = opts.timeoutMs ? setTimeout(() => {
+        timedOut = true;
+        ch.close();
+      }, opts.timeoutMs) : null;
       opts.signal?.addEventListener("abort", onAbort, { once: true });
       ch.on("data", (d: Buffer) => out.push(d));
       ch.stderr.on("data", (d: Buffer) => {
@@ -219,12 +224,14 @@ export class SftpEndpoint implements Endpoint {
       ch.on("exit", (c: number | null) => {
         code = c;
       });
-      ch.on("close", () => {
+      // ssh2 passes the exit code to close as well; the exit event alone was missed at times.
+      ch.on("close", (closeCode?: number | null) => {
+        if (code === null && typeof closeCode === "number") code = closeCode;
         if (timer) clearTimeout(timer);
         opts.signal?.removeEventListener("abort", onAbort);
         if (opts.signal?.aborted) return reject(new TransferError("CANCELLED", "transfer cancelled"));
         if (this.conn.lost) return reject(this.conn.lost);
-        if (code === null && timer) return reject(new TransferError("TIMEOUT", `remote command on ${this.label} did not finish within ${opts.timeoutMs} ms`));
+        if (timedOut) return reject(new TransferError("TIMEOUT", `remote command on ${this.label} did not finish within ${opts.timeoutMs} ms`));
         resolve({ code, stdout: Buffer.concat(out), stderr: err });
       });
       if (opts.stdin) ch.end(opts.stdin);
@@ -238,7 +245,12 @@ export class SftpEndpoint implements Endpoint {
     const ch = await this.conn.exec(command, signal);
     let stderr = "";
     let code: number | null = null;
-    const closed = new Promise<void>((r) => ch.once("close", () => r()));
+    // A fast command's exit status can arrive before our listener exists (the channel is handed
+    // over a microtask later); ssh2 repeats the code on close, which waits for the data to be read.
+    const closed = new Promise<void>((r) => ch.once("close", (closeCode?: number | null) => {
+      if (code === null && typeof closeCode === "number") code = closeCode;
+      r();
+    }));
     ch.stderr.on("data", (d: Buffer) => {
       if (stderr.length < 65536) stderr += d.toString();
     });
@@ -1021,7 +1033,8 @@ class ExecWriter implements FileWriter {
   private stdout = "";
 
   constructor(private ep: SftpEndpoint, private ch: ClientChannel, private rel: string, private abs: string, private signal: AbortSignal | undefined, private onReport: ((stdout: string) => void) | null) {
-    this.closed = new Promise<void>((r) => ch.once("close", () => {
+    this.closed = new Promise<void>((r) => ch.once("close", (closeCode?: number | null) => {
+      if (this.exitCode === null && typeof closeCode === "number") this.exitCode = closeCode; // see streamCommand
       this.isClosed = true;
       r();
     }));
