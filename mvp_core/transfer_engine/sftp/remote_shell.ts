@@ -227,6 +227,8 @@ while (defined(my $mode = <STDIN>)) {
 
 /** The PERL_SET_ATTRS command run in `root`, and its stdin. */
 export function perlSetAttrs(root: string, items: readonly { rel: string; mode?: number; mtimeMs?: number }[]): { command: string; stdin: Uint8Array } {
-  const body = items.map((i) => `${i.mode === undefined ? "" : (i.mode & 0o7777).toString(8)}\0${i.mtimeMs === undefined ? "" : (i.mtimeMs / 1000).toFixed(3)}\0${i.rel === "" ? "." : i.rel}\0`).join("");
+  // Truncated to whole milliseconds first: toFixed rounds, so an mtime of x.9996 s became x+1 s, a
+  // different second than the source's (seen on files written just before a second boundary).
+  const body = items.map((i) => `${i.mode === undefined ? "" : (i.mode & 0o7777).toString(8)}\0${i.mtimeMs === undefined ? "" : (Math.floor(i.mtimeMs) / 1000).toFixed(3)}\0${i.rel === "" ? "." : i.rel}\0`).join("");
   return { command: `cd ${shQuote(root)} && perl -e ${shQuote(PERL_SET_ATTRS)}`, stdin: new TextEncoder().encode(body) };
 }

@@ -908,8 +908,17 @@ export class SftpEndpoint implements Endpoint {
     else if (t.shell && t.commands.has("unzip")) cmd = `unzip -q -o -^ ${shQuote(a.abs)} -d ${shQuote(d.abs)}`;
     else if (t.shell && t.commands.has("bsdtar")) cmd = `bsdtar -x -f ${shQuote(a.abs)} -C ${shQuote(d.abs)}`;
     else throw new TransferError("UNSUPPORTED", `${this.label} has no unzip or bsdtar`);
-    this.moveCrc(d.abs, null);
-    const r = await this.run(cmd, { signal: opts.signal }).catch((e: unknown) => { throw this.fail(e, a.rel, "unzip", opts.signal); });
+    // Records of files this archive overwrites must go. The perl unpacker reports every file it
+    // wrote, so on success its report replaces exactly those and the records of earlier archives
+    // unpacked into the same folder survive (dropping them all made verification re-hash every
+    // archive but the last); other unpackers report nothing, and a failure leaves unknown files.
+    const perl = cmd.startsWith("perl");
+    if (!perl) this.moveCrc(d.abs, null);
+    const r = await this.run(cmd, { signal: opts.signal }).catch((e: unknown) => {
+      this.moveCrc(d.abs, null);
+      throw this.fail(e, a.rel, "unzip", opts.signal);
+    });
+    if (r.code !== 0) this.moveCrc(d.abs, null);
     if (r.code === 50) throw new TransferError("NO_SPACE", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the disk filled up; free space or choose another target`, { details: { path: d.rel } });
     if (r.code !== 0 && /unsafe name/.test(r.stderr)) {
       throw new TransferError("PATH_ESCAPE", `unzip ${JSON.stringify(a.rel)}: an entry name leaves the destination folder`, { details: { path: a.rel } });
@@ -918,7 +927,7 @@ export class SftpEndpoint implements Endpoint {
       throw new TransferError("VERIFY_FAILED", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the archive arrived corrupted (CRC mismatch)`, { details: { path: a.rel } });
     }
     if (r.code !== 0) throw commandError("unzip", a.rel, r.code, r.stderr || r.stdout.toString());
-    if (cmd.startsWith("perl")) {
+    if (perl) {
       // Each file's CRC-32 was computed on the remote as it was written and matched the archive's,
       // which the sender computed from the source bytes: verification can reuse it.
       const base = d.abs === "/" ? "" : d.abs;
