@@ -15,12 +15,12 @@
  * latency. Prints medians, ratios and RSS; writes docs/bench/sftp-<ts>.json and sftp-latest.json.
  */
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { LocalEndpoint, transfer } from "../transfer_engine/index.ts";
 import { connectSsh } from "../transfer_engine/sftp/index.ts";
+import { startLatencyRelay } from "../testing/latency_relay.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
@@ -183,75 +183,15 @@ async function push(arg: string): Promise<number> {
   return 0;
 }
 
-/** Child mode: a TCP relay on `listen` to `to`, delaying each direction by `oneWayMs`. */
-async function relay(listen: number, host: string, to: number, oneWayMs: number): Promise<number> {
-  const pipe = (from: net.Socket, into: net.Socket): void => {
-    const queue: { due: number; data: Buffer }[] = [];
-    let timer: ReturnType<typeof setTimeout> | null = null;
-    const drain = (): void => {
-      timer = null;
-      const now = performance.now();
-      while (queue.length && queue[0]!.due <= now) {
-        if (!into.write(queue.shift()!.data) && !from.isPaused()) {
-          from.pause();
-          into.once("drain", () => from.resume());
-        }
-      }
-      if (queue.length) timer = setTimeout(drain, Math.max(0, queue[0]!.due - now));
-    };
-    from.on("data", (data: Buffer) => {
-      queue.push({ due: performance.now() + oneWayMs, data });
-      timer ??= setTimeout(drain, oneWayMs);
-    });
-    from.on("end", () => {
-      const finish = (): void => {
-        if (queue.length || timer) setTimeout(finish, oneWayMs);
-        else into.end();
-      };
-      finish();
-    });
-    from.on("error", () => into.destroy());
-  };
-  const server = net.createServer((client) => {
-    client.setNoDelay(true);
-    const upstream = net.connect(to, host);
-    upstream.setNoDelay(true);
-    pipe(client, upstream);
-    pipe(upstream, client);
-    upstream.on("close", () => client.destroy());
-    client.on("close", () => upstream.destroy());
-  });
-  await new Promise<void>((r) => server.listen(listen, host, () => r()));
-  process.stdout.write("ready\n");
-  await new Promise(() => undefined); // runs until killed
-  return 0;
-}
-
-async function startRelay(sshd: TestSshd, oneWayMs: number): Promise<{ port: number; stop: () => Promise<void> }> {
-  const probe = Bun.listen({ hostname: sshd.host, port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  const p = Bun.spawn(["bun", SELF, "--relay", JSON.stringify({ listen: port, host: sshd.host, to: sshd.port, oneWayMs })], { stdout: "pipe", stderr: "inherit" });
-  const reader = p.stdout.getReader();
-  const first = await reader.read();
-  if (!new TextDecoder().decode(first.value).includes("ready")) throw new Error("relay did not start");
-  reader.releaseLock();
-  return { port, stop: async () => { p.kill(); await p.exited; } };
-}
-
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: {
       rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, latency: { type: "string" },
-      "max-seconds": { type: "string" }, push: { type: "string" }, relay: { type: "string" },
+      "max-seconds": { type: "string" }, push: { type: "string" },
     },
   });
   if (values.push) return push(values.push);
-  if (values.relay) {
-    const r = JSON.parse(values.relay) as { listen: number; host: string; to: number; oneWayMs: number };
-    return relay(r.listen, r.host, r.to, r.oneWayMs);
-  }
   const quick = values.quick === true;
   const rounds = Number(values.rounds ?? (quick ? 1 : 3));
   const latencies = (values.latency ?? "0,2,20").split(",").map(Number);
@@ -283,7 +223,7 @@ async function main(): Promise<number> {
       process.stderr.write(`generating ${d.name} (${d.describe})…\n`);
       d.make(path.join(root, d.name));
     }
-    for (const l of latencies) relays.set(l, l === 0 ? { port: sshd.port, stop: async () => undefined } : await startRelay(sshd, l / 2));
+    for (const l of latencies) relays.set(l, l === 0 ? { port: sshd.port, stop: async () => undefined } : await startLatencyRelay({ listenHost: sshd.host, targetHost: sshd.host, targetPort: sshd.port, oneWayMs: l / 2 }));
     const dead = new Set<string>(); // dataset|latency|method that blew the time budget
     for (let round = 0; round < rounds; round++) {
       for (const latencyMs of latencies) {
