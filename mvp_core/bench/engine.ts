@@ -14,6 +14,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { formatTargets, machineInfo, saveResults } from "./results.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
@@ -168,7 +169,7 @@ async function main(): Promise<number> {
   process.stdout.write(`\nengine CLI start-up alone (bun + module load, \`--help\`): median ${(startup * 1000).toFixed(0)} ms — included in every engine time above\n`);
   const report = {
     when: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), bun: Bun.version, memGiB: Math.round(os.totalmem() / 1024 ** 3) },
+    machine: machineInfo(),
     rounds,
     quick,
     datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
@@ -177,12 +178,8 @@ async function main(): Promise<number> {
     targets: checkTargets(rows),
     samples,
   };
-  const outDir = path.join(REPO, "docs/bench");
-  fs.mkdirSync(outDir, { recursive: true });
-  const stamp = report.when.replace(/[:.]/g, "-");
-  fs.writeFileSync(path.join(outDir, `engine-${stamp}.json`), `${JSON.stringify(report, null, 2)}\n`);
-  fs.writeFileSync(path.join(outDir, "engine-latest.json"), `${JSON.stringify(report, null, 2)}\n`);
-  process.stdout.write(`\ntargets:\n${report.targets.map((t) => `  ${t.ok ? "PASS" : "FAIL"}  ${t.what}: ${t.detail}`).join("\n")}\nwrote docs/bench/engine-${stamp}.json\n`);
+  const saved = saveResults("engine", report.when, report);
+  process.stdout.write(`${formatTargets(report.targets)}wrote ${saved}\n`);
   return 0;
 }
 

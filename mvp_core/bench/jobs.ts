@@ -23,6 +23,7 @@ import { connectDb } from "../db/client.ts";
 import { migrateUp } from "../db/migrate.ts";
 import { freePort, waitFor } from "../testing/ports.ts";
 import { createEmptyDatabase, stopTestServices, testRedisUrl } from "../testing/services.ts";
+import { machineInfo, saveResults } from "./results.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const TARGETS = { submissionsPerSec: 1000, completedPerSec: 200, getJobRps: 5000 };
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
 
     const result = {
       at: new Date().toISOString(),
-      host: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "?" },
+      host: machineInfo(),
       params: { jobs: N, concurrency: CONCURRENCY, workers: WORKERS, workerConcurrency: WORKER_CONCURRENCY, wrkSeconds: WRK_SECONDS },
       submissions: { seconds: submitSeconds, perSecond: N / submitSeconds, non201: failures },
       completion: { done: stats!.done, notDone: stats!.failed, seconds: completeSeconds, perSecond: stats!.done / completeSeconds, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99) },
@@ -187,11 +188,7 @@ async function main(): Promise<void> {
       { metric: "GET /jobs/{id} p99 (ms)", value: result.getJob.p99Ms.toFixed(1), target: "", verdict: "" },
       { metric: "jobs not DONE / non-201 / wrk errors", value: `${result.completion.notDone} / ${failures} / ${wrk.errors}`, target: "0 / 0 / 0", verdict: result.completion.notDone + failures + wrk.errors === 0 ? "ok" : "BAD" },
     ]);
-    const outDir = path.join(REPO, "docs/bench");
-    await mkdir(outDir, { recursive: true });
-    const json = JSON.stringify(result, null, 2) + "\n";
-    await writeFile(path.join(outDir, `jobs-${result.at.replaceAll(":", "-").replace(".", "-")}.json`), json);
-    await writeFile(path.join(outDir, "jobs-latest.json"), json);
+    process.stdout.write(`wrote ${saveResults("jobs", result.at, result)}\n`);
     if (api.exitCode !== null) throw new Error(`the API exited early: ${await new Response(api.stderr).text()}`);
   } finally {
     for (const p of procs) p.kill("SIGTERM");

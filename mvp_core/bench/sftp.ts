@@ -22,6 +22,7 @@ import { LocalEndpoint, transfer } from "../transfer_engine/index.ts";
 import { connectSsh } from "../transfer_engine/sftp/index.ts";
 import { startLatencyRelay } from "../testing/latency_relay.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
+import { formatTargets, machineInfo, saveResults } from "./results.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const SELF = path.join(REPO, "mvp_core/bench/sftp.ts");
@@ -257,19 +258,15 @@ async function main(): Promise<number> {
   printTable(rows);
   const report = {
     when: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), bun: Bun.version, memGiB: Math.round(os.totalmem() / 1024 ** 3) },
+    machine: machineInfo(),
     rounds, quick, latenciesMs: latencies, cipher: CIPHER,
     datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
     rows,
     targets: checkTargets(rows),
     samples,
   };
-  const outDir = path.join(REPO, "docs/bench");
-  fs.mkdirSync(outDir, { recursive: true });
-  const stamp = report.when.replace(/[:.]/g, "-");
-  fs.writeFileSync(path.join(outDir, `sftp-${stamp}.json`), `${JSON.stringify(report, null, 2)}\n`);
-  fs.writeFileSync(path.join(outDir, "sftp-latest.json"), `${JSON.stringify(report, null, 2)}\n`);
-  process.stdout.write(`\ntargets:\n${report.targets.map((t) => `  ${t.ok ? "PASS" : "FAIL"}  ${t.what}: ${t.detail}`).join("\n")}\nwrote docs/bench/sftp-${stamp}.json\n`);
+  const saved = saveResults("sftp", report.when, report);
+  process.stdout.write(`${formatTargets(report.targets)}wrote ${saved}\n`);
   return 0;
 }
 
