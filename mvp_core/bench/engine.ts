@@ -15,15 +15,10 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
+import { type Dataset, datasets } from "./datasets.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
-
-interface Dataset {
-  name: string;
-  describe: string;
-  make: (dir: string) => void;
-}
 
 interface Method {
   name: string;
@@ -40,30 +35,6 @@ interface Sample {
   engine?: unknown;
 }
 
-const MiB = 1024 * 1024;
-
-function datasets(quick: boolean): Dataset[] {
-  const bigBytes = quick ? 128 * MiB : 1024 * MiB;
-  const smallCount = quick ? 2000 : 10_000;
-  const medCount = quick ? 5 : 20;
-  return [
-    { name: "big", describe: `1 file × ${bigBytes / MiB} MiB`, make: (d) => writeRandomFile(path.join(d, "big.bin"), bigBytes) },
-    {
-      name: "small",
-      describe: `${smallCount} × 4 KiB in ${smallCount / 100} folders`,
-      make: (d) => {
-        const block = randomBlock(4096);
-        for (let i = 0; i < smallCount; i++) {
-          const sub = path.join(d, `dir${String(i % (smallCount / 100)).padStart(3, "0")}`);
-          if (i < smallCount / 100) fs.mkdirSync(sub, { recursive: true });
-          block.writeUInt32LE(i, 0); // distinct content per file
-          fs.writeFileSync(path.join(sub, `file${i}.dat`), block);
-        }
-      },
-    },
-    { name: "medium", describe: `${medCount} × 20 MiB`, make: (d) => { for (let i = 0; i < medCount; i++) writeRandomFile(path.join(d, `m${i}.bin`), 20 * MiB); } },
-  ];
-}
 
 const METHODS: Method[] = [
   { name: "cp -r", engine: false, argv: (s, d) => ["cp", "-r", s, d] },
@@ -82,26 +53,6 @@ const METHODS: Method[] = [
     argv: (s: string, d: string) => ["bun", CLI, "--from", s, "--to", d, "--mode", "copy", "--strategy", strategy, "--verify", verify, "--json"],
   })),
 ];
-
-function randomBlock(n: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  for (let off = 0; off < n; off += 65536) crypto.getRandomValues(b.subarray(off, Math.min(n, off + 65536)));
-  return b;
-}
-
-function writeRandomFile(file: string, bytes: number): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const block = randomBlock(16 * MiB);
-  const fd = fs.openSync(file, "w");
-  try {
-    for (let off = 0, i = 0; off < bytes; off += block.length, i++) {
-      block.writeUInt32LE(i, 0); // no two blocks identical
-      fs.writeSync(fd, block, 0, Math.min(block.length, bytes - off));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 function runOnce(m: Method, src: string, dst: string, timeFile: string): { seconds: number; peakRssMiB: number; engine?: unknown } {
   Bun.spawnSync(["sync"]);

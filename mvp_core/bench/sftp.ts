@@ -23,17 +23,11 @@ import { connectSsh } from "../transfer_engine/sftp/index.ts";
 import { startLatencyRelay } from "../testing/latency_relay.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
+import { type Dataset, datasets } from "./datasets.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const SELF = path.join(REPO, "mvp_core/bench/sftp.ts");
-const MiB = 1024 * 1024;
 const CIPHER = "aes128-gcm@openssh.com";
-
-interface Dataset {
-  name: string;
-  describe: string;
-  make: (dir: string) => void;
-}
 
 /** Where a method sends to: the sshd, possibly through a relay on `port`. */
 interface Link {
@@ -57,29 +51,6 @@ interface Sample {
   peakRssMiB: number | null;
   note?: string;
   ketter?: unknown;
-}
-
-function datasets(quick: boolean): Dataset[] {
-  const bigBytes = quick ? 256 * MiB : 1024 * MiB;
-  const smallCount = quick ? 2000 : 10_000;
-  const medCount = quick ? 5 : 20;
-  return [
-    { name: "big", describe: `1 file × ${bigBytes / MiB} MiB`, make: (d) => writeRandomFile(path.join(d, "big.bin"), bigBytes) },
-    {
-      name: "small",
-      describe: `${smallCount} × 4 KiB in ${smallCount / 100} folders`,
-      make: (d) => {
-        const block = randomBlock(4096);
-        for (let i = 0; i < smallCount; i++) {
-          const sub = path.join(d, `dir${String(i % (smallCount / 100)).padStart(3, "0")}`);
-          if (i < smallCount / 100) fs.mkdirSync(sub, { recursive: true });
-          block.writeUInt32LE(i, 0);
-          fs.writeFileSync(path.join(sub, `file${i}.dat`), block);
-        }
-      },
-    },
-    { name: "medium", describe: `${medCount} × 20 MiB`, make: (d) => { for (let i = 0; i < medCount; i++) writeRandomFile(path.join(d, `m${i}.bin`), 20 * MiB); } },
-  ];
 }
 
 function sshOpts(link: Link): string[] {
@@ -124,26 +95,6 @@ function methods(): Method[] {
 
 function shq(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
-}
-
-function randomBlock(n: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  for (let off = 0; off < n; off += 65536) crypto.getRandomValues(b.subarray(off, Math.min(n, off + 65536)));
-  return b;
-}
-
-function writeRandomFile(file: string, bytes: number): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const block = randomBlock(16 * MiB);
-  const fd = fs.openSync(file, "w");
-  try {
-    for (let off = 0, i = 0; off < bytes; off += block.length, i++) {
-      block.writeUInt32LE(i, 0);
-      fs.writeSync(fd, block, 0, Math.min(block.length, bytes - off));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** Runs one method as a child under /usr/bin/time; null seconds when it exceeded the budget. */
@@ -202,7 +153,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const wanted = values.datasets?.split(",");
-  const sets = datasets(quick).filter((d) => !wanted || wanted.includes(d.name));
+  const sets = datasets(quick, 256).filter((d) => !wanted || wanted.includes(d.name));
   const METHODS = methods();
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-sftp-"));
   const sshd = await startSshd();
