@@ -68,6 +68,26 @@ describe("jobs repository", () => {
     expect(await code(createJob(sql, spec(gone, a)))).toBe("UNKNOWN_PORTAL");
   });
 
+  test("listJobs: pages within one millisecond keep their microseconds (no row skipped on a reused statement)", async () => {
+    const sql = await db();
+    const [a, b] = [await portal(), await portal()];
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { job } = await createJob(sql, spec(a, b, { targetPath: `u${i}` }));
+      // Five jobs inside one millisecond, 100 µs apart: a cursor rounded to milliseconds loses some.
+      await sql`update jobs set created_at = '2026-01-01T00:00:00.000100Z'::timestamptz + ${i * 100} * interval '1 microsecond' where id = ${job.id}`;
+      ids.push(job.id);
+    }
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await listJobs(sql, { portalId: a.id, limit: 1, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    expect(seen).toEqual([...ids].reverse());
+  });
+
   test("listJobs: newest first, filters by status and portal, cursor pages without gaps or repeats", async () => {
     const sql = await db();
     const [a, b] = [await portal(), await portal()];

@@ -155,7 +155,9 @@ export interface JobPage {
 }
 
 // The cursor carries created_at to the microsecond (a JS Date would round it to milliseconds and
-// skip or repeat rows) plus the id as tie-breaker, in an opaque base64url wrapper.
+// skip or repeat rows) plus the id as tie-breaker, in an opaque base64url wrapper. It reaches SQL
+// as text: a parameter postgres.js has seen described as timestamptz goes through its Date
+// serializer on the next execution of the prepared statement, which drops the microseconds.
 function encodeCursor(at: string, id: string): string {
   return Buffer.from(JSON.stringify([at, id])).toString("base64url");
 }
@@ -190,7 +192,7 @@ export async function listJobs(
     where true
       ${opts.statuses?.length ? sql`and status = any(${opts.statuses as string[]})` : sql``}
       ${opts.portalId ? sql`and (source_portal_id = ${opts.portalId} or target_portal_id = ${opts.portalId})` : sql``}
-      ${after ? sql`and (created_at, id) < (${after[0]}::timestamptz, ${after[1]}::uuid)` : sql``}
+      ${after ? sql`and (created_at, id) < (${after[0]}::text::timestamptz, ${after[1]}::uuid)` : sql``}
     order by created_at desc, id desc
     limit ${opts.limit + 1}`;
   const more = rows.length > opts.limit;
