@@ -69,6 +69,17 @@ const EnvSchema = z.object({
 
 export type Env = z.output<typeof EnvSchema>;
 
+/** The worker process's timings and limits (WORKER_* variables). */
+export interface WorkerConfig {
+  concurrency: number;
+  leaseMs: number;
+  shutdownGraceMs: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  reconcileMs: number;
+  maxBytesPerSec: number;
+}
+
 /** Validated configuration shared by every process. */
 export interface Config {
   env: Env["NODE_ENV"];
@@ -79,15 +90,7 @@ export interface Config {
   api: { host: string; port: number; url: string; token: string | undefined };
   secretKey: Buffer;
   logLevel: Env["LOG_LEVEL"];
-  worker: {
-    concurrency: number;
-    leaseMs: number;
-    shutdownGraceMs: number;
-    retryBaseMs: number;
-    retryMaxMs: number;
-    reconcileMs: number;
-    maxBytesPerSec: number;
-  };
+  worker: WorkerConfig;
   jobMaxAttempts: number;
   dkuReportDir: string;
 }

@@ -6,6 +6,7 @@
 import { hostname } from "node:os";
 import type Redis from "ioredis";
 import type { Sql } from "postgres";
+import type { WorkerConfig } from "../config/config.ts";
 import type { Logger } from "../log/log.ts";
 import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
@@ -16,14 +17,7 @@ import { promoteOnce, reapOnce, reconcileOnce } from "./maintenance.ts";
 import { type Ticker, every } from "./ticker.ts";
 
 /** The worker's part of the configuration (config.worker), plus test-only knobs with defaults. */
-export interface WorkerSettings {
-  concurrency: number;
-  leaseMs: number;
-  shutdownGraceMs: number;
-  retryBaseMs: number;
-  retryMaxMs: number;
-  reconcileMs: number;
-  maxBytesPerSec: number;
+export interface WorkerSettings extends WorkerConfig {
   /** BLMOVE timeout: how long a reserve waits before the loop checks for shutdown again. */
   pollMs?: number;
   /** Minimum interval between progress writes per job. */
