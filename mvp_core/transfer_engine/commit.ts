@@ -6,21 +6,31 @@
  * leaves the old target under `.old`: recoverStaging() puts it back before a retry starts.
  */
 import type { Entry } from "./endpoint.ts";
-import { TransferError } from "./errors.ts";
+import { TransferError, isTransferError } from "./errors.ts";
 import { showPath } from "./paths.ts";
+import type { StatPrefetch } from "./prefetch.ts";
 import type { Run } from "./run.ts";
 
 /** Renames staging onto `targetPath`; returns whether an existing target was replaced. */
 export async function commit(run: Run, stagingPath: string, targetPath: string): Promise<boolean> {
   const { target } = run;
   // Past this point cancellation is not honoured: a half-done commit is worse than a finished one.
+  if (!run.spec.overwrite) {
+    // One step: a rename without replace refuses a target that appeared meanwhile.
+    try {
+      await target.rename(stagingPath, targetPath);
+    } catch (err) {
+      if (isTransferError(err) && err.code === "TARGET_EXISTS") {
+        throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} appeared while the transfer ran; nothing was replaced — pass overwrite to replace it`, { cause: err });
+      }
+      throw err;
+    }
+    return false;
+  }
   const existing = await target.stat(targetPath);
   if (existing === null) {
     await target.rename(stagingPath, targetPath);
     return false;
-  }
-  if (!run.spec.overwrite) {
-    throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} appeared while the transfer ran; nothing was replaced — pass overwrite to replace it`);
   }
   const staged = await target.stat(stagingPath);
   if (existing.type === "file" && staged?.type === "file") {
@@ -49,17 +59,18 @@ async function swapIn(run: Run, stagingPath: string, targetPath: string, existin
  * to the target. The staging entry and archives are only ever copies, so they are deleted; an
  * `.old` entry without a target is the previous target mid-swap, so it is put back.
  */
-export async function recoverStaging(run: Run, targetPath: string): Promise<boolean> {
+export async function recoverStaging(run: Run, targetPath: string, early?: StatPrefetch): Promise<boolean> {
   const { target, names } = run;
+  const stat = (p: string): Promise<Entry | null> => (early ? early.stat(p) : target.stat(p));
   let found = false;
-  const old = await target.stat(names.old);
+  const old = await stat(names.old);
   if (old !== null) {
     found = true;
     if ((await target.stat(targetPath)) === null) await target.rename(names.old, targetPath);
     else await target.remove(names.old, { recursive: true });
   }
   for (const p of [names.staging, names.zips]) {
-    if ((await target.stat(p)) !== null) {
+    if ((await stat(p)) !== null) {
       found = true;
       await target.remove(p, { recursive: true });
     }

@@ -47,6 +47,13 @@ export interface Capabilities {
   packZip: boolean;
 }
 
+/** One entry of a zip sent to unzipStream. */
+export interface UnzipStreamEntry {
+  size: number;
+  mode?: number;
+  mtimeMs?: number;
+}
+
 export interface Endpoint {
   readonly kind: "local" | "sftp";
   /** Human-readable location, e.g. "/data/footage" or "ketter@srvtrf:22:/srv/in". Never contains secrets. */
@@ -77,6 +84,14 @@ export interface Endpoint {
 
   /** Unpacks the stored-zip archive `archive` into the existing folder `into` (only when capabilities().unzip). */
   unzip?(archive: string, into: string, opts?: OpOptions): Promise<void>;
+  /**
+   * Optional: a writer that unpacks the stored zip written to it into the existing folder `into`
+   * while it arrives (no archive lands at the destination, unpacking overlaps the transfer).
+   * `entries` follow archive order: each size (the zip states it only after the data), and the
+   * mode and mtime the file gets once written. close() resolves once every entry is written, its
+   * CRC-32 checked and its attributes set.
+   */
+  unzipStream?(into: string, entries: readonly UnzipStreamEntry[], opts?: OpOptions): Promise<FileWriter>;
   /**
    * Streams a stored (uncompressed) zip of the folder `path`, packed next to the data (only when
    * capabilities().packZip): lets a remote source send thousands of small files as one stream.

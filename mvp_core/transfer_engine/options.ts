@@ -16,6 +16,8 @@ export interface EngineOptions {
    * the destination and fflate's JavaScript CRC-32 (~460 MiB/s measured); plain zip caps at 4 GiB − 1.
    */
   zipMaxEntryBytes: number;
+  /** Archive streams sent at once to a destination that unpacks as bytes arrive (one unpacker each). */
+  zipStreams: number;
   /** fflate emits tiny chunks; they are gathered into writes of this size. */
   zipWriteBufferBytes: number;
   /** Files copied at once through the generic (endpoint streams) path. */
@@ -36,6 +38,7 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
   zipMaxArchiveBytes: 2 * 1024 ** 3,
   zipMaxEntryBytes: 4 << 20,
   zipWriteBufferBytes: 1 << 20,
+  zipStreams: 2,
   concurrency: 4,
   localWholeFileBytes: 1 << 20,
   spaceMarginBytes: 16 << 20,
@@ -52,5 +55,6 @@ export function resolveOptions(partial: Partial<EngineOptions> | undefined): Eng
   out.zipMaxEntryBytes = Math.min(out.zipMaxEntryBytes, 4 * 1024 ** 3 - 1);
   out.zipMaxArchiveBytes = Math.min(out.zipMaxArchiveBytes, 4 * 1024 ** 3 - 1);
   out.concurrency = Math.max(1, Math.floor(out.concurrency));
+  out.zipStreams = Math.max(1, Math.floor(out.zipStreams));
   return out;
 }

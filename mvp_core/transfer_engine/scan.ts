@@ -10,6 +10,7 @@ import type { Endpoint, Entry } from "./endpoint.ts";
 import { TransferError, fromSystemError } from "./errors.ts";
 import { LocalEndpoint } from "./local.ts";
 import { baseRel, normalizeRel, parentRel, showPath } from "./paths.ts";
+import type { StatPrefetch } from "./prefetch.ts";
 import { type Run, checkCancelled } from "./run.ts";
 
 /** The source as listed once; every later step works from this snapshot. */
@@ -24,8 +25,9 @@ export interface Manifest {
 }
 
 /** Validates the source/target relationship and the target's parent; TARGET_EXISTS unless overwrite. */
-export async function checkPaths(run: Run): Promise<{ sourcePath: string; targetPath: string; targetExists: Entry | null }> {
+export async function checkPaths(run: Run, early?: StatPrefetch): Promise<{ sourcePath: string; targetPath: string; targetExists: Entry | null }> {
   const { source, target, spec } = run;
+  const stat = (p: string): Promise<Entry | null> => (early ? early.stat(p) : target.stat(p, { signal: run.signal }));
   const sourcePath = normalizeRel(spec.sourcePath);
   const targetPath = normalizeRel(spec.targetPath);
   if (targetPath === "") throw new TransferError("INVALID_SPEC", "targetPath cannot be the endpoint root; name the file or folder to create");
@@ -34,13 +36,13 @@ export async function checkPaths(run: Run): Promise<{ sourcePath: string; target
   if (rel === "target-inside") {
     throw new TransferError("TARGET_INSIDE_SOURCE", `target ${showPath(target, spec.targetPath)} is inside the source ${showPath(source, spec.sourcePath)}; copying a folder into itself never ends — choose a target outside it`);
   }
-  const parent = await target.stat(parentRel(targetPath), { signal: run.signal });
+  const parent = await stat(parentRel(targetPath));
   if (parent === null || parent.type !== "dir") {
     throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(parentRel(targetPath) || "/")} on ${target.label} does not exist or is not a folder; create it first`, {
       details: { path: parentRel(targetPath) },
     });
   }
-  const targetExists = await target.stat(targetPath, { signal: run.signal });
+  const targetExists = await stat(targetPath);
   if (targetExists !== null && !spec.overwrite) {
     throw new TransferError("TARGET_EXISTS", `target ${showPath(target, spec.targetPath)} already exists; pass overwrite (--overwrite) to replace it, or choose another target`, {
       details: { path: targetPath },

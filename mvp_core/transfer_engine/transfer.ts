@@ -13,6 +13,7 @@ import { commit, discardStaging, recoverStaging } from "./commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
 import { type Plan, plan } from "./plan.ts";
+import { StatPrefetch } from "./prefetch.ts";
 import { moveByRename } from "./rename.ts";
 import { ProgressTracker, type Run, type StagingNames, checkCancelled } from "./run.ts";
 import { type Manifest, checkPaths, scan } from "./scan.ts";
@@ -74,13 +75,15 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   };
   run.progress.phase("scan", 0, 0);
   checkCancelled(run.signal);
-  if ((await run.target.stat(run.names.moved)) !== null) {
+  const tp = normalizeRel(run.spec.targetPath);
+  const early = new StatPrefetch(run.target, [run.names.moved, run.names.old, run.names.staging, run.names.zips, parentRel(tp), tp], run.signal);
+  if ((await early.stat(run.names.moved)) !== null) {
     if (run.spec.mode === "move") return resume(run, durations, timed);
     await run.target.remove(run.names.moved); // stale marker from a move with the same id
   }
   const { sourcePath, targetPath, m } = await timed("scan", async () => {
-    await recoverStaging(run, normalizeRel(run.spec.targetPath));
-    const paths = await checkPaths(run);
+    if (await recoverStaging(run, tp, early)) early.forget();
+    const paths = await checkPaths(run, early);
     return { ...paths, m: await scan(run, paths.sourcePath) };
   });
 
@@ -107,10 +110,11 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     run.progress.phase("transfer", m.files.length, m.bytes);
     await timed("transfer", async () => {
       await createDirs(run, m, staging);
-      if (p.strategy === "zip") archives = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, p.packedBySource);
+      let zippedAttributesSet = false;
+      if (p.strategy === "zip") ({ archives, attributesSet: zippedAttributesSet } = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, p.packedBySource));
       await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes);
       await createLinks(run, m, staging);
-      await applyAttributes(run, m, staging, p.strategy === "zip" ? p.archives.flat() : []);
+      await applyAttributes(run, m, staging, p.strategy === "zip" && !zippedAttributesSet ? p.archives.flat() : []);
     });
     run.progress.flush();
     checkCancelled(run.signal);

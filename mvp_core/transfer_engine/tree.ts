@@ -16,12 +16,13 @@ import { maybeYield } from "./yield.ts";
 /** Creates the staging root folder and every sub-folder (owner-writable until attributes are applied). */
 export async function createDirs(run: Run, m: Manifest, stagingPath: string): Promise<void> {
   if (m.kind !== "dir") return;
-  await run.target.mkdir(stagingPath, { signal: run.signal, mode: 0o700 });
   if (run.target.mkdirMany) {
-    // A remote endpoint: one round trip per tree level instead of one per folder.
-    await run.target.mkdirMany(m.dirs.map((d) => ({ path: joinRel(stagingPath, d.path), mode: 0o700 })), { signal: run.signal });
+    // A remote endpoint: a round trip or two for the whole tree instead of one per folder.
+    const dirs = [stagingPath, ...m.dirs.map((d) => joinRel(stagingPath, d.path))];
+    await run.target.mkdirMany(dirs.map((path) => ({ path, mode: 0o700 })), { signal: run.signal });
     return;
   }
+  await run.target.mkdir(stagingPath, { signal: run.signal, mode: 0o700 });
   for (const d of m.dirs) {
     checkCancelled(run.signal);
     await run.target.mkdir(joinRel(stagingPath, d.path), { signal: run.signal, mode: 0o700 });

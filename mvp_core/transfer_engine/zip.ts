@@ -1,10 +1,11 @@
 /**
  * Step 3 (zip strategy): many small files travel as stored (uncompressed) zip archives. Each archive
  * is packed with fflate's streaming Zip + ZipPassThrough while the source files are read (and
- * hashed), streamed into `.ketter-<id>.zips/<n>.zip` at the destination, unpacked there into the
- * staging tree by the destination (central directory + CRC-32 per entry), and deleted before the
- * next archive starts, so memory stays bounded and the destination never holds two archives.
- * Nothing is written at the source: packing streams straight from its files.
+ * hashed). A destination that can unpack a stream (`unzipStream`, an SSH host with perl) unpacks
+ * it as it arrives, so no archive ever lands there; otherwise the archive is streamed into
+ * `.ketter-<id>.zips/<n>.zip`, unpacked into the staging tree (central directory + CRC-32 per
+ * entry) and deleted before the next archive starts, so memory stays bounded and the destination
+ * never holds two archives. Nothing is written at the source: packing streams straight from its files.
  */
 import path from "node:path";
 import type { ZipPassThrough } from "fflate";
@@ -27,15 +28,36 @@ export function clampZipMtime(ms: number): Date {
 }
 
 /**
- * Sends `archives` and unpacks them into the staging tree; returns how many archives were sent.
+ * Sends `archives` and unpacks them into the staging tree; returns how many archives were sent and
+ * whether the unpacking also set the files' modes and mtimes (a streaming unpacker does).
  * With `packedBySource` the source endpoint packs its folder itself (one archive, a remote packing
  * next to its data); the source hashes are then asked of the source after the archive arrived.
  */
-export async function transferZip(run: Run, archives: readonly Entry[][], sourcePath: string, stagingPath: string, alg: HashAlgorithm | null, hashes: Map<string, string>, packedBySource = false): Promise<number> {
+export async function transferZip(run: Run, archives: readonly Entry[][], sourcePath: string, stagingPath: string, alg: HashAlgorithm | null, hashes: Map<string, string>, packedBySource = false): Promise<{ archives: number; attributesSet: boolean }> {
   const { target } = run;
+  if (archives.length === 0) return { archives: 0, attributesSet: false };
+  const unzipStream = target.unzipStream?.bind(target);
+  if (unzipStream !== undefined && !packedBySource) {
+    // Creating thousands of files is system-call bound at the destination: each archive is split
+    // into contiguous parts (mostly different folders) streamed at once, one unpacker each.
+    for (const [i, batch] of archives.entries()) {
+      const parts = splitContiguous(batch, run.opts.zipStreams);
+      await Promise.all(parts.map(async (part) => {
+        const w = await unzipStream(stagingPath, part.map((e) => ({ size: e.size, mode: e.mode, mtimeMs: e.mtimeMs })), { signal: run.signal });
+        try {
+          await packArchive(run, part, sourcePath, w, alg, hashes);
+          await w.close();
+        } catch (err) {
+          await w.abort();
+          throw err;
+        }
+      }));
+      run.emit({ kind: "archive_done", message: `archive ${i + 1}/${archives.length} unpacked as it arrived (${batch.length} files in ${parts.length} streams)`, data: { index: i, files: batch.length, streams: parts.length } });
+    }
+    return { archives: archives.length, attributesSet: true };
+  }
   const unzip = target.unzip?.bind(target);
   if (unzip === undefined) throw new TransferError("UNSUPPORTED", `${target.label} cannot unpack archives`);
-  if (archives.length === 0) return 0;
   await target.mkdir(run.names.zips, { signal: run.signal, mode: 0o700 });
   try {
     for (const [i, batch] of archives.entries()) {
@@ -62,7 +84,15 @@ export async function transferZip(run: Run, archives: readonly Entry[][], source
   } finally {
     await target.remove(run.names.zips, { recursive: true });
   }
-  return archives.length;
+  return { archives: archives.length, attributesSet: false };
+}
+
+/** `items` cut into at most `n` contiguous, near-equal parts (none empty). */
+function splitContiguous<T>(items: readonly T[], n: number): T[][] {
+  const k = Math.max(1, Math.min(n, items.length));
+  const parts: T[][] = [];
+  for (let i = 0; i < k; i++) parts.push(items.slice(Math.floor((i * items.length) / k), Math.floor(((i + 1) * items.length) / k)));
+  return parts;
 }
 
 /** Collects fflate's many tiny output chunks and writes them in large blocks. */

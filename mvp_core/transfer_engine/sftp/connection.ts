@@ -34,7 +34,8 @@ export function normalizeFingerprint(fp: string): string | null {
 }
 
 const MAX_EXEC_CHANNELS = 6;
-const SFTP_CHANNELS = 2;
+/** SFTP channels per connection (files alternate between them so sftp-server can overlap disk waits). */
+export const SFTP_CHANNELS = 2;
 
 /** A live SSH connection and its channels. */
 export class Connection {
@@ -47,6 +48,8 @@ export class Connection {
   private nextSftp = 0;
   private execSlots = MAX_EXEC_CHANNELS;
   private execWaiters: (() => void)[] = [];
+  /** Asked to free an exec slot (e.g. end an idle writer lane) when a command has to wait for one. */
+  onExecPressure: (() => boolean) | null = null;
 
   constructor(readonly client: Client, readonly where: string, readonly fingerprint: string) {
     client.on("error", (err: Error) => this.markLost(err));
@@ -131,6 +134,7 @@ export class Connection {
     while (this.execSlots === 0) {
       this.check();
       signal?.throwIfAborted();
+      this.onExecPressure?.();
       await new Promise<void>((r) => this.execWaiters.push(r));
     }
     this.check();

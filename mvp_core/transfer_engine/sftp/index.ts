@@ -5,7 +5,7 @@
  */
 import type { HashAlgorithm } from "../endpoint.ts";
 import { TransferError, isTransferError, type ErrorCode } from "../errors.ts";
-import { normalizeFingerprint, openConnection, type Connection, type ConnectParams } from "./connection.ts";
+import { SFTP_CHANNELS, normalizeFingerprint, openConnection, type Connection, type ConnectParams } from "./connection.ts";
 import { SftpEndpoint } from "./sftp_endpoint.ts";
 import { remoteHashes } from "./remote_shell.ts";
 
@@ -71,6 +71,8 @@ export async function connectSsh(t: SshTarget, opts: { signal?: AbortSignal } = 
   const params = validate(t, true);
   const conn = await openConnection({ ...params, signal: opts.signal });
   try {
+    // Both SFTP channels open while the root is checked: the engine's first requests go to either.
+    for (let i = 0; i < SFTP_CHANNELS; i++) conn.sftp().catch(() => undefined);
     const root = await resolveRoot(conn, t.root, sshLabel(t));
     const ep = new SftpEndpoint(conn, root, sshLabel(t));
     // Probe now without waiting (one round trip saved when the engine plans). A failure is not
@@ -100,7 +102,8 @@ async function resolveRoot(conn: Connection, root: string, label: string): Promi
       conn.guard(new Promise<{ isDirectory(): boolean }>((res, rej) => sftp.stat(root, (e, s) => (e ? rej(e) : res(s))))),
       conn.guard(new Promise<Buffer>((res, rej) => sftp.opendir(root, (e, h) => (e ? rej(e) : res(h))))),
     ]);
-    if (handle.status === "fulfilled") await conn.guard(new Promise<void>((res, rej) => sftp.close(handle.value, (e) => (e ? rej(e) : res()))));
+    // Not awaited (a round trip): the handle is closed in the background, a failure changes nothing.
+    if (handle.status === "fulfilled") sftp.close(handle.value, () => undefined);
     if (real.status === "rejected") throw real.reason;
     if (st.status === "rejected") throw st.reason;
     if (!st.value.isDirectory()) throw new TransferError("NOT_A_DIRECTORY", `${label}: ${JSON.stringify(root)} is not a folder`, { details: { path: root } });

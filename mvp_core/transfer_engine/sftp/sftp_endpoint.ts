@@ -6,28 +6,30 @@
 import { posix } from "node:path";
 import type { ClientChannel, SFTPWrapper, Stats } from "ssh2";
 import type {
-  Capabilities, Endpoint, Entry, EntryType, FileWriter, HashAlgorithm, OpOptions, SpaceInfo,
+  Capabilities, Endpoint, Entry, EntryType, FileWriter, HashAlgorithm, OpOptions, SpaceInfo, UnzipStreamEntry,
 } from "../endpoint.ts";
 import { TransferError, fromSystemError, isTransferError } from "../errors.ts";
 import { normalizeRel, parentRel } from "../paths.ts";
 import type { Connection } from "./connection.ts";
 import {
-  PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, parseUnzipReport, parseWriteReport, perlSetAttrs, perlUnzipCommand,
-  perlWriteCommand, remoteHashes, shQuote,
+  PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, parseUnzipReport, perlSetAttrs, perlUnzipCommand,
+  perlUnzipStreamCommand, perlWriteCommand, remoteHashes, shQuote, unzipStreamPreamble,
   type RemoteTools,
 } from "./remote_shell.ts";
+import { ExecWriter, LaneWriter, SFTP_IN_FLIGHT, SftpWriter, UnzipStreamWriter, WriterLanes, type WriterHost, collectGarbageEvery, maxLen } from "./writers.ts";
 
 /** Files at least this big (or of unknown size) go over an exec byte stream when the host has a shell. */
 export const EXEC_STREAM_MIN_BYTES = 4 * 1024 * 1024;
 /** Exec reads pause the channel above this much unread data and resume below the low mark. */
 const STREAM_QUEUE_HIGH = 8 * 1024 * 1024;
 const STREAM_QUEUE_LOW = 2 * 1024 * 1024;
-/** Batch size for stream writes: fflate emits tiny chunks, the channel wants big ones. */
-const WRITE_BATCH_BYTES = 1024 * 1024;
+/**
+ * Up to this many entries setAttributesMany uses SFTP requests (all in flight, about one round
+ * trip); above it one perl process (an exec costs ~3 round trips but no per-entry CPU here).
+ */
+const SET_ATTRS_VIA_SFTP_MAX = 500;
 /** Requests kept in flight by the batch operations (mkdirMany, setAttributesMany). */
 const BATCH_IN_FLIGHT = 128;
-/** Outstanding SFTP read/write requests per file. */
-const SFTP_IN_FLIGHT = 32;
 /** Hashes the host computes locally for a remote without a shell (read back over SFTP). */
 const READBACK_HASHES: readonly HashAlgorithm[] = ["crc32", "sha1", "sha256", "blake2b512", "md5"];
 
@@ -67,7 +69,7 @@ function typeOf(mode: number): EntryType | null {
 const parentOf = parentRel;
 
 /** An SSH-backed Endpoint; create it with connectSsh(). */
-export class SftpEndpoint implements Endpoint {
+export class SftpEndpoint implements Endpoint, WriterHost {
   readonly kind = "sftp" as const;
   private toolsProbe: Promise<RemoteTools> | null = null;
   /**
@@ -75,10 +77,14 @@ export class SftpEndpoint implements Endpoint {
    * forgotten when the file is rewritten or removed, carried along by rename.
    */
   private writtenCrc = new Map<string, { crc32: string; size: number }>();
+  /** Long-lived remote writers for big files (one session and perl start per lane, not per file). */
+  private lanes: WriterLanes;
   /** Absolute folders already proven (by realpath) to lie inside the root. */
   private safeDirs = new Set<string>();
   /** Present only while the host may have unzip/bsdtar; removed once the probe says otherwise. */
   unzip?: (archive: string, into: string, opts?: OpOptions) => Promise<void>;
+  /** Present only while the host may have perl with zlib; removed once the probe says otherwise. */
+  unzipStream?: (into: string, entries: readonly UnzipStreamEntry[], opts?: OpOptions) => Promise<FileWriter>;
   /** Present only while the host may have zip; removed once the probe says otherwise. */
   packZip?: (path: string, opts?: OpOptions) => AsyncIterable<Uint8Array>;
 
@@ -89,7 +95,9 @@ export class SftpEndpoint implements Endpoint {
     readonly label: string,
   ) {
     this.safeDirs.add(root);
+    this.lanes = new WriterLanes(conn);
     this.unzip = (archive, into, opts) => this.unzipArchive(archive, into, opts);
+    this.unzipStream = (into, entries, opts) => this.openUnzipStream(into, entries, opts);
     this.packZip = (path, opts) => this.packFolder(path, opts);
   }
 
@@ -196,6 +204,7 @@ export class SftpEndpoint implements Endpoint {
   /** Drops the optional methods the host cannot back, so `typeof ep.unzip` tells the truth. */
   private adopt(t: RemoteTools): RemoteTools {
     if (!canUnzip(t)) this.unzip = undefined;
+    if (!(t.shell && t.perlZlib)) this.unzipStream = undefined;
     if (!(t.shell && t.commands.has("zip") && t.commands.has("sed") && t.commands.has("find"))) this.packZip = undefined;
     return t;
   }
@@ -513,26 +522,33 @@ export class SftpEndpoint implements Endpoint {
       } else if (existing && (existing.mode & S_IFMT) !== S_IFREG) {
         throw new TransferError("TARGET_EXISTS", `${JSON.stringify(rel)} exists and is not a regular file`, { details: { path: rel } });
       }
-      if (exec) return await this.execWriter(rel, abs, opts.mode, tools!, opts.signal);
+      if (exec) return await this.execWriter(rel, abs, opts.size, opts.mode, tools!, opts.signal);
       return await this.sftpWriter(sftp, rel, abs, opts.mode, opts.signal);
     } catch (err) {
       throw this.fail(err, rel, "write", opts.signal);
     }
   }
 
-  /** Writer over `cat > file`: one byte stream, batched into large channel writes. */
-  private async execWriter(rel: string, abs: string, mode: number | undefined, tools: RemoteTools, signal?: AbortSignal): Promise<FileWriter> {
+  /**
+   * Writer over an exec byte stream: a lane when the size is known and the host has perl (many
+   * files per process), else one command per stream (`perl` writer hashing as it writes, or `cat >`).
+   */
+  private async execWriter(rel: string, abs: string, size: number | undefined, mode: number | undefined, tools: RemoteTools, signal?: AbortSignal): Promise<FileWriter> {
     this.writtenCrc.delete(abs);
+    if (tools.perlZlib && size !== undefined) {
+      const lane = await this.lanes.acquire(signal);
+      return new LaneWriter(this, this.lanes, lane, rel, abs, size, mode, signal);
+    }
     if (tools.perlZlib) {
-      const ch = await this.conn.exec(perlWriteCommand(abs, mode), signal);
-      return new ExecWriter(this, ch, rel, abs, signal, (report) => {
-        const r = parseWriteReport(report);
-        if (r) this.writtenCrc.set(abs, r);
-      });
+      return new ExecWriter(this, await this.conn.exec(perlWriteCommand(abs, mode), signal), rel, abs, signal, true);
     }
     const chmod = mode === undefined ? "" : ` && chmod ${(mode & 0o7777).toString(8)} -- ${shQuote(abs)}`;
-    const ch = await this.conn.exec(`umask 077 && cat > ${shQuote(abs)}${chmod}`, signal);
-    return new ExecWriter(this, ch, rel, abs, signal, null);
+    return new ExecWriter(this, await this.conn.exec(`umask 077 && cat > ${shQuote(abs)}${chmod}`, signal), rel, abs, signal, false);
+  }
+
+  /** Used by writers: the remote's own CRC-32 of a file it just wrote, kept for verification. */
+  recordWritten(abs: string, report: { crc32: string; size: number }): void {
+    this.writtenCrc.set(abs, report);
   }
 
   private async sftpWriter(sftp: SFTPWrapper, rel: string, abs: string, mode: number | undefined, signal?: AbortSignal): Promise<FileWriter> {
@@ -585,7 +601,8 @@ export class SftpEndpoint implements Endpoint {
     }
   }
 
-  private async mkdirAt(sftp: SFTPWrapper, rel: string, mode: number | undefined, recursive: boolean): Promise<void> {
+  /** `ownerOnlyNoChmod`: an owner-only mode (0700) survives any sane umask, so the chmod round trip is skipped. */
+  private async mkdirAt(sftp: SFTPWrapper, rel: string, mode: number | undefined, recursive: boolean, ownerOnlyNoChmod = false): Promise<void> {
     const abs = this.abs(rel);
     try {
       await this.call<void>((cb) => sftp.mkdir(abs, mode === undefined ? {} : { mode }, cb as (e: Error | null | undefined) => void));
@@ -603,10 +620,12 @@ export class SftpEndpoint implements Endpoint {
       throw new TransferError("TARGET_EXISTS", `create folder ${JSON.stringify(rel)}: already exists`, { details: { path: rel } });
     }
     this.safeDirs.add(abs); // we just created it: a real folder, not a link
-    if (mode !== undefined) await this.call<void>((cb) => sftp.chmod(abs, mode & 0o7777, cb as (e: Error | null | undefined) => void)); // the server's umask applied to mkdir
+    if (mode !== undefined && !(ownerOnlyNoChmod && (mode & 0o7077) === 0)) {
+      await this.call<void>((cb) => sftp.chmod(abs, mode & 0o7777, cb as (e: Error | null | undefined) => void)); // the server's umask applied to mkdir
+    }
   }
 
-  /** Creates folders level by level, each level's requests all in flight: a few round trips for thousands of folders. */
+  /** Creates folders (parents listed first) with every request in flight: a round trip or two for thousands of folders. */
   async mkdirMany(dirs: readonly { path: string; mode?: number }[], opts: OpOptions = {}): Promise<void> {
     this.start(opts.signal);
     const items = dirs.map((d) => ({ rel: normalizeRel(d.path), mode: d.mode }));
@@ -621,12 +640,12 @@ export class SftpEndpoint implements Endpoint {
     }
     try {
       for (const r of new Set((levels[0] ?? []).map((it) => parentOf(it.rel)))) await this.ensureSafeDir(this.abs(r), r);
-      const sftp = await this.conn.sftp(); // one channel: its requests are served in order
-      for (const level of levels) {
-        await inParallel(level, BATCH_IN_FLIGHT, (it) => this.mkdirAt(sftp, it.rel, it.mode, false).catch((e: unknown) => {
-          throw this.fail(e, it.rel, "create folder", opts.signal);
-        }));
-      }
+      // One channel, whose requests sftp-server serves in order: a child's mkdir may be sent before
+      // its parent's answer arrived, so the whole tree costs about one round trip, not one per level.
+      const sftp = await this.conn.sftp();
+      await inParallel(levels.flat(), BATCH_IN_FLIGHT, (it) => this.mkdirAt(sftp, it.rel, it.mode, false, true).catch((e: unknown) => {
+        throw this.fail(e, it.rel, "create folder", opts.signal);
+      }));
     } catch (err) {
       throw this.fail(err, "", "create folder", opts.signal);
     }
@@ -639,7 +658,7 @@ export class SftpEndpoint implements Endpoint {
     try {
       for (const r of new Set(list.map((i) => parentOf(i.rel)))) if (!this.safeDirs.has(this.abs(r))) await this.ensureSafeDir(this.abs(r), r);
       const t = await this.tools(opts.signal);
-      if (t.shell && t.perlZlib) {
+      if (t.shell && t.perlZlib && list.length > SET_ATTRS_VIA_SFTP_MAX) {
         // One process for all of them: 10,000 SFTP requests cost ~0.5 s of this process's CPU.
         const { command, stdin } = perlSetAttrs(this.root, list);
         const r = await this.run(command, { stdin, signal: opts.signal });
@@ -711,11 +730,11 @@ export class SftpEndpoint implements Endpoint {
     const b = await this.prepare(to).catch((e: unknown) => { throw this.fail(e, to, "rename", opts.signal); });
     try {
       const sftp = await this.conn.sftp();
-      const existing = await this.call<Stats>((cb) => sftp.lstat(b.abs, cb)).catch((e: unknown) => {
+      // Without replace no lstat first (a round trip): plain SFTP rename refuses an existing target.
+      const existing = !opts.replace ? null : await this.call<Stats>((cb) => sftp.lstat(b.abs, cb)).catch((e: unknown) => {
         if (sftpStatus(e) === FX_NO_SUCH_FILE) return null;
         throw e;
       });
-      if (existing && !opts.replace) throw new TransferError("TARGET_EXISTS", `rename to ${JSON.stringify(b.rel)}: already exists`, { details: { path: b.rel } });
       if (existing && supportsPosixRename(sftp)) {
         await this.call<void>((cb) => sftp.ext_openssh_rename(a.abs, b.abs, cb as (e: Error | null | undefined) => void));
       } else {
@@ -908,30 +927,49 @@ export class SftpEndpoint implements Endpoint {
     else if (t.shell && t.commands.has("unzip")) cmd = `unzip -q -o -^ ${shQuote(a.abs)} -d ${shQuote(d.abs)}`;
     else if (t.shell && t.commands.has("bsdtar")) cmd = `bsdtar -x -f ${shQuote(a.abs)} -C ${shQuote(d.abs)}`;
     else throw new TransferError("UNSUPPORTED", `${this.label} has no unzip or bsdtar`);
-    // Records of files this archive overwrites must go. The perl unpacker reports every file it
-    // wrote, so on success its report replaces exactly those and the records of earlier archives
-    // unpacked into the same folder survive (dropping them all made verification re-hash every
-    // archive but the last); other unpackers report nothing, and a failure leaves unknown files.
     const perl = cmd.startsWith("perl");
     if (!perl) this.moveCrc(d.abs, null);
     const r = await this.run(cmd, { signal: opts.signal }).catch((e: unknown) => {
       this.moveCrc(d.abs, null);
       throw this.fail(e, a.rel, "unzip", opts.signal);
     });
-    if (r.code !== 0) this.moveCrc(d.abs, null);
-    if (r.code === 50) throw new TransferError("NO_SPACE", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the disk filled up; free space or choose another target`, { details: { path: d.rel } });
-    if (r.code !== 0 && /unsafe name/.test(r.stderr)) {
-      throw new TransferError("PATH_ESCAPE", `unzip ${JSON.stringify(a.rel)}: an entry name leaves the destination folder`, { details: { path: a.rel } });
+    this.unzipDone(a.rel, d.abs, perl, r.code, r.stdout, r.stderr);
+  }
+
+  /** A writer unpacking a stored zip into `into` as it arrives (see PERL_UNZIP_STREAM). */
+  private async openUnzipStream(into: string, entries: readonly UnzipStreamEntry[], opts: OpOptions = {}): Promise<FileWriter> {
+    this.start(opts.signal);
+    const d = await this.prepare(into).catch((e: unknown) => { throw this.fail(e, into, "unzip", opts.signal); });
+    await this.ensureSafeDir(d.abs, d.rel).catch((e: unknown) => { throw this.fail(e, into, "unzip", opts.signal); });
+    const t = await this.tools(opts.signal).catch((e: unknown) => { throw this.fail(e, "", "probe", opts.signal); });
+    if (!(t.shell && t.perlZlib)) throw new TransferError("UNSUPPORTED", `${this.label} has no perl with zlib to unpack a stream`);
+    const ch = await this.conn.exec(perlUnzipStreamCommand(d.abs), opts.signal);
+    return new UnzipStreamWriter(this, ch, d.rel, unzipStreamPreamble(entries), opts.signal, (code, stdout, stderr) => this.unzipDone(d.rel, d.abs, true, code, stdout, stderr));
+  }
+
+  /**
+   * Maps an unpacker's exit status to the engine's errors; on success keeps the CRC-32 records the
+   * perl unpackers report. Records of files an archive overwrites must go: the perl unpackers report
+   * every file they wrote, so on success their report replaces exactly those and the records of
+   * earlier archives unpacked into the same folder survive (dropping them all made verification
+   * re-hash every archive but the last); other unpackers report nothing, and a failure leaves
+   * unknown files.
+   */
+  private unzipDone(rel: string, intoAbs: string, perl: boolean, code: number | null, stdout: Buffer, stderr: string): void {
+    if (code !== 0 || !perl) this.moveCrc(intoAbs, null);
+    if (code === 50) throw new TransferError("NO_SPACE", `unzip ${JSON.stringify(rel)} on ${this.label}: the disk filled up; free space or choose another target`, { details: { path: rel } });
+    if (code !== 0 && /unsafe name/.test(stderr)) {
+      throw new TransferError("PATH_ESCAPE", `unzip ${JSON.stringify(rel)}: an entry name leaves the destination folder`, { details: { path: rel } });
     }
-    if (r.code !== 0 && /bad CRC|checksum error|CRC error|malformed|bad central|bad local|end of central|compressed entry|truncated|short /i.test(r.stdout.toString() + r.stderr)) {
-      throw new TransferError("VERIFY_FAILED", `unzip ${JSON.stringify(a.rel)} on ${this.label}: the archive arrived corrupted (CRC mismatch)`, { details: { path: a.rel } });
+    if (code !== 0 && /bad CRC|checksum error|CRC error|malformed|bad central|bad local|end of central|compressed entry|truncated|short |size list|data after/i.test(stdout.toString() + stderr)) {
+      throw new TransferError("VERIFY_FAILED", `unzip ${JSON.stringify(rel)} on ${this.label}: the archive arrived corrupted (CRC mismatch)`, { details: { path: rel } });
     }
-    if (r.code !== 0) throw commandError("unzip", a.rel, r.code, r.stderr || r.stdout.toString());
+    if (code !== 0) throw commandError("unzip", rel, code, stderr || stdout.toString());
     if (perl) {
       // Each file's CRC-32 was computed on the remote as it was written and matched the archive's,
       // which the sender computed from the source bytes: verification can reuse it.
-      const base = d.abs === "/" ? "" : d.abs;
-      for (const e of parseUnzipReport(r.stdout)) this.writtenCrc.set(`${base}/${e.name}`, { crc32: e.crc32, size: e.size });
+      const base = intoAbs === "/" ? "" : intoAbs;
+      for (const e of parseUnzipReport(stdout)) this.writtenCrc.set(`${base}/${e.name}`, { crc32: e.crc32, size: e.size });
     }
   }
 
@@ -963,22 +1001,9 @@ export class SftpEndpoint implements Endpoint {
   }
 
   async close(): Promise<void> {
+    if (!this.conn.lost) await this.lanes.close();
     await this.conn.close();
   }
-}
-
-/**
- * ssh2 allocates fresh buffers for every 32 KiB packet it frames, encrypts or decrypts; JSC let
- * that garbage reach ~280 MiB of RSS on a 1 GiB stream before collecting. A full collection every
- * 128 MiB streamed kept it near 180 MiB (the budget is 256) for ~15 ms each (see docs/ssh.md).
- */
-const GC_EVERY_BYTES = 128 * 1024 * 1024;
-let streamedSinceGc = 0;
-function collectGarbageEvery(bytes: number): void {
-  streamedSinceGc += bytes;
-  if (streamedSinceGc < GC_EVERY_BYTES) return;
-  streamedSinceGc = 0;
-  Bun.gc(true);
 }
 
 /** A zip with no entries: just the end-of-central-directory record. */
@@ -1013,12 +1038,6 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
   if (failure) throw (failure as { err: unknown }).err;
 }
 
-/** ssh2 learns the server's limits (limits@openssh.com) but keeps them private; 32 KiB is the safe default. */
-function maxLen(sftp: SFTPWrapper, key: "_maxReadLen" | "_maxWriteLen"): number {
-  const v = (sftp as unknown as Record<string, unknown>)[key];
-  return typeof v === "number" && v > 0 ? v : 32 * 1024;
-}
-
 function localHasher(algorithm: HashAlgorithm): { update(c: Uint8Array): void; digest(): string } {
   if (algorithm === "crc32") {
     let crc = 0;
@@ -1029,188 +1048,3 @@ function localHasher(algorithm: HashAlgorithm): { update(c: Uint8Array): void; d
   return { update: (c) => void h.update(c), digest: () => h.digest("hex") };
 }
 
-/** Writes one file over `cat > file` on an exec channel. */
-class ExecWriter implements FileWriter {
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private exitCode: number | null = null;
-  private stderr = "";
-  private closed: Promise<void>;
-  private isClosed = false;
-  private done = false;
-
-  private stdout = "";
-
-  constructor(private ep: SftpEndpoint, private ch: ClientChannel, private rel: string, private abs: string, private signal: AbortSignal | undefined, private onReport: ((stdout: string) => void) | null) {
-    this.closed = new Promise<void>((r) => ch.once("close", (closeCode?: number | null) => {
-      if (this.exitCode === null && typeof closeCode === "number") this.exitCode = closeCode; // see streamCommand
-      this.isClosed = true;
-      r();
-    }));
-    ch.on("exit", (c: number | null) => {
-      this.exitCode = c;
-    });
-    ch.stderr.on("data", (d: Buffer) => {
-      if (this.stderr.length < 65536) this.stderr += d.toString();
-    });
-    ch.on("data", (d: Buffer) => {
-      if (this.stdout.length < 4096) this.stdout += d.toString();
-    });
-  }
-
-  private async failure(): Promise<TransferError> {
-    await this.closed;
-    if (this.signal?.aborted) return new TransferError("CANCELLED", "transfer cancelled");
-    const lost = this.ep.connectionLost();
-    if (lost) return lost;
-    return commandError("write", this.rel, this.exitCode, this.stderr);
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    if (this.signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
-    if (this.isClosed) throw await this.failure();
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= WRITE_BATCH_BYTES) await this.flush();
-  }
-
-  private async flush(): Promise<void> {
-    if (!this.pendingBytes) return;
-    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    collectGarbageEvery(buf.length);
-    if (this.ch.write(buf)) return;
-    // Backpressure: wait until the channel drains, or until it dies under us.
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        this.ch.off("drain", done);
-        resolve();
-      };
-      this.ch.once("drain", done);
-      void this.closed.then(done);
-    });
-    if (this.isClosed) throw await this.failure();
-  }
-
-  async close(): Promise<void> {
-    if (this.done) return;
-    this.done = true;
-    try {
-      await this.flush();
-      this.ch.end();
-      await this.closed;
-    } catch (err) {
-      throw this.ep.mapError(err, this.rel, "write", this.signal);
-    }
-    if (this.exitCode !== 0) throw await this.failure();
-    this.onReport?.(this.stdout);
-  }
-
-  async abort(): Promise<void> {
-    this.done = true;
-    this.pending = [];
-    if (!this.isClosed) {
-      // End stdin and let cat exit before unlinking: closing the channel at once could leave a shell
-      // that creates the file after our unlink. A stuck channel is closed after a grace period.
-      this.ch.end();
-      const timer = setTimeout(() => this.ch.close(), 5_000);
-      await this.closed;
-      clearTimeout(timer);
-    }
-    await this.ep.discard(this.abs);
-  }
-}
-
-/** Writes one file over SFTP with many WRITE requests in flight (ssh2's own streams keep one). */
-class SftpWriter implements FileWriter {
-  private pos = 0;
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private inflight = 0;
-  private waiters: (() => void)[] = [];
-  private error: unknown = null;
-  private done = false;
-  private readonly chunk: number;
-
-  constructor(private ep: SftpEndpoint, private sftp: SFTPWrapper, private handle: Buffer, private rel: string, private abs: string, private mode: number | undefined, private signal?: AbortSignal) {
-    this.chunk = maxLen(sftp, "_maxWriteLen");
-  }
-
-  private async check(): Promise<void> {
-    if (this.signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
-    if (this.error) {
-      const err = this.error;
-      if (sftpStatus(err) === FX_FAILURE && (await this.ep.diskFull(this.abs).catch(() => false))) {
-        throw new TransferError("NO_SPACE", `write ${JSON.stringify(this.rel)}: no space left on the destination; free space or choose another target`, { cause: err, details: { path: this.rel } });
-      }
-      throw this.ep.mapError(err, this.rel, "write", this.signal);
-    }
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    await this.check();
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    while (this.pendingBytes >= this.chunk) await this.send(this.take(this.chunk));
-  }
-
-  private take(n: number): Buffer {
-    const all = this.pending.length === 1 ? Buffer.from(this.pending[0]!.buffer, this.pending[0]!.byteOffset, this.pending[0]!.byteLength) : Buffer.concat(this.pending, this.pendingBytes);
-    const out = Buffer.from(all.subarray(0, n)); // a copy: the caller may reuse its chunk once write() returns
-    const rest = all.subarray(n);
-    this.pending = rest.length ? [Buffer.from(rest)] : [];
-    this.pendingBytes = rest.length;
-    return out;
-  }
-
-  private async send(buf: Buffer): Promise<void> {
-    while (this.inflight >= SFTP_IN_FLIGHT) await this.ep.guard(new Promise<void>((r) => this.waiters.push(r)));
-    await this.check();
-    const at = this.pos;
-    this.pos += buf.length;
-    this.inflight++;
-    this.sftp.write(this.handle, buf, 0, buf.length, at, (err) => {
-      this.inflight--;
-      if (err && !this.error) this.error = err;
-      this.waiters.shift()?.();
-    });
-  }
-
-  private async drain(): Promise<void> {
-    while (this.inflight > 0) await this.ep.guard(new Promise<void>((r) => this.waiters.push(r)));
-    await this.check();
-  }
-
-  async close(): Promise<void> {
-    if (this.done) return;
-    this.done = true;
-    try {
-      if (this.pendingBytes) await this.send(this.take(this.pendingBytes));
-      await this.drain();
-      // The server's umask applied at open: set the exact bits, sent with the close (one round trip).
-      const chmod = this.mode === undefined ? null : this.ep.call<void>((cb) => this.sftp.fchmod(this.handle, this.mode! & 0o7777, cb as (e: Error | null | undefined) => void));
-      const close = this.ep.call<void>((cb) => this.sftp.close(this.handle, cb as (e: Error | null | undefined) => void));
-      const [a, b] = await Promise.allSettled([chmod, close]);
-      if (a.status === "rejected") throw a.reason;
-      if (b.status === "rejected") throw b.reason;
-    } catch (err) {
-      throw this.ep.mapError(err, this.rel, "write", this.signal);
-    }
-  }
-
-  async abort(): Promise<void> {
-    this.done = true;
-    this.pending = [];
-    await this.ep.guard((async () => {
-      while (this.inflight > 0) await new Promise<void>((r) => this.waiters.push(r));
-    })()).catch((e: unknown) => {
-      if (!this.ep.connectionLost()) throw e;
-    });
-    if (this.ep.connectionLost()) return;
-    await this.ep.call<void>((cb) => this.sftp.close(this.handle, cb as (e: Error | null | undefined) => void)).catch((e: unknown) => {
-      if (!this.ep.connectionLost()) throw this.ep.mapError(e, this.rel, "write", this.signal);
-    });
-    await this.ep.discard(this.abs);
-  }
-}
