@@ -143,6 +143,159 @@ describe("SftpEndpoint specifics", () => {
   }, TIMEOUT_MS);
 });
 
+describe("writer lanes (big files of known size)", () => {
+  let s: TestSshd;
+  let ep: SftpEndpoint;
+  const MiB = 1024 * 1024;
+  const bytes = (n: number, seed: number): Uint8Array => {
+    const b = new Uint8Array(n);
+    for (let i = 0; i < n; i += 4096) b[i] = (i / 4096 + seed) & 0xff;
+    return b;
+  };
+  const put = async (p: string, data: Uint8Array, opts: { mode?: number } = {}): Promise<void> => {
+    const w = await ep.openWrite(p, { size: data.length, ...opts });
+    for (let off = 0; off < data.length; off += 1_000_000) await w.write(data.subarray(off, off + 1_000_000));
+    await w.close();
+  };
+  /** Perl processes of the test user: the lanes alive on the remote. */
+  const lanesAlive = (): number => {
+    const r = Bun.spawnSync(["pgrep", "-u", s.username, "-f", "perl -e"]);
+    return r.stdout.toString().trim().split("\n").filter(Boolean).length;
+  };
+
+  beforeAll(async () => {
+    s = await startSshd();
+    ep = await connectSsh(targetOf(s));
+  }, TIMEOUT_MS);
+  afterAll(async () => {
+    await ep.close();
+    await s.stop();
+  }, TIMEOUT_MS);
+
+  test("files written one after another reuse one remote process, bytes, mode and CRC records intact", async () => {
+    await ep.mkdir("seq");
+    const files = [bytes(5 * MiB, 1), bytes(4 * MiB, 2), bytes(6 * MiB + 7, 3)];
+    for (const [i, f] of files.entries()) await put(`seq/f${i}`, f, { mode: 0o640 });
+    expect(lanesAlive()).toBe(1); // the lane stays for the next file; one process served all three
+    for (const [i, f] of files.entries()) {
+      expect(Buffer.compare(await readAll(ep, `seq/f${i}`), Buffer.from(f))).toBe(0);
+      expect((await ep.stat(`seq/f${i}`))?.mode! & 0o777).toBe(0o640);
+    }
+    const hashes = await ep.hashFiles(files.map((_, i) => `seq/f${i}`), "crc32");
+    for (const [i, f] of files.entries()) expect(hashes.get(`seq/f${i}`)).toBe((Bun.hash.crc32(f) >>> 0).toString(16).padStart(8, "0"));
+  }, TIMEOUT_MS);
+
+  test("a file that delivers fewer or more bytes than announced is SOURCE_CHANGED; abort leaves nothing and the next file works", async () => {
+    await ep.mkdir("short");
+    const w = await ep.openWrite("short/a", { size: 5 * MiB });
+    await w.write(bytes(MiB, 4));
+    expect(await codeOf(w.close())).toBe("SOURCE_CHANGED");
+    await w.abort();
+    expect(await ep.stat("short/a")).toBeNull();
+    const w2 = await ep.openWrite("short/b", { size: 4 * MiB });
+    expect(await codeOf(w2.write(bytes(4 * MiB + 1, 5)))).toBe("SOURCE_CHANGED");
+    await w2.abort();
+    expect(await ep.stat("short/b")).toBeNull();
+    const ok = bytes(4 * MiB, 6);
+    await put("short/c", ok);
+    expect(Buffer.compare(await readAll(ep, "short/c"), Buffer.from(ok))).toBe(0);
+  }, TIMEOUT_MS);
+
+  test("idle lanes give their session back when other commands need one (no deadlock at MaxSessions)", async () => {
+    await ep.mkdir("many");
+    // Six files at once: six lanes, every exec slot taken; once closed they sit idle.
+    const data = bytes(4 * MiB, 7);
+    await Promise.all(Array.from({ length: 6 }, (_, i) => put(`many/f${i}`, data)));
+    // These need exec channels of their own: idle lanes must be ended to make room.
+    const walked: string[] = [];
+    for await (const e of ep.walk("many")) walked.push(e.path);
+    expect(walked.sort()).toEqual(Array.from({ length: 6 }, (_, i) => `f${i}`));
+    const h = await ep.hashFiles(["many/f0"], "sha256");
+    expect(h.get("many/f0")).toBe(new Bun.CryptoHasher("sha256").update(data).digest("hex"));
+  }, TIMEOUT_MS);
+});
+
+describe("streaming unpacker (zip unpacked as it arrives)", () => {
+  let s: TestSshd;
+  let ep: SftpEndpoint;
+
+  beforeAll(async () => {
+    s = await startSshd();
+    ep = await connectSsh(targetOf(s));
+  }, TIMEOUT_MS);
+  afterAll(async () => {
+    await ep.close();
+    await s.stop();
+  }, TIMEOUT_MS);
+
+  /** A stored zip exactly as the engine packs it (fflate: data descriptors after each entry). */
+  async function pack(files: [string, Uint8Array][]): Promise<Uint8Array> {
+    const { Zip, ZipPassThrough } = await import("fflate");
+    const parts: Uint8Array[] = [];
+    const z = new Zip((err, c) => {
+      if (err) throw err;
+      parts.push(c);
+    });
+    for (const [n, data] of files) {
+      const e = new ZipPassThrough(n);
+      e.os = 3;
+      z.add(e);
+      e.push(data, true);
+    }
+    z.end();
+    return Buffer.concat(parts);
+  }
+  const send = async (into: string, files: [string, Uint8Array][], zip: Uint8Array, entries = files.map(([, d]) => ({ size: d.length }))): Promise<void> => {
+    const w = await ep.unzipStream!(into, entries);
+    try {
+      // Odd chunk sizes: entry boundaries fall anywhere inside a write.
+      for (let off = 0; off < zip.length; off += 777) await w.write(zip.subarray(off, off + 777));
+      await w.close();
+    } catch (err) {
+      await w.abort();
+      throw err;
+    }
+  };
+
+  test("odd names, empty and random files land exactly, with their modes and mtimes, and CRC records", async () => {
+    const random = crypto.getRandomValues(new Uint8Array(65536)); // stored random data is where signature scanning fails
+    const files: [string, Uint8Array][] = [
+      ["with space/ünïcødé 名前.txt", new TextEncoder().encode("a")],
+      ["it's\nnewline", new Uint8Array(0)],
+      ["sub/deeper/random.bin", random],
+      ["sub/other.bin", new Uint8Array(300_000).fill(7)],
+    ];
+    await ep.mkdir("s1");
+    const mtimeMs = Date.UTC(2020, 1, 3, 4, 5, 6, 789);
+    await send("s1", files, await pack(files), files.map(([, d], i) => ({ size: d.length, mode: i === 0 ? 0o600 : 0o644, mtimeMs })));
+    for (const [n, d] of files) {
+      expect(Buffer.compare(await readAll(ep, `s1/${n}`), Buffer.from(d))).toBe(0);
+      const st = await ep.stat(`s1/${n}`);
+      expect(st?.mtimeMs).toBe(Math.floor(mtimeMs / 1000) * 1000); // SFTP v3 reports whole seconds
+    }
+    expect((await ep.stat(`s1/${files[0]![0]}`))?.mode! & 0o777).toBe(0o600);
+    const hashes = await ep.hashFiles(files.map(([n]) => `s1/${n}`), "crc32");
+    for (const [n, d] of files) expect(hashes.get(`s1/${n}`)).toBe((Bun.hash.crc32(d) >>> 0).toString(16).padStart(8, "0"));
+  }, TIMEOUT_MS);
+
+  test("corruption is VERIFY_FAILED, a wrong size list is VERIFY_FAILED, '..' is PATH_ESCAPE, a cut stream fails", async () => {
+    const files: [string, Uint8Array][] = [["a.txt", new TextEncoder().encode("content of a")], ["b.txt", new TextEncoder().encode("content of b")]];
+    const zip = await pack(files);
+    const bad = new Uint8Array(zip);
+    bad[Buffer.from(bad).indexOf("content of b") + 3]! ^= 0xff;
+    await ep.mkdir("s2");
+    expect(await codeOf(send("s2", files, bad))).toBe("VERIFY_FAILED");
+    await ep.mkdir("s3");
+    expect(await codeOf(send("s3", files, zip, [{ size: 12 }, { size: 11 }]))).toBe("VERIFY_FAILED");
+    await ep.mkdir("s4");
+    const evil: [string, Uint8Array][] = [["../escaped.txt", new Uint8Array(1)]];
+    expect(await codeOf(send("s4", evil, await pack(evil)))).toBe("PATH_ESCAPE");
+    expect(await ep.stat("escaped.txt")).toBeNull();
+    await ep.mkdir("s5");
+    expect(await codeOf(send("s5", files, zip.subarray(0, zip.length - 30)))).toBe("VERIFY_FAILED");
+  }, TIMEOUT_MS);
+});
+
 describe("remote unpackers", () => {
   // Perl (parallel, preferred) and Info-ZIP unzip (when perl is missing) must behave the same.
   for (const [name, hide] of [["perl", ["unzip"]], ["Info-ZIP unzip", ["perl"]]] as const) {
