@@ -426,13 +426,14 @@ export function maxLen(sftp: SFTPWrapper, key: "_maxReadLen" | "_maxWriteLen"): 
   return typeof v === "number" && v > 0 ? v : 32 * 1024;
 }
 
-
 /**
  * ssh2 allocates fresh buffers for every 32 KiB packet it frames, encrypts or decrypts; JSC let
  * that garbage reach ~280 MiB of RSS on a 1 GiB stream before collecting. A full collection every
- * 128 MiB streamed kept it near 180 MiB (the budget is 256) for ~15 ms each (see docs/ssh.md).
+ * 128 MiB streamed kept one stream near 180 MiB, but four writer lanes at once reached 252 MiB (the
+ * budget is 256); every 64 MiB kept them at 185-190 MiB, with no measurable change in time
+ * (20 × 20 MiB through the 2 ms relay: median 1.48 s both ways, 3 interleaved rounds).
  */
-const GC_EVERY_BYTES = 128 * 1024 * 1024;
+const GC_EVERY_BYTES = 64 * 1024 * 1024;
 let streamedSinceGc = 0;
 export function collectGarbageEvery(bytes: number): void {
   streamedSinceGc += bytes;
