@@ -93,6 +93,17 @@ abstract class ChannelWriter implements FileWriter {
     if (this.channel.isClosed) throw await this.failure();
   }
 
+  /** Sends what is pending, ends the remote's input and waits until the command exited. */
+  protected async endInput(action: string): Promise<void> {
+    try {
+      await this.flush();
+      this.channel.ch.end();
+      await this.channel.closed;
+    } catch (err) {
+      throw this.host.mapError(err, this.rel, action, this.signal);
+    }
+  }
+
   /** Ends the remote process: EOF first, so it cannot create a file after our cleanup; a stuck one is closed after a grace period. */
   protected async endChannel(): Promise<void> {
     this.pending = [];
@@ -179,13 +190,7 @@ export class ExecWriter extends ChannelWriter {
   async close(): Promise<void> {
     if (this.done) return;
     this.done = true;
-    try {
-      await this.flush();
-      this.channel.ch.end();
-      await this.channel.closed;
-    } catch (err) {
-      throw this.host.mapError(err, this.rel, "write", this.signal);
-    }
+    await this.endInput("write");
     if (this.channel.exitCode !== 0) throw await this.failure();
     if (this.reports) {
       const r = parseWriteReport((await this.channel.nextLine()) ?? this.channel.tail);
@@ -213,13 +218,7 @@ export class UnzipStreamWriter extends ChannelWriter {
   async close(): Promise<void> {
     if (this.done) return;
     this.done = true;
-    try {
-      await this.flush();
-      this.channel.ch.end();
-      await this.channel.closed;
-    } catch (err) {
-      throw this.host.mapError(err, this.rel, "unzip", this.signal);
-    }
+    await this.endInput("unzip");
     if (this.signal?.aborted || this.host.connectionLost()) throw await this.failure();
     this.finish(this.channel.exitCode, Buffer.concat(this.channel.stdout), this.channel.stderr);
   }
