@@ -187,6 +187,8 @@ export async function openConnection(p: ConnectParams): Promise<Connection> {
       return !mismatch;
     },
     tryKeyboard: false,
+    // Only the configured method: ssh2 otherwise tries "none" first, a round trip wasted.
+    authHandler: [p.auth.method === "key" ? "publickey" : "password"],
     ...(p.auth.method === "key"
       ? { privateKey: p.auth.privateKey, ...(p.auth.passphrase ? { passphrase: p.auth.passphrase } : {}) }
       : { password: p.auth.password }),

@@ -6,8 +6,8 @@
 import type { HashAlgorithm } from "../endpoint.ts";
 import { TransferError, isTransferError, type ErrorCode } from "../errors.ts";
 import { SFTP_CHANNELS, normalizeFingerprint, openConnection, type Connection, type ConnectParams } from "./connection.ts";
-import { SftpEndpoint } from "./sftp_endpoint.ts";
-import { remoteHashes } from "./remote_shell.ts";
+import { PROBE_SCRIPT, remoteHashes } from "./remote_shell.ts";
+import { PROBE_TIMEOUT_MS, SftpEndpoint, runRemote } from "./sftp_endpoint.ts";
 
 export { SftpEndpoint } from "./sftp_endpoint.ts";
 
@@ -71,13 +71,15 @@ export async function connectSsh(t: SshTarget, opts: { signal?: AbortSignal } = 
   const params = validate(t, true);
   const conn = await openConnection({ ...params, signal: opts.signal });
   try {
-    // Both SFTP channels open while the root is checked: the engine's first requests go to either.
+    // While the root is checked: both SFTP channels open (the engine's first requests go to either)
+    // and the capability probe runs, so the engine plans without waiting for it. A failed probe is
+    // not cached: capabilities() probes again and reports it to its caller.
     for (let i = 0; i < SFTP_CHANNELS; i++) conn.sftp().catch(() => undefined);
+    const probe = runRemote(conn, sshLabel(t), PROBE_SCRIPT, { timeoutMs: PROBE_TIMEOUT_MS });
+    probe.catch(() => undefined);
     const root = await resolveRoot(conn, t.root, sshLabel(t));
     const ep = new SftpEndpoint(conn, root, sshLabel(t));
-    // Probe now without waiting (one round trip saved when the engine plans). A failure is not
-    // cached: capabilities() probes again and reports it to its caller.
-    void ep.tools().catch(() => undefined);
+    void ep.tools(undefined, probe).catch(() => undefined);
     return ep;
   } catch (err) {
     await conn.close();

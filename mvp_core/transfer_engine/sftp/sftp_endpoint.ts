@@ -18,6 +18,8 @@ import {
 } from "./remote_shell.ts";
 import { ExecWriter, LaneWriter, SFTP_IN_FLIGHT, SftpWriter, UnzipStreamWriter, WriterLanes, type WriterHost, collectGarbageEvery, maxLen } from "./writers.ts";
 
+/** How long the capability probe may take. */
+export const PROBE_TIMEOUT_MS = 15_000;
 /** Files at least this big (or of unknown size) go over an exec byte stream when the host has a shell. */
 export const EXEC_STREAM_MIN_BYTES = 4 * 1024 * 1024;
 /** Exec reads pause the channel above this much unread data and resume below the low mark. */
@@ -180,11 +182,14 @@ export class SftpEndpoint implements Endpoint, WriterHost {
     return { rel, abs: this.abs(rel) };
   }
 
-  /** Remote tools, probed once with one exec (a host without a shell answers without our marker). */
-  tools(signal?: AbortSignal): Promise<RemoteTools> {
+  /**
+   * Remote tools, probed once with one exec (a host without a shell answers without our marker);
+   * `started` is that exec already under way (connectSsh starts it while it checks the root).
+   */
+  tools(signal?: AbortSignal, started?: Promise<RunResult>): Promise<RemoteTools> {
     this.toolsProbe ??= (async () => {
       try {
-        const r = await this.run(PROBE_SCRIPT, { signal, timeoutMs: 15_000 });
+        const r = await (started ?? this.run(PROBE_SCRIPT, { signal, timeoutMs: PROBE_TIMEOUT_MS }));
         return this.adopt(parseProbe(r.stdout.toString()));
       } catch (err) {
         if (this.conn.lost) throw this.conn.lost;
@@ -210,42 +215,9 @@ export class SftpEndpoint implements Endpoint, WriterHost {
   }
 
   /** Runs one remote command to completion, feeding `stdin`; returns exit code and output. */
-  async run(command: string, opts: { stdin?: Uint8Array; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  async run(command: string, opts: RunOptions = {}): Promise<RunResult> {
     this.start(opts.signal);
-    const ch = await this.conn.exec(command, opts.signal);
-    return await new Promise((resolve, reject) => {
-      const out: Buffer[] = [];
-      let err = "";
-      let code: number | null = null;
-      const onAbort = (): void => {
-        ch.close();
-      };
-      let timedOut = false;
-      const timer = opts.timeoutMs ? setTimeout(() => {
-        timedOut = true;
-        ch.close();
-      }, opts.timeoutMs) : null;
-      opts.signal?.addEventListener("abort", onAbort, { once: true });
-      ch.on("data", (d: Buffer) => out.push(d));
-      ch.stderr.on("data", (d: Buffer) => {
-        if (err.length < 65536) err += d.toString();
-      });
-      ch.on("exit", (c: number | null) => {
-        code = c;
-      });
-      // ssh2 passes the exit code to close as well; the exit event alone was missed at times.
-      ch.on("close", (closeCode?: number | null) => {
-        if (code === null && typeof closeCode === "number") code = closeCode;
-        if (timer) clearTimeout(timer);
-        opts.signal?.removeEventListener("abort", onAbort);
-        if (opts.signal?.aborted) return reject(new TransferError("CANCELLED", "transfer cancelled"));
-        if (this.conn.lost) return reject(this.conn.lost);
-        if (timedOut) return reject(new TransferError("TIMEOUT", `remote command on ${this.label} did not finish within ${opts.timeoutMs} ms`));
-        resolve({ code, stdout: Buffer.concat(out), stderr: err });
-      });
-      if (opts.stdin) ch.end(opts.stdin);
-      else ch.end();
-    });
+    return runRemote(this.conn, this.label, command, opts);
   }
 
   /** Streams a remote command's stdout; a non-zero exit becomes an error after the data. */
@@ -1004,6 +976,60 @@ export class SftpEndpoint implements Endpoint, WriterHost {
     if (!this.conn.lost) await this.lanes.close();
     await this.conn.close();
   }
+}
+
+/** Options of a remote command run to completion. */
+export interface RunOptions {
+stdin?: Uint8Array;
+signal?: AbortSignal;
+timeoutMs?: number;
+}
+
+/** Exit code and output of a remote command. */
+export interface RunResult {
+code: number | null;
+stdout: Buffer;
+stderr: string;
+}
+
+/** Runs one remote command on `conn` to completion, feeding `stdin`; returns exit code and output. */
+export async function runRemote(conn: Connection, label: string, command: string, opts: RunOptions = {}): Promise<RunResult> {
+  if (opts.signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+  conn.check();
+  const ch = await conn.exec(command, opts.signal);
+  return await new Promise((resolve, reject) => {
+    const out: Buffer[] = [];
+    let err = "";
+    let code: number | null = null;
+    const onAbort = (): void => {
+      ch.close();
+    };
+    let timedOut = false;
+    const timer = opts.timeoutMs ? setTimeout(() => {
+      timedOut = true;
+      ch.close();
+    }, opts.timeoutMs) : null;
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    ch.on("data", (d: Buffer) => out.push(d));
+    ch.stderr.on("data", (d: Buffer) => {
+      if (err.length < 65536) err += d.toString();
+    });
+    ch.on("exit", (c: number | null) => {
+      code = c;
+    });
+    // ssh2 passes the exit code to close as well; the exit event alone was missed at times.
+    ch.on("close", (closeCode?: number | null) => {
+      if (code === null && typeof closeCode === "number") code = closeCode;
+      if (timer) clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      if (opts.signal?.aborted) return reject(new TransferError("CANCELLED", "transfer cancelled"));
+      if (conn.lost) return reject(conn.lost);
+      if (timedOut) return reject(new TransferError("TIMEOUT", `remote command on ${label} did not finish within ${opts.timeoutMs} ms`));
+      resolve({ code, stdout: Buffer.concat(out), stderr: err });
+    });
+    if (opts.stdin) ch.end(opts.stdin);
+    else ch.end();
+  });
 }
 
 /** A zip with no entries: just the end-of-central-directory record. */
