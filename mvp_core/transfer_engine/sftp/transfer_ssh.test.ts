@@ -187,7 +187,9 @@ describe("transfer() over SSH: fallbacks and faults", () => {
       try {
         const src = path.join(localDir, "src");
         fs.mkdirSync(src);
-        for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(src, `part${i}.bin`), random(8 * 1024 * 1024));
+        // Big enough that the kill (which takes a moment) lands while bytes still flow: with 4 × 8 MiB
+        // the streamed zip sometimes reached the commit first and the drop hit the cleanup instead.
+        for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(src, `part${i}.bin`), random(16 * 1024 * 1024));
         for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(src, `small${i}.txt`), `small ${i}`);
         const before = snapshot(src);
         const remote = await connectSsh(targetOf(s));
@@ -197,7 +199,7 @@ describe("transfer() over SSH: fallbacks and faults", () => {
           target: remote,
           options: { progressIntervalMs: 0, zipSmallFileBytes: 64 << 20 },
           onProgress: (p) => {
-            if (p.phase === "transfer" && p.bytesDone > 6 * 1024 * 1024) killed ??= s.kill();
+            if (p.phase === "transfer" && p.bytesDone > 2 * 1024 * 1024) killed ??= s.kill();
           },
         }).then(() => null, (e: unknown) => e);
         await killed;
