@@ -12,6 +12,21 @@ function targetOf(s: TestSshd): SshTarget {
   return { host: s.host, port: s.port, username: s.username, root: s.root, auth: { method: "key", privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint };
 }
 
+/** A real sshd and an endpoint connected to it for the enclosing describe block, stopped after it. */
+function withConnectedSshd(use: (s: TestSshd, ep: SftpEndpoint) => void): void {
+  let s: TestSshd;
+  let ep: SftpEndpoint;
+  beforeAll(async () => {
+    s = await startSshd();
+    ep = await connectSsh(targetOf(s));
+    use(s, ep);
+  }, TIMEOUT_MS);
+  afterAll(async () => {
+    await ep.close();
+    await s.stop();
+  }, TIMEOUT_MS);
+}
+
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -49,14 +64,10 @@ describe("SftpEndpoint specifics", () => {
     return d;
   };
 
-  beforeAll(async () => {
-    s = await startSshd();
-    ep = await connectSsh(targetOf(s));
-  }, TIMEOUT_MS);
-  afterAll(async () => {
-    await ep.close();
-    await s.stop();
-  }, TIMEOUT_MS);
+  withConnectedSshd((sshd, endpoint) => {
+    s = sshd;
+    ep = endpoint;
+  });
 
   test("a big file goes over an exec stream and keeps its bytes, mode and offset reads", async () => {
     const d = await dir();
@@ -163,14 +174,10 @@ describe("writer lanes (big files of known size)", () => {
     return r.stdout.toString().trim().split("\n").filter(Boolean).length;
   };
 
-  beforeAll(async () => {
-    s = await startSshd();
-    ep = await connectSsh(targetOf(s));
-  }, TIMEOUT_MS);
-  afterAll(async () => {
-    await ep.close();
-    await s.stop();
-  }, TIMEOUT_MS);
+  withConnectedSshd((sshd, endpoint) => {
+    s = sshd;
+    ep = endpoint;
+  });
 
   test("files written one after another reuse one remote process, bytes, mode and CRC records intact", async () => {
     await ep.mkdir("seq");
@@ -219,14 +226,10 @@ describe("streaming unpacker (zip unpacked as it arrives)", () => {
   let s: TestSshd;
   let ep: SftpEndpoint;
 
-  beforeAll(async () => {
-    s = await startSshd();
-    ep = await connectSsh(targetOf(s));
-  }, TIMEOUT_MS);
-  afterAll(async () => {
-    await ep.close();
-    await s.stop();
-  }, TIMEOUT_MS);
+  withConnectedSshd((sshd, endpoint) => {
+    s = sshd;
+    ep = endpoint;
+  });
 
   /** A stored zip exactly as the engine packs it (fflate: data descriptors after each entry). */
   async function pack(files: [string, Uint8Array][]): Promise<Uint8Array> {
