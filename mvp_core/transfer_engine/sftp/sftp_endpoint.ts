@@ -9,6 +9,7 @@ import type {
   Capabilities, Endpoint, Entry, EntryType, FileWriter, HashAlgorithm, OpOptions, SpaceInfo, UnzipStreamEntry,
 } from "../endpoint.ts";
 import { TransferError, fromSystemError, isTransferError } from "../errors.ts";
+import { LOCAL_HASHES, createHasher } from "../hash.ts";
 import { normalizeRel, parentRel } from "../paths.ts";
 import type { Connection } from "./connection.ts";
 import {
@@ -33,7 +34,7 @@ const SET_ATTRS_VIA_SFTP_MAX = 500;
 /** Requests kept in flight by the batch operations (mkdirMany, setAttributesMany). */
 const BATCH_IN_FLIGHT = 128;
 /** Hashes the host computes locally for a remote without a shell (read back over SFTP). */
-const READBACK_HASHES: readonly HashAlgorithm[] = ["crc32", "sha1", "sha256", "blake2b512", "md5"];
+const READBACK_HASHES = LOCAL_HASHES;
 
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
@@ -877,7 +878,7 @@ export class SftpEndpoint implements Endpoint, WriterHost {
     const worker = async (): Promise<void> => {
       while (next < paths.length) {
         const i = next++;
-        const h = localHasher(algorithm);
+        const h = createHasher(algorithm);
         for await (const chunk of this.openRead(rels[i]!, { signal })) h.update(chunk);
         result.set(paths[i]!, h.digest());
       }
@@ -1064,13 +1065,4 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
   if (failure) throw (failure as { err: unknown }).err;
 }
 
-function localHasher(algorithm: HashAlgorithm): { update(c: Uint8Array): void; digest(): string } {
-  if (algorithm === "crc32") {
-    let crc = 0;
-    return { update: (c) => void (crc = Bun.hash.crc32(c, crc)), digest: () => (crc >>> 0).toString(16).padStart(8, "0") };
-  }
-  if (algorithm === "xxh64") throw new TransferError("UNSUPPORTED", "xxh64 cannot be computed incrementally here");
-  const h = new Bun.CryptoHasher(algorithm);
-  return { update: (c) => void h.update(c), digest: () => h.digest("hex") };
-}
 
