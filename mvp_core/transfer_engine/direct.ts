@@ -66,7 +66,8 @@ async function copyStream(run: Run, e: Entry, src: string, dst: string, alg: Has
   const w = await target.openWrite(dst, { signal, mode: e.mode, size: e.size });
   let n = 0;
   try {
-    for await (const chunk of source.openRead(src, { signal })) {
+    // Each chunk is hashed and written (the writer copies what it keeps) before the next is read.
+    for await (const chunk of source.openRead(src, { signal, reuseBuffer: true })) {
       h?.update(chunk);
       n += chunk.length;
       if (n > e.size) throw sourceChanged(src, `grew beyond the scanned ${e.size} bytes`);

@@ -27,6 +27,7 @@ export interface SpaceInfo {
 
 /** A file being written under a staging name; close() flushes it, abort() discards it. */
 export interface FileWriter {
+  /** Once the promise settles the caller may reuse `chunk`'s memory: a writer that keeps bytes copies them. */
   write(chunk: Uint8Array): Promise<void>;
   close(): Promise<void>;
   abort(): Promise<void>;
@@ -34,6 +35,11 @@ export interface FileWriter {
 
 export interface OpOptions {
   signal?: AbortSignal;
+}
+
+export interface ReadOptions extends OpOptions {
+  start?: number;
+  reuseBuffer?: boolean;
 }
 
 /** Content hash names shared by both ends of a verification (the engine picks one both support). */
@@ -64,7 +70,12 @@ export interface Endpoint {
   /** Every entry below `path` (not `path` itself), parents before children, paths relative to `path`. */
   walk(path: string, opts?: OpOptions): AsyncIterable<Entry>;
 
-  openRead(path: string, opts?: OpOptions & { start?: number }): AsyncIterable<Uint8Array>;
+  /**
+   * The file's bytes from `start`. With `reuseBuffer` a chunk is valid only until the next one is
+   * requested (the reader may read into the same memory again), for callers that are done with
+   * each chunk by then; readers may ignore it and hand out fresh chunks.
+   */
+  openRead(path: string, opts?: ReadOptions): AsyncIterable<Uint8Array>;
   /** Creates or truncates `path` (normally a staging name) for writing with permission bits `mode`. */
   openWrite(path: string, opts?: OpOptions & { mode?: number; size?: number }): Promise<FileWriter>;
 

@@ -75,7 +75,7 @@ async function readBack(run: Run, paths: readonly string[], alg: HashAlgorithm):
   const out = new Map<string, string>();
   for (const p of paths) {
     const h = createHasher(alg);
-    for await (const chunk of run.target.openRead(p, { signal: run.signal })) h.update(chunk);
+    for await (const chunk of run.target.openRead(p, { signal: run.signal, reuseBuffer: true })) h.update(chunk);
     out.set(p, h.digest());
   }
   return out;

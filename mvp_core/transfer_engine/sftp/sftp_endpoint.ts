@@ -6,7 +6,7 @@
 import { posix } from "node:path";
 import type { ClientChannel, SFTPWrapper, Stats } from "ssh2";
 import type {
-  Capabilities, Endpoint, Entry, EntryType, FileWriter, HashAlgorithm, OpOptions, SpaceInfo, UnzipStreamEntry,
+  Capabilities, Endpoint, Entry, EntryType, FileWriter, HashAlgorithm, OpOptions, ReadOptions, SpaceInfo, UnzipStreamEntry,
 } from "../endpoint.ts";
 import { TransferError, fromSystemError, isTransferError } from "../errors.ts";
 import { LOCAL_HASHES, createHasher } from "../hash.ts";
@@ -378,7 +378,7 @@ export class SftpEndpoint implements Endpoint, WriterHost {
     }
   }
 
-  async *openRead(path: string, opts: OpOptions & { start?: number } = {}): AsyncIterable<Uint8Array> {
+  async *openRead(path: string, opts: ReadOptions = {}): AsyncIterable<Uint8Array> {
     this.start(opts.signal);
     const rel = normalizeRel(path);
     const abs = this.abs(rel);
