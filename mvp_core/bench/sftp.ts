@@ -7,6 +7,8 @@
  * `tar cf - | ssh tar xf -` and `rclone copy` (when installed). All OpenSSH tools use
  * aes128-gcm@openssh.com, the fastest cipher here and the one Ketter negotiates.
  *
+ * Every method writes into a fresh journaled ext4 (scratch_disk.ts: a real server's kind of file
+ * system, where deleting one method's 10,000 files does not slow the next method's creates).
  * A real link is not loopback: every dataset also runs through a TCP relay (a child process) that
  * delays each direction by half the round-trip time (2 ms and 20 ms round trip by default).
  * Methods run interleaved and in a rotating order within each round (these machines drift 2-5×
@@ -24,16 +26,18 @@ import { startLatencyRelay } from "../testing/latency_relay.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
 import { type Dataset, datasets } from "./datasets.ts";
+import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const SELF = path.join(REPO, "mvp_core/bench/sftp.ts");
 const CIPHER = "aes128-gcm@openssh.com";
 
-/** Where a method sends to: the sshd, possibly through a relay on `port`. */
+/** Where a method sends to: the sshd, possibly through a relay on `port`, into `dst` (absolute on the sshd). */
 interface Link {
   sshd: TestSshd;
   port: number;
   latencyMs: number;
+  dst: string;
 }
 
 interface Method {
@@ -62,32 +66,31 @@ function sshOpts(link: Link): string[] {
 }
 
 function methods(): Method[] {
-  const dst = (link: Link): string => path.join(link.sshd.root, "dst");
   const list: Method[] = [
-    { name: "scp -r", ketter: false, argv: (src, l) => ["scp", "-q", "-r", ...sshOpts(l), "-P", String(l.port), src, `${l.sshd.username}@${l.sshd.host}:${dst(l)}`] },
+    { name: "scp -r", ketter: false, argv: (src, l) => ["scp", "-q", "-r", ...sshOpts(l), "-P", String(l.port), src, `${l.sshd.username}@${l.sshd.host}:${l.dst}`] },
     {
       name: "rsync -a",
       ketter: false,
-      argv: (src, l) => ["rsync", "-a", "-e", ["ssh", ...sshOpts(l), "-p", String(l.port)].map(shq).join(" "), `${src}/`, `${l.sshd.username}@${l.sshd.host}:${dst(l)}/`],
+      argv: (src, l) => ["rsync", "-a", "-e", ["ssh", ...sshOpts(l), "-p", String(l.port)].map(shq).join(" "), `${src}/`, `${l.sshd.username}@${l.sshd.host}:${l.dst}/`],
     },
     {
       name: "tar | ssh tar",
       ketter: false,
-      argv: (src, l) => ["sh", "-c", `tar -C ${shq(src)} -cf - . | ssh ${[...sshOpts(l), "-p", String(l.port), "-l", l.sshd.username, l.sshd.host].map(shq).join(" ")} ${shq(`mkdir -p ${shq(dst(l))} && tar -C ${shq(dst(l))} -xf -`)}`],
+      argv: (src, l) => ["sh", "-c", `tar -C ${shq(src)} -cf - . | ssh ${[...sshOpts(l), "-p", String(l.port), "-l", l.sshd.username, l.sshd.host].map(shq).join(" ")} ${shq(`mkdir -p ${shq(l.dst)} && tar -C ${shq(l.dst)} -xf -`)}`],
     },
   ];
   if (Bun.which("rclone")) {
     list.push({
       name: "rclone copy",
       ketter: false,
-      argv: (src, l) => ["rclone", "copy", "--sftp-host", l.sshd.host, "--sftp-port", String(l.port), "--sftp-user", l.sshd.username, "--sftp-key-file", l.sshd.privateKeyPath, "--sftp-shell-type", "unix", src, `:sftp:${dst(l)}`],
+      argv: (src, l) => ["rclone", "copy", "--sftp-host", l.sshd.host, "--sftp-port", String(l.port), "--sftp-user", l.sshd.username, "--sftp-key-file", l.sshd.privateKeyPath, "--sftp-shell-type", "unix", src, `:sftp:${l.dst}`],
     });
   }
   for (const strategy of ["direct", "zip", "auto"] as const) {
     list.push({
       name: `ketter ${strategy}/checksum`,
       ketter: true,
-      argv: (src, l) => ["bun", SELF, "--push", JSON.stringify({ src, port: l.port, host: l.sshd.host, user: l.sshd.username, key: l.sshd.privateKeyPath, fp: l.sshd.hostKeyFingerprint, root: l.sshd.root, strategy })],
+      argv: (src, l) => ["bun", SELF, "--push", JSON.stringify({ src, port: l.port, host: l.sshd.host, user: l.sshd.username, key: l.sshd.privateKeyPath, fp: l.sshd.hostKeyFingerprint, root: l.sshd.root, dst: path.relative(l.sshd.root, l.dst), strategy })],
     });
   }
   return list;
@@ -123,11 +126,11 @@ function median(xs: number[]): number {
 
 /** Child mode: one Ketter push (local folder → remote `dst`), result JSON on stdout. */
 async function push(arg: string): Promise<number> {
-  const a = JSON.parse(arg) as { src: string; port: number; host: string; user: string; key: string; fp: string; root: string; strategy: "direct" | "zip" | "auto" };
+  const a = JSON.parse(arg) as { src: string; port: number; host: string; user: string; key: string; fp: string; root: string; dst: string; strategy: "direct" | "zip" | "auto" };
   const remote = await connectSsh({ host: a.host, port: a.port, username: a.user, root: a.root, auth: { method: "key", privateKey: fs.readFileSync(a.key, "utf8") }, hostKeyFingerprint: a.fp });
   try {
     const local = new LocalEndpoint(path.dirname(a.src));
-    const r = await transfer({ sourcePath: path.basename(a.src), targetPath: "dst", mode: "copy", strategy: a.strategy, verify: "checksum" }, { source: local, target: remote });
+    const r = await transfer({ sourcePath: path.basename(a.src), targetPath: a.dst, mode: "copy", strategy: a.strategy, verify: "checksum" }, { source: local, target: remote });
     process.stdout.write(JSON.stringify({ strategy: r.strategy, durationsMs: r.durationsMs, verified: r.verified }));
   } finally {
     await remote.close();
@@ -158,9 +161,12 @@ async function main(): Promise<number> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-sftp-"));
   const sshd = await startSshd();
   const samples: Sample[] = [];
+  let destination = "";
   const relays = new Map<number, { port: number; stop: () => Promise<void> }>();
+  let disk: ScratchDisk | null = null;
   const cleanup = async (): Promise<void> => {
     for (const r of relays.values()) await r.stop();
+    disk?.stop();
     await sshd.stop();
     fs.rmSync(root, { recursive: true, force: true });
   };
@@ -175,16 +181,19 @@ async function main(): Promise<number> {
       process.stderr.write(`generating ${d.name} (${d.describe})…\n`);
       d.make(path.join(root, d.name));
     }
+    disk = mountScratchDisk({ imageDir: root, at: path.join(sshd.root, "vol"), bytes: 8 * 1024 ** 3, owner: sshd.username });
+    destination = disk?.describe ?? `${sshd.root} (not root: no scratch disk, small-file times depend on what was deleted there in the last minutes)`;
+    process.stderr.write(`destination: ${destination}\n`);
+    const dst = path.join(disk?.path ?? sshd.root, "dst");
     for (const l of latencies) relays.set(l, l === 0 ? { port: sshd.port, stop: async () => undefined } : await startLatencyRelay({ listenHost: sshd.host, targetHost: sshd.host, targetPort: sshd.port, oneWayMs: l / 2 }));
     const dead = new Set<string>(); // dataset|latency|method that blew the time budget
     for (let round = 0; round < rounds; round++) {
       for (const latencyMs of latencies) {
-        const link: Link = { sshd, port: relays.get(latencyMs)!.port, latencyMs };
+        const link: Link = { sshd, port: relays.get(latencyMs)!.port, latencyMs, dst };
         for (const d of sets) {
           const order = METHODS.map((_, i) => METHODS[(i + round) % METHODS.length] as Method);
           for (const m of order) {
             const key = `${d.name}|${latencyMs}|${m.name}`;
-            const dst = path.join(sshd.root, "dst");
             fs.rmSync(dst, { recursive: true, force: true });
             if (dead.has(key)) {
               samples.push({ dataset: d.name, latencyMs, method: m.name, round, seconds: null, peakRssMiB: null, note: "skipped (over budget earlier)" });
@@ -210,7 +219,7 @@ async function main(): Promise<number> {
   const report = {
     when: new Date().toISOString(),
     machine: machineInfo(),
-    rounds, quick, latenciesMs: latencies, cipher: CIPHER,
+    rounds, quick, latenciesMs: latencies, cipher: CIPHER, destination,
     datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
     rows,
     targets: checkTargets(rows),
