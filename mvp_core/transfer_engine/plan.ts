@@ -10,6 +10,7 @@ import { LOCAL_HASHES, pickHash } from "./hash.ts";
 import { LocalEndpoint } from "./local.ts";
 import { parentRel } from "./paths.ts";
 import type { Run } from "./run.ts";
+import type { StatPrefetch } from "./prefetch.ts";
 import type { Manifest } from "./scan.ts";
 
 /** What the transfer step will do. */
@@ -35,8 +36,11 @@ const roundUp = (n: number): number => Math.ceil(n / BLOCK) * BLOCK;
 /** Local header + data descriptor + central directory record, without the name. */
 const ZIP_ENTRY_OVERHEAD = 30 + 16 + 46;
 
-/** Decides how to move `m`; `allowRename` is false after a rename attempt found two devices. */
-export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath: string, allowRename = true): Promise<Plan> {
+/**
+ * Decides how to move `m`; `allowRename` is false after a rename attempt found two devices.
+ * `early` may hold the free space, asked at the start beside the target's stats.
+ */
+export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath: string, { allowRename = true, early }: { allowRename?: boolean; early?: StatPrefetch } = {}): Promise<Plan> {
   const { spec, source, target, opts } = run;
   if (allowRename && canRename(run, sourcePath, targetPath)) {
     return { strategy: "rename", reason: "local move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0 };
@@ -89,7 +93,9 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
   const dataBytes = m.files.reduce((n, f) => n + roundUp(f.size), 0) + m.dirs.length * BLOCK;
   const archiveBytes = archives.reduce((max, a) => Math.max(max, a.reduce((n, f) => n + f.size + ZIP_ENTRY_OVERHEAD + 2 * Buffer.byteLength(f.path), 22)), 0);
   const requiredBytes = dataBytes + roundUp(archiveBytes) + opts.spaceMarginBytes;
-  const space = await target.space(parentRel(targetPath), { signal: run.signal });
+  let space = await (early ? early.space(parentRel(targetPath)) : target.space(parentRel(targetPath), { signal: run.signal }));
+  // The early answer predates the scan: ask again before refusing on it.
+  if (early && space.freeBytes < requiredBytes) space = await target.space(parentRel(targetPath), { signal: run.signal });
   if (space.freeBytes < requiredBytes) {
     throw new TransferError("NO_SPACE", `not enough free space at ${target.label}: need ${fmtBytes(requiredBytes)}, ${fmtBytes(space.freeBytes)} free; free some space or choose another target`, {
       details: { requiredBytes, freeBytes: space.freeBytes },

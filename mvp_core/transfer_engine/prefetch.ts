@@ -1,19 +1,18 @@
 /**
- * Stats asked all at once. The start of a transfer looks at half a dozen target paths (staging
- * leftovers, the target and its parent) one after the other; on a remote target each is a round
- * trip (20 ms each over a WAN), so they are sent together and answered from here, once each.
+ * Target questions asked all at once. The start of a transfer looks at half a dozen target paths
+ * (staging leftovers, the target and its parent) and the free space there, one after the other;
+ * on a remote target each is a round trip (20 ms each over a WAN), so they are sent together and
+ * answered from here, once each.
  */
-import type { Endpoint, Entry } from "./endpoint.ts";
+import type { Endpoint, Entry, SpaceInfo } from "./endpoint.ts";
 
 export class StatPrefetch {
   private pending = new Map<string, Promise<Entry | null>>();
+  private spaceAnswer: { path: string; answer: Promise<SpaceInfo> } | null = null;
 
-  constructor(private readonly ep: Endpoint, paths: readonly string[], private readonly signal?: AbortSignal) {
-    for (const p of new Set(paths)) {
-      const answer = ep.stat(p, { signal });
-      answer.catch(() => undefined); // an answer nobody asks for must not become an unhandled rejection
-      this.pending.set(p, answer);
-    }
+  constructor(private readonly ep: Endpoint, paths: readonly string[], private readonly signal?: AbortSignal, spacePath?: string) {
+    for (const p of new Set(paths)) this.pending.set(p, quiet(ep.stat(p, { signal })));
+    if (spacePath !== undefined) this.spaceAnswer = { path: spacePath, answer: quiet(ep.space(spacePath, { signal })) };
   }
 
   /** The prefetched answer for `path` (used once), else a fresh stat. */
@@ -24,8 +23,22 @@ export class StatPrefetch {
     return answer;
   }
 
+  /** The prefetched free space at `path` (used once), else a fresh answer. */
+  space(path: string): Promise<SpaceInfo> {
+    const early = this.spaceAnswer;
+    this.spaceAnswer = null;
+    return early?.path === path ? early.answer : this.ep.space(path, { signal: this.signal });
+  }
+
   /** Drops every answer not used yet: something changed the paths since they were asked. */
   forget(): void {
     this.pending.clear();
+    this.spaceAnswer = null;
   }
+}
+
+/** An answer nobody asks for (the transfer failed earlier) must not become an unhandled rejection. */
+function quiet<T>(answer: Promise<T>): Promise<T> {
+  answer.catch(() => undefined);
+  return answer;
 }

@@ -400,6 +400,44 @@ describe("bad input", () => {
     expect(fs.existsSync(abs("src/x"))).toBe(true);
   });
 
+  test("the source is listed beside the target checks, but a failed check still decides", async () => {
+    // Missing source and an existing target: the target's answer wins, as when the steps ran in turn.
+    const f = await failure({ sourcePath: "nope", targetPath: "other", mode: "copy" });
+    expect(f.code).toBe("TARGET_EXISTS");
+    // A source too large to list before the check fails: the listing is stopped, not left running.
+    writeTree(dir, Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`big/d${i % 10}/f${i}`, "x"])));
+    let walked = 0;
+    class CountingSource extends LocalEndpoint {
+      override async *walk(p: string, opts?: OpOptions): AsyncIterable<Entry> {
+        for await (const e of super.walk(p, opts)) {
+          walked++;
+          yield e;
+        }
+      }
+    }
+    const g = await failure({ sourcePath: "big", targetPath: "no/such/dst", mode: "copy" }, { source: new CountingSource(dir) });
+    expect(g.code).toBe("NOT_A_DIRECTORY");
+    await Bun.sleep(50);
+    const settled = walked;
+    await Bun.sleep(50);
+    expect(walked).toBe(settled); // nothing still listing in the background
+    expect(walked).toBeLessThan(100); // of 1,010 entries
+  });
+
+  test("free space asked early is asked again before refusing (leftovers may have been removed meanwhile)", async () => {
+    let asked = 0;
+    class FreedDisk extends LocalEndpoint {
+      override async space(): Promise<SpaceInfo> {
+        asked++;
+        return asked === 1 ? { freeBytes: 1000, totalBytes: 1 << 30 } : { freeBytes: 2 ** 40, totalBytes: 2 ** 40 };
+      }
+    }
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy" }, { target: new FreedDisk(dir) });
+    expect(r.files).toBe(1);
+    expect(asked).toBe(2);
+    expect(fs.readFileSync(abs("dst/x"), "utf8")).toBe("x");
+  });
+
   test("not enough free space → NO_SPACE before anything is written", async () => {
     class TinyDisk extends LocalEndpoint {
       override async space(): Promise<SpaceInfo> {

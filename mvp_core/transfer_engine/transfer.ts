@@ -76,19 +76,13 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   run.progress.phase("scan", 0, 0);
   checkCancelled(run.signal);
   const tp = normalizeRel(run.spec.targetPath);
-  const early = new StatPrefetch(run.target, [run.names.moved, run.names.old, run.names.staging, run.names.zips, parentRel(tp), tp], run.signal);
-  if ((await early.stat(run.names.moved)) !== null) {
-    if (run.spec.mode === "move") return resume(run, durations, timed);
-    await run.target.remove(run.names.moved); // stale marker from a move with the same id
-  }
-  const { sourcePath, targetPath, m } = await timed("scan", async () => {
-    if (await recoverStaging(run, tp, early)) early.forget();
-    const paths = await checkPaths(run, early);
-    return { ...paths, m: await scan(run, paths.sourcePath) };
-  });
+  const early = new StatPrefetch(run.target, [run.names.moved, run.names.old, run.names.staging, run.names.zips, parentRel(tp), tp], run.signal, parentRel(tp));
+  const checked = await checkAndScan(run, tp, early, timed);
+  if (checked === "resume") return resume(run, durations, timed);
+  const { sourcePath, targetPath, m } = checked;
 
   run.progress.phase("plan", m.files.length, m.bytes);
-  let p = await timed("plan", () => plan(run, m, sourcePath, targetPath));
+  let p = await timed("plan", () => plan(run, m, sourcePath, targetPath, { early }));
   if (p.strategy === "rename" && run.source instanceof LocalEndpoint && run.target instanceof LocalEndpoint) {
     run.progress.phase("commit", m.files.length, m.bytes);
     const { source, target } = run;
@@ -99,7 +93,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       return result(run, "rename", m, durations, { mode: run.spec.verify, files: 0 });
     }
     run.emit({ kind: "fallback", message: "source and target are on different mounts; copying instead of renaming" });
-    p = await timed("plan", () => plan(run, m, sourcePath, targetPath, false));
+    p = await timed("plan", () => plan(run, m, sourcePath, targetPath, { allowRename: false }));
   }
   emitChosen(run, p, m);
 
@@ -109,9 +103,13 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   try {
     run.progress.phase("transfer", m.files.length, m.bytes);
     await timed("transfer", async () => {
-      await createDirs(run, m, staging);
+      // Zip streams open their remote unpackers while the folders are made (a round trip or two
+      // each over a WAN); nothing is written into the staging tree before it exists.
+      const dirsMade = createDirs(run, m, staging);
+      dirsMade.catch(() => undefined); // awaited by transferZip and below
       let zippedAttributesSet = false;
-      if (p.strategy === "zip") ({ archives, attributesSet: zippedAttributesSet } = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, p.packedBySource));
+      if (p.strategy === "zip") ({ archives, attributesSet: zippedAttributesSet } = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, { packedBySource: p.packedBySource, dirsMade }));
+      await dirsMade;
       await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes);
       await createLinks(run, m, staging);
       await applyAttributes(run, m, staging, p.strategy === "zip" && !zippedAttributesSet ? p.archives.flat() : []);
@@ -145,6 +143,31 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
 }
 
 type Timed = <T>(phase: Phase, fn: () => Promise<T>) => Promise<T>;
+
+/**
+ * The target checks and the source listing side by side: listing is read-only, so it starts while
+ * the target's answers travel (a round trip each over a WAN); the checks still decide first, and
+ * a failed one stops the listing. "resume" when an earlier attempt of this move already committed.
+ */
+async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Timed): Promise<"resume" | { sourcePath: string; targetPath: string; m: Manifest }> {
+  const stop = new AbortController();
+  const signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
+  const scanning = scan({ ...run, signal }, normalizeRel(run.spec.sourcePath));
+  scanning.catch(() => undefined); // awaited below unless a check fails first
+  try {
+    if ((await early.stat(run.names.moved)) !== null) {
+      if (run.spec.mode === "move") return "resume";
+      await run.target.remove(run.names.moved); // stale marker from a move with the same id
+    }
+    return await timed("scan", async () => {
+      if (await recoverStaging(run, tp, early)) early.forget();
+      const paths = await checkPaths(run, early);
+      return { ...paths, m: await scanning };
+    });
+  } finally {
+    stop.abort();
+  }
+}
 
 /** An earlier attempt of this move committed its copy and crashed while removing the source: finish that. */
 async function resume(run: Run, durations: Record<Phase, number>, timed: Timed): Promise<TransferResult> {
