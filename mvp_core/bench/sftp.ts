@@ -3,7 +3,7 @@
  *
  * Pushes the engine benchmark's three datasets (one 1 GiB file; 10,000 × 4 KiB files in 100
  * folders; 20 × 20 MiB) from a local folder to a throw-away sshd on loopback, with each Ketter
- * strategy (checksum verification on) side by side with `scp -r`, `rsync -a` over ssh,
+ * strategy (the engine CLI, `--to sftp://…`, checksum verification on) side by side with `scp -r`, `rsync -a` over ssh,
  * `tar cf - | ssh tar xf -` and `rclone copy` (when installed). All OpenSSH tools use
  * aes128-gcm@openssh.com, the fastest cipher here and the one Ketter negotiates.
  *
@@ -20,8 +20,6 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { LocalEndpoint, transfer } from "../transfer_engine/index.ts";
-import { connectSsh } from "../transfer_engine/sftp/index.ts";
 import { startLatencyRelay } from "../testing/latency_relay.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
@@ -29,7 +27,7 @@ import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
-const SELF = path.join(REPO, "mvp_core/bench/sftp.ts");
+const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
 const CIPHER = "aes128-gcm@openssh.com";
 
 /** Where a method sends to: the sshd, possibly through a relay on `port`, into `dst` (absolute on the sshd). */
@@ -90,7 +88,10 @@ function methods(): Method[] {
     list.push({
       name: `ketter ${strategy}/checksum`,
       ketter: true,
-      argv: (src, l) => ["bun", SELF, "--push", JSON.stringify({ src, port: l.port, host: l.sshd.host, user: l.sshd.username, key: l.sshd.privateKeyPath, fp: l.sshd.hostKeyFingerprint, root: l.sshd.root, dst: path.relative(l.sshd.root, l.dst), strategy })],
+      argv: (src, l) => [
+        "bun", CLI, "--from", src, "--to", `sftp://${l.sshd.username}@${l.sshd.host}:${l.port}${l.dst}`, "--identity", l.sshd.privateKeyPath,
+        "--host-key", l.sshd.hostKeyFingerprint, "--mode", "copy", "--strategy", strategy, "--verify", "checksum", "--json",
+      ],
     });
   }
   return list;
@@ -114,7 +115,7 @@ async function runOnce(m: Method, src: string, link: Link, timeFile: string, max
   if (p.signalCode === "SIGKILL") return { seconds: null, peakRssMiB: null, note: `stopped after ${maxSeconds} s` };
   if (code !== 0) throw new Error(`${m.name} failed (${code}): ${err.trim()} ${out.trim()}`);
   const peakRssMiB = Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").at(-1)) / 1024;
-  const ketter = m.ketter ? (JSON.parse(out) as unknown) : undefined;
+  const ketter = m.ketter ? (JSON.parse(out) as { result: unknown }).result : undefined;
   return { seconds, peakRssMiB, ...(ketter ? { ketter } : {}) };
 }
 
@@ -124,29 +125,14 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
-/** Child mode: one Ketter push (local folder → remote `dst`), result JSON on stdout. */
-async function push(arg: string): Promise<number> {
-  const a = JSON.parse(arg) as { src: string; port: number; host: string; user: string; key: string; fp: string; root: string; dst: string; strategy: "direct" | "zip" | "auto" };
-  const remote = await connectSsh({ host: a.host, port: a.port, username: a.user, root: a.root, auth: { method: "key", privateKey: fs.readFileSync(a.key, "utf8") }, hostKeyFingerprint: a.fp });
-  try {
-    const local = new LocalEndpoint(path.dirname(a.src));
-    const r = await transfer({ sourcePath: path.basename(a.src), targetPath: a.dst, mode: "copy", strategy: a.strategy, verify: "checksum" }, { source: local, target: remote });
-    process.stdout.write(JSON.stringify({ strategy: r.strategy, durationsMs: r.durationsMs, verified: r.verified }));
-  } finally {
-    await remote.close();
-  }
-  return 0;
-}
-
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: {
       rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, latency: { type: "string" },
-      "max-seconds": { type: "string" }, push: { type: "string" },
+      "max-seconds": { type: "string" },
     },
   });
-  if (values.push) return push(values.push);
   const quick = values.quick === true;
   const rounds = Number(values.rounds ?? (quick ? 1 : 3));
   const latencies = (values.latency ?? "0,2,20").split(",").map(Number);
@@ -185,6 +171,8 @@ async function main(): Promise<number> {
     destination = disk?.describe ?? `${sshd.root} (not root: no scratch disk, small-file times depend on what was deleted there in the last minutes)`;
     process.stderr.write(`destination: ${destination}\n`);
     const dst = path.join(disk?.path ?? sshd.root, "dst");
+    // The CLI builds its cached bundle on the first start after a change: not inside a timed run.
+    Bun.spawnSync(["bun", CLI, "--help"], { stdout: "ignore" });
     for (const l of latencies) relays.set(l, l === 0 ? { port: sshd.port, stop: async () => undefined } : await startLatencyRelay({ listenHost: sshd.host, targetHost: sshd.host, targetPort: sshd.port, oneWayMs: l / 2 }));
     const dead = new Set<string>(); // dataset|latency|method that blew the time budget
     for (let round = 0; round < rounds; round++) {

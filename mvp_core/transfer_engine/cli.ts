@@ -1,5 +1,6 @@
 /**
- * `bun run engine`: copies or moves local files and folders with the transfer engine.
+ * `bun run engine`: copies or moves files and folders with the transfer engine, locally or to and
+ * from an SSH host.
  *
  * Start-up is part of every CLI transfer, and most of it was Bun resolving and compiling ~40
  * modules (the engine's and zod's): measured 45 ms for `--help` from sources against 28 ms for the

@@ -1,12 +1,14 @@
-/** The engine CLI itself (cli.ts starts it, normally from a cached bundle): copies or moves local files and folders. */
-import { parseCliArgs, USAGE } from "./cli_args.ts";
+/** The engine CLI itself (cli.ts starts it, normally from a cached bundle): copies or moves files and folders, locally or to and from an SSH host. */
+import fs from "node:fs";
+import { type CliRemote, parseCliArgs, USAGE } from "./cli_args.ts";
 import { ProgressLine, USAGE_CODES, failureMessage, summary } from "./cli_output.ts";
-import { fromSystemError } from "./errors.ts";
+import type { Endpoint } from "./endpoint.ts";
+import { TransferError, fromSystemError } from "./errors.ts";
 import { LocalEndpoint } from "./local.ts";
 import { transfer } from "./transfer.ts";
 
 async function main(): Promise<number> {
-  const args = parseCliArgs(process.argv.slice(2), process.cwd());
+  const args = parseCliArgs(process.argv.slice(2), process.cwd(), process.env);
   if (!args.ok) {
     await Bun.write(Bun.stderr, `bad usage: ${args.message}\n${USAGE}\n`);
     return 2;
@@ -28,11 +30,13 @@ async function main(): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const line = new ProgressLine();
-  const endpoint = new LocalEndpoint("/");
+  const local = new LocalEndpoint("/");
+  let remote: Endpoint | null = null;
   try {
+    if (args.remote) remote = await connectRemote(args.remote, abort.signal);
     const result = await transfer(args.spec, {
-      source: endpoint,
-      target: endpoint,
+      source: args.remote?.side === "source" && remote ? remote : local,
+      target: args.remote?.side === "target" && remote ? remote : local,
       signal: abort.signal,
       onProgress: live ? (p) => process.stderr.write(`\r\x1b[2K${line.render(p)}`) : undefined,
     });
@@ -45,6 +49,34 @@ async function main(): Promise<number> {
     if (json) await Bun.write(Bun.stdout, `${JSON.stringify({ ok: false, error: err.toJSON() })}\n`);
     else await Bun.write(Bun.stderr, `${failureMessage(err)}\n`);
     return USAGE_CODES.has(err.code) ? 2 : 1;
+  } finally {
+    await remote?.close();
+  }
+}
+
+/** Opens the SSH side; the SSH code loads only here, so local transfers start as fast as before. */
+async function connectRemote(r: CliRemote, signal: AbortSignal): Promise<Endpoint> {
+  let privateKey = "";
+  if (r.identity !== null) {
+    try {
+      privateKey = fs.readFileSync(r.identity, "utf8");
+    } catch (err) {
+      throw new TransferError("INVALID_SPEC", `cannot read --identity ${JSON.stringify(r.identity)}: ${(err as Error).message}`);
+    }
+  }
+  const passphrase = process.env.KETTER_SSH_PASSPHRASE;
+  const auth = r.identity !== null
+    ? { method: "key" as const, privateKey, ...(passphrase ? { passphrase } : {}) }
+    : { method: "password" as const, password: process.env.KETTER_SSH_PASSWORD ?? "" };
+  const { connectSsh } = await import("./sftp/index.ts");
+  try {
+    return await connectSsh({ host: r.host, port: r.port, username: r.username, root: r.root, auth, hostKeyFingerprint: r.hostKey }, { signal });
+  } catch (err) {
+    // The endpoint is rooted at the target's parent: a missing root is a missing parent folder.
+    if (r.side === "target" && err instanceof TransferError && err.code === "SOURCE_NOT_FOUND") {
+      throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(r.root)} does not exist on ${r.host}; create it first`, { cause: err });
+    }
+    throw err;
   }
 }
 
