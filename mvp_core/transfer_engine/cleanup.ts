@@ -51,21 +51,26 @@ export async function removeSource(run: Run, m: Manifest, sourcePath: string): P
 }
 
 /**
- * The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes
- * it between writing and deleting the `.ketter-<id>.moved` marker. The marker matters on retry:
- * without it, a move with overwrite that crashed halfway through removing its source would be
- * retried by copying the half-removed source over the complete target.
+ * Written just before a move commits: `.ketter-<id>.moved` next to the target. On a retry, the
+ * marker with the staging entry gone and the target present means the copy was committed, so
+ * only the source removal is finished (transfer.ts). Without it, a move whose connection dropped
+ * during the commit or the removal would be retried against its own committed target (refused
+ * as TARGET_EXISTS, or with overwrite copied again from a half-removed source).
  */
-export async function cleanupPhase(run: Run, m: Manifest, sourcePath: string): Promise<string[]> {
-  if (run.spec.mode !== "move") return [];
+export async function writeMovedMarker(run: Run): Promise<void> {
   const w = await run.target.openWrite(run.names.moved, { mode: 0o600 });
   try {
-    await w.write(new TextEncoder().encode(`${JSON.stringify({ sourcePath, targetPath: run.spec.targetPath })}\n`));
+    await w.write(new TextEncoder().encode(`${JSON.stringify({ sourcePath: run.spec.sourcePath, targetPath: run.spec.targetPath })}\n`));
     await w.close();
   } catch (err) {
     await w.abort();
     throw err;
   }
+}
+
+/** The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes it, then its marker. */
+export async function cleanupPhase(run: Run, m: Manifest, sourcePath: string): Promise<string[]> {
+  if (run.spec.mode !== "move") return [];
   const kept = await removeSource(run, m, sourcePath);
   await run.target.remove(run.names.moved);
   return kept;

@@ -79,10 +79,10 @@ export async function recoverStaging(run: Run, targetPath: string, early?: StatP
   return found;
 }
 
-/** Removes staging leftovers after a failure; never throws over the original error. */
-export async function discardStaging(run: Run): Promise<unknown[]> {
+/** Removes staging leftovers (and with `marker`, a move's marker) after a failure; never throws over the original error. */
+export async function discardStaging(run: Run, { marker = false }: { marker?: boolean } = {}): Promise<unknown[]> {
   const failures: unknown[] = [];
-  for (const p of [run.names.staging, run.names.zips]) {
+  for (const p of marker ? [run.names.staging, run.names.zips, run.names.moved] : [run.names.staging, run.names.zips]) {
     try {
       await run.target.remove(p, { recursive: true });
     } catch (err) {

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import type { Capabilities, Endpoint, Entry, FileWriter, HashAlgorithm, OpOptions, SpaceInfo } from "./endpoint.ts";
-import { isTransferError } from "./errors.ts";
+import { TransferError, isTransferError } from "./errors.ts";
 import { LocalEndpoint, type EngineEvent, type Progress, type TransferResult, type TransferSpecInput, transfer } from "./index.ts";
 import type { TransferContext } from "./transfer.ts";
 import { leftovers, randomBytes, snapshot, tempDir, treeDiff, writeTree } from "./test_tree.ts";
@@ -180,6 +180,61 @@ describe("move", () => {
     expect(treeDiff(snapshot(abs("dst")), complete)).toEqual([]);
     expect(leftovers(dir)).toEqual([]);
   });
+
+  // A link that drops during the commit (the rename done, its answer lost), right before it, or
+  // during the source removal: the attempt fails retryably (every later call on that connection
+  // fails too), and the retry with the same id, on a new connection, must finish the move.
+  for (const when of ["the commit's answer is lost", "the marker cannot be written", "the source removal fails"] as const) {
+    test(`a connection lost when ${when}: the retry finishes the move, nothing copied twice or lost`, async () => {
+      writeTree(abs("src"), { "a": 100, "c/d": 300, "c/e": 400 });
+      fs.writeFileSync(abs("dst"), "the old target");
+      const complete = snapshot(abs("src"));
+      const lost = (): TransferError => new TransferError("CONNECTION_LOST", "connection lost; it will be retried");
+      /** A LocalEndpoint whose connection drops at `trigger` (after or instead of that call) and stays down. */
+      class Dropping extends LocalEndpoint {
+        down = false;
+        constructor(private readonly trigger: (op: string, p: string) => "after" | "instead" | null) {
+          super(dir);
+        }
+        private async guard<T>(op: string, p: string, call: () => Promise<T>): Promise<T> {
+          if (this.down) throw lost();
+          const t = this.trigger(op, p);
+          if (t === "instead") this.down = true;
+          if (this.down) throw lost();
+          const v = await call();
+          if (t === "after") {
+            this.down = true;
+            throw lost();
+          }
+          return v;
+        }
+        override stat(p: string, opts?: OpOptions): Promise<Entry | null> {
+          return this.guard("stat", p, () => super.stat(p, opts));
+        }
+        override rename(from: string, to: string, opts?: OpOptions & { replace?: boolean }): Promise<void> {
+          return this.guard("rename", to, () => super.rename(from, to, opts));
+        }
+        override openWrite(p: string, opts?: OpOptions & { mode?: number; size?: number }): Promise<FileWriter> {
+          return this.guard("openWrite", p, () => super.openWrite(p, opts));
+        }
+        override remove(p: string, opts?: OpOptions & { recursive?: boolean }): Promise<void> {
+          return this.guard("remove", p, () => super.remove(p, opts));
+        }
+      }
+      const target = new Dropping((op, p) =>
+        when === "the commit's answer is lost" && op === "rename" && p === "dst" ? "after" : when === "the marker cannot be written" && op === "openWrite" && p.endsWith(".moved") ? "instead" : null);
+      const source = new Dropping((op, p) => (when === "the source removal fails" && op === "remove" && p === "src/c/d" ? "instead" : null));
+      const spec: TransferSpecInput = { id: "job7", sourcePath: "src", targetPath: "dst", mode: "move", overwrite: true, strategy: "direct" };
+      const f = await failure(spec, { source, target });
+      expect(f).toMatchObject({ code: "CONNECTION_LOST", retryable: true });
+      expect(target.down || source.down).toBe(true);
+      const r = await run(spec, { source: new LocalEndpoint(dir), target: new LocalEndpoint(dir) });
+      expect(r.strategy).toBe(when === "the marker cannot be written" ? "direct" : "resumed");
+      expect(fs.existsSync(abs("src"))).toBe(false);
+      expect(treeDiff(snapshot(abs("dst")), complete)).toEqual([]);
+      expect(leftovers(dir)).toEqual([]);
+    });
+  }
 
   test("a file changed after being copied is kept at the source", async () => {
     writeTree(abs("src"), { "a": "aaa", "b": "bbb" });

@@ -8,7 +8,7 @@ import type { Endpoint } from "./endpoint.ts";
 import { TransferError, fromSystemError, isTransferError } from "./errors.ts";
 import { LocalEndpoint } from "./local.ts";
 import { copyFiles } from "./direct.ts";
-import { cleanupPhase, resumeMove } from "./cleanup.ts";
+import { cleanupPhase, resumeMove, writeMovedMarker } from "./cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
@@ -99,6 +99,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
 
   const staging = run.names.staging;
   const hashes = new Map<string, string>();
+  let committed = false;
   let archives = 0;
   try {
     run.progress.phase("transfer", m.files.length, m.bytes);
@@ -123,7 +124,12 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     checkCancelled(run.signal);
 
     run.progress.phase("commit", m.files.length, m.bytes);
-    const replaced = await timed("commit", () => commit(run, staging, targetPath));
+    const replaced = await timed("commit", async () => {
+      if (run.spec.mode === "move") await writeMovedMarker(run);
+      const replaced = await commit(run, staging, targetPath);
+      committed = true;
+      return replaced;
+    });
     run.emit({ kind: "committed", message: `${showPath(run.target, run.spec.targetPath)} ${replaced ? "replaced" : "created"}`, data: { replaced } });
 
     run.progress.phase("cleanup", run.spec.mode === "move" ? m.files.length + m.links.length : 0, run.spec.mode === "move" ? m.bytes : 0);
@@ -134,9 +140,10 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (kept.length > 0) r.sourceKept = kept;
     return r;
   } catch (err) {
-    // Committed data is never discarded: only the staging entry and archives in flight go. If even
-    // that fails, the next attempt with this id removes them; the caller learns about it here.
-    const leftovers = await discardStaging(run);
+    // Committed data is never discarded: only the staging entry and archives in flight go, and a
+    // move's marker while nothing was committed. If even that fails, the next attempt with this id
+    // removes them; the caller learns about it here.
+    const leftovers = await discardStaging(run, { marker: !committed });
     if (leftovers.length > 0 && isTransferError(err)) err.details.stagingNotRemoved = leftovers.map(String);
     throw err;
   }
@@ -156,8 +163,12 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
   scanning.catch(() => undefined); // awaited below unless a check fails first
   try {
     if ((await early.stat(run.names.moved)) !== null) {
-      if (run.spec.mode === "move") return "resume";
-      await run.target.remove(run.names.moved); // stale marker from a move with the same id
+      // A move writes its marker just before committing: it means "committed" once the staging
+      // entry is gone and the target is there (a connection lost during the commit or the source
+      // removal lands here); otherwise that attempt never committed, or a copy reuses a move's id.
+      const wasCommitted = run.spec.mode === "move" && (await early.stat(run.names.staging)) === null && (await early.stat(tp)) !== null;
+      if (wasCommitted) return "resume";
+      await run.target.remove(run.names.moved);
     }
     return await timed("scan", async () => {
       if (await recoverStaging(run, tp, early)) early.forget();
@@ -173,6 +184,8 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
 async function resume(run: Run, durations: Record<Phase, number>, timed: Timed): Promise<TransferResult> {
   const sourcePath = normalizeRel(run.spec.sourcePath);
   const targetPath = normalizeRel(run.spec.targetPath);
+  // An overwrite that dropped between its two renames may have left the old target under `.old`.
+  await recoverStaging(run, targetPath);
   const m = await timed("scan", async () => ((await run.source.stat(sourcePath)) === null ? null : scan(run, sourcePath)));
   run.emit({ kind: "fallback", message: "an earlier attempt committed this move; only finishing the source removal", data: { sourceLeft: m?.files.length ?? 0 } });
   run.progress.phase("cleanup", m?.files.length ?? 0, m?.bytes ?? 0);
