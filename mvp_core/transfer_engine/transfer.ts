@@ -101,6 +101,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   const hashes = new Map<string, string>();
   let committed = false;
   let archives = 0;
+  let folderAttributes: Promise<void> = Promise.resolve();
   try {
     run.progress.phase("transfer", m.files.length, m.bytes);
     await timed("transfer", async () => {
@@ -113,11 +114,18 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       await dirsMade;
       await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes);
       await createLinks(run, m, staging);
-      await applyAttributes(run, m, staging, p.strategy === "zip" && !zippedAttributesSet ? p.archives.flat() : []);
+      const fileAttributes = p.strategy === "zip" && !zippedAttributesSet ? p.archives.flat() : [];
+      folderAttributes = applyAttributes(run, m, staging, fileAttributes);
+      folderAttributes.catch(() => undefined); // awaited before the commit
+      if (fileAttributes.length > 0) await folderAttributes; // files' modes matter to hashing them
     });
     run.progress.flush();
     checkCancelled(run.signal);
 
+    // The verification reads neither folders' modes and mtimes nor a move's marker: both go out
+    // beside it (a round trip or three less over a WAN), and must land before the commit.
+    const beside = Promise.all([folderAttributes, run.spec.mode === "move" ? writeMovedMarker(run) : undefined]);
+    beside.catch(() => undefined);
     run.progress.phase("verify", m.files.length, m.bytes);
     const verified = await timed("verify", () => verify(run, m, staging, p, hashes));
     run.emit({ kind: "verified", message: `${verified.files} files verified (${verified.algorithm ?? "size"})`, data: { ...verified } });
@@ -125,7 +133,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
 
     run.progress.phase("commit", m.files.length, m.bytes);
     const replaced = await timed("commit", async () => {
-      if (run.spec.mode === "move") await writeMovedMarker(run);
+      await beside;
       const replaced = await commit(run, staging, targetPath);
       committed = true;
       return replaced;
