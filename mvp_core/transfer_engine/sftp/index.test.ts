@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isTransferError, type TransferError } from "../errors.ts";
 import { startSshd, type TestSshd } from "../../testing/sshd.ts";
 import { connectSsh, probeSsh, type SshTarget } from "./index.ts";
+import { parseProbeRoot } from "./remote_shell.ts";
 
 /** Real sshd, real processes, a loaded 2-core machine: generous per-test limits (no timing is asserted). */
 const TIMEOUT_MS = 120_000;
@@ -113,6 +114,34 @@ describe("connectSsh and probeSsh", () => {
     await chmod(locked, 0o700); // owned by root, the test user may not enter
     expect((await errorOf(connectSsh({ ...base, root: locked }))).code).toBe("PERMISSION_DENIED");
   }, TIMEOUT_MS);
+
+  test("the shell's root check and SFTP's give the same codes (an SFTP-only host has only the latter)", async () => {
+    const only = await startSshd({ sftpOnly: true });
+    try {
+      const sftpBase = { ...base, port: only.port, username: only.username, root: only.root, auth: { method: "key" as const, privateKey: only.privateKey }, hostKeyFingerprint: only.hostKeyFingerprint };
+      await writeFile(join(only.root, "a-file"), "x");
+      for (const [t, root] of [[base, s.root], [sftpBase, only.root]] as const) {
+        expect((await errorOf(connectSsh({ ...t, root: join(root, "missing") }))).code).toBe("SOURCE_NOT_FOUND");
+        await writeFile(join(root, "a-file"), "x");
+        expect((await errorOf(connectSsh({ ...t, root: join(root, "a-file") }))).code).toBe("NOT_A_DIRECTORY");
+        // A symlinked root resolves to its real path either way.
+        const link = join(root, `link-${crypto.randomUUID()}`);
+        await symlink(root, link);
+        const ep = await connectSsh({ ...t, root: link });
+        expect(ep.root).toBe(root);
+        await ep.close();
+      }
+    } finally {
+      await only.stop();
+    }
+  }, TIMEOUT_MS);
+
+  test("parseProbeRoot reads the root lines and ignores anything else", () => {
+    expect(parseProbeRoot("cmd find\nketter-probe-ok\nroot ok\0/srv/in dir\nx\0")).toEqual({ state: "ok", real: "/srv/in dir\nx" });
+    expect(parseProbeRoot("cmd find\nroot denied\n")).toEqual({ state: "denied" });
+    expect(parseProbeRoot("This account is currently not available.\n")).toBeNull();
+    expect(parseProbeRoot("root ok\0relative\0")).toBeNull();
+  });
 
   test("probeSsh reports the fingerprint, whether it matches, tools and free space; it never throws", async () => {
     const { hostKeyFingerprint: _, ...unpinned } = base;

@@ -6,8 +6,8 @@
 import type { HashAlgorithm } from "../endpoint.ts";
 import { TransferError, isTransferError, type ErrorCode } from "../errors.ts";
 import { SFTP_CHANNELS, normalizeFingerprint, openConnection, type Connection, type ConnectParams } from "./connection.ts";
-import { PROBE_SCRIPT, remoteHashes } from "./remote_shell.ts";
-import { PROBE_TIMEOUT_MS, SftpEndpoint, runRemote } from "./sftp_endpoint.ts";
+import { PROBE_SCRIPT, parseProbeRoot, probeRootScript, remoteHashes } from "./remote_shell.ts";
+import { PROBE_TIMEOUT_MS, type RunResult, SftpEndpoint, runRemote } from "./sftp_endpoint.ts";
 
 export { SftpEndpoint } from "./sftp_endpoint.ts";
 
@@ -75,9 +75,11 @@ export async function connectSsh(t: SshTarget, opts: { signal?: AbortSignal } = 
     // and the capability probe runs, so the engine plans without waiting for it. A failed probe is
     // not cached: capabilities() probes again and reports it to its caller.
     for (let i = 0; i < SFTP_CHANNELS; i++) conn.sftp().catch(() => undefined);
-    const probe = runRemote(conn, sshLabel(t), PROBE_SCRIPT, { timeoutMs: PROBE_TIMEOUT_MS });
+    const probe = runRemote(conn, sshLabel(t), `${PROBE_SCRIPT}; ${probeRootScript(t.root)}`, { timeoutMs: PROBE_TIMEOUT_MS });
     probe.catch(() => undefined);
-    const root = await resolveRoot(conn, t.root, sshLabel(t));
+    // The root is checked both ways at once; the shell usually answers first, SFTP covers a host
+    // without one (or a slow one).
+    const root = await firstAnswer(rootFromProbe(probe, t.root, sshLabel(t)), resolveRoot(conn, t.root, sshLabel(t)));
     const ep = new SftpEndpoint(conn, root, sshLabel(t));
     void ep.tools(undefined, probe).catch(() => undefined);
     return ep;
@@ -87,14 +89,43 @@ export async function connectSsh(t: SshTarget, opts: { signal?: AbortSignal } = 
   }
 }
 
-/** realpath + stat + opendir of the root: missing, not a folder and unreadable each get their own code. */
+/** The first of two answers to the same question that is not null; a failure of either is final. */
+function firstAnswer<T>(a: Promise<T | null>, b: Promise<T | null>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let nulls = 0;
+    for (const p of [a, b]) {
+      p.then((v) => {
+        if (v !== null) resolve(v);
+        else if (++nulls === 2) reject(new TransferError("CONNECTION_FAILED", "no answer about the root folder"));
+      }, reject);
+    }
+  });
+}
+
+/** Missing, not a folder and unreadable roots each get their own code. */
+function rootError(state: "missing" | "notdir" | "denied", root: string, label: string): TransferError {
+  if (state === "missing") return new TransferError("SOURCE_NOT_FOUND", `${label}: the folder ${JSON.stringify(root)} does not exist on the remote host`, { details: { path: root } });
+  if (state === "notdir") return new TransferError("NOT_A_DIRECTORY", `${label}: ${JSON.stringify(root)} is not a folder`, { details: { path: root } });
+  return new TransferError("PERMISSION_DENIED", `${label}: no permission to use ${JSON.stringify(root)}; fix its permissions or choose another folder`, { details: { path: root } });
+}
+
+/** The root as the probe's shell saw it; null without a shell or a usable answer (SFTP decides then). */
+async function rootFromProbe(probe: Promise<RunResult>, root: string, label: string): Promise<string | null> {
+  const r = await probe.catch(() => null);
+  const seen = r === null ? null : parseProbeRoot(r.stdout.toString());
+  if (seen === null) return null;
+  if (seen.state === "ok") return seen.real;
+  throw rootError(seen.state, root, label);
+}
+
+/** realpath + stat + opendir of the root over SFTP. */
 async function resolveRoot(conn: Connection, root: string, label: string): Promise<string> {
   const sftp = await conn.sftp();
   const status = (err: unknown): number | null => (typeof (err as { code?: unknown })?.code === "number" ? (err as { code: number }).code : null);
   const fail = (err: unknown): TransferError => {
     if (conn.lost) return conn.lost;
-    if (status(err) === 2) return new TransferError("SOURCE_NOT_FOUND", `${label}: the folder ${JSON.stringify(root)} does not exist on the remote host`, { details: { path: root } });
-    if (status(err) === 3) return new TransferError("PERMISSION_DENIED", `${label}: no permission to use ${JSON.stringify(root)}; fix its permissions or choose another folder`, { details: { path: root } });
+    if (status(err) === 2) return rootError("missing", root, label);
+    if (status(err) === 3) return rootError("denied", root, label);
     return new TransferError("CONNECTION_FAILED", `${label}: could not open ${JSON.stringify(root)}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   };
   try {
@@ -108,7 +139,7 @@ async function resolveRoot(conn: Connection, root: string, label: string): Promi
     if (handle.status === "fulfilled") sftp.close(handle.value, () => undefined);
     if (real.status === "rejected") throw real.reason;
     if (st.status === "rejected") throw st.reason;
-    if (!st.value.isDirectory()) throw new TransferError("NOT_A_DIRECTORY", `${label}: ${JSON.stringify(root)} is not a folder`, { details: { path: root } });
+    if (!st.value.isDirectory()) throw rootError("notdir", root, label);
     if (handle.status === "rejected") throw handle.reason;
     return real.value;
   } catch (err) {

@@ -29,6 +29,25 @@ export const PROBE_SCRIPT = [
   `echo ${PROBE_MARKER}`,
 ].join("; ");
 
+/**
+ * Appended to the probe by connectSsh: the root folder's state and real path. An exec answers a
+ * round trip or two before SFTP is ready (subsystem start, version, limits), so connecting need
+ * not wait for SFTP to check the root. Prints "root ok\0REALPATH\0", or "root missing|notdir|denied".
+ */
+export function probeRootScript(root: string): string {
+  const r = shQuote(root);
+  return `if [ ! -e ${r} ]; then echo 'root missing'; elif [ ! -d ${r} ]; then echo 'root notdir'; elif [ ! -r ${r} ] || [ ! -x ${r} ]; then echo 'root denied'; `
+    + `else printf 'root ok\\0%s\\0' "$(cd -P -- ${r} && pwd -P)"; fi`;
+}
+
+/** What probeRootScript printed; null when it did not run (no shell) or said nothing we understand. */
+export function parseProbeRoot(stdout: string): { state: "ok"; real: string } | { state: "missing" | "notdir" | "denied" } | null {
+  const ok = /(?:^|\n)root ok\0([^\0]+)\0/.exec(stdout);
+  if (ok) return ok[1]!.startsWith("/") ? { state: "ok", real: ok[1]! } : null;
+  const bad = /(?:^|\n)root (missing|notdir|denied)\n/.exec(stdout);
+  return bad ? { state: bad[1] as "missing" | "notdir" | "denied" } : null;
+}
+
 /** What the probe found on the remote host. */
 export interface RemoteTools {
   shell: boolean;
