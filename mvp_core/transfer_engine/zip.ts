@@ -66,6 +66,10 @@ export async function transferZip(run: Run, archives: readonly Entry[][], source
   try {
     for (const [i, batch] of archives.entries()) {
       const archive = joinRel(run.names.zips, `${i}.zip`);
+      // A source that packs its folder also hashes it, next to the data, while the archive travels
+      // (one remote command; after the unpack it had cost its whole duration again).
+      const sourceHashes = packedBySource && alg !== null ? run.source.hashFiles(batch.map((e) => joinRel(sourcePath, e.path)), alg, { signal: run.signal }) : null;
+      sourceHashes?.catch(() => undefined); // awaited below unless the archive fails first
       const w = await target.openWrite(archive, { signal: run.signal, mode: 0o600 });
       try {
         if (packedBySource) await copyPacked(run, sourcePath, w, batch);
@@ -78,9 +82,8 @@ export async function transferZip(run: Run, archives: readonly Entry[][], source
       checkCancelled(run.signal);
       await unzip(archive, stagingPath, { signal: run.signal });
       await target.remove(archive);
-      if (packedBySource && alg !== null) {
-        const paths = batch.map((e) => joinRel(sourcePath, e.path));
-        const got = await run.source.hashFiles(paths, alg, { signal: run.signal });
+      if (sourceHashes !== null) {
+        const got = await sourceHashes;
         for (const e of batch) hashes.set(e.path, got.get(joinRel(sourcePath, e.path)) ?? "");
       }
       run.emit({ kind: "archive_done", message: `archive ${i + 1}/${archives.length} unpacked (${batch.length} files)`, data: { index: i, files: batch.length } });

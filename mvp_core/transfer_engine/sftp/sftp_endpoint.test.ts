@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
 import { describeEndpointConformance } from "../endpoint_conformance.ts";
 import { isTransferError } from "../errors.ts";
 import { startSshd, type TestSshd } from "../../testing/sshd.ts";
@@ -88,6 +90,38 @@ describe("SftpEndpoint specifics", () => {
     const tail: Uint8Array[] = [];
     for await (const c of ep.openRead(`${d}/big`, { start: 5 * 1024 * 1024 })) tail.push(c);
     expect(Buffer.compare(Buffer.concat(tail), data.subarray(5 * 1024 * 1024))).toBe(0);
+  }, TIMEOUT_MS);
+
+  test("a bulk read's wider receive window still holds the remote sender back when the reader stalls", async () => {
+    const d = await dir();
+    const size = 64 * 1024 * 1024;
+    // Written straight into the sshd's folder (same machine): content is what matters here.
+    const file = path.join(s.root, d, "huge");
+    const block = new Uint8Array(1024 * 1024);
+    crypto.getRandomValues(block.subarray(0, 65536));
+    const fd = fs.openSync(file, "w");
+    for (let i = 0; i < size / block.length; i++) {
+      block[65536] = i;
+      fs.writeSync(fd, block);
+    }
+    fs.closeSync(fd);
+    Bun.spawnSync(["chown", `${s.username}:`, file]);
+    const senderAlive = (): boolean => Bun.spawnSync(["pgrep", "-f", `cat -- ${file}`]).exitCode === 0;
+    const it = ep.openRead(`${d}/huge`)[Symbol.asyncIterator]();
+    const hash = new Bun.CryptoHasher("sha256");
+    let got = 0;
+    const first = await it.next();
+    got += (first.value as Uint8Array).length;
+    hash.update(first.value as Uint8Array);
+    await Bun.sleep(1500); // the reader stalls: the window (8 MiB) and the queue (8 MiB) fill, then `cat` must block
+    expect(senderAlive()).toBe(true);
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      got += r.value.length;
+      hash.update(r.value);
+    }
+    expect(got).toBe(size);
+    expect(hash.digest("hex")).toBe(new Bun.CryptoHasher("sha256").update(fs.readFileSync(file)).digest("hex"));
+    fs.rmSync(file);
   }, TIMEOUT_MS);
 
   test("remote paths with quotes, spaces and newlines survive shell commands", async () => {

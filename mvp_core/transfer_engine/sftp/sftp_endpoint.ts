@@ -11,7 +11,7 @@ import type {
 import { TransferError, fromSystemError, isTransferError } from "../errors.ts";
 import { LOCAL_HASHES, createHasher } from "../hash.ts";
 import { normalizeRel, parentRel } from "../paths.ts";
-import type { Connection } from "./connection.ts";
+import { type Connection, widenReceiveWindow } from "./connection.ts";
 import {
   PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, parseUnzipReport, perlSetAttrs, perlUnzipCommand,
   perlUnzipStreamCommand, perlWriteCommand, remoteHashes, shQuote, unzipStreamPreamble,
@@ -176,6 +176,11 @@ export class SftpEndpoint implements Endpoint, WriterHost {
     this.safeDirs.add(absDir);
   }
 
+  /** ensureSafeDir for many folders at once: one round trip for all of them, not one each. */
+  private async ensureSafeDirs(rels: Iterable<string>): Promise<void> {
+    await Promise.all([...new Set(rels)].map((r) => this.ensureSafeDir(this.abs(r), r)));
+  }
+
   /** Normalises `path` and proves its parent folder is inside the root. */
   private async prepare(path: string): Promise<{ rel: string; abs: string }> {
     const rel = normalizeRel(path);
@@ -254,6 +259,7 @@ export class SftpEndpoint implements Endpoint, WriterHost {
       queue.push(d);
       queued += d.length;
       if (queued > STREAM_QUEUE_HIGH) ch.pause(); // the window stops growing: the remote waits
+      else widenReceiveWindow(ch);
       wake?.();
     });
     void closed.then(() => {
@@ -620,7 +626,7 @@ export class SftpEndpoint implements Endpoint, WriterHost {
       (levels[level] ??= []).push(it);
     }
     try {
-      for (const r of new Set((levels[0] ?? []).map((it) => parentOf(it.rel)))) await this.ensureSafeDir(this.abs(r), r);
+      await this.ensureSafeDirs((levels[0] ?? []).map((it) => parentOf(it.rel)));
       // One channel, whose requests sftp-server serves in order: a child's mkdir may be sent before
       // its parent's answer arrived, so the whole tree costs about one round trip, not one per level.
       const sftp = await this.conn.sftp();
@@ -637,7 +643,7 @@ export class SftpEndpoint implements Endpoint, WriterHost {
     this.start(opts.signal);
     const list = items.map((i) => ({ ...i, rel: normalizeRel(i.path) }));
     try {
-      for (const r of new Set(list.map((i) => parentOf(i.rel)))) if (!this.safeDirs.has(this.abs(r))) await this.ensureSafeDir(this.abs(r), r);
+      await this.ensureSafeDirs(list.map((i) => parentOf(i.rel)));
       const t = await this.tools(opts.signal);
       if (t.shell && t.perlZlib && list.length > SET_ATTRS_VIA_SFTP_MAX) {
         // One process for all of them: 10,000 SFTP requests cost ~0.5 s of this process's CPU.
@@ -841,7 +847,8 @@ export class SftpEndpoint implements Endpoint, WriterHost {
   async hashFiles(paths: readonly string[], algorithm: HashAlgorithm, opts: OpOptions = {}): Promise<Map<string, string>> {
     this.start(opts.signal);
     const rels = paths.map(normalizeRel);
-    for (const r of new Set(rels.map(parentOf))) await this.ensureSafeDir(this.abs(r), r).catch((e: unknown) => { throw this.fail(e, r, "hash", opts.signal); });
+    // A remote source's 10,000 files sit in ~100 folders: one by one, that was 2 s at 20 ms RTT.
+    await this.ensureSafeDirs(rels.map(parentOf)).catch((e: unknown) => { throw this.fail(e, rels[0] ?? "", "hash", opts.signal); });
     const t = await this.tools(opts.signal).catch((e: unknown) => { throw this.fail(e, "", "probe", opts.signal); });
     if (algorithm === "crc32" && rels.some((r) => this.writtenCrc.has(this.abs(r)))) {
       // Files we streamed were hashed by the remote as it wrote them; hash only the others.
