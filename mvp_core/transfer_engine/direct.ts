@@ -27,10 +27,23 @@ export async function copyFiles(run: Run, files: readonly Entry[], loc: Location
     await copyLocal(run, files, source.resolve(loc.sourcePath, true), target.resolve(loc.stagingPath, false), alg, hashes);
     return;
   }
-  await runPool(files, run.opts.concurrency, async (e) => {
-    const digest = await copyStream(run, e, joinRel(loc.sourcePath, e.path), joinRel(loc.stagingPath, e.path), alg);
-    if (digest !== undefined) hashes.set(e.path, digest);
-  });
+  // Small files many at once, large ones a few at once (see EngineOptions); the first failure in
+  // either stops both from starting more, and is the one reported.
+  let failure: { err: unknown } | null = null;
+  const copy = async (e: Entry): Promise<void> => {
+    if (failure) throw failure.err;
+    try {
+      const digest = await copyStream(run, e, joinRel(loc.sourcePath, e.path), joinRel(loc.stagingPath, e.path), alg);
+      if (digest !== undefined) hashes.set(e.path, digest);
+    } catch (err) {
+      failure ??= { err };
+      throw err;
+    }
+  };
+  const small = files.filter((f) => f.size < run.opts.zipSmallFileBytes);
+  const large = files.filter((f) => f.size >= run.opts.zipSmallFileBytes);
+  await Promise.allSettled([runPool(small, run.opts.smallFileConcurrency, copy), runPool(large, run.opts.concurrency, copy)]);
+  if (failure) throw (failure as { err: unknown }).err;
 }
 
 async function copyLocal(run: Run, files: readonly Entry[], srcBase: string, dstBase: string, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {

@@ -22,6 +22,13 @@ export interface EngineOptions {
   zipWriteBufferBytes: number;
   /** Files copied at once through the generic (endpoint streams) path. */
   concurrency: number;
+  /**
+   * Files under zipSmallFileBytes copied at once through that path, beside the `concurrency`
+   * larger ones: each costs a few round trips (open, close, attributes) and almost no memory, so
+   * over a WAN many in flight is what makes them fast (the brief: 10,000 tiny files over SFTP, one
+   * at a time 7 s, 16 in flight 1.9 s).
+   */
+  smallFileConcurrency: number;
   /** Local→local: files up to this size are copied with one read and one write. */
   localWholeFileBytes: number;
   /** Extra free space required at the destination beyond the data itself. */
@@ -40,6 +47,7 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
   zipWriteBufferBytes: 1 << 20,
   zipStreams: 2,
   concurrency: 4,
+  smallFileConcurrency: 32,
   localWholeFileBytes: 1 << 20,
   spaceMarginBytes: 16 << 20,
   progressIntervalMs: 100,
@@ -55,6 +63,7 @@ export function resolveOptions(partial: Partial<EngineOptions> | undefined): Eng
   out.zipMaxEntryBytes = Math.min(out.zipMaxEntryBytes, 4 * 1024 ** 3 - 1);
   out.zipMaxArchiveBytes = Math.min(out.zipMaxArchiveBytes, 4 * 1024 ** 3 - 1);
   out.concurrency = Math.max(1, Math.floor(out.concurrency));
+  out.smallFileConcurrency = Math.max(1, Math.floor(out.smallFileConcurrency));
   out.zipStreams = Math.max(1, Math.floor(out.zipStreams));
   return out;
 }
