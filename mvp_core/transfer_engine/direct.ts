@@ -6,11 +6,13 @@
  */
 import path from "node:path";
 import type { Entry, HashAlgorithm } from "./endpoint.ts";
+import { type ErrorCode, TransferError } from "./errors.ts";
 import { createHasher } from "./hash.ts";
 import { LocalEndpoint } from "./local.ts";
 import { copyLarge, copySmall, sourceChanged } from "./local_copy.ts";
 import { joinRel } from "./paths.ts";
 import { runPool } from "./pool.ts";
+import { type SmallCopyJob, type SmallCopyReport, claimNext } from "./small_copy_worker.ts";
 import { type Run, checkCancelled } from "./run.ts";
 import { maybeYield } from "./yield.ts";
 
@@ -50,14 +52,26 @@ async function copyLocal(run: Run, files: readonly Entry[], srcBase: string, dst
   const abs = (base: string, rel: string): string => (rel === "" ? base : path.join(base, rel));
   const small = files.filter((f) => f.size <= run.opts.localWholeFileBytes);
   const large = files.filter((f) => f.size > run.opts.localWholeFileBytes);
+  // Small files: this thread and (for many of them) a helper thread take turns from one counter.
+  const shared = new Int32Array(new SharedArrayBuffer(8));
+  const helper = small.length >= HELPER_MIN_FILES ? startHelper(run, { srcBase, dstBase, files: small, alg, shared: shared.buffer as SharedArrayBuffer }, hashes) : null;
+  helper?.catch(() => undefined); // its failure is rethrown where the lane awaits it
   const smallLane = async (): Promise<void> => {
-    for (const e of small) {
-      checkCancelled(run.signal);
-      const digest = copySmall(abs(srcBase, e.path), abs(dstBase, e.path), e, alg);
-      if (digest !== undefined) hashes.set(e.path, digest);
-      run.progress.add(1, e.size);
-      await maybeYield();
+    try {
+      for (let i = claimNext(shared, small.length); i >= 0; i = claimNext(shared, small.length)) {
+        checkCancelled(run.signal);
+        const e = small[i] as Entry;
+        const digest = copySmall(abs(srcBase, e.path), abs(dstBase, e.path), e, alg);
+        if (digest !== undefined) hashes.set(e.path, digest);
+        run.progress.add(1, e.size);
+        await maybeYield();
+      }
+    } catch (err) {
+      Atomics.store(shared, 1, 1); // the helper stops claiming too
+      await helper?.catch(() => undefined);
+      throw err;
     }
+    await helper;
   };
   const largeLane = (): Promise<void> =>
     runPool(large, 2, async (e) => {
@@ -69,6 +83,51 @@ async function copyLocal(run: Run, files: readonly Entry[], srcBase: string, dst
   const results = await Promise.allSettled([smallLane(), largeLane()]);
   const bad = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (bad) throw bad.reason;
+}
+
+/** Below this many small files a helper thread's start (~5 ms, plus loading its modules) is not worth it. */
+const HELPER_MIN_FILES = 500;
+
+/**
+ * Runs `job` on a helper thread (small_copy_worker.ts); resolves once it has stopped, its hashes
+ * recorded, or rejects with its copy failure. A helper that cannot start leaves every file to the
+ * calling thread (the shared counter hands them all out there).
+ */
+function startHelper(run: Run, job: SmallCopyJob, hashes: Map<string, string>): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL("./small_copy_worker.ts", import.meta.url).href);
+    } catch {
+      resolve();
+      return;
+    }
+    const stop = (): void => void Atomics.store(new Int32Array(job.shared), 1, 1);
+    run.signal?.addEventListener("abort", stop, { once: true });
+    const finish = (fn: () => void): void => {
+      run.signal?.removeEventListener("abort", stop);
+      worker.terminate();
+      fn();
+    };
+    let heard = false;
+    worker.onmessage = (m: MessageEvent<SmallCopyReport>) => {
+      heard = true;
+      const r = m.data;
+      if (r.kind === "progress") run.progress.add(r.files, r.bytes);
+      else if (r.kind === "done") {
+        for (const [p, h] of r.hashes) hashes.set(p, h);
+        finish(resolve);
+      } else finish(() => reject(new TransferError(r.error.code as ErrorCode, r.error.message, { retryable: r.error.retryable, details: r.error.details })));
+    };
+    // Could not start: every file is left to the caller. Died midway: it may have claimed files it
+    // never wrote, so the transfer fails (retryable) rather than leave that to verification.
+    worker.onerror = (e: ErrorEvent) => {
+      if (!heard) return finish(resolve);
+      stop();
+      finish(() => reject(new TransferError("IO_ERROR", `the local copy helper thread failed: ${e.message}`)));
+    };
+    worker.postMessage(job);
+  });
 }
 
 /** Copies one file through the endpoints' streams (any endpoint pair). */

@@ -108,6 +108,35 @@ describe("copy", () => {
     expect(ticks).toBeGreaterThan(0); // the event loop was not held for the whole transfer
   });
 
+  test("2,000 small files direct (two threads share them): exact copy, every hash checked, a move removes all", async () => {
+    const files: Record<string, number> = {};
+    for (let i = 0; i < 2000; i++) files[`d${i % 20}/f${i}`] = 1 + ((i * 37) % 4096);
+    writeTree(abs("src"), files);
+    const before = snapshot(abs("src"));
+    let progressed = 0;
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct", verify: "checksum" }, { onProgress: (p) => (progressed = Math.max(progressed, p.phase === "transfer" ? p.filesDone : 0)) });
+    // A hash missing from either thread would fail the verification ("missing at the source").
+    expect(r.verified).toMatchObject({ mode: "checksum", files: 2000 });
+    expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
+    expect(fs.existsSync(abs("src"))).toBe(false);
+    expect(progressed).toBe(2000); // both threads' files counted
+  });
+
+  test("small files vanishing mid-copy fail the transfer whichever thread meets them; nothing is left behind", async () => {
+    const files: Record<string, number> = {};
+    for (let i = 0; i < 2000; i++) files[`d${i % 20}/f${i}`] = 100;
+    writeTree(abs("src"), files);
+    const f = await failure(
+      { sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct" },
+      // Once the plan is made, most files disappear: the copy meets them on both threads.
+      { onEvent: (e) => { if (e.kind === "strategy_chosen") for (let i = 300; i < 2000; i++) fs.rmSync(abs(`src/d${i % 20}/f${i}`)); } },
+    );
+    expect(["SOURCE_CHANGED", "SOURCE_NOT_FOUND", "IO_ERROR"]).toContain(f.code);
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+    expect(fs.readdirSync(abs("src/d0")).length).toBe(15); // the survivors are still there (a move deletes only after commit)
+  });
+
   test("zip round-trips random binary data that contains zip signatures, and old mtimes", async () => {
     const sigs = [0x04034b50, 0x08074b50, 0x02014b50, 0x06054b50];
     const files: Record<string, Uint8Array> = {};
