@@ -7,7 +7,9 @@
  * machines drift 2-5× between minutes. Every run is a child process under /usr/bin/time (wall
  * time and peak RSS measured the same way for all). Caches are warm for everyone (page cache
  * cannot be dropped here); `sync` runs before each timed copy so earlier writeback is not billed
- * to the next run. Prints medians (targets are judged on them), ratios, the fastest round, and peak
+ * to the next run. Datasets and copies live on a fresh journaled ext4 (scratch_disk.ts), where
+ * deleting one method's 10,000 files does not slow the next method's creates as this machine's
+ * root file system does. Prints medians (targets are judged on them), ratios, the fastest round, and peak
  * RSS; writes docs/bench/engine-<ts>.json and engine-latest.json.
  */
 import fs from "node:fs";
@@ -16,6 +18,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
 import { type Dataset, datasets } from "./datasets.ts";
+import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
@@ -88,10 +91,17 @@ async function main(): Promise<number> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-"));
   const samples: Sample[] = [];
   const startupSamples: number[] = [];
+  let disk: ScratchDisk | null = null;
+  let destination = "";
   try {
+    // Sources and copies on one file system, as in a local copy; the scratch disk when we can mount one.
+    disk = mountScratchDisk({ imageDir: root, at: path.join(root, "vol"), bytes: 8 * 1024 ** 3 });
+    const data = disk?.path ?? root;
+    destination = disk?.describe ?? `${root} (not root: no scratch disk, small-file times depend on what was deleted there in the last minutes)`;
+    process.stderr.write(`file system: ${destination}\n`);
     for (const d of sets) {
       process.stderr.write(`generating ${d.name} (${d.describe})…\n`);
-      d.make(path.join(root, d.name, "src"));
+      d.make(path.join(data, d.name, "src"));
     }
     for (let round = 0; round < rounds; round++) {
       const t0 = performance.now();
@@ -101,8 +111,8 @@ async function main(): Promise<number> {
         // Rotate the order each round so no method always runs first (cold) or last.
         const order = METHODS.map((_, i) => METHODS[(i + round) % METHODS.length] as Method);
         for (const m of order) {
-          const src = path.join(root, d.name, "src");
-          const dst = path.join(root, d.name, "dst");
+          const src = path.join(data, d.name, "src");
+          const dst = path.join(data, d.name, "dst");
           fs.rmSync(dst, { recursive: true, force: true });
           const r = runOnce(m, src, dst, path.join(root, "time.txt"));
           fs.rmSync(dst, { recursive: true, force: true });
@@ -112,7 +122,11 @@ async function main(): Promise<number> {
       }
     }
   } finally {
-    if (!values.keep) fs.rmSync(root, { recursive: true, force: true });
+    if (values.keep) process.stderr.write(`kept ${root}${disk ? ` (scratch disk still mounted at ${disk.path})` : ""}\n`);
+    else {
+      disk?.stop();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   }
   const rows = summarise(sets, samples);
   printTable(rows);
@@ -123,6 +137,7 @@ async function main(): Promise<number> {
     machine: machineInfo(),
     rounds,
     quick,
+    fileSystem: destination,
     datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
     startupMedianS: median(startupSamples),
     rows,

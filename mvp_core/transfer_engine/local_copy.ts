@@ -1,8 +1,10 @@
 /**
- * Local→local file copies that bypass the Endpoint streams. Measured on these machines: for small
- * files, open/read/write/close from one thread beats both the async fs API (thread-pool hop per
- * call) and copy_file_range (`cp -r` spends ~2 s in the kernel on 10,000×4 KiB where read/write
- * takes ~0.8 s). Large files go through copy_file_range (no user-space copy).
+ * Local→local file copies that bypass the Endpoint streams. For small files, synchronous
+ * open/read/write/close beats the async fs API (a thread-pool hop per call); the parallelism comes
+ * from a second thread instead (small_copy_worker.ts). The old measurement that also had it beat
+ * copy_file_range (`cp -r` ~2 s in the kernel for 10,000 × 4 KiB) was this machine's root file
+ * system slowing every create after many deletions; on a fresh ext4 `cp -r` takes ~0.3 s, so that
+ * comparison is open again. Large files go through copy_file_range (no user-space copy).
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
