@@ -48,6 +48,16 @@ export interface TestSshd {
 
 const SSHD = "/usr/sbin/sshd";
 
+/** Every sshd started and not stopped yet: a test whose set-up failed halfway may never call stop(). */
+const running = new Set<TestSshd>();
+
+/** Stops every sshd still running (the test preload calls it after the run); returns how many there were. */
+export async function stopAllSshd(): Promise<number> {
+  const left = [...running];
+  await Promise.allSettled(left.map((s) => s.stop()));
+  return left.length;
+}
+
 /** Starts a fresh sshd; always pair with `await sshd.stop()` (in afterAll/finally). */
 export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
   const host = opts.listenAddress ?? "127.0.0.1";
@@ -156,8 +166,12 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
         if (proc) await killTree(proc.pid);
         await start();
       },
-      stop: cleanup,
+      async stop() {
+        running.delete(sshd);
+        await cleanup();
+      },
     };
+    running.add(sshd);
     return sshd;
   } catch (err) {
     await cleanup().catch(() => undefined); // the original error is the one worth reporting
