@@ -9,7 +9,8 @@
  * ext4 does not do that — a real SRVTRF has one — and on the scratch disk the same 10,000 creates
  * took 0.2 s right after a delete. Every method gets the same realistic destination.
  *
- * Only root can mount; elsewhere `mountScratchDisk` returns null and the caller says so.
+ * Only root can mount; elsewhere `mountScratchDisk` returns null and the caller says so. The
+ * field test (mvp_core/field/) mounts one for LAB and one for SRVTRF for the same reason.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -36,7 +37,7 @@ function run(argv: string[]): string {
  */
 export function mountScratchDisk(opts: { imageDir: string; at: string; bytes: number; owner?: string }): ScratchDisk | null {
   if (process.getuid?.() !== 0 || !Bun.which("mkfs.ext4") || !Bun.which("losetup")) return null;
-  const image = path.join(opts.imageDir, "scratch-ext4.img");
+  const image = path.join(opts.imageDir, `scratch-ext4-${crypto.randomUUID().slice(0, 8)}.img`);
   let device: string | null = null;
   let mounted = false;
   const stop = (): void => {

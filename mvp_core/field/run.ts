@@ -34,7 +34,7 @@ export interface FieldOutcome {
 interface Resources {
   srv: Srvtrf | null;
   relays: Map<number, LatencyRelay>;
-  lab: { root: string; portal: Portal } | null;
+  lab: Awaited<ReturnType<typeof createLab>> | null;
   portals: SrvtrfPortal[];
 }
 
@@ -68,12 +68,18 @@ async function cleanup(api: FieldApi, res: Resources): Promise<string[]> {
   if (res.lab) {
     const lab = res.lab;
     await attempt(`delete portal ${lab.portal.name}`, () => api.deletePortal(lab.portal.id));
-    await attempt(`remove ${lab.root}`, () => rm(lab.root, { recursive: true, force: true }));
+    await attempt(`remove ${lab.root}`, async () => {
+      lab.disk?.stop();
+      await rm(lab.root, { recursive: true, force: true });
+    });
   }
   for (const [rtt, relay] of res.relays) await attempt(`stop the ${rtt} ms relay`, () => relay.stop());
   if (res.srv) {
     const srv = res.srv;
-    await attempt("stop SRVTRF's sshd and remove its user and folders", () => srv.sshd.stop());
+    await attempt("stop SRVTRF's sshd and remove its user and folders", async () => {
+      srv.disk?.stop();
+      await srv.sshd.stop();
+    });
   }
   return problems;
 }
@@ -101,6 +107,9 @@ export async function runField(opts: FieldOptions, env: FieldEnv): Promise<Field
       res.portals.push(await registerSrvtrfPortal(api, res.srv, `field-srvtrf-${rtt === 0 ? "direct" : `rtt${rtt}`}-${runId}`, port, rtt));
     }
     env.log(`portals: ${[res.lab.portal.name, ...res.portals.map((p) => p.portal.name)].join(", ")} (SRVTRF host key pinned)`);
+    results.notes.push(res.lab.disk && res.srv.disk
+      ? `file systems: LAB's folder and SRVTRF's root are each a fresh journaled ext4 on a loop device (${res.lab.disk.describe}; ${res.srv.disk.describe}), as real hosts have; this machine's own root file system slows every file creation for minutes after many deletions, whichever tool runs next`
+      : "file systems: LAB's folder and SRVTRF's root are plain folders in the temp directory (not root: no scratch file systems); small-file times then depend on what was deleted there in the last minutes");
     const manifests = await makeDatasets(res.lab.root, opts, env.log, env.signal);
     const ctx: FieldContext = {
       api, runId, lab: res.lab, srv: res.srv, portals: new Map(res.portals.map((p) => [p.rttMs, p])), manifests, maxToolSeconds: opts.maxToolSeconds, signal: env.signal, log: env.log,

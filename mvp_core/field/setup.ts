@@ -8,6 +8,7 @@ import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startLatencyRelay, type LatencyRelay } from "../testing/latency_relay.ts";
+import { type ScratchDisk, mountScratchDisk } from "../bench/scratch_disk.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { ApiError, type FieldApi, type Health, type Portal } from "./api.ts";
 
@@ -44,9 +45,14 @@ export async function preflight(api: FieldApi): Promise<Health> {
   return health;
 }
 
+/** Each host's folder is a fresh journaled ext4 when run as root (see bench/scratch_disk.ts). */
+const SCRATCH_BYTES = 8 * 1024 ** 3;
+
 /** SRVTRF: its sshd, a known_hosts file pinning its key for the OpenSSH tools, and its folders. */
 export interface Srvtrf {
   sshd: TestSshd;
+  /** The file system mounted on its root folder (null: not root, the root folder is in /tmp). */
+  disk: ScratchDisk | null;
   /** known_hosts with SRVTRF's key under the alias "srvtrf", so ssh/scp/rsync check it on any port. */
   knownHosts: string;
   /** Owner of SRVTRF's files (the throw-away user), to hand it folders the field test prepares. */
@@ -57,7 +63,9 @@ export interface Srvtrf {
 /** Starts SRVTRF's sshd on `address` and prepares its `in/` and `ref/` folders. */
 export async function startSrvtrf(address: string): Promise<Srvtrf> {
   const sshd = await startSshd({ listenAddress: address });
+  let disk: ScratchDisk | null = null;
   try {
+    disk = mountScratchDisk({ imageDir: sshd.dir, at: sshd.root, bytes: SCRATCH_BYTES, owner: sshd.username });
     const pub = (await readFile(join(sshd.dir, "host_ed25519.pub"), "utf8")).trim().split(" ").slice(0, 2).join(" ");
     const knownHosts = join(sshd.dir, "field_known_hosts");
     await writeFile(knownHosts, `srvtrf ${pub}\n`);
@@ -66,8 +74,9 @@ export async function startSrvtrf(address: string): Promise<Srvtrf> {
       await mkdir(join(sshd.root, d));
       await chown(join(sshd.root, d), info.uid, info.gid);
     }
-    return { sshd, knownHosts, uid: info.uid, gid: info.gid };
+    return { sshd, disk, knownHosts, uid: info.uid, gid: info.gid };
   } catch (err) {
+    disk?.stop();
     await sshd.stop();
     throw err;
   }
@@ -126,13 +135,16 @@ export async function registerSrvtrfPortal(api: FieldApi, srv: Srvtrf, name: str
   return { portal: pinned, rttMs, port, seenFingerprint: first.hostKeyFingerprint };
 }
 
-/** LAB's folder (a fresh temp folder the worker sees at the same path) and its local portal. */
-export async function createLab(api: FieldApi, name: string, parent: string | undefined): Promise<{ root: string; portal: Portal }> {
+/** LAB's folder (a fresh temp folder the worker sees at the same path, on its own file system when root) and its local portal. */
+export async function createLab(api: FieldApi, name: string, parent: string | undefined): Promise<{ root: string; portal: Portal; disk: ScratchDisk | null }> {
   const root = await mkdtemp(join(parent ?? tmpdir(), "ketter-field-lab-"));
+  let disk: ScratchDisk | null = null;
   try {
+    disk = mountScratchDisk({ imageDir: parent ?? tmpdir(), at: root, bytes: SCRATCH_BYTES });
     for (const d of ["src", "movesrc", "back", "ref"]) await mkdir(join(root, d));
-    return { root, portal: await api.createPortal({ kind: "local", name, rootPath: root }) };
+    return { root, portal: await api.createPortal({ kind: "local", name, rootPath: root }), disk };
   } catch (err) {
+    disk?.stop();
     await rm(root, { recursive: true, force: true });
     throw err;
   }
