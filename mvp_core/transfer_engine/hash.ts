@@ -24,8 +24,13 @@ class Crc32Hasher implements Hasher {
     this.crc = Bun.hash.crc32(chunk, this.crc);
   }
   digest(): string {
-    return (this.crc >>> 0).toString(16).padStart(8, "0");
+    return crc32Hex(this.crc);
   }
+}
+
+/** A CRC-32 as the hex digest every hasher of it prints (8 lowercase digits). */
+export function crc32Hex(crc: number): string {
+  return (crc >>> 0).toString(16).padStart(8, "0");
 }
 
 /** A hasher for `algorithm`; throws UNSUPPORTED-worthy errors to the caller for algorithms not in LOCAL_HASHES. */

@@ -11,7 +11,7 @@ import path from "node:path";
 import type { AsyncFlateStreamHandler, ZipInputFile } from "fflate";
 import type { Entry, FileWriter, HashAlgorithm } from "./endpoint.ts";
 import { TransferError } from "./errors.ts";
-import { createHasher } from "./hash.ts";
+import { crc32Hex, createHasher } from "./hash.ts";
 import { LocalEndpoint } from "./local.ts";
 import { readWholeChecked, sourceChanged } from "./local_copy.ts";
 import { joinRel } from "./paths.ts";
@@ -178,7 +178,8 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
     entry.os = 3;
     entry.attrs = (0o100000 | (e.mode & 0o777)) << 16;
     zip.add(entry);
-    const h = alg === null ? null : createHasher(alg);
+    // The entry computes the source bytes' CRC-32 for the archive anyway: no second pass for it.
+    const h = alg === null || alg === "crc32" ? null : createHasher(alg);
     if (localBase !== null && e.size <= run.opts.localWholeFileBytes) {
       const data = readWholeChecked(path.join(localBase, e.path), e);
       h?.update(data);
@@ -189,7 +190,8 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
       run.progress.add(1, 0);
     }
     if (zipError) throw zipError;
-    if (h !== null) hashes.set(e.path, h.digest());
+    if (alg === "crc32") hashes.set(e.path, crc32Hex(entry.crc));
+    else if (h !== null) hashes.set(e.path, h.digest());
     if (sink.pending >= sink.blockBytes) await sink.flush();
     await maybeYield();
   }
