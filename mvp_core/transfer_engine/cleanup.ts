@@ -51,13 +51,13 @@ export async function removeSource(run: Run, m: Manifest, sourcePath: string): P
 }
 
 /**
- * Written just before a move commits: `.ketter-<id>.moved` next to the target. On a retry, the
+ * Written just before every commit: `.ketter-<id>.moved` next to the target. On a retry, the
  * marker with the staging entry gone and the target present means the copy was committed, so
- * only the source removal is finished (transfer.ts). Without it, a move whose connection dropped
- * during the commit or the removal would be retried against its own committed target (refused
- * as TARGET_EXISTS, or with overwrite copied again from a half-removed source).
+ * only what follows is finished (transfer.ts). Without it, a transfer whose process died or whose
+ * connection dropped during the commit or a move's removal would be retried against its own
+ * committed target (refused as TARGET_EXISTS, or with overwrite copied again from a half-removed source).
  */
-export async function writeMovedMarker(run: Run): Promise<void> {
+export async function writeCommitMarker(run: Run): Promise<void> {
   const w = await run.target.openWrite(run.names.moved, { mode: 0o600 });
   try {
     await w.write(new TextEncoder().encode(`${JSON.stringify({ sourcePath: run.spec.sourcePath, targetPath: run.spec.targetPath })}\n`));
@@ -68,10 +68,9 @@ export async function writeMovedMarker(run: Run): Promise<void> {
   }
 }
 
-/** The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes it, then its marker. */
+/** The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes it. Then the commit marker goes. */
 export async function cleanupPhase(run: Run, m: Manifest, sourcePath: string): Promise<string[]> {
-  if (run.spec.mode !== "move") return [];
-  const kept = await removeSource(run, m, sourcePath);
+  const kept = run.spec.mode === "move" ? await removeSource(run, m, sourcePath) : [];
   await run.target.remove(run.names.moved);
   return kept;
 }

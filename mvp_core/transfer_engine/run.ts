@@ -3,6 +3,7 @@ import type { Endpoint } from "./endpoint.ts";
 import { TransferError } from "./errors.ts";
 import type { EngineOptions } from "./options.ts";
 import type { EngineEvent, Phase, Progress, TransferSpec } from "./spec.ts";
+import type { TransferHooks } from "./transfer.ts";
 
 /** Names of everything a transfer creates next to the target; all derived from spec.id. */
 export interface StagingNames {
@@ -12,7 +13,7 @@ export interface StagingNames {
   old: string;
   /** Folder holding zip archives in flight. */
   zips: string;
-  /** Marker: this move's copy is committed and its source is being removed (see cleanup.ts). */
+  /** Marker written just before the commit: with the staging gone and the target there, the copy is committed (see cleanup.ts). */
   moved: string;
 }
 
@@ -26,6 +27,7 @@ export interface Run {
   signal: AbortSignal | undefined;
   progress: ProgressTracker;
   emit: (e: EngineEvent) => void;
+  hooks: TransferHooks;
 }
 
 /** Throws CANCELLED once the signal fired. */

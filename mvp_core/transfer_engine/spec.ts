@@ -65,8 +65,13 @@ export interface EngineEvent {
   data?: Record<string, unknown>;
 }
 
-/** How the data actually moved; "resumed": a crashed move's copy was already committed, only the source removal was finished. */
-export type StrategyUsed = "direct" | "zip" | "rename" | "resumed";
+/**
+ * How the data actually moved; "resumed": an earlier attempt already committed the copy, this one
+ * only finished what follows the commit (a move's source removal). The one list of these values:
+ * the jobs table's strategy constraint is checked against it.
+ */
+export const STRATEGIES_USED = ["direct", "zip", "rename", "resumed"] as const;
+export type StrategyUsed = (typeof STRATEGIES_USED)[number];
 
 /** What a successful transfer reports. */
 export interface TransferResult {

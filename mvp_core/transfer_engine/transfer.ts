@@ -8,7 +8,7 @@ import type { Endpoint } from "./endpoint.ts";
 import { TransferError, fromSystemError, isTransferError } from "./errors.ts";
 import { LocalEndpoint } from "./local.ts";
 import { copyFiles } from "./direct.ts";
-import { cleanupPhase, resumeMove, writeMovedMarker } from "./cleanup.ts";
+import { cleanupPhase, resumeMove, writeCommitMarker } from "./cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
@@ -22,6 +22,19 @@ import { applyAttributes, createDirs, createLinks } from "./tree.ts";
 import { verify } from "./verify.ts";
 import { transferZip } from "./zip.ts";
 
+/** The steps a caller may guard: the commit (which may replace a target) and a move's source removal. */
+export type GuardedStep = "commit" | "remove_source";
+
+/**
+ * Fencing and durability, implemented by the worker (the CLI passes none). A step the engine must
+ * not take without still holding its job's lease is preceded by beforeStep, which throws to stop it;
+ * committed() records, durably, that the data arrived, so a later attempt only finishes the rest.
+ */
+export interface TransferHooks {
+  beforeStep?(step: GuardedStep): Promise<void>;
+  committed?(): Promise<void>;
+}
+
 /** Everything transfer() needs besides the spec. */
 export interface TransferContext {
   source: Endpoint;
@@ -30,6 +43,9 @@ export interface TransferContext {
   onProgress?: (p: Progress) => void;
   onEvent?: (e: EngineEvent) => void;
   options?: Partial<EngineOptions>;
+  hooks?: TransferHooks;
+  /** What the caller knows of earlier attempts with this id: `committed`, only finish what follows the commit. */
+  resume?: { committed: boolean };
 }
 
 /** Staging names next to the target, derived from the spec id so a retry finds them. */
@@ -54,7 +70,9 @@ export async function transfer(specInput: TransferSpecInput, ctx: TransferContex
       signal: ctx.signal,
       progress: new ProgressTracker(ctx.onProgress, opts.progressIntervalMs),
       emit: (e) => ctx.onEvent?.(e),
+      hooks: ctx.hooks ?? {},
     };
+    if (ctx.resume?.committed) return await resume(run, durations, timedInto(durations));
     return await runSteps(run, durations);
   } catch (err) {
     if (ctx.signal?.aborted && !(isTransferError(err) && err.code === "CANCELLED")) {
@@ -64,8 +82,8 @@ export async function transfer(specInput: TransferSpecInput, ctx: TransferContex
   }
 }
 
-async function runSteps(run: Run, durations: Record<Phase, number>): Promise<TransferResult> {
-  const timed: Timed = async <T>(phase: Phase, fn: () => Promise<T>): Promise<T> => {
+function timedInto(durations: Record<Phase, number>): Timed {
+  return async <T>(phase: Phase, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     try {
       return await fn();
@@ -73,6 +91,10 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       durations[phase] += performance.now() - t0;
     }
   };
+}
+
+async function runSteps(run: Run, durations: Record<Phase, number>): Promise<TransferResult> {
+  const timed = timedInto(durations);
   run.progress.phase("scan", 0, 0);
   checkCancelled(run.signal);
   const tp = normalizeRel(run.spec.targetPath);
@@ -86,8 +108,10 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   if (p.strategy === "rename" && run.source instanceof LocalEndpoint && run.target instanceof LocalEndpoint) {
     run.progress.phase("commit", m.files.length, m.bytes);
     const { source, target } = run;
+    await run.hooks.beforeStep?.("commit");
     const moved = await timed("commit", () => moveByRename(run, source, target, sourcePath, targetPath));
     if (moved) {
+      await run.hooks.committed?.();
       emitChosen(run, p, m);
       run.emit({ kind: "committed", message: `moved ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)} by renaming it` });
       return result(run, "rename", m, durations, { mode: run.spec.verify, files: 0 });
@@ -122,9 +146,9 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     run.progress.flush();
     checkCancelled(run.signal);
 
-    // The verification reads neither folders' modes and mtimes nor a move's marker: both go out
+    // The verification reads neither folders' modes and mtimes nor the commit marker: both go out
     // beside it (a round trip or three less over a WAN), and must land before the commit.
-    const beside = Promise.all([folderAttributes, run.spec.mode === "move" ? writeMovedMarker(run) : undefined]);
+    const beside = Promise.all([folderAttributes, writeCommitMarker(run)]);
     beside.catch(() => undefined);
     run.progress.phase("verify", m.files.length, m.bytes);
     const verified = await timed("verify", () => verify(run, m, staging, p, hashes));
@@ -134,13 +158,16 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     run.progress.phase("commit", m.files.length, m.bytes);
     const replaced = await timed("commit", async () => {
       await beside;
+      await run.hooks.beforeStep?.("commit");
       const replaced = await commit(run, staging, targetPath);
       committed = true;
       return replaced;
     });
+    await run.hooks.committed?.();
     run.emit({ kind: "committed", message: `${showPath(run.target, run.spec.targetPath)} ${replaced ? "replaced" : "created"}`, data: { replaced } });
 
     run.progress.phase("cleanup", run.spec.mode === "move" ? m.files.length + m.links.length : 0, run.spec.mode === "move" ? m.bytes : 0);
+    if (run.spec.mode === "move") await run.hooks.beforeStep?.("remove_source");
     const kept = await timed("cleanup", () => cleanupPhase(run, m, sourcePath));
     run.progress.flush();
     const r = result(run, p.strategy === "zip" ? "zip" : "direct", m, durations, { mode: run.spec.verify, ...verified });
@@ -171,10 +198,10 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
   scanning.catch(() => undefined); // awaited below unless a check fails first
   try {
     if ((await early.stat(run.names.moved)) !== null) {
-      // A move writes its marker just before committing: it means "committed" once the staging
-      // entry is gone and the target is there (a connection lost during the commit or the source
-      // removal lands here); otherwise that attempt never committed, or a copy reuses a move's id.
-      const wasCommitted = run.spec.mode === "move" && (await early.stat(run.names.staging)) === null && (await early.stat(tp)) !== null;
+      // Every transfer writes its marker just before committing: it means "committed" once the
+      // staging entry is gone and the target is there (a crash or a connection lost during the
+      // commit or the source removal lands here); otherwise that attempt never committed.
+      const wasCommitted = (await early.stat(run.names.staging)) === null && (await early.stat(tp)) !== null;
       if (wasCommitted) return "resume";
       await run.target.remove(run.names.moved);
     }
@@ -188,15 +215,17 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
   }
 }
 
-/** An earlier attempt of this move committed its copy and crashed while removing the source: finish that. */
+/** An earlier attempt committed its copy and stopped before finishing (a move: while removing the source): finish that. */
 async function resume(run: Run, durations: Record<Phase, number>, timed: Timed): Promise<TransferResult> {
   const sourcePath = normalizeRel(run.spec.sourcePath);
   const targetPath = normalizeRel(run.spec.targetPath);
   // An overwrite that dropped between its two renames may have left the old target under `.old`.
   await recoverStaging(run, targetPath);
-  const m = await timed("scan", async () => ((await run.source.stat(sourcePath)) === null ? null : scan(run, sourcePath)));
-  run.emit({ kind: "fallback", message: "an earlier attempt committed this move; only finishing the source removal", data: { sourceLeft: m?.files.length ?? 0 } });
+  const move = run.spec.mode === "move";
+  const m = !move ? null : await timed("scan", async () => ((await run.source.stat(sourcePath)) === null ? null : scan(run, sourcePath)));
+  run.emit({ kind: "fallback", message: move ? "an earlier attempt committed this move; only finishing the source removal" : "an earlier attempt committed this copy; nothing left to do", data: { sourceLeft: m?.files.length ?? 0 } });
   run.progress.phase("cleanup", m?.files.length ?? 0, m?.bytes ?? 0);
+  if (m !== null) await run.hooks.beforeStep?.("remove_source");
   const kept = m === null ? [] : await timed("cleanup", () => resumeMove(run, m, sourcePath, targetPath));
   await run.target.remove(run.names.moved);
   const empty: Manifest = { kind: "dir", root: { path: "", type: "dir", size: 0, mtimeMs: 0, mode: 0 }, files: [], dirs: [], links: [], bytes: 0 };
