@@ -21,7 +21,7 @@ import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
-const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
+const CLI = path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts");
 
 interface Method {
   name: string;

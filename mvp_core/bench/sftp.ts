@@ -27,7 +27,7 @@ import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
-const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
+const CLI = path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts");
 const CIPHER = "aes128-gcm@openssh.com";
 
 /** Where a method sends to: the sshd, possibly through a relay on `port`, into `dst` (absolute on the sshd). */

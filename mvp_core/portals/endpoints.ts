@@ -3,7 +3,7 @@
  * (what a person reads before pinning a host key). The clear secret exists only inside these calls.
  */
 import { LocalEndpoint, TransferError, isTransferError, type Endpoint, type ErrorCode } from "../transfer_engine/index.ts";
-import { connectSsh, probeSsh, type SshTarget } from "../transfer_engine/sftp/index.ts";
+import { connectSsh, probeSsh, type SshTarget } from "../transfer_engine/endpoints/sftp/index.ts";
 import { decryptPortalSecret, type PortalRow } from "./repository.ts";
 
 function sshTarget(portal: PortalRow, secretKey: Buffer): SshTarget {

@@ -5,7 +5,7 @@ export type { TransferSpec, TransferSpecInput, TransferResult, Progress, EngineE
 export { STRATEGIES_USED } from "./spec.ts";
 export { TransferError, isTransferError } from "./errors.ts";
 export type { ErrorCode } from "./errors.ts";
-export type { Endpoint, Entry, Capabilities, HashAlgorithm } from "./endpoint.ts";
+export type { Endpoint, Entry, Capabilities, HashAlgorithm } from "./endpoints/endpoint.ts";
 export type { EngineOptions } from "./options.ts";
 export { DEFAULT_ENGINE_OPTIONS } from "./options.ts";
-export { LocalEndpoint } from "./local.ts";
+export { LocalEndpoint } from "./endpoints/local/local_endpoint.ts";

@@ -1,5 +1,5 @@
 /** Per-transfer state shared by the steps: endpoints, options, cancellation, progress and events. */
-import type { Endpoint } from "./endpoint.ts";
+import type { Endpoint } from "./endpoints/endpoint.ts";
 import { TransferError } from "./errors.ts";
 import type { EngineOptions } from "./options.ts";
 import type { EngineEvent, Phase, Progress, TransferSpec } from "./spec.ts";

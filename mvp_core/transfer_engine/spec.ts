@@ -6,7 +6,7 @@
  */
 import * as z from "zod/mini";
 import en from "zod/v4/locales/en.js";
-import type { HashAlgorithm } from "./endpoint.ts";
+import type { HashAlgorithm } from "./endpoints/endpoint.ts";
 import { TransferError } from "./errors.ts";
 
 z.config(en());

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import type { Capabilities, Endpoint, Entry, FileWriter, HashAlgorithm, OpOptions, SpaceInfo } from "./endpoint.ts";
+import type { Capabilities, Endpoint, Entry, FileWriter, HashAlgorithm, OpOptions, SpaceInfo } from "./endpoints/endpoint.ts";
 import { TransferError, isTransferError } from "./errors.ts";
 import { LocalEndpoint, type EngineEvent, type Progress, type TransferResult, type TransferSpecInput, transfer } from "./index.ts";
 import type { TransferContext } from "./transfer.ts";

@@ -4,23 +4,23 @@
  * into place only after verification; a failure or cancellation removes the staging entry and
  * leaves the target and the source as they were.
  */
-import type { Endpoint } from "./endpoint.ts";
+import type { Endpoint } from "./endpoints/endpoint.ts";
 import { TransferError, fromSystemError, isTransferError } from "./errors.ts";
-import { LocalEndpoint } from "./local.ts";
-import { copyFiles } from "./direct.ts";
-import { cleanupPhase, resumeMove, writeCommitMarker } from "./cleanup.ts";
-import { commit, discardStaging, recoverStaging } from "./commit.ts";
+import { LocalEndpoint } from "./endpoints/local/local_endpoint.ts";
+import { copyFiles } from "./steps/copy_direct.ts";
+import { cleanupPhase, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
+import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
-import { type Plan, plan } from "./plan.ts";
-import { StatPrefetch } from "./prefetch.ts";
-import { moveByRename } from "./rename.ts";
+import { type Plan, plan } from "./steps/plan.ts";
+import { StatPrefetch } from "./steps/prefetch.ts";
+import { moveByRename } from "./steps/rename.ts";
 import { ProgressTracker, type Run, type StagingNames, checkCancelled } from "./run.ts";
-import { type Manifest, checkPaths, scan } from "./scan.ts";
+import { type Manifest, checkPaths, scan } from "./steps/scan.ts";
 import { type EngineEvent, type Phase, type Progress, type TransferResult, type TransferSpecInput, parseSpec } from "./spec.ts";
-import { applyAttributes, createDirs, createLinks } from "./tree.ts";
-import { verify } from "./verify.ts";
-import { transferZip } from "./zip.ts";
+import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
+import { verify } from "./steps/verify.ts";
+import { transferZip } from "./steps/copy_zip.ts";
 
 /** The steps a caller may guard: the commit (which may replace a target) and a move's source removal. */
 export type GuardedStep = "commit" | "remove_source";

@@ -3,7 +3,7 @@
  * every stream read from it, together, stays under the rate. Footage transfers otherwise fill a
  * shared link; the wrapper keeps the limit out of the engine, which stays a pure transfer library.
  */
-import type { Endpoint, OpOptions } from "../transfer_engine/endpoint.ts";
+import type { Endpoint, OpOptions } from "../transfer_engine/endpoints/endpoint.ts";
 import { TransferError } from "../transfer_engine/errors.ts";
 
 /** Returns `endpoint` limited to `bytesPerSec` of reads in total (unchanged when bytesPerSec is 0). */
