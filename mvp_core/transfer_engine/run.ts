@@ -1,6 +1,6 @@
 /** Per-transfer state shared by the steps: endpoints, options, cancellation, progress and events. */
-import type { Endpoint } from "./endpoints/endpoint.ts";
-import { TransferError } from "./errors.ts";
+import type { Endpoint, Location } from "./endpoints/endpoint.ts";
+import type { Relation } from "./endpoints/location.ts";
 import type { EngineOptions } from "./options.ts";
 import type { EngineEvent, Phase, Progress, TransferSpec } from "./spec.ts";
 import type { TransferHooks } from "./transfer.ts";
@@ -28,11 +28,11 @@ export interface Run {
   progress: ProgressTracker;
   emit: (e: EngineEvent) => void;
   hooks: TransferHooks;
-}
-
-/** Throws CANCELLED once the signal fired. */
-export function checkCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled", { details: { reason: String(signal.reason ?? "") } });
+  /** The read-rate limit (rate_limit.ts): awaited before reading that many bytes; absent without one. */
+  throttle: ((bytes: number) => Promise<void>) | undefined;
+  /** How the target relates to the source, and where each really is, once steps/check.ts decided it. */
+  relation: Relation;
+  locations: { source: Location; target: Location } | null;
 }
 
 /** Counts files and bytes per phase and calls onProgress at most every `intervalMs` (plus phase edges). */

@@ -11,16 +11,43 @@ import { TransferError } from "./errors.ts";
 
 z.config(en());
 
+/** What a transfer does with its source. */
+export const TRANSFER_MODES = ["copy", "move"] as const;
+/** How the data may travel (`auto` lets the plan choose). */
+export const STRATEGIES = ["auto", "direct", "zip"] as const;
+/** How the copy is proven. */
+export const VERIFY_MODES = ["size", "checksum"] as const;
+
+/** `schema` with a description for generated documentation (OpenAPI, --help). */
+function described<T extends z.ZodMiniType>(schema: T, description: string): T {
+  z.globalRegistry.add(schema, { description });
+  return schema;
+}
+
+/**
+ * The options a caller chooses for a transfer, with their defaults: the one definition that the
+ * job API (app/jobs/schemas.ts), the stored job (jobs/types.ts), the worker and the CLI derive
+ * theirs from, so a new option or value cannot drift between them.
+ */
+export const transferOptionsShape = {
+  strategy: described(z._default(z.enum(STRATEGIES), "auto"), "auto picks zip for folders with many small files, direct otherwise (and a rename for a move within one file system)"),
+  verify: described(z._default(z.enum(VERIFY_MODES), "checksum"), "checksum compares content hashes of every file; size compares sizes only"),
+  overwrite: described(z._default(z.boolean(), false), "replace an existing target as a whole, after the copy is verified"),
+};
+
+/** The transfer options alone (strict). */
+export const transferOptionsSchema = z.strictObject(transferOptionsShape);
+/** Transfer options with their defaults filled in. */
+export type TransferOptions = z.output<typeof transferOptionsSchema>;
+
 /** Zod schema of a transfer request; paths are relative to each endpoint's root. */
 export const transferSpecSchema = z.strictObject({
   /** Names the staging entries (`.ketter-<id>.partial`), so a retried job finds its crashed attempt. */
   id: z.optional(z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, "id must be 1-100 letters, digits, '.', '_' or '-' (e.g. a job id)"))),
   sourcePath: z.string(),
   targetPath: z.string().check(z.minLength(1, "targetPath must name the file or folder to create (it cannot be the endpoint root)")),
-  mode: z.enum(["copy", "move"]),
-  strategy: z._default(z.enum(["auto", "direct", "zip"]), "auto"),
-  verify: z._default(z.enum(["size", "checksum"]), "checksum"),
-  overwrite: z._default(z.boolean(), false),
+  mode: z.enum(TRANSFER_MODES),
+  ...transferOptionsShape,
 });
 
 /** What callers pass to transfer(). */

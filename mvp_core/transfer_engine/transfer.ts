@@ -5,8 +5,10 @@
  * leaves the target and the source as they were.
  */
 import type { Endpoint } from "./endpoints/endpoint.ts";
-import { TransferError, fromSystemError, isTransferError } from "./errors.ts";
-import { LocalEndpoint } from "./endpoints/local/local_endpoint.ts";
+import { cancelledError, throwIfCancelled } from "./cancel.ts";
+import { fromSystemError, isTransferError } from "./errors.ts";
+import { createThrottle } from "./rate_limit.ts";
+import { checkPaths, probeTargetInsideSource } from "./steps/check.ts";
 import { copyFiles } from "./steps/copy_direct.ts";
 import { cleanupPhase, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
@@ -15,8 +17,8 @@ import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
 import { type Plan, plan } from "./steps/plan.ts";
 import { StatPrefetch } from "./steps/prefetch.ts";
 import { moveByRename } from "./steps/rename.ts";
-import { ProgressTracker, type Run, type StagingNames, checkCancelled } from "./run.ts";
-import { type Manifest, checkPaths, scan } from "./steps/scan.ts";
+import { ProgressTracker, type Run, type StagingNames } from "./run.ts";
+import { type Manifest, scan } from "./steps/scan.ts";
 import { type EngineEvent, type Phase, type Progress, type TransferResult, type TransferSpecInput, parseSpec } from "./spec.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
 import { verify } from "./steps/verify.ts";
@@ -71,13 +73,14 @@ export async function transfer(specInput: TransferSpecInput, ctx: TransferContex
       progress: new ProgressTracker(ctx.onProgress, opts.progressIntervalMs),
       emit: (e) => ctx.onEvent?.(e),
       hooks: ctx.hooks ?? {},
+      throttle: createThrottle(opts.maxBytesPerSec, ctx.signal),
+      relation: "unknown",
+      locations: null,
     };
     if (ctx.resume?.committed) return await resume(run, durations, timedInto(durations));
     return await runSteps(run, durations);
   } catch (err) {
-    if (ctx.signal?.aborted && !(isTransferError(err) && err.code === "CANCELLED")) {
-      throw new TransferError("CANCELLED", "transfer cancelled", { cause: err });
-    }
+    if (ctx.signal?.aborted && !(isTransferError(err) && err.code === "CANCELLED")) throw cancelledError(err);
     throw fromSystemError(err, "", "transfer");
   }
 }
@@ -96,7 +99,7 @@ function timedInto(durations: Record<Phase, number>): Timed {
 async function runSteps(run: Run, durations: Record<Phase, number>): Promise<TransferResult> {
   const timed = timedInto(durations);
   run.progress.phase("scan", 0, 0);
-  checkCancelled(run.signal);
+  throwIfCancelled(run.signal);
   const tp = normalizeRel(run.spec.targetPath);
   const early = new StatPrefetch(run.target, [run.names.moved, run.names.old, run.names.staging, run.names.zips, parentRel(tp), tp], run.signal, parentRel(tp));
   const checked = await checkAndScan(run, tp, early, timed);
@@ -105,18 +108,17 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
 
   run.progress.phase("plan", m.files.length, m.bytes);
   let p = await timed("plan", () => plan(run, m, sourcePath, targetPath, { early }));
-  if (p.strategy === "rename" && run.source instanceof LocalEndpoint && run.target instanceof LocalEndpoint) {
+  if (p.strategy === "rename") {
     run.progress.phase("commit", m.files.length, m.bytes);
-    const { source, target } = run;
     await run.hooks.beforeStep?.("commit");
-    const moved = await timed("commit", () => moveByRename(run, source, target, sourcePath, targetPath));
+    const moved = await timed("commit", () => moveByRename(run, sourcePath, targetPath));
     if (moved) {
       await run.hooks.committed?.();
       emitChosen(run, p, m);
       run.emit({ kind: "committed", message: `moved ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)} by renaming it` });
       return result(run, "rename", m, durations, { mode: run.spec.verify, files: 0 });
     }
-    run.emit({ kind: "fallback", message: "source and target are on different mounts; copying instead of renaming" });
+    run.emit({ kind: "fallback", message: "a rename cannot move the source there (another file system or kind of endpoint); copying instead" });
     p = await timed("plan", () => plan(run, m, sourcePath, targetPath, { allowRename: false }));
   }
   emitChosen(run, p, m);
@@ -144,7 +146,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       if (fileAttributes.length > 0) await folderAttributes; // files' modes matter to hashing them
     });
     run.progress.flush();
-    checkCancelled(run.signal);
+    throwIfCancelled(run.signal);
 
     // The verification reads neither folders' modes and mtimes nor the commit marker: both go out
     // beside it (a round trip or three less over a WAN), and must land before the commit.
@@ -153,7 +155,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     run.progress.phase("verify", m.files.length, m.bytes);
     const verified = await timed("verify", () => verify(run, m, staging, p, hashes));
     run.emit({ kind: "verified", message: `${verified.files} files verified (${verified.algorithm ?? "size"})`, data: { ...verified } });
-    checkCancelled(run.signal);
+    throwIfCancelled(run.signal);
 
     run.progress.phase("commit", m.files.length, m.bytes);
     const replaced = await timed("commit", async () => {
@@ -207,8 +209,14 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
     }
     return await timed("scan", async () => {
       if (await recoverStaging(run, tp, early)) early.forget();
-      const paths = await checkPaths(run, early);
-      return { ...paths, m: await scanning };
+      const checked = await checkPaths(run, early);
+      run.relation = checked.relation;
+      run.locations = checked.locations;
+      const m = await scanning;
+      // Unproven geometry is allowed only for a copy that replaces nothing; it still must not land
+      // inside its own source, which a probe through the source shows whatever the endpoints are.
+      if (checked.relation === "unknown" && m.kind === "dir") await probeTargetInsideSource(run, checked.sourcePath, checked.targetPath);
+      return { sourcePath: checked.sourcePath, targetPath: checked.targetPath, m };
     });
   } finally {
     stop.abort();

@@ -31,7 +31,6 @@ import {
 } from "../transfer_engine/index.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
-import { limitReadRate } from "./throttle.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
 const CLAIM_RETRY_MS = 5_000;
@@ -233,12 +232,12 @@ export class JobRun {
           ...(job.options.overwrite !== undefined ? { overwrite: job.options.overwrite } : {}),
         },
         {
-          source: limitReadRate(source, deps.settings.maxBytesPerSec),
+          source,
           target,
           signal,
           onProgress: (p) => this.onProgress(p),
           onEvent: (e) => this.onEngineEvent(e),
-          ...(deps.engineOptions ? { options: deps.engineOptions } : {}),
+          options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },
         },
       );
     } finally {

@@ -4,6 +4,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Endpoint } from "../transfer_engine/index.ts";
 import { TransferError } from "../transfer_engine/index.ts";
+import { withOverrides } from "../transfer_engine/endpoints/testing.ts";
 import { waitFor } from "../testing/ports.ts";
 import { startRedisServer } from "../testing/redis_server.ts";
 import { Scenario, sameBytes } from "./test_support.ts";
@@ -55,10 +56,10 @@ describe("worker: job lifecycle local → local", () => {
   test("a move removes the source only after the copy is verified and committed; a failed move keeps it", async () => {
     const s = await setup("move");
     const data = await s.writeSource("clip.mxf", 2 * 1024 * 1024);
-    // A rate limit wraps the source endpoint, so the engine copies and deletes (as across machines)
-    // instead of renaming within one local file system.
+    // The direct strategy copies and deletes (as across machines) instead of renaming within one
+    // local file system; the rate limit (an engine option) paces the copy.
     await s.startWorker({ maxBytesPerSec: 1024 ** 3 });
-    const job = await s.job("clip.mxf", "clip.mxf", { type: "move" });
+    const job = await s.job("clip.mxf", "clip.mxf", { type: "move", options: { strategy: "direct" } });
     await s.waitForStatus(job.id, "DONE");
     expect(Buffer.from(await Bun.file(s.path("dst/clip.mxf")).bytes()).equals(Buffer.from(data))).toBe(true);
     expect(existsSync(s.path("src/clip.mxf"))).toBe(false);
@@ -207,8 +208,7 @@ describe("worker: cancel and retry", () => {
     await s.writeSource("take2.mov", 200_000);
     let faults = 1;
     // The source's connection drops once mid-read, as an SSH link would (retryable CONNECTION_LOST).
-    const flaky = (ep: Endpoint): Endpoint => ({
-      ...bindAll(ep),
+    const flaky = (ep: Endpoint): Endpoint => withOverrides(ep, {
       openRead: (p, o) => {
         if (faults-- > 0) throw new TransferError("CONNECTION_LOST", "connection reset by peer (injected)");
         return ep.openRead(p, o);
@@ -340,11 +340,3 @@ describe("worker: graceful shutdown", () => {
 });
 
 /** The endpoint's methods bound to it, so a spread copy can override one of them. */
-function bindAll(ep: Endpoint): Endpoint {
-  const out: Record<string, unknown> = { kind: ep.kind, label: ep.label };
-  for (const name of ["stat", "walk", "openRead", "openWrite", "mkdir", "symlink", "setAttributes", "rename", "remove", "space", "capabilities", "hashFiles", "unzip", "packZip", "close"] as const) {
-    const fn = ep[name];
-    if (typeof fn === "function") out[name] = (fn as (...a: unknown[]) => unknown).bind(ep);
-  }
-  return out as unknown as Endpoint;
-}

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { startSshd, type TestSshd } from "../../testing/sshd.ts";
@@ -6,6 +7,7 @@ import { parseCliArgs } from "./args.ts";
 import { leftovers, snapshot, tempDir, treeDiff, writeTree } from "../test_tree.ts";
 
 const CLI = path.join(import.meta.dir, "cli.ts");
+const REPO = path.resolve(import.meta.dir, "../../..");
 let dir: string;
 let cleanup: () => Promise<void>;
 beforeEach(async () => ({ dir, cleanup } = await tempDir("ketter-cli-")));
@@ -87,17 +89,47 @@ test("kill -9 in the middle of a move leaves the source complete; a retry with t
   expect(leftovers(dir)).toEqual([]);
 });
 
-test("SIGINT (Ctrl-C) cancels cleanly: exit 1, CANCELLED, no staging left, source intact", async () => {
+test("SIGINT (Ctrl-C) cancels cleanly: exit 130, CANCELLED, no staging left, source intact", async () => {
   bigTree(path.join(dir, "src"));
   const before = snapshot(path.join(dir, "src"));
   const p = start(["--from", "src", "--to", "dst", "--mode", "move", "--strategy", "direct", "--id", "job2"]);
   await waitFor(path.join(dir, ".ketter-job2.partial"), p);
   p.kill("SIGINT");
-  const [stdout, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
-  expect(code).toBe(1);
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  expect(code).toBe(130);
   expect(JSON.parse(stdout).error.code).toBe("CANCELLED");
+  expect(stderr).toStartWith("transfer job2\n");
+  expect(stderr).toContain("cancelling");
   expect(leftovers(dir)).toEqual([]);
   expect(fs.existsSync(path.join(dir, "dst"))).toBe(false);
+  expect(treeDiff(snapshot(path.join(dir, "src")), before)).toEqual([]);
+});
+
+// A terminal's Ctrl-C signals the whole process group: `bun run engine` gets it and forwards one
+// more to the CLI, which got its own. The second must not force an exit that leaves staging behind.
+test("Ctrl-C to the process group of `bun run engine` (two SIGINTs at once) cancels cleanly; SIGTERM exits 143", async () => {
+  const files: Record<string, number> = { "big/footage.mov": 192 << 20 };
+  for (let i = 0; i < 200; i++) files[`small/f${i}`] = 64 * 1024;
+  writeTree(path.join(dir, "src"), files);
+  const before = snapshot(path.join(dir, "src"));
+  for (const [signal, exit] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    const p = spawn("bun", ["run", "engine", "--from", path.join(dir, "src"), "--to", path.join(dir, "dst"), "--mode", "copy", "--strategy", "direct", "--id", `grp-${signal}`], {
+      cwd: REPO, detached: true, stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => p.on("exit", (code) => resolve(code)));
+    while (!fs.existsSync(path.join(dir, `.ketter-grp-${signal}.partial/big`))) {
+      if (p.exitCode !== null) throw new Error(`exited before copying: ${stderr}`);
+      await Bun.sleep(2);
+    }
+    process.kill(-(p.pid as number), signal); // the whole group, as a terminal does
+    expect(await exited).toBe(exit);
+    expect(stderr).toContain(`transfer grp-${signal}`);
+    expect(stderr).toContain("cancelling");
+    expect(leftovers(dir)).toEqual([]);
+    expect(fs.existsSync(path.join(dir, "dst"))).toBe(false);
+  }
   expect(treeDiff(snapshot(path.join(dir, "src")), before)).toEqual([]);
 });
 
@@ -163,7 +195,13 @@ describe("sftp:// usage errors (exit 2, nothing connects)", () => {
 
   test("parsed: the endpoint is rooted at the parent, odd characters percent-decoded, IPv6 unbracketed", () => {
     const r = parseCliArgs(["--from", "src", "--to", "sftp://ann@[::1]:2222/srv/in/shoot%2042", "--mode", "copy", "--host-key", "SHA256:x"], "/work", { KETTER_SSH_PASSWORD: "pw" });
-    expect(r).toMatchObject({ ok: true, spec: { sourcePath: "work/src", targetPath: "shoot 42" }, remote: { side: "target", host: "::1", port: 2222, username: "ann", root: "/srv/in", identity: null } });
+    expect(r).toMatchObject({
+      ok: true,
+      spec: { sourcePath: "src", targetPath: "shoot 42" },
+      from: { kind: "local", root: "/work", rel: "src" },
+      to: { kind: "sftp", host: "::1", port: 2222, username: "ann", root: "/srv/in", rel: "shoot 42" },
+      auth: { identity: null, hostKey: "SHA256:x" },
+    });
   });
 
   test("an unreadable key file and a malformed fingerprint exit 2 from the CLI", async () => {

@@ -1,11 +1,20 @@
 /** The engine CLI itself (cli.ts starts it, normally from a cached bundle): copies or moves files and folders, locally or to and from an SSH host. */
 import fs from "node:fs";
-import { type CliRemote, parseCliArgs, USAGE } from "./args.ts";
+import pkg from "../../../package.json" with { type: "json" };
+import { type CliSide, type CliSshAuth, parseCliArgs, USAGE } from "./args.ts";
 import { ProgressLine, USAGE_CODES, failureMessage, summary } from "./output.ts";
 import type { Endpoint } from "../endpoints/endpoint.ts";
+import { openEndpoint } from "../endpoints/open.ts";
 import { TransferError, fromSystemError } from "../errors.ts";
-import { LocalEndpoint } from "../endpoints/local/local_endpoint.ts";
 import { transfer } from "../transfer.ts";
+
+/**
+ * A second signal this soon after the first is the same keypress relayed: a terminal signals the
+ * whole process group, and `bun run` forwards the SIGINT it got to this process, which got its own.
+ * Only a second Ctrl-C after this pause forces an exit (leaving the staging behind).
+ */
+const FORCE_AFTER_MS = 1500;
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 
 async function main(): Promise<number> {
   const args = parseCliArgs(process.argv.slice(2), process.cwd(), process.env);
@@ -17,26 +26,44 @@ async function main(): Promise<number> {
     await Bun.write(Bun.stdout, `${USAGE}\n`);
     return 0;
   }
+  if ("version" in args) {
+    await Bun.write(Bun.stdout, `ketter engine ${pkg.version} (bun ${Bun.version})\n`);
+    return 0;
+  }
   // process.stdout/stderr are Node streams that take ~7 ms to set up (of a ~20 ms start): with
   // --json (how programs call us) they are never touched, and results go out through Bun.write.
   const json = args.json || !process.stdout.isTTY;
   const live = !json && process.stderr.isTTY;
+  const id = args.spec.id ?? crypto.randomUUID();
   const abort = new AbortController();
-  const onSignal = (): void => {
-    // First Ctrl-C cancels cleanly (staging removed); a second one gives up waiting.
-    if (abort.signal.aborted) process.exit(130);
-    abort.abort(new Error("interrupted"));
+  let interrupted: keyof typeof SIGNAL_EXIT | null = null;
+  let firstSignalAt = 0;
+  const onSignal = (sig: keyof typeof SIGNAL_EXIT): void => {
+    const now = performance.now();
+    if (interrupted === null) {
+      interrupted = sig;
+      firstSignalAt = now;
+      fs.writeSync(2, `${live ? "\r\x1b[2K" : ""}cancelling… (removing what transfer ${id} wrote; Ctrl-C again in a moment to stop at once)\n`);
+      abort.abort(new Error(`interrupted by ${sig}`));
+      return;
+    }
+    if (now - firstSignalAt < FORCE_AFTER_MS) return;
+    fs.writeSync(2, `stopped without cleaning up: run again with --id ${id} to remove the .ketter-${id}.* leftovers next to the target\n`);
+    process.exit(SIGNAL_EXIT[sig]);
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  await Bun.write(Bun.stderr, `transfer ${id}\n`);
   const line = new ProgressLine();
-  const local = new LocalEndpoint("/");
-  let remote: Endpoint | null = null;
+  const opened: Endpoint[] = [];
   try {
-    if (args.remote) remote = await connectRemote(args.remote, abort.signal);
-    const result = await transfer(args.spec, {
-      source: args.remote?.side === "source" && remote ? remote : local,
-      target: args.remote?.side === "target" && remote ? remote : local,
+    const source = await openSide(args.from, "source", args.auth, abort.signal);
+    opened.push(source);
+    const target = await openSide(args.to, "target", args.auth, abort.signal);
+    opened.push(target);
+    const result = await transfer({ ...args.spec, id }, {
+      source,
+      target,
       signal: abort.signal,
       onProgress: live ? (p) => process.stderr.write(`\r\x1b[2K${line.render(p)}`) : undefined,
     });
@@ -48,36 +75,51 @@ async function main(): Promise<number> {
     if (live) process.stderr.write("\r\x1b[2K");
     if (json) await Bun.write(Bun.stdout, `${JSON.stringify({ ok: false, error: err.toJSON() })}\n`);
     else await Bun.write(Bun.stderr, `${failureMessage(err)}\n`);
+    if (interrupted !== null && err.code === "CANCELLED") return SIGNAL_EXIT[interrupted];
     return USAGE_CODES.has(err.code) ? 2 : 1;
   } finally {
-    await remote?.close();
+    await Promise.all(opened.map((e) => e.close()));
   }
 }
 
-/** Opens the SSH side; the SSH code loads only here, so local transfers start as fast as before. */
-async function connectRemote(r: CliRemote, signal: AbortSignal): Promise<Endpoint> {
-  let privateKey = "";
-  if (r.identity !== null) {
-    try {
-      privateKey = fs.readFileSync(r.identity, "utf8");
-    } catch (err) {
-      throw new TransferError("INVALID_SPEC", `cannot read --identity ${JSON.stringify(r.identity)}: ${(err as Error).message}`);
+/** Opens one side. The SSH code loads only for an sftp:// side, so local transfers start fast. */
+async function openSide(side: CliSide, role: "source" | "target", auth: CliSshAuth | null, signal: AbortSignal): Promise<Endpoint> {
+  if (side.kind === "local") {
+    if (role === "target" && !isFolder(side.root)) {
+      throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(side.root)} does not exist or is not a folder; create it first`, { details: { path: side.root } });
     }
+    return openEndpoint({ kind: "local", root: side.root });
   }
-  const passphrase = process.env.KETTER_SSH_PASSPHRASE;
-  const auth = r.identity !== null
-    ? { method: "key" as const, privateKey, ...(passphrase ? { passphrase } : {}) }
-    : { method: "password" as const, password: process.env.KETTER_SSH_PASSWORD ?? "" };
-  const { connectSsh } = await import("../endpoints/sftp/index.ts");
+  if (auth === null) throw new TransferError("INVALID_SPEC", "an sftp:// side needs --host-key and --identity");
   try {
-    return await connectSsh({ host: r.host, port: r.port, username: r.username, root: r.root, auth, hostKeyFingerprint: r.hostKey }, { signal });
+    return await openEndpoint({ kind: "sftp", host: side.host, port: side.port, username: side.username, root: side.root, auth: sshCredentials(auth), hostKeyFingerprint: auth.hostKey }, { signal });
   } catch (err) {
     // The endpoint is rooted at the target's parent: a missing root is a missing parent folder.
-    if (r.side === "target" && err instanceof TransferError && err.code === "SOURCE_NOT_FOUND") {
-      throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(r.root)} does not exist on ${r.host}; create it first`, { cause: err });
+    if (role === "target" && err instanceof TransferError && err.code === "SOURCE_NOT_FOUND") {
+      throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(side.root)} does not exist on ${side.host}; create it first`, { cause: err });
     }
     throw err;
   }
+}
+
+function isFolder(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function sshCredentials(auth: CliSshAuth): { method: "key"; privateKey: string; passphrase?: string } | { method: "password"; password: string } {
+  if (auth.identity === null) return { method: "password", password: process.env.KETTER_SSH_PASSWORD ?? "" };
+  let privateKey: string;
+  try {
+    privateKey = fs.readFileSync(auth.identity, "utf8");
+  } catch (err) {
+    throw new TransferError("INVALID_SPEC", `cannot read --identity ${JSON.stringify(auth.identity)}: ${(err as Error).message}`);
+  }
+  const passphrase = process.env.KETTER_SSH_PASSPHRASE;
+  return { method: "key", privateKey, ...(passphrase ? { passphrase } : {}) };
 }
 
 // No top-level await: it would keep this file from being bundled as precompiled bytecode (bundle.ts).

@@ -4,7 +4,7 @@ import { fmtBytes } from "../steps/plan.ts";
 import type { Progress, TransferResult } from "../spec.ts";
 
 /** Error codes that mean the request itself is wrong (exit 2) rather than the transfer failing (exit 1). */
-export const USAGE_CODES: ReadonlySet<string> = new Set(["INVALID_SPEC", "SAME_PATH", "TARGET_INSIDE_SOURCE", "SOURCE_INSIDE_TARGET"]);
+export const USAGE_CODES: ReadonlySet<string> = new Set(["INVALID_SPEC", "SAME_PATH", "TARGET_INSIDE_SOURCE", "SOURCE_INSIDE_TARGET", "LOCATION_UNKNOWN"]);
 
 /** Renders "transfer  120/10000 files  1.2 MiB/39.1 MiB  45.0 MiB/s  ETA 3s" lines, computing the rate per phase. */
 export class ProgressLine {

@@ -1,9 +1,13 @@
 /**
- * The file-system abstraction every transfer goes through. `local` and `sftp` implement it; one
- * conformance suite (endpoint_conformance.ts) runs against both.
+ * The file-system abstraction every transfer goes through: the engine's one seam. `local` and
+ * `sftp` implement it; one conformance suite (conformance.ts) runs against both.
  *
  * Paths are POSIX, relative to the endpoint's root ("" is the root itself). An endpoint refuses any
  * path that escapes its root (`..`, absolute paths, symlinks resolving outside) with PATH_ESCAPE.
+ *
+ * Fast paths are optional methods (rclone's `Features`): an adapter that can do something better
+ * than the generic streams implements the method, and the steps use it when present. No step ever
+ * asks which adapter it holds; an adapter may decline a call it cannot serve (return null/false).
  */
 
 export type EntryType = "file" | "dir" | "symlink";
@@ -18,6 +22,11 @@ export interface Entry {
   mode: number;
   /** Present for symlinks: the link's target text, unresolved. */
   linkTarget?: string;
+  /**
+   * Where the endpoint can see them, the file's inode and status-change time: any rewrite changes
+   * them, even one that restores the size and mtime (`touch -r`). Opaque; compared for equality.
+   */
+  change?: string;
 }
 
 export interface SpaceInfo {
@@ -60,6 +69,39 @@ export interface UnzipStreamEntry {
   mtimeMs?: number;
 }
 
+/**
+ * Where a path really is, so the engine can tell whether two paths (on any two endpoints) are the
+ * same place, one inside the other, or apart — before anything is written. See location.ts.
+ */
+export interface Location {
+  /** Boot id of the kernel that serves the path: inode numbers compare only within one. Null: cannot tell. */
+  kernel: string | null;
+  /** Namespace in which `realPath` names a file: in one scope, one real path is one file. */
+  scope: string;
+  /** The path, or (see `missing`) its nearest existing ancestor, absolute with every link resolved. */
+  realPath: string;
+  /** The components below realPath that do not exist yet ("" when the path itself exists). */
+  missing: string;
+  /** "dev:ino" of realPath and of each ancestor up to "/", nearest first; null when the endpoint cannot tell. */
+  chain: string[] | null;
+  /** realPath lies on a network or FUSE file system (another machine may reach it under another identity); null: unknown. */
+  shared: boolean | null;
+}
+
+/** What copyFilesFrom needs besides the files: where, which hash, the rate budget, and where to report. */
+export interface CopyFilesOptions extends OpOptions {
+  /** Folder the files' paths are relative to, on the source and on this endpoint. */
+  sourcePath: string;
+  targetPath: string;
+  hash: HashAlgorithm | null;
+  /** Files up to this size may be copied with one read and one write. */
+  wholeFileBytes: number;
+  /** Awaited before reading `bytes` more from the source (the engine's rate limit); absent: no limit. */
+  throttle?: (bytes: number) => Promise<void>;
+  /** Called as bytes land and as files complete (from any thread of the copy, in order per file). */
+  onProgress: (files: number, bytes: number) => void;
+}
+
 export interface Endpoint {
   readonly kind: "local" | "sftp";
   /** Human-readable location, e.g. "/data/footage" or "ketter@srvtrf:22:/srv/in". Never contains secrets. */
@@ -92,6 +134,8 @@ export interface Endpoint {
   capabilities(opts?: OpOptions): Promise<Capabilities>;
   /** Hashes of many files at once (hex), keyed by the given paths; one of capabilities().hashes. */
   hashFiles(paths: readonly string[], algorithm: HashAlgorithm, opts?: OpOptions): Promise<Map<string, string>>;
+  /** Where `path` (or its nearest existing ancestor) really is; see Location. */
+  locate(path: string, opts?: OpOptions): Promise<Location>;
 
   /** Unpacks the stored-zip archive `archive` into the existing folder `into` (only when capabilities().unzip). */
   unzip?(archive: string, into: string, opts?: OpOptions): Promise<void>;
@@ -116,6 +160,24 @@ export interface Endpoint {
   mkdirMany?(dirs: readonly { path: string; mode?: number }[], opts?: OpOptions): Promise<void>;
   /** Optional batch form of setAttributes for files and folders (links are left alone), for the same reason. */
   setAttributesMany?(items: readonly { path: string; mtimeMs?: number; mode?: number }[], opts?: OpOptions): Promise<void>;
+
+  /**
+   * Optional: copies `files` (paths relative to opts.sourcePath) from `source` to the same paths
+   * below opts.targetPath here, faster than the streams would, checking each against its scanned
+   * entry (SOURCE_CHANGED) and returning the source hashes. Null when it cannot serve this source:
+   * the engine then streams. (local: the kernel copies, small files on two threads.)
+   */
+  copyFilesFrom?(source: Endpoint, files: readonly Entry[], opts: CopyFilesOptions): Promise<Map<string, string>> | null;
+  /**
+   * Optional: moves `from` on `source` to `to` here with one atomic rename (never replacing `to`);
+   * false when that is impossible (another kind of endpoint, another file system) and nothing moved.
+   */
+  renameFrom?(source: Endpoint, from: string, to: string, opts?: OpOptions): Promise<boolean>;
+  /**
+   * Optional: a small file's bytes in one read, checked against its scanned entry (SOURCE_CHANGED
+   * when it differs); for packers that would otherwise stream thousands of tiny files.
+   */
+  readWhole?(path: string, expected: Entry, opts?: OpOptions): Promise<Uint8Array>;
 
   close(): Promise<void>;
 }

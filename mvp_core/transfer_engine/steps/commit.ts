@@ -4,10 +4,14 @@
  * replaces a file atomically; otherwise the old target is first renamed to `.ketter-<id>.old`, the
  * staging entry takes its name, then the old one is removed. A crash between those two renames
  * leaves the old target under `.old`: recoverStaging() puts it back before a retry starts.
+ *
+ * Moving the old target aside is also the last check that it does not hold the source: whatever
+ * check.ts could prove, if the source's path is gone once the old target moved, the source was
+ * inside it — the old target goes back and nothing is replaced.
  */
 import type { Entry } from "../endpoints/endpoint.ts";
 import { TransferError, isTransferError } from "../errors.ts";
-import { showPath } from "../paths.ts";
+import { normalizeRel, showPath } from "../paths.ts";
 import type { StatPrefetch } from "./prefetch.ts";
 import type { Run } from "../run.ts";
 
@@ -21,7 +25,7 @@ export async function commit(run: Run, stagingPath: string, targetPath: string):
       await target.rename(stagingPath, targetPath);
     } catch (err) {
       if (isTransferError(err) && err.code === "TARGET_EXISTS") {
-        throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} appeared while the transfer ran; nothing was replaced — pass overwrite to replace it`, { cause: err });
+        throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} appeared while the transfer ran; nothing was replaced — allow overwrite to replace it`, { cause: err });
       }
       throw err;
     }
@@ -44,7 +48,7 @@ export async function commit(run: Run, stagingPath: string, targetPath: string):
 async function swapIn(run: Run, stagingPath: string, targetPath: string, existing: Entry): Promise<void> {
   const { target, names } = run;
   await target.remove(names.old, { recursive: true });
-  await target.rename(targetPath, names.old);
+  await moveAside(run, targetPath);
   try {
     await target.rename(stagingPath, targetPath);
   } catch (err) {
@@ -52,6 +56,27 @@ async function swapIn(run: Run, stagingPath: string, targetPath: string, existin
     throw err;
   }
   await target.remove(names.old, { recursive: existing.type === "dir" });
+}
+
+/**
+ * Renames the existing target to `.old`, then proves the source's path still names something: if
+ * it does not, the source was inside the old target (or is it), so the target goes back and
+ * SOURCE_INSIDE_TARGET is raised. Not cancellable: the target is never left aside by a cancel.
+ */
+export async function moveAside(run: Run, targetPath: string): Promise<void> {
+  const { target, names } = run;
+  await target.rename(targetPath, names.old);
+  let there: boolean;
+  try {
+    there = (await run.source.stat(normalizeRel(run.spec.sourcePath))) !== null;
+  } catch (err) {
+    await target.rename(names.old, targetPath);
+    throw err;
+  }
+  if (!there) {
+    await target.rename(names.old, targetPath);
+    throw new TransferError("SOURCE_INSIDE_TARGET", `the source ${showPath(run.source, run.spec.sourcePath)} lies inside the target ${showPath(run.target, run.spec.targetPath)} (it vanished when the target was moved aside): replacing the target would delete the source; nothing was replaced — choose another target`);
+  }
 }
 
 /**

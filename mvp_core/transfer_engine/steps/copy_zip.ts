@@ -7,15 +7,14 @@
  * entry) and deleted before the next archive starts, so memory stays bounded and the destination
  * never holds two archives. Nothing is written at the source: packing streams straight from its files.
  */
-import path from "node:path";
 import type { AsyncFlateStreamHandler, ZipInputFile } from "fflate";
 import type { Entry, FileWriter, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { TransferError } from "../errors.ts";
 import { crc32Hex, createHasher } from "../hash.ts";
-import { LocalEndpoint } from "../endpoints/local/local_endpoint.ts";
-import { readWholeChecked, sourceChanged } from "../endpoints/local/local_copy.ts";
+import { throwIfCancelled } from "../cancel.ts";
 import { joinRel } from "../paths.ts";
-import { type Run, checkCancelled } from "../run.ts";
+import type { Run } from "../run.ts";
+import { assertUnchanged, sourceChanged } from "../source_check.ts";
 import { maybeYield } from "../yield.ts";
 
 /** fflate refuses DOS dates before 1980 (and the format ends in 2107). */
@@ -79,7 +78,7 @@ export async function transferZip(run: Run, archives: readonly Entry[][], source
         await w.abort();
         throw err;
       }
-      checkCancelled(run.signal);
+      throwIfCancelled(run.signal);
       await unzip(archive, stagingPath, { signal: run.signal });
       await target.remove(archive);
       if (sourceHashes !== null) {
@@ -168,9 +167,10 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
     else sink.push(chunk);
     if (final) ended = true;
   });
-  const localBase = source instanceof LocalEndpoint ? source.resolve(sourcePath, true) : null;
+  // Thousands of tiny files: read each in one call where the source offers it, not as a stream.
+  const readWhole = source.readWhole?.bind(source);
   for (const e of batch) {
-    checkCancelled(signal);
+    throwIfCancelled(signal);
     const entry = new StoredEntry(e.path);
     entry.mtime = clampZipMtime(e.mtimeMs);
     // Unix origin: Info-ZIP unzip then takes names as bytes (UTF-8) instead of converting them from
@@ -180,8 +180,9 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
     zip.add(entry);
     // The entry computes the source bytes' CRC-32 for the archive anyway: no second pass for it.
     const h = alg === null || alg === "crc32" ? null : createHasher(alg);
-    if (localBase !== null && e.size <= run.opts.localWholeFileBytes) {
-      const data = readWholeChecked(path.join(localBase, e.path), e);
+    if (readWhole !== undefined && e.size <= run.opts.wholeFileBytes) {
+      await run.throttle?.(e.size);
+      const data = await readWhole(joinRel(sourcePath, e.path), e, { signal });
       h?.update(data);
       entry.push(data, true);
       run.progress.add(1, e.size);
@@ -209,12 +210,12 @@ async function streamEntry(run: Run, e: Entry, src: string, entry: StoredEntry, 
     onData?.(chunk);
     entry.push(chunk, false);
     run.progress.add(0, chunk.length);
+    await run.throttle?.(chunk.length);
     if (sink.pending >= sink.blockBytes) await sink.flush();
   }
   entry.push(new Uint8Array(0), true);
   if (n !== e.size) throw sourceChanged(src, `read ${n} bytes, scanned ${e.size}`);
-  const now = await run.source.stat(src, { signal: run.signal });
-  if (now === null || now.size !== e.size || now.mtimeMs !== e.mtimeMs) throw sourceChanged(src, "size or modification time changed");
+  assertUnchanged(src, e, await run.source.stat(src, { signal: run.signal }));
 }
 
 async function copyPacked(run: Run, sourcePath: string, w: FileWriter, batch: readonly Entry[]): Promise<void> {
@@ -224,6 +225,7 @@ async function copyPacked(run: Run, sourcePath: string, w: FileWriter, batch: re
   for await (const chunk of pack(sourcePath, { signal: run.signal })) {
     sink.push(chunk);
     run.progress.add(0, chunk.length);
+    await run.throttle?.(chunk.length);
     if (sink.pending >= sink.blockBytes) await sink.flush();
   }
   await sink.flush();

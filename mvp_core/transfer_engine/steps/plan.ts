@@ -2,16 +2,17 @@
  * Step 2, plan: picks the strategy and the hash, splits the zip archives and checks free space.
  * `auto` sends a folder as zip when it holds many small files (per-file cost dominates: one open,
  * create and close per file on each side, plus a round trip per file on a remote endpoint), and
- * file by file otherwise. A local move within one file system is a rename (see docs/engine.md).
+ * file by file otherwise. A move within one file system, where the target can rename from the
+ * source, is a rename (see docs/engine.md).
  */
 import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { TransferError } from "../errors.ts";
 import { LOCAL_HASHES, pickHash } from "../hash.ts";
-import { LocalEndpoint } from "../endpoints/local/local_endpoint.ts";
 import { parentRel } from "../paths.ts";
 import type { Run } from "../run.ts";
 import type { StatPrefetch } from "./prefetch.ts";
 import type { Manifest } from "./scan.ts";
+import { sameFileSystem } from "./check.ts";
 
 /** What the transfer step will do. */
 export interface Plan {
@@ -42,8 +43,8 @@ const ZIP_ENTRY_OVERHEAD = 30 + 16 + 46;
  */
 export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath: string, { allowRename = true, early }: { allowRename?: boolean; early?: StatPrefetch } = {}): Promise<Plan> {
   const { spec, source, target, opts } = run;
-  if (allowRename && canRename(run, sourcePath, targetPath)) {
-    return { strategy: "rename", reason: "local move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0 };
+  if (allowRename && canRename(run)) {
+    return { strategy: "rename", reason: "a move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0 };
   }
   const [srcCaps, dstCaps] = await Promise.all([source.capabilities({ signal: run.signal }), target.capabilities({ signal: run.signal })]);
 
@@ -104,11 +105,10 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
   return { strategy, reason, hash, hashByReadBack, archives, directFiles, packedBySource, requiredBytes };
 }
 
-function canRename(run: Run, sourcePath: string, targetPath: string): boolean {
-  const { spec, source, target } = run;
-  if (spec.mode !== "move" || spec.strategy !== "auto") return false;
-  if (!(source instanceof LocalEndpoint && target instanceof LocalEndpoint)) return false;
-  return source.device(sourcePath) === target.device(parentRel(targetPath));
+function canRename(run: Run): boolean {
+  const { spec, target, locations } = run;
+  if (spec.mode !== "move" || spec.strategy !== "auto" || target.renameFrom === undefined) return false;
+  return locations !== null && sameFileSystem(locations);
 }
 
 /** Groups files into archives within the entry/byte limits; files too large for plain zip go direct. */

@@ -1,29 +1,34 @@
 /**
- * The `rename` strategy: a local move within one file system is what `mv` does — one atomic
- * rename, no data copied, no window where neither or both copies exist. Used only for
- * mode "move" with strategy "auto" (an explicit strategy means the caller wants the data copied).
+ * The `rename` strategy: a move within one file system is what `mv` does — one atomic rename, no
+ * data copied, no window where neither or both copies exist. Used only for mode "move" with
+ * strategy "auto" (an explicit strategy means the caller wants the data copied), and only through
+ * an endpoint that can rename from the source (Endpoint.renameFrom).
  */
-import fs from "node:fs";
-import { TransferError, fromSystemError } from "../errors.ts";
-import type { LocalEndpoint } from "../endpoints/local/local_endpoint.ts";
+import { TransferError } from "../errors.ts";
 import { showPath } from "../paths.ts";
 import type { Run } from "../run.ts";
+import { moveAside } from "./commit.ts";
 
-/** Renames source onto target (swapping out an existing target with overwrite); false on EXDEV. */
-export async function moveByRename(run: Run, source: LocalEndpoint, target: LocalEndpoint, sourcePath: string, targetPath: string): Promise<boolean> {
-  const src = source.resolve(sourcePath, false);
-  const dst = target.resolve(targetPath, false);
+/** Renames source onto target (swapping out an existing target with overwrite); false when a rename cannot do it. */
+export async function moveByRename(run: Run, sourcePath: string, targetPath: string): Promise<boolean> {
+  const { source, target } = run;
+  const renameFrom = target.renameFrom?.bind(target);
+  if (renameFrom === undefined) return false;
   const existing = await target.stat(targetPath);
   if (existing !== null && !run.spec.overwrite) {
-    throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} already exists; pass overwrite to replace it`);
+    throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} already exists; allow overwrite to replace it`);
   }
-  if (existing !== null) await target.rename(targetPath, run.names.old);
+  if (existing !== null) await moveAside(run, targetPath);
+  let moved: boolean;
   try {
-    fs.renameSync(src, dst);
+    moved = await renameFrom(source, sourcePath, targetPath);
   } catch (err) {
     if (existing !== null) await target.rename(run.names.old, targetPath);
-    if ((err as { code?: string }).code === "EXDEV") return false;
-    throw fromSystemError(err, src, `move to ${JSON.stringify(dst)}:`);
+    throw err;
+  }
+  if (!moved) {
+    if (existing !== null) await target.rename(run.names.old, targetPath);
+    return false;
   }
   if (existing !== null) await target.remove(run.names.old, { recursive: true });
   return true;

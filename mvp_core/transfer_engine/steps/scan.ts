@@ -1,17 +1,15 @@
 /**
- * Step 1, scan: checks where source and target are relative to each other, then lists the source.
+ * Step 1b, scan: lists the source (check.ts decides first whether the target may be written).
  * Symlink policy: links are copied as links (their text unchanged) when they point inside the
  * source tree; a link that is absolute or climbs out of the tree fails the scan with PATH_ESCAPE,
  * before anything is written. Links are never followed.
  */
-import fs from "node:fs";
 import path from "node:path";
-import type { Endpoint, Entry } from "../endpoints/endpoint.ts";
-import { TransferError, fromSystemError } from "../errors.ts";
-import { LocalEndpoint } from "../endpoints/local/local_endpoint.ts";
-import { baseRel, normalizeRel, parentRel, showPath } from "../paths.ts";
-import type { StatPrefetch } from "./prefetch.ts";
-import { type Run, checkCancelled } from "../run.ts";
+import type { Entry } from "../endpoints/endpoint.ts";
+import { throwIfCancelled } from "../cancel.ts";
+import { TransferError } from "../errors.ts";
+import { parentRel, showPath } from "../paths.ts";
+import type { Run } from "../run.ts";
 
 /** The source as listed once; every later step works from this snapshot. */
 export interface Manifest {
@@ -22,67 +20,6 @@ export interface Manifest {
   dirs: Entry[];
   links: Entry[];
   bytes: number;
-}
-
-/** Validates the source/target relationship and the target's parent; TARGET_EXISTS unless overwrite. */
-export async function checkPaths(run: Run, early?: StatPrefetch): Promise<{ sourcePath: string; targetPath: string; targetExists: Entry | null }> {
-  const { source, target, spec } = run;
-  const stat = (p: string): Promise<Entry | null> => (early ? early.stat(p) : target.stat(p, { signal: run.signal }));
-  const sourcePath = normalizeRel(spec.sourcePath);
-  const targetPath = normalizeRel(spec.targetPath);
-  if (targetPath === "") throw new TransferError("INVALID_SPEC", "targetPath cannot be the endpoint root; name the file or folder to create");
-  const rel = relation(source, sourcePath, target, targetPath);
-  if (rel === "same") throw new TransferError("SAME_PATH", `source and target are the same path (${showPath(source, spec.sourcePath)}); choose a different target`);
-  if (rel === "target-inside") {
-    throw new TransferError("TARGET_INSIDE_SOURCE", `target ${showPath(target, spec.targetPath)} is inside the source ${showPath(source, spec.sourcePath)}; copying a folder into itself never ends — choose a target outside it`);
-  }
-  const parent = await stat(parentRel(targetPath));
-  if (parent === null || parent.type !== "dir") {
-    throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(parentRel(targetPath) || "/")} on ${target.label} does not exist or is not a folder; create it first`, {
-      details: { path: parentRel(targetPath) },
-    });
-  }
-  const targetExists = await stat(targetPath);
-  if (targetExists !== null && !spec.overwrite) {
-    throw new TransferError("TARGET_EXISTS", `target ${showPath(target, spec.targetPath)} already exists; pass overwrite (--overwrite) to replace it, or choose another target`, {
-      details: { path: targetPath },
-    });
-  }
-  if (targetExists !== null && rel === "source-inside") {
-    throw new TransferError("SOURCE_INSIDE_TARGET", `the source lies inside the target ${showPath(target, spec.targetPath)}: replacing the target would delete the source; choose another target`);
-  }
-  return { sourcePath, targetPath, targetExists };
-}
-
-type Relation = "same" | "target-inside" | "source-inside" | "apart";
-
-function relation(source: Endpoint, sourcePath: string, target: Endpoint, targetPath: string): Relation {
-  let s: string;
-  let t: string;
-  if (source instanceof LocalEndpoint && target instanceof LocalEndpoint) {
-    // Compare real locations: two roots or a symlinked parent can name one folder twice.
-    s = realOrSelf(source.absolute(sourcePath));
-    t = path.join(realOrSelf(path.dirname(target.absolute(targetPath))), baseRel(targetPath));
-  } else if (source === target) {
-    s = `/${sourcePath}`;
-    t = `/${targetPath}`;
-  } else {
-    return "apart";
-  }
-  if (s === t) return "same";
-  if (t.startsWith(s.endsWith("/") ? s : `${s}/`)) return "target-inside";
-  if (s.startsWith(t.endsWith("/") ? t : `${t}/`)) return "source-inside";
-  return "apart";
-}
-
-function realOrSelf(abs: string): string {
-  try {
-    return fs.realpathSync(abs);
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return abs;
-    throw fromSystemError(err, abs, "resolve");
-  }
 }
 
 /** Lists the source into a Manifest (SOURCE_NOT_FOUND, PATH_ESCAPE for links leaving the tree). */
@@ -97,7 +34,7 @@ export async function scan(run: Run, sourcePath: string): Promise<Manifest> {
   if (root.type === "file") return { kind: "file", root, files: [{ ...root, path: "" }], dirs: [], links: [], bytes: root.size };
   const m: Manifest = { kind: "dir", root, files: [], dirs: [], links: [], bytes: 0 };
   for await (const e of run.source.walk(sourcePath, { signal: run.signal })) {
-    checkCancelled(run.signal);
+    throwIfCancelled(run.signal);
     if (e.type === "file") {
       m.files.push(e);
       m.bytes += e.size;

@@ -3,13 +3,10 @@
  * after the files, and folder attributes last — writing into a folder changes its mtime, so a
  * folder's mtime is set only once everything inside it exists, deepest first.
  */
-import fs from "node:fs";
-import path from "node:path";
 import type { Entry } from "../endpoints/endpoint.ts";
-import { fromSystemError } from "../errors.ts";
-import { LocalEndpoint } from "../endpoints/local/local_endpoint.ts";
+import { throwIfCancelled } from "../cancel.ts";
 import { joinRel } from "../paths.ts";
-import { type Run, checkCancelled } from "../run.ts";
+import type { Run } from "../run.ts";
 import type { Manifest } from "./scan.ts";
 import { maybeYield } from "../yield.ts";
 
@@ -17,14 +14,14 @@ import { maybeYield } from "../yield.ts";
 export async function createDirs(run: Run, m: Manifest, stagingPath: string): Promise<void> {
   if (m.kind !== "dir") return;
   if (run.target.mkdirMany) {
-    // A remote endpoint: a round trip or two for the whole tree instead of one per folder.
+    // Remote: a round trip or two for the whole tree instead of one per folder; local: no async hop per folder.
     const dirs = [stagingPath, ...m.dirs.map((d) => joinRel(stagingPath, d.path))];
     await run.target.mkdirMany(dirs.map((path) => ({ path, mode: 0o700 })), { signal: run.signal });
     return;
   }
   await run.target.mkdir(stagingPath, { signal: run.signal, mode: 0o700 });
   for (const d of m.dirs) {
-    checkCancelled(run.signal);
+    throwIfCancelled(run.signal);
     await run.target.mkdir(joinRel(stagingPath, d.path), { signal: run.signal, mode: 0o700 });
     await maybeYield();
   }
@@ -33,7 +30,7 @@ export async function createDirs(run: Run, m: Manifest, stagingPath: string): Pr
 /** Recreates the symbolic links (text unchanged; scan already refused links leaving the tree). */
 export async function createLinks(run: Run, m: Manifest, stagingPath: string): Promise<void> {
   for (const l of m.links) {
-    checkCancelled(run.signal);
+    throwIfCancelled(run.signal);
     await run.target.symlink(l.linkTarget ?? "", joinRel(stagingPath, l.path), { signal: run.signal });
     await run.target.setAttributes(joinRel(stagingPath, l.path), { mtimeMs: l.mtimeMs }, { signal: run.signal });
     await maybeYield();
@@ -45,29 +42,14 @@ export async function applyAttributes(run: Run, m: Manifest, stagingPath: string
   const dirs = [...m.dirs].sort((a, b) => depth(b.path) - depth(a.path));
   const all = m.kind === "dir" ? [...files, ...dirs, { ...m.root, path: "" }] : [...files];
   const { target } = run;
-  if (target instanceof LocalEndpoint) {
-    // Thousands of entries: skip the per-call realpath checks; these paths were created by us.
-    const base = target.resolve(stagingPath, false);
-    for (const e of all) {
-      const abs = e.path === "" ? base : path.join(base, e.path);
-      try {
-        fs.chmodSync(abs, e.mode);
-        fs.utimesSync(abs, e.mtimeMs / 1000, e.mtimeMs / 1000);
-      } catch (err) {
-        throw fromSystemError(err, abs, "set attributes of");
-      }
-      await maybeYield();
-    }
-    return;
-  }
   if (target.setAttributesMany) {
-    // A remote endpoint: all requests in flight instead of one round trip per entry. Files before
-    // folders, deepest first, as above: the requests are served in order.
+    // Remote: all requests in flight instead of one round trip per entry; local: no async hop per
+    // entry. Files before folders, deepest first, as above: the requests are served in order.
     await target.setAttributesMany(all.map((e) => ({ path: joinRel(stagingPath, e.path), mtimeMs: e.mtimeMs, mode: e.mode })), { signal: run.signal });
     return;
   }
   for (const e of all) {
-    checkCancelled(run.signal);
+    throwIfCancelled(run.signal);
     await target.setAttributes(joinRel(stagingPath, e.path), { mtimeMs: e.mtimeMs, mode: e.mode }, { signal: run.signal });
   }
 }

@@ -9,7 +9,8 @@ import { TransferError } from "../errors.ts";
 import { createHasher } from "../hash.ts";
 import { joinRel } from "../paths.ts";
 import type { Plan } from "./plan.ts";
-import { type Run, checkCancelled } from "../run.ts";
+import { throwIfCancelled } from "../cancel.ts";
+import type { Run } from "../run.ts";
 import type { Manifest } from "./scan.ts";
 
 const HASH_BATCH = 1000;
@@ -55,7 +56,7 @@ async function compareHashes(run: Run, m: Manifest, stagingPath: string, plan: P
   run.progress.phase("verify", m.files.length, m.bytes);
   const problems: string[] = [];
   for (let i = 0; i < m.files.length; i += HASH_BATCH) {
-    checkCancelled(run.signal);
+    throwIfCancelled(run.signal);
     const batch = m.files.slice(i, i + HASH_BATCH);
     const paths = batch.map((e) => joinRel(stagingPath, e.path));
     const got = plan.hashByReadBack ? await readBack(run, paths, alg) : await run.target.hashFiles(paths, alg, { signal: run.signal });

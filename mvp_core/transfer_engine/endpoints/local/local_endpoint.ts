@@ -1,40 +1,45 @@
 /**
- * The local file-system endpoint. Metadata calls use the synchronous fs API: each is a few
- * microseconds, while Bun's async variants go through a thread pool that costs more than the
- * syscall itself on small files. Loops call maybeYield() so the event loop still gets turns.
+ * The local file-system endpoint. Every path is opened below the root's handle by the kernel,
+ * refusing any symbolic link and any way out at every component (rooted_fs.ts): a folder swapped
+ * for a link while a transfer runs cannot make it read or write outside the root. Metadata calls
+ * are synchronous: each is a few microseconds, while Bun's async variants go through a thread pool
+ * that costs more than the system call itself on small files. Loops call maybeYield() so the event
+ * loop still gets turns.
  */
 import fs from "node:fs";
-import fsp from "node:fs/promises";
 import path from "node:path";
-import type { Capabilities, Endpoint, Entry, FileWriter, HashAlgorithm, OpOptions, ReadOptions, SpaceInfo } from "../endpoint.ts";
+import type { Capabilities, CopyFilesOptions, Endpoint, Entry, FileWriter, HashAlgorithm, Location, OpOptions, ReadOptions, SpaceInfo } from "../endpoint.ts";
+import { cancelledError, throwIfCancelled } from "../../cancel.ts";
 import { TransferError, fromSystemError } from "../../errors.ts";
-import { LOCAL_HASHES, createHasher } from "../../hash.ts";
-import { normalizeRel } from "../../paths.ts";
+import { LOCAL_HASHES } from "../../hash.ts";
+import { joinRel, normalizeRel } from "../../paths.ts";
 import { runPool } from "../../pool.ts";
-import { unzipStored } from "./unzip_stored.ts";
 import { maybeYield } from "../../yield.ts";
+import { copyLocalFiles } from "./copy_files.ts";
+import { hashOpenFile } from "./hash_file.ts";
+import { changeStamp, readWholeChecked } from "./local_copy.ts";
+import { locateAbsolute } from "./local_location.ts";
+import { RootedFs, inFd, rootedError } from "./rooted_fs.ts";
+import { unzipStored } from "./unzip_stored.ts";
 
+const C = fs.constants;
 const READ_CHUNK = 1 << 20;
-const BIG_READ = 4 << 20;
-/** Read size when hashing large files: small enough that the hash finds the chunk still in the CPU cache. */
-const HASH_READ = 256 << 10;
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
-}
-
-function isMissing(err: unknown): boolean {
-  const code = (err as { code?: string })?.code;
-  return code === "ENOENT" || code === "ENOTDIR";
-}
 
 /** Converts an lstat result into an Entry; UNSUPPORTED for sockets, FIFOs and devices. */
-export function entryFromStats(rel: string, st: fs.Stats, abs: string): Entry {
+function entryOf(rel: string, st: fs.Stats, abs: string, readLink: () => string): Entry {
   const base = { path: rel, size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 };
-  if (st.isFile()) return { ...base, type: "file" };
+  if (st.isFile()) return { ...base, type: "file", change: changeStamp(st) };
   if (st.isDirectory()) return { ...base, type: "dir", size: 0 };
-  if (st.isSymbolicLink()) return { ...base, type: "symlink", linkTarget: fs.readlinkSync(abs) };
+  if (st.isSymbolicLink()) return { ...base, type: "symlink", linkTarget: readLink() };
   throw new TransferError("UNSUPPORTED", `${JSON.stringify(abs)} is a socket, FIFO or device; only files, folders and symbolic links can be transferred`, { details: { path: abs } });
+}
+
+function readAt(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function writeAt(fd: number, data: Uint8Array, off: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, data, off, data.length - off, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 /** Endpoint over a local folder; every path is relative to `root` and may not leave it. */
@@ -43,269 +48,212 @@ export class LocalEndpoint implements Endpoint {
   readonly label: string;
   /** Absolute root folder. */
   readonly root: string;
-  private realRoot: string | null = null;
+  private rooted: RootedFs | null = null;
 
   constructor(root: string) {
     this.root = path.resolve(root);
     this.label = this.root;
   }
 
-  /** Absolute path for `rel` after the lexical checks only (no `..`, not absolute). */
+  /** The root's handle, opened on first use (a missing root fails the first operation, not the constructor). */
+  private get rfs(): RootedFs {
+    this.rooted ??= RootedFs.open(this.root);
+    return this.rooted;
+  }
+
+  /** Absolute path of `rel` after the lexical checks (for messages: never opened by name). */
   absolute(rel: string): string {
     const clean = normalizeRel(rel);
     return clean === "" ? this.root : path.join(this.root, clean);
   }
 
-  /**
-   * Absolute path for `rel`, refusing (PATH_ESCAPE) when a symlink on the way resolves outside the
-   * root; with `follow`, the last component is checked too (operations that open it).
-   */
-  resolve(rel: string, follow: boolean): string {
-    const abs = this.absolute(rel);
-    if (this.root === "/" || abs === this.root) return abs;
-    const realRoot = this.getRealRoot();
-    let probe = follow ? abs : path.dirname(abs);
-    for (;;) {
-      try {
-        this.assertInside(fs.realpathSync(probe), rel);
-        break;
-      } catch (err) {
-        if (!isMissing(err)) throw fromSystemError(err, probe, "resolve");
-        const link = probe === abs ? readlinkOrNull(abs) : null;
-        if (link !== null) {
-          // A dangling link: opening it would create its target, so check where that would be.
-          let realParent: string;
-          try {
-            realParent = fs.realpathSync(path.dirname(abs));
-          } catch (e) {
-            throw fromSystemError(e, path.dirname(abs), "resolve");
-          }
-          this.assertInside(path.resolve(realParent, link), rel);
-          break;
-        }
-        if (probe === realRoot || probe === this.root || probe === "/") break;
-        probe = path.dirname(probe);
-      }
-    }
-    return abs;
-  }
-
-  private getRealRoot(): string {
-    if (this.realRoot === null) {
-      try {
-        this.realRoot = fs.realpathSync(this.root);
-      } catch (err) {
-        throw fromSystemError(err, this.root, "open endpoint root");
-      }
-    }
-    return this.realRoot;
-  }
-
-  private assertInside(real: string, rel: string): void {
-    const root = this.getRealRoot();
-    if (real !== root && !real.startsWith(root.endsWith("/") ? root : `${root}/`)) {
-      throw new TransferError("PATH_ESCAPE", `path ${JSON.stringify(rel)} resolves outside ${this.label} through a symbolic link`, { details: { path: rel } });
-    }
-  }
-
   async stat(rel: string, opts?: OpOptions): Promise<Entry | null> {
-    throwIfAborted(opts?.signal);
-    const abs = this.resolve(rel, false);
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(abs);
-    } catch (err) {
-      if (isMissing(err)) return null;
-      throw fromSystemError(err, abs, "stat");
-    }
-    return entryFromStats(normalizeRel(rel), st, abs);
+    throwIfCancelled(opts?.signal);
+    const clean = normalizeRel(rel);
+    const st = this.rfs.lstat(clean);
+    if (st === null) return null;
+    return entryOf(clean, st, this.rfs.abs(clean), () => this.rfs.at(clean, "read link", (p) => fs.readlinkSync(p)));
   }
 
   async *walk(rel: string, opts?: OpOptions): AsyncIterable<Entry> {
-    const base = this.resolve(rel, true);
-    // Depth-first with an explicit stack: parents are yielded before their children.
+    const base = normalizeRel(rel);
+    // Depth-first with an explicit stack: parents are yielded before their children. Each folder is
+    // opened below the root and listed through its handle.
     const stack: string[] = [""];
     while (stack.length > 0) {
       const dirRel = stack.pop() as string;
-      const dirAbs = dirRel === "" ? base : path.join(base, dirRel);
-      let names: string[];
-      try {
-        names = fs.readdirSync(dirAbs);
-      } catch (err) {
-        throw fromSystemError(err, dirAbs, "list");
-      }
-      names.sort();
+      const dirFd = this.rfs.openDir(joinRel(base, dirRel));
       const subdirs: string[] = [];
-      for (const name of names) {
-        throwIfAborted(opts?.signal);
-        await maybeYield();
-        const childRel = dirRel === "" ? name : `${dirRel}/${name}`;
-        const childAbs = path.join(dirAbs, name);
-        let st: fs.Stats;
+      try {
+        let names: string[];
         try {
-          st = fs.lstatSync(childAbs);
+          names = fs.readdirSync(inFd(dirFd, ""));
         } catch (err) {
-          if (isMissing(err)) continue; // deleted while we listed: it is simply not part of the snapshot
-          throw fromSystemError(err, childAbs, "stat");
+          throw fromSystemError(err, this.rfs.abs(joinRel(base, dirRel)), "list");
         }
-        const entry = entryFromStats(childRel, st, childAbs);
-        yield entry;
-        if (entry.type === "dir") subdirs.push(childRel);
+        names.sort();
+        for (const name of names) {
+          throwIfCancelled(opts?.signal);
+          await maybeYield();
+          const childRel = dirRel === "" ? name : `${dirRel}/${name}`;
+          const at = inFd(dirFd, name);
+          let st: fs.Stats;
+          try {
+            st = fs.lstatSync(at);
+          } catch (err) {
+            const code = (err as { code?: string }).code;
+            if (code === "ENOENT" || code === "ENOTDIR") continue; // deleted while we listed: not part of the snapshot
+            throw fromSystemError(err, this.rfs.abs(joinRel(base, childRel)), "stat");
+          }
+          const entry = entryOf(childRel, st, this.rfs.abs(joinRel(base, childRel)), () => fs.readlinkSync(at));
+          yield entry;
+          if (entry.type === "dir") subdirs.push(childRel);
+        }
+      } finally {
+        fs.closeSync(dirFd);
       }
       for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i] as string);
     }
   }
 
   async *openRead(rel: string, opts?: ReadOptions): AsyncIterable<Uint8Array> {
-    throwIfAborted(opts?.signal);
-    const abs = this.resolve(rel, true);
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(abs, "r");
-    } catch (err) {
-      throw fromSystemError(err, abs, "open");
-    }
+    throwIfCancelled(opts?.signal);
+    const clean = normalizeRel(rel);
+    const abs = this.rfs.abs(clean);
+    const fd = this.rfs.open(clean, C.O_RDONLY, 0, "open");
     try {
       let pos = opts?.start ?? 0;
       // Buffers sized to the file: a fresh zero-filled 1 MiB per read cost ~2 MiB of memset and
       // garbage per 4 KiB file when small files stream to an SSH target (seconds, and RSS).
       // Reusing one buffer spares a big file's stream a fresh 1 MiB (page faults, then garbage to
       // collect) per read: 1 GiB to an SSH lane took ~0.3 CPU-s less.
-      const size = (await fh.stat()).size;
+      const size = fs.fstatSync(fd).size;
       let reused: Buffer | null = null;
       for (;;) {
-        throwIfAborted(opts?.signal);
+        throwIfCancelled(opts?.signal);
         const want = Math.min(READ_CHUNK, Math.max(size - pos, 64 * 1024));
         const buf = opts?.reuseBuffer ? (reused !== null && reused.length >= want ? reused : (reused = Buffer.allocUnsafe(want))) : Buffer.allocUnsafe(want);
-        const { bytesRead } = await fh.read(buf, 0, want, pos);
-        if (bytesRead === 0) return;
-        pos += bytesRead;
-        yield buf.subarray(0, bytesRead);
+        const n = await readAt(fd, buf, want, pos);
+        if (n === 0) return;
+        pos += n;
+        yield buf.subarray(0, n);
       }
     } catch (err) {
       throw fromSystemError(err, abs, "read");
     } finally {
-      await fh.close();
+      fs.closeSync(fd);
     }
   }
 
   async openWrite(rel: string, opts?: OpOptions & { mode?: number; size?: number }): Promise<FileWriter> {
-    throwIfAborted(opts?.signal);
-    const abs = this.resolve(rel, true);
-    let fh: fsp.FileHandle;
+    throwIfCancelled(opts?.signal);
+    const clean = normalizeRel(rel);
+    const abs = this.rfs.abs(clean);
+    const fd = this.rfs.open(clean, C.O_WRONLY | C.O_CREAT | C.O_TRUNC, opts?.mode ?? 0o644, "create");
     try {
-      fh = await fsp.open(abs, "w", opts?.mode ?? 0o644);
-      if (opts?.mode !== undefined) await fh.chmod(opts.mode); // the umask masked the open() mode
+      if (opts?.mode !== undefined) fs.fchmodSync(fd, opts.mode); // the umask masked the open() mode
     } catch (err) {
+      fs.closeSync(fd);
       throw fromSystemError(err, abs, "create");
     }
     let closed = false;
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      fs.closeSync(fd);
+    };
     return {
       write: async (chunk) => {
         try {
           let off = 0;
-          while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+          while (off < chunk.length) off += await writeAt(fd, chunk, off);
         } catch (err) {
           throw fromSystemError(err, abs, "write");
         }
       },
       close: async () => {
-        if (closed) return;
-        closed = true;
         try {
-          await fh.close();
+          close();
         } catch (err) {
           throw fromSystemError(err, abs, "close");
         }
       },
       abort: async () => {
-        if (!closed) {
-          closed = true;
-          await fh.close();
-        }
-        await fsp.rm(abs, { force: true });
+        close();
+        if (this.rfs.lstat(clean) !== null) this.rfs.unlink(clean);
       },
     };
   }
 
   async mkdir(rel: string, opts?: OpOptions & { mode?: number; recursive?: boolean }): Promise<void> {
-    throwIfAborted(opts?.signal);
-    const abs = this.resolve(rel, false);
-    try {
-      fs.mkdirSync(abs, { recursive: opts?.recursive ?? false, mode: opts?.mode ?? 0o755 });
-      if (opts?.mode !== undefined) fs.chmodSync(abs, opts.mode);
-    } catch (err) {
-      throw fromSystemError(err, abs, "create folder");
+    throwIfCancelled(opts?.signal);
+    const clean = normalizeRel(rel);
+    if (opts?.recursive) this.rfs.mkdirp(clean, opts.mode ?? 0o755);
+    else this.rfs.mkdir(clean, opts?.mode ?? 0o755);
+  }
+
+  async mkdirMany(dirs: readonly { path: string; mode?: number }[], opts?: OpOptions): Promise<void> {
+    for (const d of dirs) {
+      throwIfCancelled(opts?.signal);
+      this.rfs.mkdir(normalizeRel(d.path), d.mode ?? 0o755);
+      await maybeYield();
     }
   }
 
   async symlink(target: string, rel: string, opts?: OpOptions): Promise<void> {
-    throwIfAborted(opts?.signal);
-    const abs = this.resolve(rel, false);
-    try {
-      fs.symlinkSync(target, abs);
-    } catch (err) {
-      throw fromSystemError(err, abs, "create link");
-    }
+    throwIfCancelled(opts?.signal);
+    this.rfs.at(normalizeRel(rel), "create link", (p) => fs.symlinkSync(target, p));
   }
 
   async setAttributes(rel: string, attrs: { mtimeMs?: number; mode?: number }, opts?: OpOptions): Promise<void> {
-    throwIfAborted(opts?.signal);
-    const abs = this.resolve(rel, false);
-    try {
-      const st = fs.lstatSync(abs);
-      const when = attrs.mtimeMs === undefined ? undefined : attrs.mtimeMs / 1000;
-      if (st.isSymbolicLink()) {
-        // Linux cannot chmod a link; only its times can be set.
-        if (when !== undefined) fs.lutimesSync(abs, when, when);
-        return;
-      }
-      if (attrs.mode !== undefined) fs.chmodSync(abs, attrs.mode);
-      if (when !== undefined) fs.utimesSync(abs, when, when);
-    } catch (err) {
-      throw fromSystemError(err, abs, "set attributes of");
+    throwIfCancelled(opts?.signal);
+    this.rfs.setAttributes(normalizeRel(rel), attrs);
+  }
+
+  async setAttributesMany(items: readonly { path: string; mtimeMs?: number; mode?: number }[], opts?: OpOptions): Promise<void> {
+    for (const it of items) {
+      throwIfCancelled(opts?.signal);
+      this.rfs.setAttributes(normalizeRel(it.path), it);
+      await maybeYield();
     }
   }
 
   async rename(from: string, to: string, opts?: OpOptions & { replace?: boolean }): Promise<void> {
-    throwIfAborted(opts?.signal);
-    const src = this.resolve(from, false);
-    const dst = this.resolve(to, false);
-    if (!opts?.replace && lstatOrNull(dst) !== null) {
-      throw new TransferError("TARGET_EXISTS", `${JSON.stringify(dst)} already exists`, { details: { path: to } });
-    }
-    try {
-      fs.renameSync(src, dst);
-    } catch (err) {
-      throw fromSystemError(err, src, `rename to ${JSON.stringify(dst)}:`);
+    throwIfCancelled(opts?.signal);
+    const src = normalizeRel(from);
+    if (!this.rfs.rename(src, normalizeRel(to), opts?.replace ?? false)) {
+      throw new TransferError("IO_ERROR", `rename ${JSON.stringify(this.rfs.abs(src))}: source and destination are on different file systems`, { details: { path: from } });
     }
   }
 
   async remove(rel: string, opts?: OpOptions & { recursive?: boolean }): Promise<void> {
-    throwIfAborted(opts?.signal);
-    if (normalizeRel(rel) === "") throw new TransferError("INVALID_SPEC", `refusing to remove the endpoint root ${this.label}`);
-    const abs = this.resolve(rel, false);
-    const st = lstatOrNull(abs);
+    throwIfCancelled(opts?.signal);
+    const clean = normalizeRel(rel);
+    if (clean === "") throw new TransferError("INVALID_SPEC", `refusing to remove the endpoint root ${this.label}`);
+    const st = this.rfs.lstat(clean);
     if (st === null) return;
-    try {
-      if (!st.isDirectory()) fs.unlinkSync(abs);
-      else if (opts?.recursive) await fsp.rm(abs, { recursive: true, force: true });
-      else fs.rmdirSync(abs);
-    } catch (err) {
-      throw fromSystemError(err, abs, "remove");
-    }
+    if (!st.isDirectory()) this.rfs.unlink(clean);
+    else if (opts?.recursive) this.rfs.removeTree(clean);
+    else this.rfs.rmdir(clean);
   }
 
   async space(rel: string, opts?: OpOptions): Promise<SpaceInfo> {
-    throwIfAborted(opts?.signal);
-    let probe = this.resolve(rel, true);
+    throwIfCancelled(opts?.signal);
     // The path may not exist yet (a target): measure the folder it will be created in.
-    while (lstatOrNull(probe) === null && probe !== path.dirname(probe)) probe = path.dirname(probe);
+    let probe = normalizeRel(rel);
+    let fd = this.rfs.openIfExists(probe, C.O_RDONLY | C.O_DIRECTORY, "measure free space of");
+    while (fd === null && probe !== "") {
+      probe = probe.includes("/") ? probe.slice(0, probe.lastIndexOf("/")) : "";
+      fd = this.rfs.openIfExists(probe, C.O_RDONLY | C.O_DIRECTORY, "measure free space of");
+    }
+    if (fd === null) throw fromSystemError(Object.assign(new Error("ENOENT"), { code: "ENOENT" }), this.root, "measure free space of");
     try {
-      const s = fs.statfsSync(probe);
+      const s = fs.statfsSync(inFd(fd, ""));
       return { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
     } catch (err) {
-      throw fromSystemError(err, probe, "measure free space of");
+      throw fromSystemError(err, this.rfs.abs(probe), "measure free space of");
+    } finally {
+      fs.closeSync(fd);
     }
   }
 
@@ -318,129 +266,50 @@ export class LocalEndpoint implements Endpoint {
     const out = new Map<string, string>();
     // Two lanes: while one waits for a large file's read, the other hashes.
     await runPool(paths, 2, async (rel) => {
-      throwIfAborted(opts?.signal);
+      throwIfCancelled(opts?.signal);
       await maybeYield();
-      out.set(rel, await hashLocalFile(this.resolve(rel, true), algorithm, opts?.signal));
+      const clean = normalizeRel(rel);
+      const fd = this.rfs.open(clean, C.O_RDONLY, 0, "open");
+      try {
+        out.set(rel, await hashOpenFile(fd, this.rfs.abs(clean), algorithm, opts?.signal));
+      } finally {
+        fs.closeSync(fd);
+      }
     });
     return out;
   }
 
+  async locate(rel: string, opts?: OpOptions): Promise<Location> {
+    throwIfCancelled(opts?.signal);
+    return locateAbsolute(this.absolute(rel));
+  }
+
   async unzip(archive: string, into: string, opts?: OpOptions): Promise<void> {
-    await unzipStored(this.resolve(archive, true), this.resolve(into, true), opts);
+    await unzipStored(this.rfs, normalizeRel(archive), normalizeRel(into), opts);
   }
 
-  /** st_dev of `rel`: lets the engine tell whether a local move can be a rename. */
-  device(rel: string): number {
-    const abs = this.resolve(rel, false);
+  copyFilesFrom(source: Endpoint, files: readonly Entry[], opts: CopyFilesOptions): Promise<Map<string, string>> | null {
+    if (!(source instanceof LocalEndpoint)) return null;
+    return copyLocalFiles(source.rfs, this.rfs, files, { ...opts, sourcePath: normalizeRel(opts.sourcePath), targetPath: normalizeRel(opts.targetPath) });
+  }
+
+  async renameFrom(source: Endpoint, from: string, to: string, opts?: OpOptions): Promise<boolean> {
+    throwIfCancelled(opts?.signal);
+    if (!(source instanceof LocalEndpoint)) return false;
     try {
-      return fs.lstatSync(abs).dev;
+      return source.rfs.rename(normalizeRel(from), normalizeRel(to), false, this.rfs);
     } catch (err) {
-      throw fromSystemError(err, abs, "stat");
+      throw rootedError(err, source.rfs.abs(from), `move to ${JSON.stringify(this.rfs.abs(to))}:`);
     }
   }
 
-  async close(): Promise<void> {}
-}
-
-function lstatOrNull(abs: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(abs);
-  } catch (err) {
-    if (isMissing(err)) return null;
-    throw fromSystemError(err, abs, "stat");
+  async readWhole(rel: string, expected: Entry, opts?: OpOptions): Promise<Uint8Array> {
+    if (opts?.signal?.aborted) throw cancelledError();
+    return readWholeChecked(this.rfs, normalizeRel(rel), expected);
   }
-}
 
-function readlinkOrNull(abs: string): string | null {
-  try {
-    return fs.readlinkSync(abs);
-  } catch (err) {
-    // Not a link (EINVAL) or missing: the caller keeps walking up.
-    const code = (err as { code?: string }).code;
-    if (code === "EINVAL" || isMissing(err)) return null;
-    throw fromSystemError(err, abs, "read link");
+  async close(): Promise<void> {
+    this.rooted?.close();
+    this.rooted = null;
   }
-}
-
-/** Hashes one local file: small files in one synchronous read, large ones in 256 KiB reads (hashFd). */
-export async function hashLocalFile(abs: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<string> {
-  let fd: number;
-  try {
-    fd = fs.openSync(abs, "r");
-  } catch (err) {
-    throw fromSystemError(err, abs, "open");
-  }
-  let size: number;
-  try {
-    size = fs.fstatSync(fd).size;
-    if (size < BIG_READ) {
-      // Pooled: one fresh buffer per file would leave hundreds of MiB for the GC on big trees.
-      const pooled = takeBuffer();
-      const buf = pooled.subarray(0, size + 1); // +1: a file that grew shows up as a longer read
-      let n = 0;
-      for (;;) {
-        const got = fs.readSync(fd, buf, n, buf.length - n, null);
-        if (got === 0 || n + got === buf.length) {
-          n += got;
-          break;
-        }
-        n += got;
-      }
-      try {
-        if (n <= size) {
-          const h = createHasher(algorithm);
-          h.update(buf.subarray(0, n));
-          return h.digest();
-        }
-      } finally {
-        giveBuffer(pooled);
-      }
-    }
-    return (await hashFd(fd, abs, algorithm, signal)).digest;
-  } catch (err) {
-    throw fromSystemError(err, abs, "read");
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/**
- * Hashes an open file from the start with synchronous 256 KiB reads on this thread, giving the
- * event loop a turn every few ms. Measured on a cached 1 GiB file (CRC-32, medians of 5): 150 ms
- * wall and 150 ms CPU, against 195 ms / 222 ms with three 4 MiB reads in flight in the thread pool
- * (each chunk lands from another core and wakes this thread; 256 KiB-1 MiB async reads were no
- * better) and 194 ms with 4 MiB synchronous reads (the chunk overflows the CPU cache before the
- * hash reads it back). One read blocks for less than the whole-file reads of small files already
- * do. A short read ends the hash: callers compare the byte count (or the digest) with what they expect.
- */
-export async function hashFd(fd: number, abs: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<{ digest: string; bytes: number }> {
-  const h = createHasher(algorithm);
-  const pooled = takeBuffer();
-  const buf = pooled.subarray(0, HASH_READ);
-  let pos = 0;
-  try {
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, HASH_READ, pos);
-      h.update(buf.subarray(0, n));
-      pos += n;
-      if (n < HASH_READ) break;
-      throwIfAborted(signal);
-      await maybeYield();
-    }
-  } catch (err) {
-    throw fromSystemError(err, abs, "read");
-  } finally {
-    giveBuffer(pooled);
-  }
-  return { digest: h.digest(), bytes: pos };
-}
-
-const bufferPool: Buffer[] = [];
-
-function takeBuffer(): Buffer {
-  return bufferPool.pop() ?? Buffer.allocUnsafe(BIG_READ);
-}
-
-function giveBuffer(b: Buffer): void {
-  if (bufferPool.length < 16) bufferPool.push(b);
 }

@@ -1,19 +1,22 @@
 /**
- * A second thread for local small-file copies (direct.ts). Creating thousands of small files is
+ * A second thread for local small-file copies (copy_files.ts). Creating thousands of small files is
  * kernel work that runs in parallel on separate files: on these 2 cores, one thread copied
  * 10,000 × 4 KiB (open, read, create, write, set mtime, close) in 320-380 ms and `cp -r` in
  * 310-370 ms, two threads in 175-205 ms (same scratch ext4, one run, interleaved). Both threads
  * take files from one shared counter, so neither waits for the other's share; either one's failure
- * (or a cancel) raises the shared stop flag.
+ * (or a cancel) raises the shared stop flag. Root handles are process-wide, so this thread opens
+ * below the same handles, with the same no-link guarantees, as the engine's thread.
  */
 import type { Entry, HashAlgorithm } from "../endpoint.ts";
 import { isTransferError, TransferError } from "../../errors.ts";
+import { joinRel } from "../../paths.ts";
 import { copySmall } from "./local_copy.ts";
+import { RootedFs } from "./rooted_fs.ts";
 
-/** What the engine's thread sends: the files, and the counters both threads share. */
+/** What the engine's thread sends: the roots, the files, and the counters both threads share. */
 export interface SmallCopyJob {
-  srcBase: string;
-  dstBase: string;
+  source: { rootFd: number; root: string; base: string };
+  target: { rootFd: number; root: string; base: string };
   files: readonly Entry[];
   alg: HashAlgorithm | null;
   /** Int32Array over it: [0] next file index to claim, [1] stop flag (1: stop claiming). */
@@ -33,13 +36,10 @@ export function claimNext(shared: Int32Array, total: number): number {
   return i < total ? i : -1;
 }
 
-/** Absolute path of entry `rel` under `base` ("" is `base` itself). */
-export function under(base: string, rel: string): string {
-  return rel === "" ? base : `${base}/${rel}`;
-}
-
 function run(job: SmallCopyJob, post: (r: SmallCopyReport) => void): void {
   const shared = new Int32Array(job.shared);
+  const src = RootedFs.adopt(job.source.rootFd, job.source.root);
+  const dst = RootedFs.adopt(job.target.rootFd, job.target.root);
   const hashes: [string, string][] = [];
   let files = 0;
   let bytes = 0;
@@ -47,7 +47,7 @@ function run(job: SmallCopyJob, post: (r: SmallCopyReport) => void): void {
   try {
     for (let i = claimNext(shared, job.files.length); i >= 0; i = claimNext(shared, job.files.length)) {
       const e = job.files[i] as Entry;
-      const digest = copySmall(under(job.srcBase, e.path), under(job.dstBase, e.path), e, job.alg);
+      const digest = copySmall(src, joinRel(job.source.base, e.path), dst, joinRel(job.target.base, e.path), e, job.alg);
       if (digest !== undefined) hashes.push([e.path, digest]);
       files++;
       bytes += e.size;

@@ -5,10 +5,11 @@
  * CRC-32 is checked. Plain zip only: Zip64 archives are refused (the engine never writes them).
  */
 import fs from "node:fs";
-import path from "node:path";
+import { cancelledError } from "../../cancel.ts";
 import { TransferError, fromSystemError } from "../../errors.ts";
-import { normalizeRel } from "../../paths.ts";
+import { joinRel, normalizeRel, parentRel } from "../../paths.ts";
 import { maybeYield } from "../../yield.ts";
+import type { RootedFs } from "./rooted_fs.ts";
 
 const EOCD_SIG = 0x06054b50;
 const CEN_SIG = 0x02014b50;
@@ -24,29 +25,32 @@ interface CentralEntry {
   localOffset: number;
 }
 
-/** Unpacks `archive` into the existing folder `into` (absolute paths); returns entry and byte counts. */
-export async function unzipStored(archive: string, into: string, opts: { signal?: AbortSignal } = {}): Promise<{ files: number; bytes: number }> {
-  let fd: number;
+/**
+ * Unpacks `archive` into the existing folder `into` (both below `rfs`'s root: every file and folder
+ * is created below its handle, never through a link); returns entry and byte counts.
+ */
+export async function unzipStored(rfs: RootedFs, archive: string, into: string, opts: { signal?: AbortSignal } = {}): Promise<{ files: number; bytes: number }> {
+  const archiveAbs = rfs.abs(archive);
+  const fd = rfs.open(archive, fs.constants.O_RDONLY, 0, "open archive");
   try {
-    fd = fs.openSync(archive, "r");
-  } catch (err) {
-    throw fromSystemError(err, archive, "open archive");
-  }
-  try {
-    const entries = readCentralDirectory(fd, archive);
+    const entries = readCentralDirectory(fd, archiveAbs);
     const made = new Set<string>([into]);
     let bytes = 0;
     let files = 0;
     for (const e of entries) {
-      if (opts.signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+      if (opts.signal?.aborted) throw cancelledError();
       await maybeYield();
       const isDir = e.name.endsWith("/");
       const rel = normalizeRel(isDir ? e.name.slice(0, -1) : e.name);
       if (rel === "") continue;
-      const dst = path.join(into, rel);
-      ensureDir(isDir ? dst : path.dirname(dst), made);
+      const dst = joinRel(into, rel);
+      const dir = isDir ? dst : parentRel(dst);
+      if (!made.has(dir)) {
+        rfs.mkdirp(dir, 0o755);
+        made.add(dir);
+      }
       if (isDir) continue;
-      await extractEntry(fd, e, dst);
+      await extractEntry(fd, e, rfs, dst);
       bytes += e.size;
       files++;
     }
@@ -54,16 +58,6 @@ export async function unzipStored(archive: string, into: string, opts: { signal?
   } finally {
     fs.closeSync(fd);
   }
-}
-
-function ensureDir(dir: string, made: Set<string>): void {
-  if (made.has(dir)) return;
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw fromSystemError(err, dir, "create folder");
-  }
-  made.add(dir);
 }
 
 function corrupt(archive: string, why: string): TransferError {
@@ -115,19 +109,15 @@ function readCentralDirectory(fd: number, archive: string): CentralEntry[] {
   return out;
 }
 
-async function extractEntry(fd: number, e: CentralEntry, dst: string): Promise<void> {
+async function extractEntry(fd: number, e: CentralEntry, rfs: RootedFs, dstRel: string): Promise<void> {
+  const dst = rfs.abs(dstRel);
   // Local header: 30 bytes + name + extra; the extra length can differ from the central copy.
   const guess = 30 + 1024 + (e.size <= WHOLE_ENTRY_MAX ? e.size : 0);
   const head = Buffer.alloc(guess);
   const got = fs.readSync(fd, head, 0, guess, e.localOffset);
   if (got < 30 || head.readUInt32LE(0) !== LOC_SIG) throw corrupt(dst, `no local header for ${JSON.stringify(e.name)}`);
   const dataStart = 30 + head.readUInt16LE(26) + head.readUInt16LE(28);
-  let out: number;
-  try {
-    out = fs.openSync(dst, "wx", 0o600);
-  } catch (err) {
-    throw fromSystemError(err, dst, "create");
-  }
+  const out = rfs.open(dstRel, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600, "create");
   try {
     let crc = 0;
     if (dataStart + e.size <= got) {

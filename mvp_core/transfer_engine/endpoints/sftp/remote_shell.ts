@@ -13,7 +13,7 @@ export function shQuote(s: string): string {
 
 /** Commands whose presence changes the plan; probed in one exec. */
 export const PROBED_COMMANDS = [
-  "sha256sum", "md5sum", "sha1sum", "b2sum", "unzip", "bsdtar", "zip", "find", "sed", "xargs", "cat", "tail", "rm", "df",
+  "sha256sum", "md5sum", "sha1sum", "b2sum", "unzip", "bsdtar", "zip", "find", "sed", "xargs", "cat", "tail", "rm", "df", "stat",
 ] as const;
 export type RemoteCommand = (typeof PROBED_COMMANDS)[number];
 

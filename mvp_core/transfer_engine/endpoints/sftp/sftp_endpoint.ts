@@ -6,12 +6,13 @@
 import { posix } from "node:path";
 import type { ClientChannel, SFTPWrapper, Stats } from "ssh2";
 import type {
-  Capabilities, Endpoint, Entry, EntryType, FileWriter, HashAlgorithm, OpOptions, ReadOptions, SpaceInfo, UnzipStreamEntry,
+  Capabilities, Endpoint, Entry, EntryType, FileWriter, HashAlgorithm, Location, OpOptions, ReadOptions, SpaceInfo, UnzipStreamEntry,
 } from "../endpoint.ts";
 import { TransferError, fromSystemError, isTransferError } from "../../errors.ts";
 import { LOCAL_HASHES, createHasher } from "../../hash.ts";
 import { normalizeRel, parentRel } from "../../paths.ts";
 import { type Connection, widenReceiveWindow } from "./connection.ts";
+import { locateScript, parseLocate, sftpOnlyScope } from "./remote_location.ts";
 import {
   PROBE_SCRIPT, commandError, errnoFromText, hashCommand, parseHashOutput, parseProbe, parseUnzipReport, perlSetAttrs, perlUnzipCommand,
   perlUnzipStreamCommand, perlWriteCommand, remoteHashes, shQuote, unzipStreamPreamble,
@@ -800,6 +801,41 @@ export class SftpEndpoint implements Endpoint, WriterHost {
       else await this.call<void>((cb) => sftp.unlink(p, cb as (e: Error | null | undefined) => void));
     }));
     await this.call<void>((cb) => sftp.rmdir(abs, cb as (e: Error | null | undefined) => void));
+  }
+
+  async locate(path: string, opts: OpOptions = {}): Promise<Location> {
+    this.start(opts.signal);
+    const rel = normalizeRel(path);
+    const abs = this.abs(rel);
+    try {
+      const t = await this.tools(opts.signal);
+      if (t.shell && t.commands.has("stat")) {
+        const r = await this.run(locateScript(abs), { signal: opts.signal });
+        const seen = r.code === 0 ? parseLocate(r.stdout) : null;
+        if (seen !== null) return seen;
+      }
+      // SFTP only: the real path of the nearest existing entry (its parent resolved, not itself).
+      const sftp = await this.conn.sftp();
+      const missing: string[] = [];
+      let at = abs;
+      for (;;) {
+        const parent = at.slice(0, at.lastIndexOf("/")) || "/";
+        const exists = at === "/" || (await this.call<Stats>((cb) => sftp.lstat(at, cb)).then(() => true, (e: unknown) => {
+          if (sftpStatus(e) === FX_NO_SUCH_FILE) return false;
+          throw e;
+        }));
+        if (exists) {
+          const realParent = at === "/" ? "/" : await this.call<string>((cb) => sftp.realpath(parent, cb));
+          const realPath = at === "/" ? "/" : `${realParent === "/" ? "" : realParent}/${at.slice(at.lastIndexOf("/") + 1)}`;
+          const user = this.label.slice(0, this.label.indexOf("@"));
+          return { kernel: null, scope: sftpOnlyScope(this.fingerprint, user), realPath, missing: missing.join("/"), chain: null, shared: null };
+        }
+        missing.unshift(at.slice(at.lastIndexOf("/") + 1));
+        at = parent;
+      }
+    } catch (err) {
+      throw this.fail(err, rel, "locate", opts.signal);
+    }
   }
 
   async space(path: string, opts: OpOptions = {}): Promise<SpaceInfo> {

@@ -4,7 +4,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { isTransferError } from "../../errors.ts";
-import { LocalEndpoint, transfer, type EngineEvent, type TransferSpecInput } from "../../index.ts";
+import { transfer, type EngineEvent, type TransferSpecInput } from "../../index.ts";
+import { localEndpoint } from "../testing.ts";
 import type { Endpoint } from "../endpoint.ts";
 import { startSshd, type TestSshd } from "../../../testing/sshd.ts";
 import { connectSsh, type SftpEndpoint, type SshTarget } from "./index.ts";
@@ -71,14 +72,14 @@ describe("transfer() over SSH", () => {
   let s: TestSshd;
   let remote: SftpEndpoint;
   let localDir: string;
-  let local: LocalEndpoint;
+  let local: Endpoint;
   let n = 0;
 
   beforeAll(async () => {
     s = await startSshd();
     remote = await connectSsh(targetOf(s));
     localDir = await mkdtemp(path.join(os.tmpdir(), "ketter-ssh-local-"));
-    local = new LocalEndpoint(localDir);
+    local = localEndpoint(localDir);
   }, TIMEOUT_MS);
   afterAll(async () => {
     await remote.close();
@@ -169,7 +170,7 @@ describe("transfer() over SSH: fallbacks and faults", () => {
     try {
       sampleTree(path.join(localDir, "src"));
       const events: EngineEvent[] = [];
-      const r = await transfer({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "zip" }, { source: new LocalEndpoint(localDir), target: remote, onEvent: (e) => events.push(e) });
+      const r = await transfer({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "zip" }, { source: localEndpoint(localDir), target: remote, onEvent: (e) => events.push(e) });
       expect(r.strategy).toBe("direct");
       expect(events.some((e) => e.kind === "fallback" && e.message.includes("cannot unpack"))).toBe(true);
       expect(snapshot(path.join(s.root, "dst"))).toEqual(snapshot(path.join(localDir, "src")));
@@ -195,7 +196,7 @@ describe("transfer() over SSH: fallbacks and faults", () => {
         const remote = await connectSsh(targetOf(s));
         let killed: Promise<void> | null = null;
         const err = await transfer({ id: "job1", sourcePath: "src", targetPath: "dst", mode: "move", strategy }, {
-          source: new LocalEndpoint(localDir),
+          source: localEndpoint(localDir),
           target: remote,
           options: { progressIntervalMs: 0, zipSmallFileBytes: 64 << 20 },
           onProgress: (p) => {
@@ -211,7 +212,7 @@ describe("transfer() over SSH: fallbacks and faults", () => {
         await s.restart();
         const again = await connectSsh(targetOf(s));
         const events: EngineEvent[] = [];
-        await transfer({ id: "job1", sourcePath: "src", targetPath: "dst", mode: "move", strategy }, { source: new LocalEndpoint(localDir), target: again, onEvent: (e) => events.push(e) });
+        await transfer({ id: "job1", sourcePath: "src", targetPath: "dst", mode: "move", strategy }, { source: localEndpoint(localDir), target: again, onEvent: (e) => events.push(e) });
         await again.close();
         expect(events.some((e) => e.kind === "staging_recovered")).toBe(true);
         expect(snapshot(path.join(s.root, "dst"))).toEqual(before);
