@@ -169,6 +169,47 @@ describe("copy", () => {
   });
 });
 
+describe("progress of a big local file", () => {
+  // The kernel copies it in 8 MiB chunks, each reported as it lands: the bar moves during the copy
+  // (it once showed 0 B until the end, then 100 %), and a cancel stops it within a chunk.
+  test("bytes are reported chunk by chunk while one big file copies, in order, never past the total", async () => {
+    writeTree(abs("src"), { "clip.mov": 64 << 20 });
+    const seen: number[] = [];
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct" }, {
+      options: { progressIntervalMs: 0 },
+      onProgress: (p) => {
+        if (p.phase === "transfer") seen.push(p.bytesDone);
+      },
+    });
+    expect(r.bytes).toBe(64 << 20);
+    const between = seen.filter((b) => b > 0 && b < 64 << 20);
+    expect(new Set(between).size).toBeGreaterThanOrEqual(4); // 8 chunks: most of them seen before the end
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(Math.max(...seen)).toBe(64 << 20);
+  });
+
+  test("a cancel during a big file's copy stops it within a chunk and leaves nothing", async () => {
+    writeTree(abs("src"), { "clip.mov": 96 << 20 });
+    const before = snapshot(abs("src"));
+    const abort = new AbortController();
+    let last = 0;
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct" }, {
+      signal: abort.signal,
+      options: { progressIntervalMs: 0 },
+      onProgress: (p) => {
+        if (p.phase !== "transfer") return;
+        last = p.bytesDone;
+        if (p.bytesDone > 0) abort.abort();
+      },
+    });
+    expect(f.code).toBe("CANCELLED");
+    expect(last).toBeLessThan(96 << 20);
+    expect(leftovers(dir)).toEqual([]);
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(treeDiff(snapshot(abs("src")), before)).toEqual([]);
+  });
+});
+
 describe("move", () => {
   test("direct move deletes the source only after the copy is committed", async () => {
     sampleTree(abs("src"));

@@ -11,31 +11,32 @@
 import { copyRange } from "./libc.ts";
 import { maybeYield } from "../../yield.ts";
 
-/** Bytes per copy_file_range call on the helper thread. */
+/** Bytes per copy_file_range call: each reports its progress (128 reports per GiB). */
 const CHUNK = 8 << 20;
 /** Bytes per call when paced: small, so the budget is granted in steps of this size. */
 const PACED_CHUNK = 1 << 20;
-/** How often the helper's progress is read and reported. */
-const PROGRESS_MS = 100;
 
-/** What copyRangeFd reports: bytes copied, or why it stopped. */
+/** What a copy ends with: bytes copied, or why it stopped. */
 export type RangeCopyOutcome = { copied: number } | { errno: number; copied: number };
 
-/** The message the helper thread takes: one copy, and the shared words it reports through. */
+/** The message the helper thread takes: one copy, and the stop flag the engine's thread raises. */
 interface RangeCopyRequest {
   inFd: number;
   outFd: number;
   size: number;
-  /** BigInt64Array over it: [0] bytes copied so far (set by the helper), [1] stop flag (set by the engine's thread). */
-  shared: SharedArrayBuffer;
+  /** Int32Array over it: [0] stop flag. */
+  stop: SharedArrayBuffer;
 }
+
+/** What the helper thread posts: the bytes of each chunk as it lands, then the outcome. */
+type RangeCopyMessage = { kind: "chunk"; bytes: number } | { kind: "end"; outcome: RangeCopyOutcome };
 
 /**
  * Copies `size` bytes from `inFd` to `outFd`, both from offset 0: errno ≠ 0 on failure (EXDEV,
  * ENOSYS, EINVAL and EOPNOTSUPP mean "copy_file_range cannot do this pair": the caller falls back),
  * fewer bytes than `size` when the source ended early or `stop()` said so.
  */
-function copyLoop(inFd: number, outFd: number, size: number, chunk: number, shouldStop: () => boolean, onCopied: (total: number) => void): RangeCopyOutcome {
+function copyLoop(inFd: number, outFd: number, size: number, chunk: number, shouldStop: () => boolean, onChunk: (bytes: number) => void): RangeCopyOutcome {
   const offsets = new BigInt64Array(2);
   let copied = 0;
   while (copied < size && !shouldStop()) {
@@ -43,7 +44,7 @@ function copyLoop(inFd: number, outFd: number, size: number, chunk: number, shou
     if (n < 0) return { errno: -n, copied };
     if (n === 0) break;
     copied += n;
-    onCopied(copied);
+    onChunk(n);
   }
   return { copied };
 }
@@ -54,8 +55,8 @@ export class RangeCopier {
   private busy = false;
 
   /**
-   * Copies `size` bytes from `inFd` to `outFd`; `onBytes` hears each increase (at most every
-   * 100 ms); `signal` stops it within a chunk. Paced copies (`throttle`) run on this thread.
+   * Copies `size` bytes from `inFd` to `outFd`; `onBytes` hears each chunk as it lands; `signal`
+   * stops it within a chunk. Paced copies (`throttle`) run on this thread.
    */
   async copy(inFd: number, outFd: number, size: number, opts: { signal?: AbortSignal; onBytes: (n: number) => void; throttle?: (bytes: number) => Promise<void> }): Promise<RangeCopyOutcome> {
     if (opts.throttle) return await this.paced(inFd, outFd, size, opts.throttle, opts.onBytes, opts.signal);
@@ -90,34 +91,22 @@ export class RangeCopier {
   }
 
   private onThread(inFd: number, outFd: number, size: number, onBytes: (n: number) => void, signal?: AbortSignal): Promise<RangeCopyOutcome> {
-    const shared = new SharedArrayBuffer(16);
-    const words = new BigInt64Array(shared);
-    let reported = 0;
-    const report = (): void => {
-      const now = Number(Atomics.load(words, 0));
-      if (now > reported) {
-        onBytes(now - reported);
-        reported = now;
-      }
-    };
-    const onAbort = (): void => void Atomics.store(words, 1, 1n);
+    const stop = new SharedArrayBuffer(4);
+    const onAbort = (): void => void Atomics.store(new Int32Array(stop), 0, 1);
     signal?.addEventListener("abort", onAbort, { once: true });
-    const timer = setInterval(report, PROGRESS_MS);
     return new Promise<RangeCopyOutcome>((resolve, reject) => {
       const w = this.thread();
-      w.onmessage = (m: MessageEvent<RangeCopyOutcome>) => {
-        clearInterval(timer);
+      w.onmessage = (m: MessageEvent<RangeCopyMessage>) => {
+        if (m.data.kind === "chunk") return onBytes(m.data.bytes);
         signal?.removeEventListener("abort", onAbort);
-        report();
-        resolve(m.data);
+        resolve(m.data.outcome);
       };
       w.onerror = (e: ErrorEvent) => {
-        clearInterval(timer);
         signal?.removeEventListener("abort", onAbort);
         this.close();
         reject(new Error(`the copy thread failed: ${e.message}`));
       };
-      w.postMessage({ inFd, outFd, size, shared } satisfies RangeCopyRequest);
+      w.postMessage({ inFd, outFd, size, stop } satisfies RangeCopyRequest);
     });
   }
 
@@ -131,11 +120,10 @@ export class RangeCopier {
 declare const self: Worker | undefined;
 if (typeof self !== "undefined" && typeof Bun !== "undefined" && !Bun.isMainThread) {
   self.onmessage = (m: MessageEvent<RangeCopyRequest>) => {
-    const { inFd, outFd, size, shared } = m.data;
-    const words = new BigInt64Array(shared);
-    const outcome = copyLoop(inFd, outFd, size, CHUNK, () => Atomics.load(words, 1) !== 0n, (total) => {
-      Atomics.store(words, 0, BigInt(total));
-    });
-    self.postMessage(outcome);
+    const { inFd, outFd, size, stop } = m.data;
+    const flag = new Int32Array(stop);
+    const post = (msg: RangeCopyMessage): void => self.postMessage(msg);
+    const outcome = copyLoop(inFd, outFd, size, CHUNK, () => Atomics.load(flag, 0) !== 0, (bytes) => post({ kind: "chunk", bytes }));
+    post({ kind: "end", outcome });
   };
 }
