@@ -227,9 +227,8 @@ export class JobRun {
           sourcePath: job.source_path,
           targetPath: job.target_path,
           mode: job.type,
-          ...(job.options.strategy ? { strategy: job.options.strategy } : {}),
-          ...(job.options.verify ? { verify: job.options.verify } : {}),
-          ...(job.options.overwrite !== undefined ? { overwrite: job.options.overwrite } : {}),
+          // The options were validated against the engine's own schema when the job was created.
+          ...job.options,
         },
         {
           source,

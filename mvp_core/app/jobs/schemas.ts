@@ -1,18 +1,17 @@
 /** Request and response shapes of /jobs, and the row → response view (progress, rate, ETA). */
 import { z } from "zod";
 import { EVENT_KINDS, JOB_STATUSES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
+import { TRANSFER_MODES, transferOptionsShape } from "../../transfer_engine/index.ts";
 
 const portalRef = z.object({
   portal: z.uuid("must be a portal id (UUID) as returned by GET /portals"),
   path: z.string().min(1, "must name a file or folder inside the portal").max(4096).meta({ description: "relative to the portal root (an absolute path inside the root is accepted)" }),
 }).strict();
 
-/** Job options; omitted ones take the engine defaults shown. */
+/** Job options: the engine's transfer options (one definition, transfer_engine/spec.ts) and the job's own; omitted ones take the defaults shown. */
 export const JobOptionsInput = z
   .object({
-    strategy: z.enum(["auto", "direct", "zip"]).default("auto").meta({ description: "auto picks zip for folders with many small files" }),
-    verify: z.enum(["size", "checksum"]).default("checksum"),
-    overwrite: z.boolean().default(false).meta({ description: "replace an existing target" }),
+    ...transferOptionsShape,
     maxAttempts: z.number().int().min(1).max(100).optional().meta({ description: "attempts before FAILED (default: JOB_MAX_ATTEMPTS)" }),
   })
   .strict();
@@ -20,10 +19,10 @@ export const JobOptionsInput = z
 /** POST /jobs. */
 export const JobCreate = z
   .object({
-    type: z.enum(["copy", "move"]),
+    type: z.enum(TRANSFER_MODES),
     source: portalRef,
     target: portalRef,
-    options: JobOptionsInput.default({ strategy: "auto", verify: "checksum", overwrite: false }),
+    options: JobOptionsInput.prefault({}),
   })
   .strict();
 export type JobCreate = z.infer<typeof JobCreate>;
@@ -93,11 +92,11 @@ const iso = z.string().nullable();
 /** A job as the API shows it. */
 export const JobView = z.object({
   id: z.uuid(),
-  type: z.enum(["copy", "move"]),
+  type: z.enum(TRANSFER_MODES),
   status: z.enum(JOB_STATUSES),
   source: z.object({ portal: z.string(), path: z.string() }),
   target: z.object({ portal: z.string(), path: z.string() }),
-  options: z.object({ strategy: z.string().optional(), verify: z.string().optional(), overwrite: z.boolean().optional() }),
+  options: z.object(transferOptionsShape).partial(),
   strategy: z.string().nullable().meta({ description: "strategy the engine chose (direct, zip, rename)" }),
   attempts: z.number().int(),
   maxAttempts: z.number().int(),
