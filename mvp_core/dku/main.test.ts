@@ -207,7 +207,7 @@ describe("dku against the stack", () => {
         return child.done;
       });
       expectConsistent(r);
-      expect(r.run.code).toBe(1);
+      expect(r.run.code).toBe(130); // 128 + SIGINT, after the report was written
       expect(r.byName["smoke.copy"]).toMatchObject({ status: "fail", value: "interrupted" });
       expect(r.byName["smoke.move"]).toMatchObject({ status: "fail", value: "interrupted" });
       expect(r.byName["smoke.cleanup"]?.status).toBe("ok");

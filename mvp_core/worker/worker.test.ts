@@ -303,7 +303,7 @@ describe("worker: process crashes and shutdown", () => {
     await s.waitForJob(job.id, "bytes to flow in the spawned worker", (r) => r.status === "RUNNING" && r.bytes_done > 0, 45_000, proc.output);
 
     proc.proc.kill("SIGTERM");
-    expect(await proc.proc.exited).toBe(0);
+    expect(await proc.proc.exited).toBe(143);
     const released = await s.row(job.id);
     expect(released).toMatchObject({ status: "QUEUED", attempts: 0, worker_id: null });
     expect((await s.kinds(job.id)).at(-1)).toBe("released");
@@ -335,7 +335,7 @@ describe("worker: graceful shutdown", () => {
     proc.proc.kill("SIGTERM");
     // Queued after the signal: the stopping worker must leave it for another.
     const next = await s.job("next.mov", "next.mov");
-    expect(await proc.proc.exited).toBe(0);
+    expect(await proc.proc.exited).toBe(143);
     const done = await s.row(job.id);
     expect(done).toMatchObject({ status: "DONE", attempts: 1 });
     expect(await s.kinds(job.id)).not.toContain("released");
