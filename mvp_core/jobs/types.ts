@@ -25,6 +25,8 @@ export interface JobOptions {
   strategy?: "auto" | "direct" | "zip";
   verify?: "size" | "checksum";
   overwrite?: boolean;
+  /** Create the target's missing parent folders (never the portal's root) before the transfer. */
+  createParents?: boolean;
 }
 
 /** One row of `jobs` as postgres.js returns it (snake_case columns, camelCase here via explicit selects). */

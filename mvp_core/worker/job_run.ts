@@ -31,6 +31,7 @@ import {
 } from "../transfer_engine/index.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
+import { ensureTargetParents } from "./parents.ts";
 import { limitReadRate } from "./throttle.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
@@ -222,6 +223,10 @@ export class JobRun {
     const signal = this.controller.signal;
     const { source, target } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
     try {
+      if (job.options.createParents) {
+        const created = await ensureTargetParents(target, job.target_path, signal);
+        if (created.length > 0) this.log.info("created the target's parent folders", { folders: created });
+      }
       return await deps.transfer(
         {
           id: job.id,

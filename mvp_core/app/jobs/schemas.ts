@@ -1,6 +1,7 @@
 /** Request and response shapes of /jobs, and the row → response view (progress, rate, ETA). */
 import { z } from "zod";
 import { EVENT_KINDS, JOB_STATUSES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
+import { apiMessage } from "../errors.ts";
 
 const portalRef = z.object({
   portal: z.uuid("must be a portal id (UUID) as returned by GET /portals"),
@@ -13,6 +14,7 @@ export const JobOptionsInput = z
     strategy: z.enum(["auto", "direct", "zip"]).default("auto").meta({ description: "auto picks zip for folders with many small files" }),
     verify: z.enum(["size", "checksum"]).default("checksum"),
     overwrite: z.boolean().default(false).meta({ description: "replace an existing target" }),
+    createParents: z.boolean().default(false).meta({ description: "create the target's missing parent folders first (never the portal's root); off by default, so a mistyped path fails instead of creating folders" }),
     maxAttempts: z.number().int().min(1).max(100).optional().meta({ description: "attempts before FAILED (default: JOB_MAX_ATTEMPTS)" }),
   })
   .strict();
@@ -23,7 +25,7 @@ export const JobCreate = z
     type: z.enum(["copy", "move"]),
     source: portalRef,
     target: portalRef,
-    options: JobOptionsInput.default({ strategy: "auto", verify: "checksum", overwrite: false }),
+    options: JobOptionsInput.default({ strategy: "auto", verify: "checksum", overwrite: false, createParents: false }),
   })
   .strict();
 export type JobCreate = z.infer<typeof JobCreate>;
@@ -97,7 +99,7 @@ export const JobView = z.object({
   status: z.enum(JOB_STATUSES),
   source: z.object({ portal: z.string(), path: z.string() }),
   target: z.object({ portal: z.string(), path: z.string() }),
-  options: z.object({ strategy: z.string().optional(), verify: z.string().optional(), overwrite: z.boolean().optional() }),
+  options: z.object({ strategy: z.string().optional(), verify: z.string().optional(), overwrite: z.boolean().optional(), createParents: z.boolean().optional() }),
   strategy: z.string().nullable().meta({ description: "strategy the engine chose (direct, zip, rename)" }),
   attempts: z.number().int(),
   maxAttempts: z.number().int(),
@@ -146,7 +148,7 @@ export function jobView(j: JobRow, now = Date.now()): JobView {
       bytesPerSecond: rate === null ? null : Math.round(rate),
       etaSeconds: rate && remaining !== null ? Math.round(remaining / rate) : null,
     },
-    error: j.error_code ? { code: j.error_code, message: j.error_message } : null,
+    error: j.error_code ? { code: j.error_code, message: j.error_message === null ? null : apiMessage(j.error_message, j.error_code) } : null,
     createdAt: j.created_at.toISOString(),
     startedAt: isoOrNull(j.started_at),
     finishedAt: isoOrNull(j.finished_at),
@@ -167,7 +169,10 @@ export const EventView = z.object({
 
 /** Event row → view. */
 export function eventView(e: JobEventRow): z.infer<typeof EventView> {
-  return { id: e.id, at: e.at.toISOString(), level: e.level, kind: e.kind, message: e.message, data: e.data };
+  // Failure events carry the engine's message (in `message` and `data.message`): API words here too.
+  const code = typeof e.data.code === "string" ? e.data.code : null;
+  const data = typeof e.data.message === "string" ? { ...e.data, message: apiMessage(e.data.message, code) } : e.data;
+  return { id: e.id, at: e.at.toISOString(), level: e.level, kind: e.kind, message: apiMessage(e.message, code), data };
 }
 
 const now = "2026-11-25T10:00:00.000Z";
@@ -177,13 +182,13 @@ export const examples = {
     type: "copy",
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
-    options: { strategy: "auto", verify: "checksum", overwrite: false, maxAttempts: 3 },
+    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true, maxAttempts: 3 },
   },
   view: {
     id: "9a7e3c1b-4d2f-4b6a-8e5c-3f1a2b9c8d70", type: "copy", status: "RUNNING",
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
-    options: { strategy: "auto", verify: "checksum", overwrite: false }, strategy: "direct", attempts: 1, maxAttempts: 3,
+    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true }, strategy: "direct", attempts: 1, maxAttempts: 3,
     progress: { filesDone: 120, filesTotal: 480, bytesDone: 52_428_800_000, bytesTotal: 209_715_200_000, percent: 25, bytesPerSecond: 110_000_000, etaSeconds: 1430 },
     error: null, createdAt: now, startedAt: now, finishedAt: null, updatedAt: now, nextAttemptAt: null,
   },
