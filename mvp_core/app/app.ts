@@ -1,5 +1,5 @@
 /**
- * Builds the API: one Elysia instance per feature module (health, portals, jobs, swagger) under a
+ * Builds the API: one Elysia instance per feature module (health, metrics, portals, jobs, swagger) under a
  * root that owns the cross-cutting parts — request id, bearer token, JSON bodies, error mapping
  * and the access log. Tests drive it through `app.handle(new Request(...))` or `app.listen`.
  */
@@ -9,6 +9,7 @@ import { errorBody, toApiError } from "./errors.ts";
 import { healthModule } from "./health/module.ts";
 import { bearerChecker, checkBodyHeaders, isPublicPath, parseJsonBody } from "./http.ts";
 import { jobsModule } from "./jobs/module.ts";
+import { metricsModule } from "./metrics/module.ts";
 import { openapiModule } from "./openapi.ts";
 import { portalsModule } from "./portals/module.ts";
 import { swaggerModule } from "./swagger/module.ts";
@@ -55,6 +56,7 @@ export function createApp(deps: AppDeps) {
     .use(openapiModule({ title: "Ketter API", version: deps.version, description: API_DESCRIPTION }))
     .use(swaggerModule())
     .use(healthModule(deps))
+    .use(metricsModule(deps))
     .use(portalsModule(deps))
     .use(jobsModule(deps));
   return root;

@@ -39,15 +39,19 @@ describe("Swagger UI", () => {
     const doc = (await (await fetch(`${base}/swagger/json`)).json()) as OpenApiDoc;
     const ops = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods).map(([m, op]) => ({ key: `${m.toUpperCase()} ${path}`, op })));
     expect(ops.map((o) => o.key).sort()).toEqual([
-      "DELETE /portals/{id}", "GET /health", "GET /jobs", "GET /jobs/{id}", "GET /jobs/{id}/events", "GET /portals", "GET /portals/{id}",
+      "DELETE /portals/{id}", "GET /health", "GET /jobs", "GET /jobs/{id}", "GET /jobs/{id}/events", "GET /metrics", "GET /portals", "GET /portals/{id}",
       "PATCH /portals/{id}", "POST /jobs", "POST /jobs/{id}/cancel", "POST /jobs/{id}/retry", "POST /portals", "POST /portals/{id}/check",
     ]);
     for (const { key, op } of ops) {
       const ok = Object.keys(op.responses).filter((s) => s.startsWith("2"));
       expect(ok.length, key).toBeGreaterThan(0);
       // Every success with a body carries an example; every error is the one Error body, described.
-      for (const status of ok.filter((s) => s !== "204")) expect(op.responses[status]!.content?.["application/json"]?.schema.examples?.length, `${key} ${status}`).toBe(1);
-      if (key !== "GET /health") expect(Object.keys(op.responses), key).toContain("401");
+      for (const status of ok.filter((s) => s !== "204")) {
+        const content = op.responses[status]!.content ?? {};
+        expect(Object.keys(content), `${key} ${status}`).toEqual([key === "GET /metrics" ? "text/plain" : "application/json"]);
+        expect(Object.values(content)[0]!.schema.examples?.length, `${key} ${status}`).toBe(1);
+      }
+      if (key !== "GET /health" && key !== "GET /metrics") expect(Object.keys(op.responses), key).toContain("401");
       for (const [status, r] of Object.entries(op.responses).filter(([s]) => s >= "400")) expect(r.description, `${key} ${status}`).not.toMatch(/^Response for status/);
       // Only JSON bodies are advertised (a form body would answer 415), each with an example.
       if (op.requestBody) {
@@ -56,6 +60,7 @@ describe("Swagger UI", () => {
       }
     }
     expect(doc.paths["/health"]!.get!.security).toEqual([]);
+    expect(doc.paths["/metrics"]!.get!.security).toEqual([]);
     const createJob = doc.paths["/jobs"]!.post!;
     expect(createJob.parameters!.map((p) => `${p.in}:${p.name}`)).toContain("header:idempotency-key");
     expect(Object.keys(createJob.responses).sort()).toEqual(["201", "400", "401", "409", "413", "415", "422"]);
