@@ -1,5 +1,5 @@
 /** `bun run api`: reads config, connects Postgres and Redis, listens, and shuts down cleanly on SIGINT/SIGTERM. */
-import { answerHelpOrVersion, onStopSignals, SIGNAL_EXIT, VERSION, type StopSignal } from "../cli/process.ts";
+import { onlyHelpOrVersion, onStopSignals, SIGNAL_EXIT, VERSION, type StopSignal } from "../cli/process.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { connectDb } from "../db/client.ts";
 import { createLogger } from "../log/log.ts";
@@ -54,13 +54,8 @@ async function main(): Promise<void> {
   );
 }
 
-const argv = process.argv.slice(2);
-const answered = answerHelpOrVersion("ketter-api", USAGE, argv);
-if (answered !== null) process.exit(answered);
-if (argv.length > 0) {
-  console.error(`api: unknown argument ${JSON.stringify(argv[0])}\n${USAGE}`);
-  process.exit(2);
-}
+const early = onlyHelpOrVersion("ketter-api", USAGE, process.argv.slice(2));
+if (early !== null) process.exit(early);
 main().catch((err: unknown) => {
   console.error(err instanceof ConfigError ? err.message : err);
   process.exit(err instanceof ConfigError ? 2 : 1);

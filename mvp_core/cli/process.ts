@@ -30,6 +30,17 @@ export function answerHelpOrVersion(name: string, usage: string, argv: readonly 
   return null;
 }
 
+/**
+ * For a command that takes no arguments (api, worker): answers --help/--version (0), refuses
+ * anything else with its usage (2), or returns null to start.
+ */
+export function onlyHelpOrVersion(name: string, usage: string, argv: readonly string[]): number | null {
+  const answered = answerHelpOrVersion(name, usage, argv);
+  if (answered !== null || argv.length === 0) return answered;
+  console.error(`${name}: unknown argument ${JSON.stringify(argv[0])}\n${usage}`);
+  return 2;
+}
+
 /** Calls `handler` on every SIGINT and SIGTERM (it decides what a second signal means). */
 export function onStopSignals(handler: (signal: StopSignal) => void): void {
   process.on("SIGINT", () => handler("SIGINT"));
