@@ -2,6 +2,7 @@
 import { z } from "zod";
 import type { PortalCheck } from "../../portals/endpoints.ts";
 import type { PortalRow } from "../../portals/repository.ts";
+import { apiMessage } from "../errors.ts";
 
 const name = z
   .string()
@@ -117,7 +118,8 @@ export const PortalCheckView = z.object({
 
 /** Check result → view. */
 export function portalCheckView(portalId: string, c: PortalCheck): z.infer<typeof PortalCheckView> {
-  return { portalId, ...c, checkedAt: new Date().toISOString() };
+  // The check's error comes from the engine's endpoints: in the API's words, like every engine message.
+  return { portalId, ...c, error: c.error && { code: c.error.code, message: apiMessage(c.error.message, c.error.code) }, checkedAt: new Date().toISOString() };
 }
 
 const now = "2026-11-25T10:00:00.000Z";
