@@ -52,7 +52,7 @@ async function dku(env: Record<string, string>, args: string[] = [], start = run
 const BASE_ROWS = ["runtime.bun", "runtime.disk", "postgres", "postgres.migrations", "redis", "api", "worker"];
 
 /** Every row that failed has a hint; the exit code and the report agree (`exitCode`: an interrupted run's own, 130/143). */
-function expectConsistent(r: { run: DkuRun; report: Report; txt: string }, exitCode = r.report.exitCode): void {
+function expectConsistent(r: { run: DkuRun; report: Report; txt: string }, exitCode: number = r.report.exitCode): void {
   for (const c of r.report.checks) if (c.status !== "ok") expect(c.hint, c.name).toBeTruthy();
   expect(r.run.code).toBe(exitCode);
   expect(r.report.schemaVersion).toBe(1);
