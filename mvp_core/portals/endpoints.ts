@@ -56,18 +56,19 @@ export interface PortalCheck {
 
 async function checkLocal(portal: PortalRow): Promise<PortalCheck> {
   const base = { hostKeyFingerprint: null, pinnedFingerprint: null, fingerprintMatches: null, tools: null };
-  const ep = await openEndpoint({ kind: "local", root: portal.root_path });
+  let ep: Endpoint | null = null;
   try {
-    const root = await ep.stat("");
-    if (!root) return { ...base, reachable: false, freeBytes: null, totalBytes: null, error: { code: "SOURCE_NOT_FOUND", message: `folder ${portal.root_path} does not exist on the API host` } };
-    if (root.type !== "dir") return { ...base, reachable: false, freeBytes: null, totalBytes: null, error: { code: "NOT_A_DIRECTORY", message: `${portal.root_path} is not a folder` } };
+    ep = await openEndpoint({ kind: "local", root: portal.root_path });
     const space = await ep.space("");
     return { ...base, reachable: true, freeBytes: space.freeBytes, totalBytes: space.totalBytes, error: null };
   } catch (err) {
     if (!isTransferError(err)) throw err;
-    return { ...base, reachable: false, freeBytes: null, totalBytes: null, error: { code: err.code, message: err.message } };
+    const error = err.code === "SOURCE_NOT_FOUND"
+      ? { code: err.code, message: `folder ${portal.root_path} does not exist on the API host` }
+      : err.code === "NOT_A_DIRECTORY" ? { code: err.code, message: `${portal.root_path} is not a folder` } : { code: err.code, message: err.message };
+    return { ...base, reachable: false, freeBytes: null, totalBytes: null, error };
   } finally {
-    await ep.close();
+    await ep?.close();
   }
 }
 

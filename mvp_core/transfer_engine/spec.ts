@@ -33,6 +33,7 @@ export const transferOptionsShape = {
   strategy: described(z._default(z.enum(STRATEGIES), "auto"), "auto picks zip for folders with many small files, direct otherwise (and a rename for a move within one file system)"),
   verify: described(z._default(z.enum(VERIFY_MODES), "checksum"), "checksum compares content hashes of every file; size compares sizes only"),
   overwrite: described(z._default(z.boolean(), false), "replace an existing target as a whole, after the copy is verified"),
+  createParents: described(z._default(z.boolean(), false), "create the target's missing parent folders (never the endpoint's root) once the checks passed; off by default, so a mistyped path fails instead of creating folders"),
 };
 
 /** The transfer options alone (strict). */

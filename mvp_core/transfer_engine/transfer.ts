@@ -8,7 +8,7 @@ import type { Endpoint } from "./endpoints/endpoint.ts";
 import { cancelledError, throwIfCancelled } from "./cancel.ts";
 import { fromSystemError, isTransferError } from "./errors.ts";
 import { createThrottle } from "./rate_limit.ts";
-import { checkPaths, probeTargetInsideSource } from "./steps/check.ts";
+import { checkPaths, createParentFolders, probeTargetInsideSource } from "./steps/check.ts";
 import { copyFiles } from "./steps/copy_direct.ts";
 import { cleanupPhase, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
@@ -215,6 +215,8 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
       const m = await scanning;
       // Unproven geometry is allowed only for a copy that replaces nothing; it still must not land
       // inside its own source, which a probe through the source shows whatever the endpoints are.
+      // Nothing is written before this point; the parents first, so the staging has a folder to go in.
+      await createParentFolders(run, checked.missingParents);
       if (checked.relation === "unknown" && m.kind === "dir") await probeTargetInsideSource(run, checked.sourcePath, checked.targetPath);
       return { sourcePath: checked.sourcePath, targetPath: checked.targetPath, m };
     });

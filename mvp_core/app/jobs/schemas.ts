@@ -2,6 +2,11 @@
 import { z } from "zod";
 import { EVENT_KINDS, JOB_STATUSES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
 import { TRANSFER_MODES, transferOptionsShape } from "../../transfer_engine/index.ts";
+import { apiMessage } from "../errors.ts";
+import { classicShape } from "../engine_schema.ts";
+
+/** The engine's transfer options, key for key (one definition: transfer_engine/spec.ts). */
+const transferOptions = classicShape(transferOptionsShape);
 
 const portalRef = z.object({
   portal: z.uuid("must be a portal id (UUID) as returned by GET /portals"),
@@ -11,7 +16,7 @@ const portalRef = z.object({
 /** Job options: the engine's transfer options (one definition, transfer_engine/spec.ts) and the job's own; omitted ones take the defaults shown. */
 export const JobOptionsInput = z
   .object({
-    ...transferOptionsShape,
+    ...transferOptions,
     maxAttempts: z.number().int().min(1).max(100).optional().meta({ description: "attempts before FAILED (default: JOB_MAX_ATTEMPTS)" }),
   })
   .strict();
@@ -96,7 +101,7 @@ export const JobView = z.object({
   status: z.enum(JOB_STATUSES),
   source: z.object({ portal: z.string(), path: z.string() }),
   target: z.object({ portal: z.string(), path: z.string() }),
-  options: z.object(transferOptionsShape).partial(),
+  options: z.object(transferOptions).partial(),
   strategy: z.string().nullable().meta({ description: "strategy the engine chose (direct, zip, rename)" }),
   attempts: z.number().int(),
   maxAttempts: z.number().int(),
@@ -145,7 +150,7 @@ export function jobView(j: JobRow, now = Date.now()): JobView {
       bytesPerSecond: rate === null ? null : Math.round(rate),
       etaSeconds: rate && remaining !== null ? Math.round(remaining / rate) : null,
     },
-    error: j.error_code ? { code: j.error_code, message: j.error_message } : null,
+    error: j.error_code ? { code: j.error_code, message: j.error_message === null ? null : apiMessage(j.error_message, j.error_code) } : null,
     createdAt: j.created_at.toISOString(),
     startedAt: isoOrNull(j.started_at),
     finishedAt: isoOrNull(j.finished_at),
@@ -166,7 +171,10 @@ export const EventView = z.object({
 
 /** Event row → view. */
 export function eventView(e: JobEventRow): z.infer<typeof EventView> {
-  return { id: e.id, at: e.at.toISOString(), level: e.level, kind: e.kind, message: e.message, data: e.data };
+  // Failure events carry the engine's message (in `message` and `data.message`): API words here too.
+  const code = typeof e.data.code === "string" ? e.data.code : null;
+  const data = typeof e.data.message === "string" ? { ...e.data, message: apiMessage(e.data.message, code) } : e.data;
+  return { id: e.id, at: e.at.toISOString(), level: e.level, kind: e.kind, message: apiMessage(e.message, code), data };
 }
 
 const now = "2026-11-25T10:00:00.000Z";
@@ -176,13 +184,13 @@ export const examples = {
     type: "copy",
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
-    options: { strategy: "auto", verify: "checksum", overwrite: false, maxAttempts: 3 },
+    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true, maxAttempts: 3 },
   },
   view: {
     id: "9a7e3c1b-4d2f-4b6a-8e5c-3f1a2b9c8d70", type: "copy", status: "RUNNING",
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
-    options: { strategy: "auto", verify: "checksum", overwrite: false }, strategy: "direct", attempts: 1, maxAttempts: 3,
+    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true }, strategy: "direct", attempts: 1, maxAttempts: 3,
     progress: { filesDone: 120, filesTotal: 480, bytesDone: 52_428_800_000, bytesTotal: 209_715_200_000, percent: 25, bytesPerSecond: 110_000_000, etaSeconds: 1430 },
     error: null, createdAt: now, startedAt: now, finishedAt: null, updatedAt: now, nextAttemptAt: null,
   },

@@ -41,6 +41,8 @@ export function summary(r: TransferResult): string {
 
 /** Human message for a failure, with a hint where one helps. */
 export function failureMessage(err: TransferError): string {
+  // The engine's messages are neutral ("allow overwrite"); here they name the flag.
+  const message = err.message.replace(/\ballow overwrite\b/g, "pass --overwrite").replace(/\bor allow createParents\b/g, "or create it");
   const hint = err.code === "TARGET_EXISTS" ? "\n  hint: --to names the copy itself; to copy into an existing folder use --to FOLDER/NAME" : "";
-  return `error ${err.code}${err.retryable ? " (retryable)" : ""}: ${err.message}${hint}`;
+  return `error ${err.code}${err.retryable ? " (retryable)" : ""}: ${message}${hint}`;
 }

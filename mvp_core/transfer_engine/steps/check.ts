@@ -18,6 +18,8 @@ export interface Checked {
   targetPath: string;
   targetExists: Entry | null;
   relation: Relation;
+  /** The target's parent folders to create (createParents), outermost first; empty when the parent exists. */
+  missingParents: string[];
   /** Where each path really is (the target's: it or its nearest existing ancestor). */
   locations: { source: Location; target: Location };
 }
@@ -46,12 +48,13 @@ export async function checkPaths(run: Run, early?: StatPrefetch): Promise<Checke
     });
   }
   const parent = await stat(parentRel(targetPath));
-  if (parent === null || parent.type !== "dir") {
-    throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(parentRel(targetPath) || "/")} on ${target.label} does not exist or is not a folder; create it first`, {
+  const missingParents = parent === null && spec.createParents ? await foldersToCreate(run, parentRel(targetPath)) : [];
+  if (missingParents.length === 0 && (parent === null || parent.type !== "dir")) {
+    throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(parentRel(targetPath) || "/")} on ${target.label} does not exist or is not a folder; create it first (or allow createParents)`, {
       details: { path: parentRel(targetPath) },
     });
   }
-  const targetExists = await stat(targetPath);
+  const targetExists = missingParents.length > 0 ? null : await stat(targetPath);
   if (targetExists !== null && !spec.overwrite) {
     throw new TransferError("TARGET_EXISTS", `target ${dst} already exists; allow overwrite to replace it, or choose another target`, {
       details: { path: targetPath },
@@ -69,7 +72,37 @@ export async function checkPaths(run: Run, early?: StatPrefetch): Promise<Checke
       details: { source: sourcePath, target: targetPath },
     });
   }
-  return { sourcePath, targetPath, targetExists, relation, locations: { source: sLoc, target: tLoc } };
+  return { sourcePath, targetPath, targetExists, relation, missingParents, locations: { source: sLoc, target: tLoc } };
+}
+
+/**
+ * The missing folders from the nearest existing one down to `folder` (createParents), after
+ * proving that one is a folder. The endpoint's own root is never created: a missing root usually
+ * means an unmounted disk, and writing there would fill the wrong file system.
+ */
+async function foldersToCreate(run: Run, folder: string): Promise<string[]> {
+  const { target } = run;
+  const missing: string[] = [];
+  for (let at = folder; ; at = parentRel(at)) {
+    const e = at === "" ? await target.stat("", { signal: run.signal }).catch(() => null) : await target.stat(at, { signal: run.signal });
+    if (e?.type === "dir") return missing;
+    if (at === "") {
+      throw new TransferError("NOT_A_DIRECTORY", `the target's root ${target.label} does not exist or is not a folder; create it (is its disk mounted?) — createParents never creates an endpoint's root`, { details: { path: "" } });
+    }
+    if (e !== null) throw new TransferError("NOT_A_DIRECTORY", `${JSON.stringify(at)} on ${target.label} is not a folder, so the target cannot be created under it; choose another target`, { details: { path: at } });
+    missing.unshift(at);
+  }
+}
+
+/** Creates the folders foldersToCreate() listed, outermost first; one another job made meanwhile is fine. */
+export async function createParentFolders(run: Run, folders: readonly string[]): Promise<void> {
+  for (const f of folders) {
+    try {
+      await run.target.mkdir(f, { signal: run.signal });
+    } catch (err) {
+      if ((await run.target.stat(f, { signal: run.signal }))?.type !== "dir") throw err;
+    }
+  }
 }
 
 /** Whether the source entry and the target's folder are on one file system of one kernel (a rename can move it). */
