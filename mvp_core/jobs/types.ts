@@ -18,6 +18,8 @@ export const EVENT_KINDS = [
   "reclaimed", "released",
   // Engine milestones, since migration 0003.
   "staging_recovered", "archive_done", "source_kept",
+  // Per-file truth, since migration 0006.
+  "compared", "mirrored", "files_failed",
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 export type EventLevel = "debug" | "info" | "warn" | "error";

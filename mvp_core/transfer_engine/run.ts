@@ -1,6 +1,7 @@
 /** Per-transfer state shared by the steps: endpoints, options, cancellation, progress and events. */
 import type { Endpoint, Location } from "./endpoints/endpoint.ts";
 import type { Relation } from "./endpoints/location.ts";
+import type { FileLedger } from "./file_ledger.ts";
 import type { EngineOptions } from "./options.ts";
 import type { EngineEvent, Phase, Progress, TransferSpec } from "./spec.ts";
 import type { TransferHooks } from "./transfer.ts";
@@ -33,6 +34,10 @@ export interface Run {
   /** How the target relates to the source, and where each really is, once steps/check.ts decided it. */
   relation: Relation;
   locations: { source: Location; target: Location } | null;
+  /** Every file's outcome (file_ledger.ts). */
+  ledger: FileLedger;
+  /** A retry of the files that failed: only these (paths relative to the source) travel; null: all. */
+  only: ReadonlySet<string> | null;
 }
 
 /** Counts files and bytes per phase and calls onProgress at most every `intervalMs` (plus phase edges). */

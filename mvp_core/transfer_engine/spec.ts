@@ -17,6 +17,13 @@ export const TRANSFER_MODES = ["copy", "move"] as const;
 export const STRATEGIES = ["auto", "direct", "zip"] as const;
 /** How the copy is proven. */
 export const VERIFY_MODES = ["size", "checksum"] as const;
+/**
+ * Sync levels (Globus's meanings): which files of an existing target count as already there —
+ * `exists` any file of that name, `size` the same size, `mtime` the same size and modification
+ * time (to the second), `checksum` the same content hash.
+ */
+export const SYNC_LEVELS = ["exists", "size", "mtime", "checksum"] as const;
+export type SyncLevel = (typeof SYNC_LEVELS)[number];
 
 /** `schema` with a description for generated documentation (OpenAPI, --help). */
 function described<T extends z.ZodMiniType>(schema: T, description: string): T {
@@ -34,6 +41,9 @@ export const transferOptionsShape = {
   verify: described(z._default(z.enum(VERIFY_MODES), "checksum"), "checksum compares content hashes of every file; size compares sizes only"),
   overwrite: described(z._default(z.boolean(), false), "replace an existing target as a whole, after the copy is verified"),
   createParents: described(z._default(z.boolean(), false), "create the target's missing parent folders (never the endpoint's root) once the checks passed; off by default, so a mistyped path fails instead of creating folders"),
+  sync: described(z._default(z.enum([...SYNC_LEVELS, "off"]), "off"), "update an existing target in place: only files that differ at this level travel (exists, size, mtime = size and modification time, checksum = content), each renamed into place once verified; off: an existing target is refused, or replaced whole with overwrite"),
+  mirror: described(z._default(z.boolean(), false), "with sync: remove target entries that are not in the source, once everything else is verified and committed (never when a file failed)"),
+  skipFileErrors: described(z._default(z.boolean(), false), "a file that cannot be read, vanished or changed while copied is recorded as failed and the rest completes (DONE_WITH_ERRORS); a move keeps that file's source, and a retry sends only the failed files"),
 };
 
 /** The transfer options alone (strict). */
@@ -88,7 +98,13 @@ export interface EngineEvent {
     | "verified"
     | "committed"
     | "source_removed"
-    | "source_kept";
+    | "source_kept"
+    /** sync: how many files travel and how many are already at the target. */
+    | "compared"
+    /** mirror: target entries the source does not have were removed. */
+    | "mirrored"
+    /** skipFileErrors: files recorded as failed while the rest completed. */
+    | "files_failed";
   message: string;
   data?: Record<string, unknown>;
 }
@@ -100,6 +116,23 @@ export interface EngineEvent {
  */
 export const STRATEGIES_USED = ["direct", "zip", "rename", "resumed"] as const;
 export type StrategyUsed = (typeof STRATEGIES_USED)[number];
+
+/** One file's outcome, as reported to TransferContext.onFiles (paths relative to the source). */
+export interface FileOutcome {
+  path: string;
+  size: number;
+  /** skipped: already at the target (sync); verified: sent and proven; failed: see error (skipFileErrors). */
+  state: "skipped" | "verified" | "failed";
+  hash?: { algorithm: HashAlgorithm; value: string };
+  error?: { code: string; message: string };
+}
+
+/** Counts of files by outcome. */
+export interface FileCounts {
+  skipped: number;
+  verified: number;
+  failed: number;
+}
 
 /** What a successful transfer reports. */
 export interface TransferResult {
@@ -114,6 +147,12 @@ export interface TransferResult {
   /** Zip strategy: archives sent, and files sent directly alongside them (≥ the entry size limit). */
   archives?: number;
   directFiles?: number;
-  /** Move only: source entries left in place because they changed after being copied. */
+  /** Move only: source entries left in place because they changed after being copied, failed, or were not proven equal. */
   sourceKept?: string[];
+  /** Files by outcome; `failed` > 0 only with skipFileErrors (the job is then DONE_WITH_ERRORS). */
+  fileCounts: FileCounts;
+  /** The first failures (skipFileErrors), for the summary. */
+  failures?: { path: string; code: string; message: string }[];
+  /** With mirror: target entries removed because the source has no such entry. */
+  mirrored?: number;
 }

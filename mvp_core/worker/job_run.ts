@@ -76,6 +76,9 @@ const ENGINE_EVENT_LEVEL = {
   committed: "info",
   source_removed: "info",
   source_kept: "warn",
+  compared: "info",
+  mirrored: "info",
+  files_failed: "warn",
 } as const satisfies Record<EngineEvent["kind"], EventLevel>;
 
 /** The job's failure as recorded: the engine's code and retry decision, or INTERNAL_ERROR (not retried) for anything else. */

@@ -100,6 +100,11 @@ export interface CopyFilesOptions extends OpOptions {
   throttle?: (bytes: number) => Promise<void>;
   /** Called as bytes land and as files complete (from any thread of the copy, in order per file). */
   onProgress: (files: number, bytes: number) => void;
+  /**
+   * When present, asked about each failed file: true means "recorded as that file's own failure,
+   * go on with the others" (skipFileErrors); false (or absent) stops the copy with the error.
+   */
+  onFileError?: (e: Entry, err: unknown) => boolean;
 }
 
 export interface Endpoint {

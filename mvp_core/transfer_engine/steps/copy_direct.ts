@@ -29,6 +29,7 @@ export async function copyFiles(run: Run, files: readonly Entry[], loc: Location
     hash: alg,
     wholeFileBytes: run.opts.wholeFileBytes,
     onProgress: (f, b) => run.progress.add(f, b),
+    ...(run.spec.skipFileErrors ? { onFileError: (e: Entry, err: unknown) => !run.signal?.aborted && run.ledger.fail(e, err) } : {}),
     ...(run.signal ? { signal: run.signal } : {}),
     ...(run.throttle ? { throttle: run.throttle } : {}),
   });
@@ -45,6 +46,9 @@ export async function copyFiles(run: Run, files: readonly Entry[], loc: Location
       const digest = await copyStream(run, e, joinRel(loc.sourcePath, e.path), joinRel(loc.stagingPath, e.path), alg);
       if (digest !== undefined) hashes.set(e.path, digest);
     } catch (err) {
+      // skipFileErrors: this file's own failure is recorded and the others go on (its partial copy
+      // is removed with the other failed files' before the verification).
+      if (!run.signal?.aborted && run.ledger.fail(e, err)) return;
       failure ??= { err };
       throw err;
     }

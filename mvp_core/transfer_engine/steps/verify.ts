@@ -15,16 +15,28 @@ import type { Manifest } from "./scan.ts";
 
 const HASH_BATCH = 1000;
 
-/** Throws VERIFY_FAILED (retryable) listing the first differences; returns what was checked. */
-export async function verify(run: Run, m: Manifest, stagingPath: string, plan: Plan, hashes: Map<string, string>): Promise<{ files: number; algorithm?: HashAlgorithm }> {
+/**
+ * Throws VERIFY_FAILED (retryable) listing the first differences; returns what was checked. With
+ * skipFileErrors a file whose content differs is that file's failure (in `failed`; the caller
+ * removes its copy before the commit) and the others stand.
+ */
+export async function verify(run: Run, m: Manifest, stagingPath: string, plan: Plan, hashes: Map<string, string>): Promise<{ files: number; algorithm?: HashAlgorithm; failed: Entry[] }> {
   const problems = await compareTree(run, m, stagingPath);
-  if (problems.length === 0 && plan.hash !== null) problems.push(...(await compareHashes(run, m, stagingPath, plan, hashes)));
+  const failed: Entry[] = [];
+  if (problems.length === 0 && plan.hash !== null) {
+    for (const { e, why } of await compareHashes(run, m, stagingPath, plan, hashes)) {
+      const err = new TransferError("VERIFY_FAILED", `${JSON.stringify(e.path || run.spec.sourcePath)} arrived different from the source (${why}); retry it`, { details: { path: e.path } });
+      if (run.ledger.fail(e, err)) failed.push(e);
+      else problems.push(`${JSON.stringify(e.path || run.spec.sourcePath)}: ${why}`);
+    }
+  }
   if (problems.length > 0) {
     throw new TransferError("VERIFY_FAILED", `${problems.length} difference(s) between source and destination after copying (${problems.slice(0, 3).join("; ")}); nothing was committed, the target is untouched — retry the transfer`, {
       details: { problems: problems.slice(0, 20) },
     });
   }
-  return plan.hash === null ? { files: m.files.length } : { files: m.files.length, algorithm: plan.hash };
+  const files = m.files.length - failed.length;
+  return plan.hash === null ? { files, failed } : { files, algorithm: plan.hash, failed };
 }
 
 async function compareTree(run: Run, m: Manifest, stagingPath: string): Promise<string[]> {
@@ -51,10 +63,10 @@ async function compareTree(run: Run, m: Manifest, stagingPath: string): Promise<
   return problems;
 }
 
-async function compareHashes(run: Run, m: Manifest, stagingPath: string, plan: Plan, hashes: Map<string, string>): Promise<string[]> {
+async function compareHashes(run: Run, m: Manifest, stagingPath: string, plan: Plan, hashes: Map<string, string>): Promise<{ e: Entry; why: string }[]> {
   const alg = plan.hash as HashAlgorithm;
   run.progress.phase("verify", m.files.length, m.bytes);
-  const problems: string[] = [];
+  const problems: { e: Entry; why: string }[] = [];
   for (let i = 0; i < m.files.length; i += HASH_BATCH) {
     throwIfCancelled(run.signal);
     const batch = m.files.slice(i, i + HASH_BATCH);
@@ -63,9 +75,7 @@ async function compareHashes(run: Run, m: Manifest, stagingPath: string, plan: P
     for (const [j, e] of batch.entries()) {
       const want = hashes.get(e.path);
       const have = got.get(paths[j] as string);
-      if (want === undefined || have === undefined || want !== have) {
-        problems.push(`${JSON.stringify(e.path || run.spec.sourcePath)}: ${alg} ${have ?? "missing"} at the destination, ${want ?? "missing"} at the source`);
-      }
+      if (want === undefined || have === undefined || want !== have) problems.push({ e, why: `${alg} ${have ?? "missing"} at the destination, ${want ?? "missing"} at the source` });
       run.progress.add(1, e.size);
     }
   }

@@ -28,7 +28,8 @@ export async function copyLocalFiles(src: RootedFs, dst: RootedFs, files: readon
   // Small files: this thread and (for many of them, when no rate limit paces the reads) a helper
   // thread take turns from one counter.
   const shared = new Int32Array(new SharedArrayBuffer(8));
-  const helper = small.length >= HELPER_MIN_FILES && throttle === undefined
+  // The helper thread stops at the first failure; with per-file failures allowed this thread copies alone.
+  const helper = small.length >= HELPER_MIN_FILES && throttle === undefined && opts.onFileError === undefined
     ? startHelper({ source: { rootFd: src.rootFd, root: src.root, base: sourcePath }, target: { rootFd: dst.rootFd, root: dst.root, base: targetPath }, files: small, alg: hash, shared: shared.buffer as SharedArrayBuffer }, opts, hashes)
     : null;
   helper?.catch(() => undefined); // its failure is rethrown where the lane awaits it
@@ -38,8 +39,12 @@ export async function copyLocalFiles(src: RootedFs, dst: RootedFs, files: readon
         throwIfCancelled(signal);
         const e = small[i] as Entry;
         await throttle?.(e.size);
-        const digest = copySmall(src, joinRel(sourcePath, e.path), dst, joinRel(targetPath, e.path), e, hash);
-        if (digest !== undefined) hashes.set(e.path, digest);
+        try {
+          const digest = copySmall(src, joinRel(sourcePath, e.path), dst, joinRel(targetPath, e.path), e, hash);
+          if (digest !== undefined) hashes.set(e.path, digest);
+        } catch (err) {
+          if (!opts.onFileError?.(e, err)) throw err;
+        }
         opts.onProgress(1, e.size);
         await maybeYield();
       }
@@ -54,13 +59,17 @@ export async function copyLocalFiles(src: RootedFs, dst: RootedFs, files: readon
   const largeLane = (): Promise<void> =>
     runPool(large, LARGE_LANES, async (e, lane) => {
       throwIfCancelled(signal);
-      const digest = await copyLarge(src, joinRel(sourcePath, e.path), dst, joinRel(targetPath, e.path), e, hash, {
-        copier: copiers[lane] as RangeCopier,
-        onBytes: (n) => opts.onProgress(0, n),
-        ...(signal ? { signal } : {}),
-        ...(throttle ? { throttle } : {}),
-      });
-      if (digest !== undefined) hashes.set(e.path, digest);
+      try {
+        const digest = await copyLarge(src, joinRel(sourcePath, e.path), dst, joinRel(targetPath, e.path), e, hash, {
+          copier: copiers[lane] as RangeCopier,
+          onBytes: (n) => opts.onProgress(0, n),
+          ...(signal ? { signal } : {}),
+          ...(throttle ? { throttle } : {}),
+        });
+        if (digest !== undefined) hashes.set(e.path, digest);
+      } catch (err) {
+        if (signal?.aborted || !opts.onFileError?.(e, err)) throw err;
+      }
       opts.onProgress(1, 0);
     });
   try {
