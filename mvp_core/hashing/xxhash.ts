@@ -1,0 +1,87 @@
+/**
+ * Streaming xxHash (seed 0) as the ASC MHL and `xxhsum` print it: lowercase, big-endian hex.
+ *
+ * Two implementations, both pinned in package.json:
+ * - `@node-rs/xxhash` (native, N-API): XXH64 and XXH3-64 incremental, the fastest measured here
+ *   (docs/mhl.md, `bun run bench:hash`). Its XXH128 is one-shot only.
+ * - `hash-wasm` (WebAssembly): XXH64, XXH3 and XXH128 incremental; the only streaming XXH128 found.
+ *
+ * The native module ships as a per-platform optional package; where it is missing (another CPU or
+ * libc, an install without optional dependencies) the WebAssembly one computes the same digests,
+ * slower. `xxhashBackend()` says which one this process uses so the DKU can report it.
+ */
+import { createXXHash3, createXXHash64, createXXHash128, xxhash128 } from "hash-wasm";
+
+/** The xxHash variants the ASC MHL names (xxh3 is XXH3-64, xxh128 is XXH3-128). */
+export type XxhAlgorithm = "xxh64" | "xxh3" | "xxh128";
+
+/** Every XxhAlgorithm, for validation and listings. */
+export const XXH_ALGORITHMS: readonly XxhAlgorithm[] = ["xxh64", "xxh3", "xxh128"];
+
+/** A running hash fed chunk by chunk; digest() returns lowercase hex (the engine's Hasher shape). */
+export interface Hasher {
+  update(chunk: Uint8Array): void;
+  digest(): string;
+}
+
+/** Which implementation computes XXH64/XXH3: the native module, or WebAssembly where it cannot load. */
+export type XxhBackend = "native" | "wasm";
+
+type NativeModule = typeof import("@node-rs/xxhash");
+
+let native: Promise<NativeModule | null> | null = null;
+let nativeError: string | null = null;
+
+/** Loads the native module once; null (with the reason kept for xxhashBackend) when it cannot load. */
+function loadNative(): Promise<NativeModule | null> {
+  native ??= import("@node-rs/xxhash").then(
+    (m) => m,
+    (e: unknown) => {
+      nativeError = e instanceof Error ? e.message : String(e);
+      return null;
+    },
+  );
+  return native;
+}
+
+/** The backend in use for XXH64/XXH3 and, for "wasm", why the native module did not load. */
+export async function xxhashBackend(): Promise<{ backend: XxhBackend; reason?: string }> {
+  const m = await loadNative();
+  return m === null ? { backend: "wasm", reason: nativeError ?? "unknown" } : { backend: "native" };
+}
+
+function hex64(v: bigint): string {
+  return v.toString(16).padStart(16, "0");
+}
+
+/**
+ * A streaming xxHash hasher. `backend` forces one implementation (tests compare both with
+ * `xxhsum`); by default XXH64/XXH3 use the native module when it loads, XXH128 always WebAssembly.
+ */
+export async function createXxhHasher(algorithm: XxhAlgorithm, backend?: XxhBackend): Promise<Hasher> {
+  if (algorithm !== "xxh128" && backend !== "wasm") {
+    const m = await loadNative();
+    if (m !== null) {
+      const h = algorithm === "xxh64" ? new m.Xxh64() : m.xxh3.Xxh3.withSeed();
+      return { update: (chunk) => void h.update(chunk), digest: () => hex64(h.digest()) };
+    }
+    if (backend === "native") throw new Error(`the native xxHash module did not load: ${nativeError ?? "unknown"}`);
+  }
+  if (algorithm === "xxh128" && backend === "native") throw new Error("the native xxHash module has no streaming XXH128");
+  const create = algorithm === "xxh64" ? createXXHash64 : algorithm === "xxh3" ? createXXHash3 : createXXHash128;
+  const h = await create();
+  h.init();
+  return { update: (chunk) => void h.update(chunk), digest: () => h.digest("hex") };
+}
+
+/**
+ * The xxHash of a small byte string in one call (directory hashes hash names and hashes). Bun's
+ * one-shot XXH64/XXH3 are exact here (only chaining through the seed is not); XXH128 is the native
+ * one-shot when it loads, else hash-wasm's (one cached instance, not one per call).
+ */
+export async function xxhOf(algorithm: XxhAlgorithm, data: Uint8Array): Promise<string> {
+  if (algorithm === "xxh64") return hex64(Bun.hash.xxHash64(data));
+  if (algorithm === "xxh3") return hex64(Bun.hash.xxHash3(data));
+  const m = await loadNative();
+  return m === null ? xxhash128(data) : m.xxh3.xxh128(data).toString(16).padStart(32, "0");
+}

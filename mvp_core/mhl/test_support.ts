@@ -1,0 +1,48 @@
+/**
+ * For the MHL tests: where the ASC reference material is (../shared/ascmhl beside the checkout,
+ * or KETTER_ASCMHL_REFERENCE), XSD validation with xmllint, and temp folders.
+ */
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+/** The ascmhl reference folder (specification, XSDs, example scenarios); throws saying how to provide it. */
+export function referenceDir(): string {
+  const env = process.env.KETTER_ASCMHL_REFERENCE;
+  if (env !== undefined && env !== "") return env;
+  // The shared folder sits beside the checkout (main/, CI's clone) or beside the worktrees' parent.
+  for (let dir = path.resolve(import.meta.dir, "../.."); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const candidate = path.join(dir, "shared/ascmhl");
+    if (existsSync(path.join(candidate, "xsd/ASCMHL.xsd"))) return candidate;
+  }
+  throw new Error("the ASC MHL reference material (shared/ascmhl with xsd/ and examples/) was not found beside the checkout; set KETTER_ASCMHL_REFERENCE");
+}
+
+/** A fresh temp folder. */
+export function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), `ketter-mhl-${prefix}-`));
+}
+
+let chainXsd: Promise<string> | undefined;
+
+// ASCMHLDirectory.xsd imports ASCMHL.xsd from a URL; validation runs offline against the local copy.
+function localChainXsd(): Promise<string> {
+  chainXsd ??= (async () => {
+    const ref = referenceDir();
+    const text = await readFile(path.join(ref, "xsd/ASCMHLDirectory.xsd"), "utf8");
+    const dir = await tempDir("xsd");
+    const out = path.join(dir, "ASCMHLDirectory.xsd");
+    await writeFile(out, text.replace(/schemaLocation="[^"]*"/, `schemaLocation="${path.join(ref, "xsd/ASCMHL.xsd")}"`));
+    return out;
+  })();
+  return chainXsd;
+}
+
+/** xmllint's verdict on `file` against the manifest or the chain schema: exit code and messages. */
+export async function validateXsd(file: string, kind: "manifest" | "chain"): Promise<{ code: number; output: string }> {
+  const xsd = kind === "manifest" ? path.join(referenceDir(), "xsd/ASCMHL.xsd") : await localChainXsd();
+  const p = Bun.spawn(["xmllint", "--nonet", "--noout", "--schema", xsd, file], { stdout: "pipe", stderr: "pipe" });
+  const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  return { code, output: out + err };
+}
