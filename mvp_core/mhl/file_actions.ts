@@ -5,7 +5,7 @@
  * verified in this generation, and left out if one failed (as the reference implementation does).
  */
 import { MhlError } from "./errors.ts";
-import type { MhlHashFormat } from "./hash_format.ts";
+import { MHL_HASH_FORMATS, type MhlHashFormat } from "./hash_format.ts";
 import type { KnownFile } from "./known_files.ts";
 import type { HashAction } from "./model.ts";
 
@@ -20,7 +20,7 @@ export interface FailedHash {
 /** The formats to compute for `file` so its new hashes can be labelled: one it was recorded in. */
 export function formatsToVerify(file: KnownFile | undefined): MhlHashFormat[] {
   if (file === undefined || !file.hasOriginal) return [];
-  return Object.keys(file.first) as MhlHashFormat[];
+  return MHL_HASH_FORMATS.filter((f) => file.first[f] !== undefined);
 }
 
 /** Each given hash with its action; failures are added to `failed`. Throws BAD_INPUT when no given format can be checked. */
