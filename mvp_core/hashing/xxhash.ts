@@ -10,7 +10,7 @@
  * libc, an install without optional dependencies) the WebAssembly one computes the same digests,
  * slower. `xxhashBackend()` says which one this process uses so the DKU can report it.
  */
-import { createXXHash3, createXXHash64, createXXHash128, xxhash128 } from "hash-wasm";
+import { createXXHash3, createXXHash64, createXXHash128 } from "hash-wasm";
 
 /** The xxHash variants the ASC MHL names (xxh3 is XXH3-64, xxh128 is XXH3-128). */
 export type XxhAlgorithm = "xxh64" | "xxh3" | "xxh128";
@@ -75,13 +75,24 @@ export async function createXxhHasher(algorithm: XxhAlgorithm, backend?: XxhBack
 }
 
 /**
- * The xxHash of a small byte string in one call (directory hashes hash names and hashes). Bun's
- * one-shot XXH64/XXH3 are exact here (only chaining through the seed is not); XXH128 is the native
- * one-shot when it loads, else hash-wasm's (one cached instance, not one per call).
+ * A synchronous one-shot xxHash for many small inputs (directory hashes hash a name and a hash per
+ * file). Bun's one-shot XXH64/XXH3 are exact here (only chaining through the seed is not); XXH128
+ * is the native one-shot when it loads, else one WebAssembly instance re-initialised per call.
  */
-export async function xxhOf(algorithm: XxhAlgorithm, data: Uint8Array): Promise<string> {
-  if (algorithm === "xxh64") return hex64(Bun.hash.xxHash64(data));
-  if (algorithm === "xxh3") return hex64(Bun.hash.xxHash3(data));
+export async function xxhOneShot(algorithm: XxhAlgorithm): Promise<(data: Uint8Array) => string> {
+  if (algorithm === "xxh64") return (data) => hex64(Bun.hash.xxHash64(data));
+  if (algorithm === "xxh3") return (data) => hex64(Bun.hash.xxHash3(data));
   const m = await loadNative();
-  return m === null ? xxhash128(data) : m.xxh3.xxh128(data).toString(16).padStart(32, "0");
+  if (m !== null) return (data) => m.xxh3.xxh128(data).toString(16).padStart(32, "0");
+  const h = await createXXHash128();
+  return (data) => {
+    h.init();
+    h.update(data);
+    return h.digest("hex");
+  };
+}
+
+/** The xxHash of bytes in memory. */
+export async function xxhOf(algorithm: XxhAlgorithm, data: Uint8Array): Promise<string> {
+  return (await xxhOneShot(algorithm))(data);
 }

@@ -5,7 +5,7 @@
  * child, hash(UTF-8 name ‖ bytes of the child's hash — a file's hash, a folder's structure hash).
  * Both lists are sorted as strings before hashing, so the order of children does not matter.
  */
-import { type MhlHashFormat, hashBytes, hashOf, hashOfHashes } from "./hash_format.ts";
+import { type MhlHashFormat, digestFunction, hashBytes, hashOfHashes } from "./hash_format.ts";
 
 const utf8 = new TextEncoder();
 
@@ -15,19 +15,40 @@ export interface DirectoryHashPair {
   structure: string;
 }
 
-/** Collects a folder's children, then gives its content and structure hashes. */
+/** Computes folders' pairs in one format; `start` prepares the digest function once. */
 export class DirectoryHasher {
-  private readonly contents: string[] = [];
-  private readonly structures: Promise<string>[] = [];
-  constructor(readonly format: MhlHashFormat) {}
+  private constructor(
+    readonly format: MhlHashFormat,
+    private readonly digest: (data: Uint8Array) => string,
+  ) {}
 
-  private named(name: string, hash: string): Promise<string> {
+  /** A hasher for `format`. */
+  static async start(format: MhlHashFormat): Promise<DirectoryHasher> {
+    return new DirectoryHasher(format, await digestFunction(format));
+  }
+
+  /** A new, empty folder: add its children, then finish. */
+  folder(): DirectoryChildren {
+    return new DirectoryChildren(this.format, this.digest);
+  }
+}
+
+/** One folder's children, collected until finish() gives its pair. */
+export class DirectoryChildren {
+  private readonly contents: string[] = [];
+  private readonly structures: string[] = [];
+  constructor(
+    private readonly format: MhlHashFormat,
+    private readonly digest: (data: Uint8Array) => string,
+  ) {}
+
+  private named(name: string, hash: string): string {
     const n = utf8.encode(name);
     const h = hashBytes(this.format, hash);
     const both = new Uint8Array(n.length + h.length);
     both.set(n);
     both.set(h, n.length);
-    return hashOf(this.format, both);
+    return this.digest(both);
   }
 
   /** A file child: its name (not path) and its hash in this format. */
@@ -43,8 +64,7 @@ export class DirectoryHasher {
   }
 
   /** The folder's pair (an empty folder hashes the empty list: the digest of no bytes). */
-  async finish(): Promise<DirectoryHashPair> {
-    const structures = await Promise.all(this.structures);
-    return { content: await hashOfHashes(this.format, this.contents), structure: await hashOfHashes(this.format, structures) };
+  finish(): DirectoryHashPair {
+    return { content: hashOfHashes(this.format, this.digest, this.contents), structure: hashOfHashes(this.format, this.digest, this.structures) };
   }
 }

@@ -149,11 +149,12 @@ export async function buildGeneration(input: GenerationInput, history: MhlHistor
   const result: GenerationResult = { writes: [], manifests: [], failed: [], ignored: [] };
   const tree = buildTree(spec, keep, result.ignored);
   const fmt = spec.hashFormat;
+  const hasher = spec.directoryHashes ? await DirectoryHasher.start(fmt) : null;
 
-  const visit = async (path: string, node: Node): Promise<DirectoryHashPair | null> => {
-    const dh = spec.directoryHashes ? new DirectoryHasher(fmt) : null;
+  const visit = (path: string, node: Node): DirectoryHashPair | null => {
+    const dh = hasher?.folder() ?? null;
     for (const name of [...node.dirs.keys()].sort(compareCodePoints)) {
-      const pair = await visit(joinPath(path, name), node.dirs.get(name) as Node);
+      const pair = visit(joinPath(path, name), node.dirs.get(name) as Node);
       if (pair !== null) dh?.addDirectory(name, pair);
     }
     for (const f of [...node.files].sort((a, b) => compareCodePoints(a.path, b.path))) {
@@ -165,7 +166,7 @@ export async function buildGeneration(input: GenerationInput, history: MhlHistor
       dh?.addFile(baseName(f.path), f.hashes[fmt] as string);
     }
     if (dh === null) return null;
-    const pair = await dh.finish();
+    const pair = dh.finish();
     const hashes = { content: [{ format: fmt, value: pair.content, hashDate: when }], structure: [{ format: fmt, value: pair.structure, hashDate: when }] };
     if (path === "") pendingFor(top).rootHash = hashes;
     else {
@@ -178,7 +179,7 @@ export async function buildGeneration(input: GenerationInput, history: MhlHistor
     }
     return pair;
   };
-  const rootPair = await visit("", tree);
+  const rootPair = visit("", tree);
   if (rootPair !== null) result.rootHash = { format: fmt, ...rootPair };
   commit(top, spec, when, pending, result);
   if (result.manifests.length === 0) throw new MhlError("BAD_INPUT", "nothing to record: no file is left after the ignore patterns and directory hashes are off");

@@ -3,7 +3,7 @@
  * bytes that directory hashes are built from (Appendix G).
  */
 import { c4Of, c4ToDigest, createC4Hasher, isC4 } from "../hashing/c4.ts";
-import { type Hasher, type XxhAlgorithm, createXxhHasher, xxhOf } from "../hashing/xxhash.ts";
+import { type Hasher, type XxhAlgorithm, createXxhHasher, xxhOneShot } from "../hashing/xxhash.ts";
 import { MhlError } from "./errors.ts";
 
 /** The six formats a manifest may carry, in the order the XSD's sequence requires them. */
@@ -40,11 +40,11 @@ export async function createFormatHasher(format: MhlHashFormat): Promise<Hasher>
   return createXxhHasher(format as XxhAlgorithm);
 }
 
-/** The digest of bytes in memory, in the manifest's text form. */
-export async function hashOf(format: MhlHashFormat, data: Uint8Array): Promise<string> {
-  if (format === "c4") return c4Of(data);
-  if (format === "md5" || format === "sha1") return new Bun.CryptoHasher(format).update(data).digest("hex");
-  return xxhOf(format, data);
+/** A synchronous digest function for `format` (prepared once, then called per small input). */
+export async function digestFunction(format: MhlHashFormat): Promise<(data: Uint8Array) => string> {
+  if (format === "c4") return c4Of;
+  if (format === "md5" || format === "sha1") return (data) => new Bun.CryptoHasher(format).update(data).digest("hex");
+  return xxhOneShot(format);
 }
 
 /** The bytes a digest stands for: hex decoded (big-endian as written), or the SHA-512 inside a C4 id. */
@@ -59,7 +59,7 @@ export function hashBytes(format: MhlHashFormat, value: string): Uint8Array {
  * the written form, which for C4 is not byte order), their bytes concatenated, hashed. An empty
  * list gives the digest of nothing (an empty folder).
  */
-export async function hashOfHashes(format: MhlHashFormat, values: readonly string[]): Promise<string> {
+export function hashOfHashes(format: MhlHashFormat, digest: (data: Uint8Array) => string, values: readonly string[]): string {
   const sorted = [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const parts = sorted.map((v) => hashBytes(format, v));
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -68,5 +68,5 @@ export async function hashOfHashes(format: MhlHashFormat, values: readonly strin
     all.set(p, o);
     o += p.length;
   }
-  return hashOf(format, all);
+  return digest(all);
 }
