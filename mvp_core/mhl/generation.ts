@@ -149,6 +149,14 @@ export async function buildGeneration(input: GenerationInput, history: MhlHistor
   const result: GenerationResult = { writes: [], manifests: [], failed: [], ignored: [] };
   const tree = buildTree(spec, keep, result.ignored);
   const fmt = spec.hashFormat;
+  // Files of one job mostly share few distinct modification times: format each once.
+  const mtimes = new Map<number, string>();
+  const mtimeText = (d: Date) => {
+    const t = Math.floor(d.getTime() / 1000);
+    let s = mtimes.get(t);
+    if (s === undefined) mtimes.set(t, (s = formatDateTime(d)));
+    return s;
+  };
   const hasher = spec.directoryHashes ? await DirectoryHasher.start(fmt) : null;
 
   const visit = (path: string, node: Node): DirectoryHashPair | null => {
@@ -161,7 +169,7 @@ export async function buildGeneration(input: GenerationInput, history: MhlHistor
       const { history, rel } = closestHistory(top, f.path);
       const actions = decideActions(f.path, f.hashes, known.get(f.path), result.failed);
       const rec: FileHashRecord = { kind: "file", path: rel, size: f.size, hashes: actions.map(([format, value, action]) => ({ format, value, action, hashDate: when })) };
-      if (f.lastModified !== undefined) rec.lastModificationDate = formatDateTime(f.lastModified);
+      if (f.lastModified !== undefined) rec.lastModificationDate = mtimeText(f.lastModified);
       pendingFor(history).records.push(rec);
       dh?.addFile(baseName(f.path), f.hashes[fmt] as string);
     }

@@ -51,7 +51,13 @@ export async function digestFunction(format: MhlHashFormat): Promise<(data: Uint
 export function hashBytes(format: MhlHashFormat, value: string): Uint8Array {
   if (!isHashValue(format, value)) throw new MhlError("BAD_INPUT", `${JSON.stringify(value)} is not a ${format} digest`);
   if (format === "c4") return c4ToDigest(value);
-  return Uint8Array.from(Buffer.from(value, "hex"));
+  return hexToBytes(value);
+}
+
+function hexToBytes(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
 }
 
 /**

@@ -11,10 +11,9 @@ import { escapeXml } from "./xml.ts";
 export const XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n';
 
 function attrs(pairs: [string, string | number | undefined][]): string {
-  return pairs
-    .filter((p): p is [string, string | number] => p[1] !== undefined)
-    .map(([k, v]) => ` ${k}="${escapeXml(String(v))}"`)
-    .join("");
+  let s = "";
+  for (const [k, v] of pairs) if (v !== undefined) s += ` ${k}="${escapeXml(String(v))}"`;
+  return s;
 }
 
 /** One element on its own line: `<name attrs>text</name>`. */
@@ -28,9 +27,9 @@ function inXsdOrder(hashes: readonly HashValue[]): HashValue[] {
 }
 
 function hashValues(indent: string, hashes: readonly HashValue[]): string {
-  return inXsdOrder(hashes)
-    .map((h) => el(indent, h.format, h.value, [["action", h.action], ["hashdate", h.hashDate]]))
-    .join("");
+  let s = "";
+  for (const h of hashes.length > 1 ? inXsdOrder(hashes) : hashes) s += el(indent, h.format, h.value, [["action", h.action], ["hashdate", h.hashDate]]);
+  return s;
 }
 
 function author(indent: string, a: Author): string {

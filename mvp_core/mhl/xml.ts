@@ -19,8 +19,11 @@ const ESC: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"
 
 /** Text or attribute value escaped for XML (quotes too, so one function serves both). */
 export function escapeXml(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ESC[c] as string);
+  // Most values (hashes, dates, plain names) need nothing: test before replacing.
+  return NEEDS_ESCAPE.test(s) ? s.replace(/[&<>"]/g, (c) => ESC[c] as string) : s;
 }
+
+const NEEDS_ESCAPE = /[&<>"]/;
 
 const NAMED: Record<string, string> = { lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" };
 

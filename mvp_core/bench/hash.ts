@@ -1,0 +1,290 @@
+/**
+ * `bun run bench:hash [--rounds N (default 3)] [--quick]`
+ *
+ * What the choice of verification algorithm and ASC MHL manifests cost, in four parts, rounds
+ * interleaved (each round runs every method once, in a rotating order) and medians reported:
+ *
+ * 1. Hashing in this process: MiB/s over 1 GiB (a 64 MiB random buffer fed 16 times, so the data
+ *    comes from memory, not cache) in 1 MiB and 256 KiB chunks, for CRC-32 (`Bun.hash.crc32`),
+ *    XXH64/XXH3 (native `@node-rs/xxhash`), XXH128 and the WebAssembly fallbacks (`hash-wasm`),
+ *    SHA-1 and MD5 (`Bun.CryptoHasher`).
+ * 2. The standard tools on a 1 GiB file in the page cache: `xxhsum -H1/-H3/-H2`, `md5sum`,
+ *    `sha1sum`, `cksum`.
+ * 3. A verified local copy of the 1 GiB file, as the engine's checksum path does it: copy
+ *    (copy_file_range, as `cp`), read and hash the source, read back and hash the copy (256 KiB
+ *    synchronous reads like local.ts), compare. Ratios against the CRC-32 run and against `cp`.
+ *    The engine overlaps the source read with the copy; this sequential form bills hashing fully.
+ * 4. The manifest of a 10,000-file job (100 folders × 100 files): building the first generation
+ *    (validation, directory hashes, XML, C4, chain), reading it back, and appending a verification
+ *    generation; `xmllint` parsing and XSD-validating the same manifest for comparison.
+ *
+ * Files live on a fresh journaled ext4 when run as root (scratch_disk.ts). Prints tables and
+ * targets; writes docs/bench/hash-<ts>.json and hash-latest.json.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { type Hasher, type XxhAlgorithm, createXxhHasher, xxhashBackend } from "../hashing/xxhash.ts";
+import { buildGeneration } from "../mhl/generation.ts";
+import type { MhlHistory } from "../mhl/history.ts";
+import { parseManifest } from "../mhl/manifest_reader.ts";
+import type { GenerationInput } from "../mhl/model.ts";
+import { referenceDir } from "../mhl/test_support.ts";
+import { formatTargets, machineInfo, saveResults } from "./results.ts";
+import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
+
+const MiB = 1024 * 1024;
+
+type Factory = () => Promise<Hasher>;
+
+function crc32Hasher(): Hasher {
+  let crc = 0;
+  return { update: (c) => void (crc = Bun.hash.crc32(c, crc)), digest: () => (crc >>> 0).toString(16).padStart(8, "0") };
+}
+
+function cryptoHasher(alg: "sha1" | "md5"): Hasher {
+  const h = new Bun.CryptoHasher(alg);
+  return { update: (c) => void h.update(c), digest: () => h.digest("hex") };
+}
+
+const xxh = (alg: XxhAlgorithm, backend?: "wasm"): Factory => () => createXxhHasher(alg, backend);
+
+const IN_PROCESS: [string, Factory][] = [
+  ["crc32", async () => crc32Hasher()],
+  ["xxh64", xxh("xxh64")],
+  ["xxh3", xxh("xxh3")],
+  ["xxh128 (wasm)", xxh("xxh128")],
+  ["xxh64 (wasm)", xxh("xxh64", "wasm")],
+  ["xxh3 (wasm)", xxh("xxh3", "wasm")],
+  ["sha1", async () => cryptoHasher("sha1")],
+  ["md5", async () => cryptoHasher("md5")],
+];
+
+const TOOLS: [string, string[]][] = [
+  ["xxhsum -H1 (xxh64)", ["xxhsum", "-H1"]],
+  ["xxhsum -H3 (xxh3)", ["xxhsum", "-H3"]],
+  ["xxhsum -H2 (xxh128)", ["xxhsum", "-H2"]],
+  ["cksum (POSIX CRC)", ["cksum"]],
+  ["sha1sum", ["sha1sum"]],
+  ["md5sum", ["md5sum"]],
+];
+
+const COPY_HASHES: [string, Factory | null][] = [
+  ["size only", null],
+  ["crc32", async () => crc32Hasher()],
+  ["xxh64", xxh("xxh64")],
+  ["xxh3", xxh("xxh3")],
+  ["xxh128 (wasm)", xxh("xxh128")],
+];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+function rotate<T>(xs: readonly T[], round: number): T[] {
+  return xs.map((_, i) => xs[(i + round) % xs.length] as T);
+}
+
+async function hashBuffer(factory: Factory, block: Uint8Array, totalBytes: number, chunk: number): Promise<number> {
+  const h = await factory();
+  const t0 = performance.now();
+  for (let done = 0; done < totalBytes; done += block.length) for (let o = 0; o < block.length; o += chunk) h.update(block.subarray(o, o + chunk));
+  h.digest();
+  return (performance.now() - t0) / 1000;
+}
+
+const READ = 256 * 1024;
+
+function hashFileSync(h: Hasher, file: string): string {
+  const fd = fs.openSync(file, "r");
+  try {
+    const buf = new Uint8Array(READ);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, READ, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest();
+}
+
+async function verifiedCopy(factory: Factory | null, src: string, dst: string): Promise<number> {
+  fs.rmSync(dst, { force: true });
+  Bun.spawnSync(["sync"]);
+  const t0 = performance.now();
+  fs.copyFileSync(src, dst);
+  if (factory === null) {
+    if (fs.statSync(dst).size !== fs.statSync(src).size) throw new Error("size differs");
+  } else {
+    const a = hashFileSync(await factory(), src);
+    const b = hashFileSync(await factory(), dst);
+    if (a !== b) throw new Error("hash differs");
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+function timeTool(argv: string[]): number {
+  const t0 = performance.now();
+  const p = Bun.spawnSync(argv, { stdout: "ignore", stderr: "pipe" });
+  if (p.exitCode !== 0) throw new Error(`${argv.join(" ")} failed: ${p.stderr.toString()}`);
+  return (performance.now() - t0) / 1000;
+}
+
+function jobInput(files: number, createdAt: Date): GenerationInput {
+  const list: GenerationInput["files"] = [];
+  for (let d = 0; d < files / 100; d++) {
+    for (let i = 0; i < 100; i++) {
+      const hash = Bun.hash.xxHash64(`${d}/${i}`).toString(16).padStart(16, "0");
+      list.push({ path: `A${String(d).padStart(3, "0")}R2EC/Clips/A${String(d).padStart(3, "0")}C${String(i).padStart(3, "0")}_141024_R2EC.mov`, size: 4096 + i, lastModified: new Date(1_700_000_000_000 + i * 1000), hashes: { xxh64: hash } });
+    }
+  }
+  return { rootName: "Job", createdAt, creator: { tool: { name: "Ketter", version: "3.0.0" }, hostName: os.hostname() }, hashFormat: "xxh64", files: list };
+}
+
+interface ManifestSample {
+  buildS: number;
+  parseS: number;
+  appendS: number;
+  xmllintParseS: number;
+  xmllintXsdS: number;
+  bytes: number;
+}
+
+async function manifestRound(dir: string, xsd: string): Promise<ManifestSample> {
+  const input = jobInput(10_000, new Date("2026-12-02T10:00:00Z"));
+  let t0 = performance.now();
+  const first = await buildGeneration(input, null);
+  const buildS = (performance.now() - t0) / 1000;
+  const bytes = first.writes[0]?.bytes as Uint8Array;
+  const file = path.join(dir, "job.mhl");
+  fs.writeFileSync(file, bytes);
+  t0 = performance.now();
+  const manifest = parseManifest(new TextDecoder().decode(bytes), "job.mhl");
+  const parseS = (performance.now() - t0) / 1000;
+  const m = first.manifests[0];
+  if (m === undefined) throw new Error("no manifest");
+  const history: MhlHistory = { path: "", folderName: "Job", exists: true, chain: [{ sequence: 1, path: m.fileName, c4: m.c4 }], generations: [{ sequence: 1, fileName: m.fileName, c4: m.c4, manifest }], problems: [], children: [] };
+  t0 = performance.now();
+  const second = await buildGeneration({ ...input, createdAt: new Date("2026-12-03T10:00:00Z") }, history);
+  const appendS = (performance.now() - t0) / 1000;
+  if (second.failed.length !== 0 || second.manifests[0]?.sequence !== 2) throw new Error("the appended generation is wrong");
+  return { buildS, parseS, appendS, xmllintParseS: timeTool(["xmllint", "--noout", file]), xmllintXsdS: timeTool(["xmllint", "--noout", "--schema", xsd, file]), bytes: bytes.length };
+}
+
+function writeRandomFile(file: string, bytes: number): void {
+  const block = new Uint8Array(64 * MiB);
+  for (let o = 0; o < block.length; o += 65536) crypto.getRandomValues(block.subarray(o, o + 65536));
+  const fd = fs.openSync(file, "w");
+  for (let done = 0; done < bytes; done += block.length) fs.writeSync(fd, block, 0, Math.min(block.length, bytes - done));
+  fs.closeSync(fd);
+}
+
+function table(title: string, head: string[], rows: (string | number)[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells: (string | number)[]) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i] as number) : String(c).padStart(widths[i] as number))).join("  ");
+  process.stdout.write(`\n${title}\n${line(head)}\n${"-".repeat(widths.reduce((a, b) => a + b + 2, -2))}\n${rows.map(line).join("\n")}\n`);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ args: process.argv.slice(2), options: { rounds: { type: "string" }, quick: { type: "boolean" } } });
+  const rounds = Number(values.rounds ?? 3);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    process.stderr.write("--rounds must be a positive integer\n");
+    return 2;
+  }
+  const total = values.quick ? 256 * MiB : 1024 * MiB;
+  const xsd = path.join(referenceDir(), "xsd/ASCMHL.xsd");
+  for (const tool of ["xxhsum", "xmllint"]) if (!Bun.which(tool)) throw new Error(`${tool} is missing: apt-get install xxhash libxml2-utils`);
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-hash-"));
+  let disk: ScratchDisk | null = null;
+  const inProcess: { name: string; chunkKiB: number; round: number; seconds: number }[] = [];
+  const tools: { name: string; round: number; seconds: number }[] = [];
+  const copies: { name: string; round: number; seconds: number }[] = [];
+  const manifests: ManifestSample[] = [];
+  let fileSystem = "";
+  try {
+    disk = mountScratchDisk({ imageDir: root, at: path.join(root, "vol"), bytes: 4 * 1024 ** 3 });
+    const data = disk?.path ?? root;
+    fileSystem = disk?.describe ?? `${root} (not root: no scratch disk)`;
+    process.stderr.write(`file system: ${fileSystem}\nwriting a ${total / MiB} MiB random file…\n`);
+    const src = path.join(data, "big.bin");
+    const dst = path.join(data, "big.copy");
+    writeRandomFile(src, total);
+    const block = new Uint8Array(64 * MiB);
+    for (let o = 0; o < block.length; o += 65536) crypto.getRandomValues(block.subarray(o, o + 65536));
+    for (let round = 0; round < rounds; round++) {
+      for (const chunkKiB of [1024, 256]) {
+        for (const [name, factory] of rotate(IN_PROCESS, round)) {
+          const seconds = await hashBuffer(factory, block, total, chunkKiB * 1024);
+          inProcess.push({ name, chunkKiB, round, seconds });
+          process.stderr.write(`round ${round + 1}/${rounds}  hash ${name.padEnd(14)} ${String(chunkKiB).padStart(4)} KiB  ${((total / MiB) / seconds).toFixed(0)} MiB/s\n`);
+        }
+      }
+      for (const [name, argv] of rotate(TOOLS, round)) {
+        const seconds = timeTool([...argv, src]);
+        tools.push({ name, round, seconds });
+        process.stderr.write(`round ${round + 1}/${rounds}  tool ${name.padEnd(20)} ${seconds.toFixed(3)} s\n`);
+      }
+      for (const [name, factory] of rotate([...COPY_HASHES, ["cp", null] as [string, null]], round)) {
+        const seconds = name === "cp" ? (fs.rmSync(dst, { force: true }), Bun.spawnSync(["sync"]), timeTool(["cp", src, dst])) : await verifiedCopy(factory, src, dst);
+        copies.push({ name, round, seconds });
+        process.stderr.write(`round ${round + 1}/${rounds}  copy ${name.padEnd(14)} ${seconds.toFixed(3)} s\n`);
+      }
+    }
+    for (let r = 0; r < Math.max(5, rounds); r++) manifests.push(await manifestRound(root, xsd));
+  } finally {
+    disk?.stop();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+
+  const mib = total / MiB;
+  const hashRows = IN_PROCESS.map(([name]) => {
+    const at = (k: number) => mib / median(inProcess.filter((s) => s.name === name && s.chunkKiB === k).map((s) => s.seconds));
+    return { name, mibPerS1MiB: Math.round(at(1024)), mibPerS256KiB: Math.round(at(256)) };
+  });
+  const toolRows = TOOLS.map(([name]) => ({ name, seconds: median(tools.filter((s) => s.name === name).map((s) => s.seconds)) })).map((r) => ({ ...r, mibPerS: Math.round(mib / r.seconds) }));
+  const copyMedian = (n: string) => median(copies.filter((s) => s.name === n).map((s) => s.seconds));
+  const crcCopy = copyMedian("crc32");
+  const cpCopy = copyMedian("cp");
+  const copyRows = [...COPY_HASHES.map(([n]) => n), "cp"].map((name) => ({ name, seconds: copyMedian(name), vsCrc32: copyMedian(name) / crcCopy, vsCp: copyMedian(name) / cpCopy }));
+  const m = {
+    files: 10_000,
+    manifestBytes: manifests[0]?.bytes ?? 0,
+    firstBuildS: manifests[0]?.buildS ?? 0,
+    buildMedianS: median(manifests.map((s) => s.buildS)),
+    parseMedianS: median(manifests.map((s) => s.parseS)),
+    appendMedianS: median(manifests.map((s) => s.appendS)),
+    xmllintParseMedianS: median(manifests.map((s) => s.xmllintParseS)),
+    xmllintXsdMedianS: median(manifests.map((s) => s.xmllintXsdS)),
+  };
+
+  table(`in-process hashing, ${mib} MiB from memory (MiB/s, median of ${rounds}) — xxHash backend: ${JSON.stringify(await xxhashBackend())}`, ["algorithm", "1 MiB chunks", "256 KiB chunks"], hashRows.map((r) => [r.name, r.mibPerS1MiB, r.mibPerS256KiB]));
+  table(`standard tools on the ${mib} MiB file (page cache)`, ["tool", "median s", "MiB/s"], toolRows.map((r) => [r.name, r.seconds.toFixed(3), r.mibPerS]));
+  table(`verified local copy of the ${mib} MiB file (copy, hash source, hash copy)`, ["hash", "median s", "× crc32", "× cp"], copyRows.map((r) => [r.name, r.seconds.toFixed(3), r.vsCrc32.toFixed(2), r.vsCp.toFixed(2)]));
+  table(`ASC MHL manifest of a 10,000-file job (${(m.manifestBytes / MiB).toFixed(1)} MiB of XML), ${manifests.length} runs`, ["step", "seconds"], [
+    ["build generation 1 (first run, cold)", m.firstBuildS.toFixed(3)],
+    ["build generation 1 (median)", m.buildMedianS.toFixed(3)],
+    ["read it back (parseManifest, median)", m.parseMedianS.toFixed(3)],
+    ["append a verification generation (median)", m.appendMedianS.toFixed(3)],
+    ["xmllint --noout (parse, median)", m.xmllintParseMedianS.toFixed(3)],
+    ["xmllint --schema (validate, median)", m.xmllintXsdMedianS.toFixed(3)],
+  ]);
+  const ratio = (n: string) => copyRows.find((r) => r.name === n)?.vsCrc32 ?? Number.NaN;
+  const targets = [
+    { what: "verified copy with xxh64 ≤ 1.1× crc32", ok: ratio("xxh64") <= 1.1, detail: `${ratio("xxh64").toFixed(2)}×` },
+    { what: "verified copy with xxh3 ≤ 1.1× crc32", ok: ratio("xxh3") <= 1.1, detail: `${ratio("xxh3").toFixed(2)}×` },
+    { what: "10,000-file manifest written ≤ 0.3 s (median)", ok: m.buildMedianS <= 0.3, detail: `${m.buildMedianS.toFixed(3)} s` },
+    { what: "10,000-file manifest written ≤ 0.3 s (first, cold)", ok: m.firstBuildS <= 0.3, detail: `${m.firstBuildS.toFixed(3)} s` },
+  ];
+  const report = { when: new Date().toISOString(), machine: machineInfo(), loadAverage: os.loadavg(), rounds, bytes: total, fileSystem, xxhashBackend: await xxhashBackend(), hashing: hashRows, tools: toolRows, copies: copyRows, manifest: m, targets, samples: { inProcess, tools, copies, manifests } };
+  const saved = saveResults("hash", report.when, report);
+  process.stdout.write(`${formatTargets(targets)}wrote ${saved}\n`);
+  return 0;
+}
+
+process.exitCode = await main();
