@@ -56,6 +56,11 @@ function fileRecord(el: XmlElement, bad: Bad): FileHashRecord {
   if (r.hashes.length === 0) throw bad(`the record of ${JSON.stringify(r.path)} has no hash`);
   if (r.hashes.some((h) => h.action === undefined)) throw bad(`a hash of ${JSON.stringify(r.path)} has no action`);
   if (pathEl.attrs.size !== undefined) r.size = Number(pathEl.attrs.size);
+  return withDatesAndPreviousPath(r, el, pathEl);
+}
+
+/** The optional parts file and folder records share: the path's dates and a previousPath. */
+function withDatesAndPreviousPath<T extends FileHashRecord | DirectoryHashRecord>(r: T, el: XmlElement, pathEl: XmlElement): T {
   if (pathEl.attrs.creationdate !== undefined) r.creationDate = pathEl.attrs.creationdate;
   if (pathEl.attrs.lastmodificationdate !== undefined) r.lastModificationDate = pathEl.attrs.lastmodificationdate;
   const prev = text(childNamed(el, "previousPath"));
@@ -69,12 +74,7 @@ function rootHash(el: XmlElement, bad: Bad): RootHash {
 
 function directoryRecord(el: XmlElement, bad: Bad): DirectoryHashRecord {
   const pathEl = required(el, "path", bad);
-  const r: DirectoryHashRecord = { kind: "directory", path: recordPath(el, bad), ...rootHash(el, bad) };
-  if (pathEl.attrs.creationdate !== undefined) r.creationDate = pathEl.attrs.creationdate;
-  if (pathEl.attrs.lastmodificationdate !== undefined) r.lastModificationDate = pathEl.attrs.lastmodificationdate;
-  const prev = text(childNamed(el, "previousPath"));
-  if (prev !== undefined) r.previousPath = prev;
-  return r;
+  return withDatesAndPreviousPath({ kind: "directory", path: recordPath(el, bad), ...rootHash(el, bad) }, el, pathEl);
 }
 
 function creatorInfo(el: XmlElement, bad: Bad): CreatorInfo {

@@ -101,7 +101,8 @@ const email = z.string().regex(/^[^@]+@[^.]+\..+$/, "an e-mail address such as n
 
 /** What the caller says about the process and its people (creator info without the date). */
 export const CreatorInputSchema = z.object({
-  tool: z.object({ name: z.string().min(1), version: z.string().min(1).optional() }),
+  // The reference reader (ascmhl) fails on a <tool> without a version attribute: always write one.
+  tool: z.object({ name: z.string().min(1), version: z.string().min(1) }),
   hostName: z.string().min(1),
   authors: z.array(z.object({ name: z.string().min(1), email: email.optional(), phone: z.string().optional(), role: z.string().optional() })).default([]),
   location: z.string().optional(),

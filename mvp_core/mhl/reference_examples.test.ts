@@ -135,7 +135,7 @@ describe("regenerating each scenario's last step byte for byte", () => {
         {
           rootName: path.basename(scope),
           createdAt: new Date(when),
-          creator: { tool: top.creator.tool, hostName: top.creator.hostName },
+          creator: { tool: { name: top.creator.tool.name, version: top.creator.tool.version as string }, hostName: top.creator.hostName },
           process: top.process === "transfer" ? "transfer" : "in-place",
           hashFormat,
           files,
