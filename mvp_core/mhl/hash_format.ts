@@ -54,9 +54,14 @@ export function hashBytes(format: MhlHashFormat, value: string): Uint8Array {
   return hexToBytes(value);
 }
 
+// Directory hashes decode two digests per file: a table lookup, not parseInt on slices.
+function nibble(c: number): number {
+  return c <= 57 ? c - 48 : c - 87; // "0"-"9", "a"-"f" (isHashValue checked the alphabet)
+}
+
 function hexToBytes(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length >> 1);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  for (let i = 0; i < out.length; i++) out[i] = (nibble(hex.charCodeAt(2 * i)) << 4) | nibble(hex.charCodeAt(2 * i + 1));
   return out;
 }
 
