@@ -155,6 +155,16 @@ describe("a damaged history", () => {
     expect(v.verified.length).toBe(1);
   });
 
+  test("without its chain file the history is reported, and a new generation does not reuse a manifest's number", async () => {
+    const root = await tree({ "a.mov": "aaa" });
+    await apply(root, await buildGeneration(await input(root, ["xxh64"], DAY1), null));
+    await unlink(path.join(root, "ascmhl/ascmhl_chain.xml"));
+    const h = (await readHistory(fs, root)) as MhlHistory;
+    expect(allProblems(h).map((p) => p.kind)).toEqual(["missing_chain", "unlisted_manifest"]);
+    const r = await buildGeneration(await input(root, ["xxh64"], DAY2), h);
+    expect(r.manifests.map((m) => m.fileName)).toEqual(["0002_Shoot42_2026-12-03_080000Z.mhl"]);
+  });
+
   test("a manifest that is not ASC MHL fails with MALFORMED naming the file", async () => {
     const root = await tree({ "a.mov": "aaa" });
     await apply(root, await buildGeneration(await input(root, ["xxh64"], DAY1), null));

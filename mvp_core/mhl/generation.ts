@@ -21,7 +21,7 @@ import { chainXml } from "./chain.ts";
 import { knownFiles } from "./known_files.ts";
 import { manifestXml } from "./manifest_writer.ts";
 import { type DirectoryHashRecord, type FileHashRecord, type GenerationInput, GenerationInputSchema, type GenerationSpec, type Manifest, type RootHash } from "./model.ts";
-import { ASCMHL_DIR, CHAIN_FILE, DEFAULT_IGNORE, manifestFileName } from "./naming.ts";
+import { ASCMHL_DIR, CHAIN_FILE, DEFAULT_IGNORE, manifestFileName, manifestSequence } from "./naming.ts";
 import { baseName, compareCodePoints, joinPath, parentOf, relativeTo } from "./relative_path.ts";
 
 /** A file to write, path relative to the scope root. */
@@ -117,8 +117,10 @@ function emptyHistory(rootName: string): MhlHistory {
   return { path: "", folderName: rootName, exists: false, chain: [], generations: [], problems: [], children: [] };
 }
 
+// A manifest on disk that the chain does not list still holds its number: never reuse a name.
 function nextSequence(h: MhlHistory): number {
-  return Math.max(0, ...h.chain.map((e) => e.sequence), ...h.generations.map((g) => g.sequence)) + 1;
+  const unlisted = h.problems.filter((p) => p.kind === "unlisted_manifest").map((p) => manifestSequence(baseName(p.file)) ?? 0);
+  return Math.max(0, ...h.chain.map((e) => e.sequence), ...h.generations.map((g) => g.sequence), ...unlisted) + 1;
 }
 
 /**
