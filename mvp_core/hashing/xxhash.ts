@@ -10,7 +10,6 @@
  * libc, an install without optional dependencies) the WebAssembly one computes the same digests,
  * slower. `xxhashBackend()` says which one this process uses so the DKU can report it.
  */
-import { createXXHash3, createXXHash64, createXXHash128 } from "hash-wasm";
 
 /** The xxHash variants the ASC MHL names (xxh3 is XXH3-64, xxh128 is XXH3-128). */
 export type XxhAlgorithm = "xxh64" | "xxh3" | "xxh128";
@@ -28,6 +27,16 @@ export interface Hasher {
 export type XxhBackend = "native" | "wasm";
 
 type NativeModule = typeof import("@node-rs/xxhash");
+type WasmModule = typeof import("hash-wasm");
+
+let wasmModule: Promise<WasmModule> | null = null;
+
+// hash-wasm carries every algorithm it offers (argon2, bcrypt…) and decodes them when imported,
+// ~50 ms: load it only when XXH128 or the fallback is asked for, not at every process start.
+function loadWasm(): Promise<WasmModule> {
+  wasmModule ??= import("hash-wasm");
+  return wasmModule;
+}
 
 let native: Promise<NativeModule | null> | null = null;
 let nativeError: string | null = null;
@@ -68,8 +77,8 @@ export async function createXxhHasher(algorithm: XxhAlgorithm, backend?: XxhBack
     if (backend === "native") throw new Error(`the native xxHash module did not load: ${nativeError ?? "unknown"}`);
   }
   if (algorithm === "xxh128" && backend === "native") throw new Error("the native xxHash module has no streaming XXH128");
-  const create = algorithm === "xxh64" ? createXXHash64 : algorithm === "xxh3" ? createXXHash3 : createXXHash128;
-  const h = await create();
+  const w = await loadWasm();
+  const h = await (algorithm === "xxh64" ? w.createXXHash64() : algorithm === "xxh3" ? w.createXXHash3() : w.createXXHash128());
   h.init();
   return { update: (chunk) => void h.update(chunk), digest: () => h.digest("hex") };
 }
@@ -84,7 +93,7 @@ export async function xxhOneShot(algorithm: XxhAlgorithm): Promise<(data: Uint8A
   if (algorithm === "xxh3") return (data) => hex64(Bun.hash.xxHash3(data));
   const m = await loadNative();
   if (m !== null) return (data) => m.xxh3.xxh128(data).toString(16).padStart(32, "0");
-  const h = await createXXHash128();
+  const h = await (await loadWasm()).createXXHash128();
   return (data) => {
     h.init();
     h.update(data);
