@@ -14,7 +14,7 @@ plugin({
   },
 });
 
-const { createXxhHasher, xxhOf, xxhashBackend } = await import("./xxhash.ts");
+const { createXxhHasher, createXxhHasherSync, xxhOf, xxhashBackend } = await import("./xxhash.ts");
 const data = new TextEncoder().encode("ketter");
 const out: Record<string, string> = { ...(await xxhashBackend()) } as Record<string, string>;
 for (const alg of ["xxh64", "xxh3", "xxh128"] as const) {
@@ -22,5 +22,11 @@ for (const alg of ["xxh64", "xxh3", "xxh128"] as const) {
   h.update(data);
   out[alg] = h.digest();
   out[`${alg}_oneshot`] = await xxhOf(alg, data);
+}
+try {
+  createXxhHasherSync("xxh64");
+  out.sync = "created";
+} catch (e) {
+  out.sync = (e as Error).message;
 }
 console.log(JSON.stringify(out));

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { type XxhAlgorithm, type XxhBackend, createXxhHasher, xxhOf, xxhashBackend } from "./xxhash.ts";
+import { type XxhAlgorithm, type XxhBackend, createXxhHasher, createXxhHasherSync, xxhOf, xxhashBackend } from "./xxhash.ts";
 
 const FLAG: Record<XxhAlgorithm, string> = { xxh64: "-H1", xxh3: "-H3", xxh128: "-H2" };
 const SIZES = [0, 1, 3, 4, 8, 16, 17, 32, 33, 128, 129, 240, 241, 255, 256, 1023, 1024, 1025, 65536 + 3, (1 << 20) + 7, 3_000_001];
@@ -66,6 +66,13 @@ describe("digests equal xxhsum's", () => {
   }
 });
 
+test("once the native module is loaded, XXH64/XXH3 hashers can be created synchronously", async () => {
+  await xxhashBackend();
+  const h = createXxhHasherSync("xxh3");
+  h.update(data.subarray(0, 1000));
+  expect(h.digest()).toBe(await xxhOf("xxh3", data.subarray(0, 1000)));
+});
+
 test("the native backend has no streaming XXH128, and says so", async () => {
   await expect(createXxhHasher("xxh128", "native")).rejects.toThrow("no streaming XXH128");
 });
@@ -79,6 +86,7 @@ test("without the native module (no prebuilt binary) the WebAssembly fallback gi
   const got = JSON.parse(out) as Record<string, string>;
   expect(got.backend).toBe("wasm");
   expect(got.reason).toContain("simulated");
+  expect(got.sync).toContain("the native xxHash module is not loaded");
   for (const alg of ["xxh64", "xxh3", "xxh128"] as const) {
     const want = await xxhsum(alg, file);
     expect([got[alg], got[`${alg}_oneshot`]]).toEqual([want, want]);

@@ -44,7 +44,7 @@ let nativeError: string | null = null;
 /** Loads the native module once; null (with the reason kept for xxhashBackend) when it cannot load. */
 function loadNative(): Promise<NativeModule | null> {
   native ??= import("@node-rs/xxhash").then(
-    (m) => m,
+    (m) => (nativeLoaded = m),
     (e: unknown) => {
       nativeError = e instanceof Error ? e.message : String(e);
       return null;
@@ -63,17 +63,27 @@ function hex64(v: bigint): string {
   return v.toString(16).padStart(16, "0");
 }
 
+let nativeLoaded: NativeModule | null = null;
+
+/**
+ * A streaming XXH64/XXH3 hasher created synchronously, for the engine's synchronous
+ * `createHasher`: available once `xxhashBackend()` (or any async call here) found the native
+ * module; throws otherwise, so the caller offers these algorithms only when the backend is native.
+ */
+export function createXxhHasherSync(algorithm: "xxh64" | "xxh3"): Hasher {
+  const m = nativeLoaded;
+  if (m === null) throw new Error("the native xxHash module is not loaded: await xxhashBackend() first, or use createXxhHasher");
+  const h = algorithm === "xxh64" ? new m.Xxh64() : m.xxh3.Xxh3.withSeed();
+  return { update: (chunk) => void h.update(chunk), digest: () => hex64(h.digest()) };
+}
+
 /**
  * A streaming xxHash hasher. `backend` forces one implementation (tests compare both with
  * `xxhsum`); by default XXH64/XXH3 use the native module when it loads, XXH128 always WebAssembly.
  */
 export async function createXxhHasher(algorithm: XxhAlgorithm, backend?: XxhBackend): Promise<Hasher> {
   if (algorithm !== "xxh128" && backend !== "wasm") {
-    const m = await loadNative();
-    if (m !== null) {
-      const h = algorithm === "xxh64" ? new m.Xxh64() : m.xxh3.Xxh3.withSeed();
-      return { update: (chunk) => void h.update(chunk), digest: () => hex64(h.digest()) };
-    }
+    if ((await loadNative()) !== null) return createXxhHasherSync(algorithm);
     if (backend === "native") throw new Error(`the native xxHash module did not load: ${nativeError ?? "unknown"}`);
   }
   if (algorithm === "xxh128" && backend === "native") throw new Error("the native xxHash module has no streaming XXH128");
