@@ -55,7 +55,10 @@ function fileRecord(el: XmlElement, bad: Bad): FileHashRecord {
   const r: FileHashRecord = { kind: "file", path: recordPath(el, bad), hashes: hashValues(el, bad) };
   if (r.hashes.length === 0) throw bad(`the record of ${JSON.stringify(r.path)} has no hash`);
   if (r.hashes.some((h) => h.action === undefined)) throw bad(`a hash of ${JSON.stringify(r.path)} has no action`);
-  if (pathEl.attrs.size !== undefined) r.size = Number(pathEl.attrs.size);
+  if (pathEl.attrs.size !== undefined) {
+    r.size = Number(pathEl.attrs.size);
+    if (!Number.isSafeInteger(r.size) || r.size < 0) throw bad(`the size of ${JSON.stringify(r.path)} is ${JSON.stringify(pathEl.attrs.size)}, not a byte count`);
+  }
   return withDatesAndPreviousPath(r, el, pathEl);
 }
 

@@ -40,4 +40,5 @@ test("a manifest with a namespace prefix reads like one without", () => {
   expect(() => parseManifest(doc.replaceAll("urn:ASC:MHL:v2.0", "urn:other"), "other.mhl")).toThrow("other.mhl is not a valid ASC MHL manifest: the root element is <hashlist>");
   expect(() => parseManifest(doc.replace('action="original"', 'action="maybe"'), "a.mhl")).toThrow('action "maybe"');
   expect(() => parseManifest(doc.replace("Clips/A.mov", "../A.mov"), "p.mhl")).toThrow('has a ".." segment');
+  expect(() => parseManifest(doc.replace('size="5"', 'size="five"'), "s.mhl")).toThrow('the size of "Clips/A.mov" is "five", not a byte count');
 });
