@@ -72,7 +72,10 @@ export function knownFiles(top: MhlHistory): Map<string, KnownFile> {
   return out;
 }
 
-/** Fastest to compute first (docs/mhl.md): the format verification uses when a file has several. */
+/**
+ * The format verification uses when a file has several: cheapest first on every backend (xxh128
+ * is as cheap as xxh3 with the system library but far slower without it; docs/mhl.md).
+ */
 export const VERIFY_PREFERENCE: readonly MhlHashFormat[] = ["xxh3", "xxh64", "xxh128", "sha1", "md5", "c4"];
 
 /** The recorded hash to verify `file` against: the first usable one in the preferred format available. */
