@@ -18,7 +18,7 @@ import { type MhlHashFormat, isHashValue } from "./hash_format.ts";
 import { type MhlHistory, closestHistory, historiesBottomUp, historyAt, ignorePatterns } from "./history.ts";
 import { IgnoreSpec } from "./ignore.ts";
 import { chainXml } from "./chain.ts";
-import { knownFiles } from "./known_files.ts";
+import { type KnownFile, knownFiles } from "./known_files.ts";
 import { manifestXml } from "./manifest_writer.ts";
 import { type DirectoryHashRecord, type FileHashRecord, type GenerationInput, GenerationInputSchema, type GenerationSpec, type Manifest, type RootHash } from "./model.ts";
 import { ASCMHL_DIR, CHAIN_FILE, DEFAULT_IGNORE, manifestFileName, manifestSequence } from "./naming.ts";
@@ -123,6 +123,79 @@ function nextSequence(h: MhlHistory): number {
   return Math.max(0, ...h.chain.map((e) => e.sequence), ...h.generations.map((g) => g.sequence), ...unlisted) + 1;
 }
 
+/** Everything one buildGeneration call works with. */
+interface Session {
+  spec: GenerationSpec;
+  top: MhlHistory;
+  /** creationdate and every hashdate: one instant for the whole operation (spec 6.3). */
+  when: string;
+  known: Map<string, KnownFile>;
+  pending: Map<MhlHistory, Pending>;
+  hasher: DirectoryHasher | null;
+  mtimes: Map<number, string>;
+  result: GenerationResult;
+}
+
+function pendingFor(s: Session, h: MhlHistory): Pending {
+  let p = s.pending.get(h);
+  if (p === undefined) {
+    const existing = h.exists ? ignorePatterns(h) : [];
+    const ignore = [...new Set([...existing, ...DEFAULT_IGNORE, ...s.spec.ignore])];
+    p = { records: [], ignore, spec: new IgnoreSpec(ignore) };
+    s.pending.set(h, p);
+  }
+  return p;
+}
+
+// Files of one job mostly share few distinct modification times: format each once.
+function mtimeText(s: Session, d: Date): string {
+  const t = Math.floor(d.getTime() / 1000);
+  let text = s.mtimes.get(t);
+  if (text === undefined) s.mtimes.set(t, (text = formatDateTime(d)));
+  return text;
+}
+
+function recordFile(s: Session, f: GenerationSpec["files"][number]): void {
+  const { history, rel } = closestHistory(s.top, f.path);
+  const actions = decideActions(f.path, f.hashes, s.known.get(f.path), s.result.failed);
+  const rec: FileHashRecord = { kind: "file", path: rel, size: f.size, hashes: actions.map(([format, value, action]) => ({ format, value, action, hashDate: s.when })) };
+  if (f.lastModified !== undefined) rec.lastModificationDate = mtimeText(s, f.lastModified);
+  pendingFor(s, history).records.push(rec);
+}
+
+function recordDirectory(s: Session, path: string, node: Node, pair: DirectoryHashPair): void {
+  const fmt = s.spec.hashFormat;
+  const hashes = { content: [{ format: fmt, value: pair.content, hashDate: s.when }], structure: [{ format: fmt, value: pair.structure, hashDate: s.when }] };
+  if (path === "") {
+    pendingFor(s, s.top).rootHash = hashes;
+    return;
+  }
+  // A nested history's root: its own roothash, and a directory hash in the history holding it.
+  const nested = historyAt(s.top, path);
+  if (nested !== undefined) pendingFor(s, nested).rootHash = hashes;
+  const { history, rel } = closestHistory(s.top, path);
+  const rec: DirectoryHashRecord = { kind: "directory", path: rel, ...hashes };
+  if (node.mtime !== undefined) rec.lastModificationDate = formatDateTime(node.mtime);
+  pendingFor(s, history).records.push(rec);
+}
+
+/** Post-order, code-point order: subfolders, then the folder's files, then the folder itself. */
+function recordFolder(s: Session, path: string, node: Node): DirectoryHashPair | null {
+  const dh = s.hasher?.folder() ?? null;
+  for (const name of [...node.dirs.keys()].sort(compareCodePoints)) {
+    const pair = recordFolder(s, joinPath(path, name), node.dirs.get(name) as Node);
+    if (pair !== null) dh?.addDirectory(name, pair);
+  }
+  for (const f of [...node.files].sort((a, b) => compareCodePoints(a.path, b.path))) {
+    recordFile(s, f);
+    dh?.addFile(baseName(f.path), f.hashes[s.spec.hashFormat] as string);
+  }
+  if (dh === null) return null;
+  const pair = dh.finish();
+  recordDirectory(s, path, node, pair);
+  return pair;
+}
+
 /**
  * The next generation for the folder `input.rootName`, appended to `history` (read from that folder,
  * or from the source whose history the transfer carries) or starting one when it is null.
@@ -131,74 +204,32 @@ function nextSequence(h: MhlHistory): number {
 export async function buildGeneration(input: GenerationInput, history: MhlHistory | null): Promise<GenerationResult> {
   const spec = validate(input);
   const top = history ?? emptyHistory(spec.rootName);
-  const when = formatDateTime(spec.createdAt);
-  const known = knownFiles(top);
-  const pending = new Map<MhlHistory, Pending>();
-  const pendingFor = (h: MhlHistory): Pending => {
-    let p = pending.get(h);
-    if (p === undefined) {
-      const existing = h.exists ? ignorePatterns(h) : [];
-      const ignore = [...new Set([...existing, ...DEFAULT_IGNORE, ...spec.ignore])];
-      p = { records: [], ignore, spec: new IgnoreSpec(ignore) };
-      pending.set(h, p);
-    }
-    return p;
+  const s: Session = {
+    spec,
+    top,
+    when: formatDateTime(spec.createdAt),
+    known: knownFiles(top),
+    pending: new Map(),
+    hasher: spec.directoryHashes ? await DirectoryHasher.start(spec.hashFormat) : null,
+    mtimes: new Map(),
+    result: { writes: [], manifests: [], failed: [], ignored: [] },
   };
   const keep = (path: string, isDir: boolean) => {
-    const { history, rel } = closestHistory(top, path);
-    return !pendingFor(history).spec.ignores(rel, isDir);
+    const { history: h, rel } = closestHistory(top, path);
+    return !pendingFor(s, h).spec.ignores(rel, isDir);
   };
-  const result: GenerationResult = { writes: [], manifests: [], failed: [], ignored: [] };
-  const tree = buildTree(spec, keep, result.ignored);
-  const fmt = spec.hashFormat;
-  // Files of one job mostly share few distinct modification times: format each once.
-  const mtimes = new Map<number, string>();
-  const mtimeText = (d: Date) => {
-    const t = Math.floor(d.getTime() / 1000);
-    let s = mtimes.get(t);
-    if (s === undefined) mtimes.set(t, (s = formatDateTime(d)));
-    return s;
-  };
-  const hasher = spec.directoryHashes ? await DirectoryHasher.start(fmt) : null;
-
-  const visit = (path: string, node: Node): DirectoryHashPair | null => {
-    const dh = hasher?.folder() ?? null;
-    for (const name of [...node.dirs.keys()].sort(compareCodePoints)) {
-      const pair = visit(joinPath(path, name), node.dirs.get(name) as Node);
-      if (pair !== null) dh?.addDirectory(name, pair);
-    }
-    for (const f of [...node.files].sort((a, b) => compareCodePoints(a.path, b.path))) {
-      const { history, rel } = closestHistory(top, f.path);
-      const actions = decideActions(f.path, f.hashes, known.get(f.path), result.failed);
-      const rec: FileHashRecord = { kind: "file", path: rel, size: f.size, hashes: actions.map(([format, value, action]) => ({ format, value, action, hashDate: when })) };
-      if (f.lastModified !== undefined) rec.lastModificationDate = mtimeText(f.lastModified);
-      pendingFor(history).records.push(rec);
-      dh?.addFile(baseName(f.path), f.hashes[fmt] as string);
-    }
-    if (dh === null) return null;
-    const pair = dh.finish();
-    const hashes = { content: [{ format: fmt, value: pair.content, hashDate: when }], structure: [{ format: fmt, value: pair.structure, hashDate: when }] };
-    if (path === "") pendingFor(top).rootHash = hashes;
-    else {
-      const nested = historyAt(top, path);
-      if (nested !== undefined) pendingFor(nested).rootHash = hashes;
-      const { history, rel } = closestHistory(top, path);
-      const rec: DirectoryHashRecord = { kind: "directory", path: rel, ...hashes };
-      if (node.mtime !== undefined) rec.lastModificationDate = formatDateTime(node.mtime);
-      pendingFor(history).records.push(rec);
-    }
-    return pair;
-  };
-  const rootPair = visit("", tree);
-  if (rootPair !== null) result.rootHash = { format: fmt, ...rootPair };
-  commit(top, spec, when, pending, result);
-  if (result.manifests.length === 0) throw new MhlError("BAD_INPUT", "nothing to record: no file is left after the ignore patterns and directory hashes are off");
-  return result;
+  const rootPair = recordFolder(s, "", buildTree(spec, keep, s.result.ignored));
+  if (rootPair !== null) s.result.rootHash = { format: spec.hashFormat, ...rootPair };
+  commit(s);
+  if (s.result.manifests.length === 0) throw new MhlError("BAD_INPUT", "nothing to record: no file is left after the ignore patterns and directory hashes are off");
+  return s.result;
 }
 
 const utf8 = new TextEncoder();
 
-function commit(top: MhlHistory, spec: GenerationSpec, when: string, pending: Map<MhlHistory, Pending>, result: GenerationResult): void {
+/** Serialises each changed history's manifest, nested ones first (their C4 goes in the references), and its chain. */
+function commit(s: Session): void {
+  const { top, spec, when, pending, result } = s;
   const written = new Map<MhlHistory, NewManifest>();
   for (const h of historiesBottomUp(top)) {
     const p = pending.get(h);
