@@ -4,7 +4,7 @@
  * Every manifest and chain written is validated against the ASC's XSDs with xmllint.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdir, readFile, rm, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, readFile, readdir, rm, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { buildGeneration, type GenerationResult } from "./generation.ts";
 import type { MhlHashFormat } from "./hash_format.ts";
@@ -14,7 +14,7 @@ import { knownFiles } from "./known_files.ts";
 import { parseManifest } from "./manifest_reader.ts";
 import type { FileHashRecord, GenerationInput } from "./model.ts";
 import { scanTree } from "./scan.ts";
-import { tempDir, validateXsd } from "./test_support.ts";
+import { referenceDir, tempDir, validateXsd } from "./test_support.ts";
 import { verifyFolder } from "./verify_folder.ts";
 
 const fs = localMhlFs();
@@ -202,6 +202,40 @@ describe("nested histories", () => {
     expect(kinds).toEqual(["bad_reference", "manifest_changed"]);
   });
 });
+
+describe("appending to a history the ASC's tool wrote", () => {
+  test("a Ketter transfer generation on scenario 5's nested Reels folder validates, verifies and references both cards", async () => {
+    const dir = await tempDir("append");
+    dirs.push(dir);
+    const root = path.join(dir, "Reels");
+    await cp(path.join(referenceDir(), "examples/scenarios/Output/scenario_05/file_server/Reels"), root, { recursive: true });
+    await chmodTree(root);
+    const h = (await readHistory(fs, root)) as MhlHistory;
+    const r = await buildGeneration(await input(root, ["xxh64"], DAY2), h);
+    expect(r.failed).toEqual([]);
+    expect(r.manifests.map((m) => `${m.historyPath}:${m.fileName}`)).toEqual(["A002R2EC:0003_A002R2EC_2026-12-03_080000Z.mhl", "A003R2EC:0003_A003R2EC_2026-12-03_080000Z.mhl", ":0002_Reels_2026-12-03_080000Z.mhl"]);
+    await apply(root, r);
+    const v = await verifyFolder(fs, root);
+    expect([v.ok, v.verified.length, v.historyProblems]).toEqual([true, 7, []]);
+    const top = v.history.generations.at(-1)?.manifest;
+    expect(top?.process).toBe("transfer");
+    expect(top?.references.map((x) => x.path)).toEqual(["A002R2EC/ascmhl/0003_A002R2EC_2026-12-03_080000Z.mhl", "A003R2EC/ascmhl/0003_A003R2EC_2026-12-03_080000Z.mhl"]);
+    // ascmhl's root hash of Reels (same files) is reproduced by Ketter's generation.
+    expect(top?.rootHash?.content[0]?.value).toBe("92950bc8fda076ec");
+    const actions = v.history.children[0]?.generations.at(-1)?.manifest.hashes.flatMap((x) => (x.kind === "file" ? x.hashes.map((y) => y.action) : []));
+    expect(actions).toEqual(["verified", "verified", "verified"]);
+  });
+});
+
+/** The reference copy is read-only (the shared folder): make the copy writable. */
+async function chmodTree(dir: string): Promise<void> {
+  await chmod(dir, 0o755);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chmodTree(p);
+    else await chmod(p, 0o644);
+  }
+}
 
 describe("bad input is refused with what to fix", () => {
   const base = (files: GenerationInput["files"]): GenerationInput => ({ rootName: "R", createdAt: DAY1, creator: CREATOR, hashFormat: "xxh64", files });
