@@ -56,7 +56,7 @@ function loadNative(): Promise<NativeModule | null> {
 
 function systemFor(algorithm: XxhAlgorithm) {
   const { lib } = loadSystemXxhash();
-  return lib !== null && (algorithm !== "xxh128" || lib.xxh128) ? lib : null;
+  return lib !== null && (algorithm !== "xxh128" || lib.hasXxh128()) ? lib : null;
 }
 
 /** Which backend each algorithm uses in this process, and why the faster ones are not in use. */
@@ -66,7 +66,7 @@ export async function xxhashBackend(): Promise<{ xxh64: XxhBackend; xxh3: XxhBac
   const pick = (a: XxhAlgorithm): XxhBackend => (systemFor(a) !== null ? "system" : a !== "xxh128" && m !== null ? "native" : "wasm");
   const unavailable: Partial<Record<XxhBackend, string>> = {};
   if (sys.lib === null) unavailable.system = sys.reason ?? "unknown";
-  else if (!sys.lib.xxh128) unavailable.system = "XXH128 digest shim did not compile (XXH64/XXH3 still use the system library)";
+  else if (!sys.lib.hasXxh128()) unavailable.system = "XXH128 digest shim did not compile (XXH64/XXH3 still use the system library)";
   if (m === null) unavailable.native = nativeError ?? "unknown";
   return { xxh64: pick("xxh64"), xxh3: pick("xxh3"), xxh128: pick("xxh128"), unavailable };
 }

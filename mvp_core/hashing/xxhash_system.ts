@@ -33,8 +33,8 @@ type Update = (state: Pointer, data: Pointer, length: number) => number;
 export interface SystemXxhash {
   /** Whether the run-time dispatch (SIMD) entry points were found. */
   dispatch: boolean;
-  /** Whether XXH128 works (its digest needs the compiled shim). */
-  xxh128: boolean;
+  /** Whether XXH128 works: its digest needs the shim, compiled (~5 ms) the first time this is asked. */
+  hasXxh128(): boolean;
   create(algorithm: XxhAlgorithm): Hasher;
 }
 
@@ -98,16 +98,22 @@ function open(): SystemXxhash {
   const call = <T>(name: string, ...a: unknown[]) => (symbols[name] as unknown as (...x: unknown[]) => T)(...a);
   const u3 = symbols[dispatch ? "XXH3_64bits_update_dispatch" : "XXH3_64bits_update"] as unknown as Update;
   const u128 = symbols[dispatch ? "XXH3_128bits_update_dispatch" : "XXH3_128bits_update"] as unknown as Update;
-  let digest128: ((state: Pointer, out: Pointer) => void) | null = null;
-  try {
-    const shim = cc({ source: path.join(import.meta.dir, "xxh128_digest.c"), library: [`:${SONAME}`], symbols: { ketter_xxh128_digest: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.void } } });
-    digest128 = shim.symbols.ketter_xxh128_digest as (state: Pointer, out: Pointer) => void;
-  } catch {
-    digest128 = null;
-  }
+  // undefined: not compiled yet; null: the compile failed (XXH128 then comes from another backend).
+  let digest128: ((state: Pointer, out: Pointer) => void) | null | undefined;
+  const shim = () => {
+    if (digest128 === undefined) {
+      try {
+        const lib = cc({ source: path.join(import.meta.dir, "xxh128_digest.c"), library: [`:${SONAME}`], symbols: { ketter_xxh128_digest: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.void } } });
+        digest128 = lib.symbols.ketter_xxh128_digest as (state: Pointer, out: Pointer) => void;
+      } catch {
+        digest128 = null;
+      }
+    }
+    return digest128;
+  };
   return {
     dispatch,
-    xxh128: digest128 !== null,
+    hasXxh128: () => shim() !== null,
     create(algorithm) {
       if (algorithm === "xxh64") {
         const st = call<Pointer>("XXH64_createState");
@@ -120,8 +126,8 @@ function open(): SystemXxhash {
         call("XXH3_64bits_reset", st);
         return stateHasher(st, u3, () => hex64(call<bigint>("XXH3_64bits_digest", st)), free);
       }
-      const d128 = digest128;
-      if (d128 === null) {
+      const d128 = shim();
+      if (d128 === null || d128 === undefined) {
         free();
         throw new Error("XXH128 needs the digest shim, which did not compile");
       }
