@@ -2,7 +2,7 @@
  * For the MHL tests: where the ASC reference material is (../shared/ascmhl beside the checkout,
  * or KETTER_ASCMHL_REFERENCE), XSD validation with xmllint, and temp folders.
  */
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -32,6 +32,7 @@ function localChainXsd(): Promise<string> {
     const ref = referenceDir();
     const text = await readFile(path.join(ref, "xsd/ASCMHLDirectory.xsd"), "utf8");
     const dir = await tempDir("xsd");
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
     const out = path.join(dir, "ASCMHLDirectory.xsd");
     await writeFile(out, text.replace(/schemaLocation="[^"]*"/, `schemaLocation="${path.join(ref, "xsd/ASCMHL.xsd")}"`));
     return out;
