@@ -2,8 +2,8 @@
  * For the MHL tests: where the ASC reference material is (../shared/ascmhl beside the checkout,
  * or KETTER_ASCMHL_REFERENCE), XSD validation with xmllint, and temp folders.
  */
-import { existsSync, rmSync } from "node:fs";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -27,12 +27,14 @@ export function tempDir(prefix: string): Promise<string> {
 let chainXsd: Promise<string> | undefined;
 
 // ASCMHLDirectory.xsd imports ASCMHL.xsd from a URL; validation runs offline against the local copy.
+// The rewritten schema goes to one fixed file per reference location, rewritten each run (not one
+// temp folder per test process, which bun test would leave behind).
 function localChainXsd(): Promise<string> {
   chainXsd ??= (async () => {
     const ref = referenceDir();
     const text = await readFile(path.join(ref, "xsd/ASCMHLDirectory.xsd"), "utf8");
-    const dir = await tempDir("xsd");
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const dir = path.join(tmpdir(), `ketter-ascmhl-xsd-${Bun.hash.xxHash3(ref).toString(16)}`);
+    await mkdir(dir, { recursive: true });
     const out = path.join(dir, "ASCMHLDirectory.xsd");
     await writeFile(out, text.replace(/schemaLocation="[^"]*"/, `schemaLocation="${path.join(ref, "xsd/ASCMHL.xsd")}"`));
     return out;
