@@ -18,9 +18,10 @@ trap 'exit 143' TERM
 
 # postgresql: server binaries; redis-server; openssh-*: the test sshd and the reference tools;
 # rsync/zip/unzip: remote tools the SSH strategies use; chromium: the Swagger UI test;
-# docker-compose: validates docker-compose.yml without a Docker engine.
+# docker-compose: validates docker-compose.yml without a Docker engine; xxhash (xxhsum) and
+# libxml2-utils (xmllint): the references the MHL tests compare digests and XSD validity with.
 if is_root; then
-  ensure_packages postgresql redis-server openssh-server openssh-client rsync zip unzip chromium docker-compose procps
+  ensure_packages postgresql redis-server openssh-server openssh-client rsync zip unzip chromium docker-compose procps xxhash libxml2-utils
 fi
 ensure_bun
 ensure_node_modules
