@@ -22,7 +22,7 @@ import { type Manifest, scan } from "./steps/scan.ts";
 import { type EngineEvent, type FileOutcome, type Phase, type Progress, type TransferResult, type TransferSpecInput, parseSpec } from "./spec.ts";
 import { FileLedger } from "./file_ledger.ts";
 import { type Comparison, compareWithTarget } from "./steps/compare.ts";
-import { conflicts, mergeInto, mirror, refuseConflicts } from "./steps/merge.ts";
+import { conflicts, finishMerge, mergeInto, mirror, refuseConflicts } from "./steps/merge.ts";
 import { TransferError } from "./errors.ts";
 import type { Entry } from "./endpoints/endpoint.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
@@ -192,7 +192,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     const replaced = await timed("commit", async () => {
       await beside;
       await run.hooks.beforeStep?.("commit");
-      if (cmp !== null) await mergeInto(run, sent, m, staging, targetPath, cmp.targetTree);
+      if (cmp !== null) await mergeInto(run, sent, staging, targetPath, cmp.targetTree);
       const replaced = cmp === null ? await commit(run, staging, targetPath) : true;
       committed = true;
       return replaced;
@@ -205,6 +205,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
     }
     const mirrored = cmp !== null && run.spec.mirror && run.ledger.counts.failed === 0 ? await mirror(run, m, targetPath, cmp.targetTree) : 0;
+    if (cmp !== null) await finishMerge(run, m, targetPath);
 
     // A move removes only what is proven at the target: sent and verified, or found equal by content.
     const removable = removableSources(m, sent, cmp);

@@ -55,19 +55,21 @@ export async function checkPaths(run: Run, early?: StatPrefetch): Promise<Checke
     });
   }
   const targetExists = missingParents.length > 0 ? null : await stat(targetPath);
-  if (targetExists !== null && !spec.overwrite) {
+  // sync (and a retry of failed files) updates an existing target in place instead of replacing it.
+  const merging = spec.sync !== "off" || run.only !== null;
+  if (targetExists !== null && !spec.overwrite && !merging) {
     throw new TransferError("TARGET_EXISTS", `target ${dst} already exists; allow overwrite to replace it, or choose another target`, {
       details: { path: targetPath },
     });
   }
   if (sourceMissing) throw new TransferError("SOURCE_NOT_FOUND", `source ${src} does not exist on ${source.label}; check the path`, { details: { path: sourcePath } });
   if (targetExists !== null && relation === "source-inside") {
-    throw new TransferError("SOURCE_INSIDE_TARGET", `the source ${src} lies inside the target ${dst}: replacing the target would delete the source; choose another target`, {
+    throw new TransferError("SOURCE_INSIDE_TARGET", `the source ${src} lies inside the target ${dst}: ${merging ? "updating" : "replacing"} the target could delete the source; choose another target`, {
       details: { source: sourcePath, target: targetPath },
     });
   }
   if (relation === "unknown" && (spec.mode === "move" || targetExists !== null)) {
-    const step = spec.mode === "move" ? "move (which deletes the source)" : `replace ${dst}`;
+    const step = spec.mode === "move" ? "move (which deletes the source)" : `${merging ? "update" : "replace"} ${dst}`;
     throw new TransferError("LOCATION_UNKNOWN", `cannot prove that ${src} on ${source.label} and ${dst} on ${target.label} are different places (${unknownWhy(sLoc, tLoc)}), so Ketter will not ${step}; copy without overwrite instead, or give the SSH account a shell with stat so it can tell`, {
       details: { source: sourcePath, target: targetPath },
     });

@@ -8,6 +8,7 @@
  */
 import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { throwIfCancelled } from "../cancel.ts";
+import { fromSystemError } from "../errors.ts";
 import { createHasher } from "../hash.ts";
 import { joinRel } from "../paths.ts";
 import { runPool } from "../pool.ts";
@@ -45,7 +46,8 @@ export async function copyFiles(run: Run, files: readonly Entry[], loc: Location
     try {
       const digest = await copyStream(run, e, joinRel(loc.sourcePath, e.path), joinRel(loc.stagingPath, e.path), alg);
       if (digest !== undefined) hashes.set(e.path, digest);
-    } catch (err) {
+    } catch (caught) {
+      const err = fromSystemError(caught, joinRel(loc.sourcePath, e.path), "copy");
       // skipFileErrors: this file's own failure is recorded and the others go on (its partial copy
       // is removed with the other failed files' before the verification).
       if (!run.signal?.aborted && run.ledger.fail(e, err)) return;

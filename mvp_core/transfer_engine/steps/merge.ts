@@ -36,10 +36,11 @@ export function refuseConflicts(run: Run, found: readonly Entry[]): void {
 }
 
 /**
- * Moves what `send` lists from the staging tree into the existing target; `full` is the whole
- * source (its folders' attributes are applied). The staging tree is removed at the end.
+ * Moves what `send` lists from the staging tree into the existing target, then removes the staging
+ * tree. Folder attributes come after (finishMerge), once a mirror has removed what it removes:
+ * removing an entry changes its folder's mtime.
  */
-export async function mergeInto(run: Run, send: Manifest, full: Manifest, stagingPath: string, targetPath: string, targetTree: ReadonlyMap<string, Entry>): Promise<void> {
+export async function mergeInto(run: Run, send: Manifest, stagingPath: string, targetPath: string, targetTree: ReadonlyMap<string, Entry>): Promise<void> {
   const { target } = run;
   if (send.kind === "file") {
     if (send.files.length > 0) await target.rename(stagingPath, targetPath, { replace: true });
@@ -54,8 +55,12 @@ export async function mergeInto(run: Run, send: Manifest, full: Manifest, stagin
     await target.rename(joinRel(stagingPath, e.path), joinRel(targetPath, e.path), { replace: true });
     await maybeYield();
   }
-  await applyAttributes(run, full, targetPath, []);
   await target.remove(stagingPath, { recursive: true });
+}
+
+/** The source's folder modes and mtimes on the merged target (`full`: the whole source), deepest first. */
+export async function finishMerge(run: Run, full: Manifest, targetPath: string): Promise<void> {
+  if (full.kind === "dir") await applyAttributes(run, full, targetPath, []);
 }
 
 /**
