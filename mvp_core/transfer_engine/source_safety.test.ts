@@ -52,6 +52,9 @@ interface Case {
   strategy: "auto" | "direct" | "zip";
   verify: "checksum" | "size";
   rateLimited: boolean;
+  sync: "off" | "exists" | "size" | "mtime" | "checksum";
+  mirror: boolean;
+  skipFileErrors: boolean;
 }
 
 const worldArb: fc.Arbitrary<World> = fc.record({
@@ -71,6 +74,9 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
   strategy: fc.constantFrom("auto", "direct", "zip"),
   verify: fc.constantFrom("checksum", "size"),
   rateLimited: fc.boolean(),
+  sync: fc.constantFrom("off", "off", "exists", "size", "mtime", "checksum"),
+  mirror: fc.boolean(),
+  skipFileErrors: fc.boolean(),
 });
 
 /** One entry of a world snapshot: type, mode, size, content hash and mtime (whole seconds, as SFTP keeps them); folders' mtimes are left out. */
@@ -109,6 +115,27 @@ function differences(got: Map<string, string>, want: Map<string, string>, label:
   const out: string[] = [];
   for (const [p, d] of want) if (got.get(p) !== d) out.push(`${label} ${JSON.stringify(p)}: ${got.get(p) ?? "missing"} (was ${d})`);
   for (const p of got.keys()) if (!want.has(p)) out.push(`${label} ${JSON.stringify(p)}: unexpected ${got.get(p)}`);
+  return out;
+}
+
+/**
+ * A sync into an existing target: every source entry is there afterwards (the files that differed
+ * at the level identical to the source; the ones skipped as already there unchanged), and a
+ * target entry the source lacks is unchanged, or gone only with mirror.
+ */
+function mergedProblems(targetBefore: Map<string, string>, targetAfter: Map<string, string>, source: Map<string, string>, c: Case): string[] {
+  const out: string[] = [];
+  for (const [p, d] of source) {
+    const now = targetAfter.get(p);
+    if (now === undefined) out.push(`sync lost ${JSON.stringify(p)}: not at the target`);
+    else if (d.startsWith("file") && now !== d && now !== targetBefore.get(p)) out.push(`sync made ${JSON.stringify(p)} a third version: ${now}`);
+    else if (d.startsWith("file") && now !== d && c.sync === "checksum") out.push(`sync at checksum left ${JSON.stringify(p)} different`);
+  }
+  for (const [p, d] of targetBefore) {
+    if (source.has(p)) continue;
+    const now = targetAfter.get(p);
+    if (now === undefined ? !c.mirror : now !== d && !d.startsWith("dir")) out.push(`sync changed ${JSON.stringify(p)}, which the source lacks`);
+  }
   return out;
 }
 
@@ -173,7 +200,7 @@ describe("the one rule, over generated geometries (local, SSH, SFTP-only portals
     let failure: unknown = null;
     try {
       await transfer(
-        { sourcePath: rel(c.source.root, S), targetPath: rel(c.target.root, T), mode: c.mode, overwrite: c.overwrite, strategy: c.strategy, verify: c.verify },
+        { sourcePath: rel(c.source.root, S), targetPath: rel(c.target.root, T), mode: c.mode, overwrite: c.overwrite, strategy: c.strategy, verify: c.verify, sync: c.sync, mirror: c.mirror, skipFileErrors: c.skipFileErrors },
         { source, target, options: { maxBytesPerSec: c.rateLimited ? 256 << 20 : 0 } },
       );
       outcome = "done";
@@ -185,15 +212,26 @@ describe("the one rule, over generated geometries (local, SSH, SFTP-only portals
     }
     const after = snapshotWorld(world);
     const where = `case ${JSON.stringify({ ...c, S, T })} → ${outcome}${failure ? ` (${(failure as Error).message})` : ""}`;
+    if (outcome === "VERIFY_FAILED") console.log("DEBUG", where);
     const problems: string[] = [];
     if (outcome !== "done") {
       if (!isTransferError(failure)) problems.push("the failure is not a TransferError");
       problems.push(...differences(after, before, "changed by a failed job:"));
     } else {
       const was = subtree(before, S);
-      problems.push(...differences(subtree(after, T), was, "target is not the source as it was:"));
+      const merged = c.sync !== "off" && before.has(T);
+      if (!merged) problems.push(...differences(subtree(after, T), was, "target is not the source as it was:"));
+      else problems.push(...mergedProblems(subtree(before, T), subtree(after, T), was, c));
       if (c.mode === "copy") problems.push(...differences(subtree(after, S), was, "copy changed its source:"));
-      else if (!within(S, T) && [...after.keys()].some((p) => within(p, S))) problems.push("move left its source");
+      else if (!merged && !within(S, T) && [...after.keys()].some((p) => within(p, S))) problems.push("move left its source");
+      else if (merged) {
+        // A move with sync removes only what is proven at the target; whatever is left is unchanged.
+        const left = subtree(after, S);
+        for (const [p, d] of was) {
+          if (!d.startsWith("file")) continue;
+          if (left.has(p) ? left.get(p) !== d : subtree(after, T).get(p) !== d) problems.push(`move lost ${JSON.stringify(p)}: neither at the source nor identical at the target`);
+        }
+      }
       const outside = (p: string): boolean => !within(p, T) && !(c.mode === "move" && within(p, S));
       problems.push(...differences(new Map([...after].filter(([p]) => outside(p))), new Map([...before].filter(([p]) => outside(p))), "changed outside the job:"));
     }
@@ -231,7 +269,7 @@ describe("the one rule, over generated geometries (local, SSH, SFTP-only portals
   ];
   for (const [name, c] of fixed) {
     test(`reproduction: ${name} is refused and loses nothing`, async () => {
-      const outcome = await check({ world, source: { kind: "local", root: "" }, target: { kind: "local", root: "" }, sourcePick: 0, targetPick: 0, targetNew: false, mode: "copy", overwrite: true, strategy: "auto", verify: "checksum", rateLimited: false, ...c });
+      const outcome = await check({ world, source: { kind: "local", root: "" }, target: { kind: "local", root: "" }, sourcePick: 0, targetPick: 0, targetNew: false, mode: "copy", overwrite: true, strategy: "auto", verify: "checksum", rateLimited: false, sync: "off", mirror: false, skipFileErrors: false, ...c });
       expect(["SAME_PATH", "SOURCE_INSIDE_TARGET", "TARGET_INSIDE_SOURCE"]).toContain(outcome);
     }, 60_000);
   }
