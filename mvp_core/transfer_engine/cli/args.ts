@@ -7,20 +7,26 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { STRATEGIES, TRANSFER_MODES, VERIFY_MODES, type TransferSpecInput } from "../spec.ts";
+import { STRATEGIES, SYNC_LEVELS, TRANSFER_MODES, VERIFY_MODES, type TransferSpecInput } from "../spec.ts";
 
 /** Printed with every usage error. */
 export const USAGE = `usage: bun run engine --from SRC --to DST --mode ${TRANSFER_MODES.join("|")} [--strategy ${STRATEGIES.join("|")}] [--verify ${VERIFY_MODES.slice().reverse().join("|")}]
-                  [--overwrite] [--json] [--id ID] [--identity KEYFILE] [--host-key SHA256:…]
+                  [--overwrite | --sync ${SYNC_LEVELS.join("|")} [--mirror]] [--skip-file-errors]
+                  [--json] [--id ID] [--identity KEYFILE] [--host-key SHA256:…]
        bun run engine --help | --version
 
   Copies or moves SRC (a file or a folder) so that it becomes exactly DST, like \`cp -rT SRC DST\`:
   DST is the name of the copy, not a folder to put it in. DST's parent folder must exist.
-  An existing DST is refused unless --overwrite, which replaces it as a whole after verification.
+  An existing DST is refused unless --overwrite, which replaces it as a whole after verification,
+  or --sync, which updates it in place: only files that differ at that level travel (exists, size,
+  mtime = size and modification time, checksum = content), each renamed into place once verified;
+  --mirror then removes what SRC does not have. --skip-file-errors lets a file that cannot be read
+  (or changed while copied) fail alone: the rest completes, the result lists it.
   A DST inside SRC (or SRC inside a DST to replace) is refused before anything is written.
   --verify checksum (default) compares content hashes; size compares sizes only.
   --json (or a non-terminal stdout) prints one JSON result. Exit: 0 ok, 1 transfer failed, 2 bad
-  usage or a refused request, 130 interrupted (Ctrl-C: staging removed), 143 terminated.
+  usage or a refused request, 3 done but some files failed (--skip-file-errors; run again with
+  --sync checksum to send them), 130 interrupted (Ctrl-C: staging removed), 143 terminated.
   The transfer id is printed first (stderr): a crashed run's leftovers (.ketter-<id>.*) next to DST
   are cleaned up by running again with --id <id>.
 
@@ -48,7 +54,7 @@ export type CliArgs =
   | { ok: true; version: true }
   | { ok: false; message: string };
 
-const ENUMS = { mode: TRANSFER_MODES, strategy: STRATEGIES, verify: VERIFY_MODES } as const;
+const ENUMS = { mode: TRANSFER_MODES, strategy: STRATEGIES, verify: VERIFY_MODES, sync: SYNC_LEVELS } as const;
 
 /** Parses argv (without the runtime and script); relative local paths resolve against `cwd`. */
 export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<string, string | undefined> = {}): CliArgs {
@@ -68,6 +74,9 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
         identity: { type: "string" },
         "host-key": { type: "string" },
         overwrite: { type: "boolean" },
+        sync: { type: "string" },
+        mirror: { type: "boolean" },
+        "skip-file-errors": { type: "boolean" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
@@ -86,6 +95,8 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
     const v = values[name];
     if (typeof v === "string" && !(allowed as readonly string[]).includes(v)) problems.push(`--${name} must be one of ${allowed.join(", ")} (got ${JSON.stringify(v)})`);
   }
+  if (values.overwrite && typeof values.sync === "string") problems.push("--overwrite replaces the target whole and --sync updates it in place: choose one");
+  if (values.mirror && typeof values.sync !== "string") problems.push("--mirror goes with --sync LEVEL");
   if (problems.length > 0) return { ok: false, message: problems.join("; ") };
   const from = side("--from", values.from as string, cwd, problems);
   const to = side("--to", values.to as string, cwd, problems);
@@ -100,6 +111,9 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
   if (typeof values.strategy === "string") spec.strategy = values.strategy as (typeof STRATEGIES)[number];
   if (typeof values.verify === "string") spec.verify = values.verify as (typeof VERIFY_MODES)[number];
   if (typeof values.id === "string") spec.id = values.id;
+  if (typeof values.sync === "string") spec.sync = values.sync as (typeof SYNC_LEVELS)[number];
+  if (values.mirror === true) spec.mirror = true;
+  if (values["skip-file-errors"] === true) spec.skipFileErrors = true;
   return { ok: true, spec, json: values.json === true, from, to, auth };
 }
 

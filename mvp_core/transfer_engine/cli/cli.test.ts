@@ -46,6 +46,22 @@ test("copies with relative paths and prints a JSON result when stdout is not a t
   expect(treeDiff(snapshot(path.join(dir, "dst")), snapshot(path.join(dir, "src")))).toEqual([]);
 });
 
+test("--sync re-runs send only what changed; the JSON result counts files by outcome; --overwrite with --sync is bad usage", async () => {
+  writeTree(dir, { "src/a": "a", "src/b": "b", "src/c/d": "d" });
+  expect((await cli(["--from", "src", "--to", "dst", "--mode", "copy"])).code).toBe(0);
+  const again = await cli(["--from", "src", "--to", "dst", "--mode", "copy", "--sync", "mtime"]);
+  expect(again.code).toBe(0);
+  expect(JSON.parse(again.stdout).result.fileCounts).toEqual({ skipped: 3, verified: 0, failed: 0 });
+  fs.writeFileSync(path.join(dir, "src/b"), "b, longer now");
+  writeTree(dir, { "dst/extra": "x" });
+  const changed = await cli(["--from", "src", "--to", "dst", "--mode", "copy", "--sync", "size", "--mirror"]);
+  expect(JSON.parse(changed.stdout).result).toMatchObject({ fileCounts: { skipped: 2, verified: 1, failed: 0 }, mirrored: 1 });
+  expect(treeDiff(snapshot(path.join(dir, "dst")), snapshot(path.join(dir, "src")))).toEqual([]);
+  const both = await cli(["--from", "src", "--to", "dst", "--mode", "copy", "--sync", "size", "--overwrite"]);
+  expect(both.code).toBe(2);
+  expect(both.stderr).toContain("choose one");
+});
+
 test("bad usage exits 2 and says what to fix", async () => {
   const r = await cli(["--from", "src", "--mode", "clone"]);
   expect(r.code).toBe(2);

@@ -69,7 +69,7 @@ async function main(): Promise<number> {
     });
     if (live) process.stderr.write("\r\x1b[2K");
     await Bun.write(Bun.stdout, json ? `${JSON.stringify({ ok: true, result })}\n` : `${summary(result)}\n`);
-    return 0;
+    return result.fileCounts.failed > 0 ? 3 : 0;
   } catch (caught) {
     const err = fromSystemError(caught, "", "transfer");
     if (live) process.stderr.write("\r\x1b[2K");

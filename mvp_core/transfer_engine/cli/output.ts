@@ -35,7 +35,10 @@ export function summary(r: TransferResult): string {
     `done: ${r.files} files, ${r.dirs} folders, ${r.links} links, ${fmtBytes(r.bytes)} by ${r.strategy}${r.archives ? ` (${r.archives} archive${r.archives > 1 ? "s" : ""})` : ""} in ${(total / 1000).toFixed(2)}s`,
     `      ${verified}; ${phases}`,
   ];
-  if (r.sourceKept?.length) lines.push(`      kept ${r.sourceKept.length} source entries that changed during the move`);
+  const c = r.fileCounts;
+  if (c.skipped > 0 || c.failed > 0) lines.push(`      files: ${c.verified} sent and verified, ${c.skipped} already at the target, ${c.failed} failed${r.mirrored ? `; mirror removed ${r.mirrored}` : ""}`);
+  for (const f of r.failures?.slice(0, 10) ?? []) lines.push(`      failed ${JSON.stringify(f.path)}: ${f.code} ${f.message}`);
+  if (r.sourceKept?.length) lines.push(`      kept ${r.sourceKept.length} source entries (changed during the move, failed, or not proven at the target)`);
   return lines.join("\n");
 }
 
