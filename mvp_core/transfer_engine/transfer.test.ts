@@ -313,6 +313,35 @@ describe("move", () => {
   });
 });
 
+describe("a rename's commit marker", () => {
+  test("a process that dies between the rename and its record: the retry finishes as resumed", async () => {
+    writeTree(abs("src"), { "a": 10, "b/c": 20 });
+    const before = snapshot(abs("src"));
+    const spec: TransferSpecInput = { id: "rn1", sourcePath: "src", targetPath: "dst", mode: "move" };
+    const died = await run(spec, { hooks: { committed: async () => { throw new Error("killed"); } } }).catch((e: unknown) => e);
+    expect(died).toBeInstanceOf(Error);
+    expect(fs.existsSync(abs(".ketter-rn1.moved"))).toBe(true); // the rename happened, its record did not
+    const r = await run(spec);
+    expect(r.strategy).toBe("resumed");
+    expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  test("a marker whose rename never happened does not pass the old target off as the copy", async () => {
+    writeTree(abs("src"), { "a": 10 });
+    writeTree(abs("dst"), { "old": 5 });
+    const before = snapshot(abs("src"));
+    const spec: TransferSpecInput = { id: "rn2", sourcePath: "src", targetPath: "dst", mode: "move", overwrite: true };
+    // The lease is lost at the commit fence: the marker is written, nothing is renamed.
+    await run(spec, { hooks: { beforeStep: async () => { throw new TransferError("CANCELLED", "lease lost"); } } }).catch(() => undefined);
+    const r = await run(spec);
+    expect(r.strategy).toBe("rename");
+    expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
+    expect(fs.existsSync(abs("src"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+  });
+});
+
 describe("existing target", () => {
   test("is refused by default and left untouched", async () => {
     writeTree(dir, { "src/x": "new", "dst/y": "old" });

@@ -10,7 +10,7 @@ import { fromSystemError, isTransferError } from "./errors.ts";
 import { createThrottle } from "./rate_limit.ts";
 import { checkPaths, createParentFolders, probeTargetInsideSource } from "./steps/check.ts";
 import { copyFiles } from "./steps/copy_direct.ts";
-import { cleanupPhase, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
+import { cleanupPhase, markerMeansCommitted, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
@@ -136,10 +136,17 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   let p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { early, allowRename: !merging }));
   if (p.strategy === "rename") {
     run.progress.phase("commit", m.files.length, m.bytes);
+    // The marker again: a process that dies between the rename and its record is finished by the next attempt.
+    await writeCommitMarker(run, { rename: true });
     await run.hooks.beforeStep?.("commit");
-    const moved = await timed("commit", () => moveByRename(run, sourcePath, targetPath));
+    const moved = await timed("commit", () => moveByRename(run, sourcePath, targetPath)).catch(async (err: unknown) => {
+      await run.target.remove(run.names.moved).catch(() => undefined);
+      throw err;
+    });
+    if (!moved) await run.target.remove(run.names.moved);
     if (moved) {
       await run.hooks.committed?.();
+      await run.target.remove(run.names.moved);
       emitChosen(run, p, m);
       run.emit({ kind: "committed", message: `moved ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)} by renaming it` });
       run.ledger.verified(m.files, null, new Map());
@@ -205,7 +212,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
     }
     const mirrored = cmp !== null && run.spec.mirror && run.ledger.counts.failed === 0 ? await mirror(run, m, targetPath, cmp.targetTree) : 0;
-    if (cmp !== null) await finishMerge(run, m, targetPath);
+    if (cmp !== null) await finishMerge(run, m, targetPath, cmp.targetTree);
 
     // A move removes only what is proven at the target: sent and verified, or found equal by content.
     const removable = removableSources(m, sent, cmp);
@@ -219,15 +226,23 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (kept.length + notRemoved.length > 0) r.sourceKept = [...kept, ...notRemoved];
     if (mirrored > 0) r.mirrored = mirrored;
     return r;
-  } catch (err) {
+  } catch (caught) {
     // Committed data is never discarded: only the staging entry and archives in flight go, and a
     // move's marker while nothing was committed. If even that fails, the next attempt with this id
-    // removes them; the caller learns about it here.
+    // removes them; the caller learns about it here. A failure after the commit is retryable
+    // whatever it was: the marker stays, and the next attempt only finishes what is left.
     run.ledger.flush();
+    const err = committed && !run.signal?.aborted ? afterCommit(caught) : caught;
     const leftovers = await discardStaging(run, { marker: !committed });
     if (leftovers.length > 0 && isTransferError(err)) err.details.stagingNotRemoved = leftovers.map(String);
     throw err;
   }
+}
+
+/** A failure after the commit: the data arrived, so it is retryable, and says so. */
+function afterCommit(caught: unknown): TransferError {
+  const e = fromSystemError(caught, "", "finish");
+  return new TransferError(e.code, `the copy is committed at the target, but finishing failed: ${e.message}; a retry only finishes what is left`, { retryable: true, cause: e, details: { ...e.details, committed: true } });
 }
 
 /** `send` without the files the ledger recorded as failed; their copies leave the staging tree. */
@@ -264,7 +279,7 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
       // Every transfer writes its marker just before committing: it means "committed" once the
       // staging entry is gone and the target is there (a crash or a connection lost during the
       // commit or the source removal lands here); otherwise that attempt never committed.
-      const wasCommitted = (await early.stat(run.names.staging)) === null && (await early.stat(tp)) !== null;
+      const wasCommitted = await markerMeansCommitted(run, normalizeRel(run.spec.sourcePath), (await early.stat(run.names.staging)) === null, (await early.stat(tp)) !== null);
       if (wasCommitted) return "resume";
       await run.target.remove(run.names.moved);
     }

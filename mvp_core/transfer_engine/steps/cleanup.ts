@@ -57,15 +57,33 @@ export async function removeSource(run: Run, m: Manifest, sourcePath: string): P
  * connection dropped during the commit or a move's removal would be retried against its own
  * committed target (refused as TARGET_EXISTS, or with overwrite copied again from a half-removed source).
  */
-export async function writeCommitMarker(run: Run): Promise<void> {
+export async function writeCommitMarker(run: Run, how: { rename?: boolean } = {}): Promise<void> {
   const w = await run.target.openWrite(run.names.moved, { mode: 0o600 });
   try {
-    await w.write(new TextEncoder().encode(`${JSON.stringify({ sourcePath: run.spec.sourcePath, targetPath: run.spec.targetPath })}\n`));
+    await w.write(new TextEncoder().encode(`${JSON.stringify({ sourcePath: run.spec.sourcePath, targetPath: run.spec.targetPath, ...(how.rename ? { rename: true } : {}) })}\n`));
     await w.close();
   } catch (err) {
     await w.abort();
     throw err;
   }
+}
+
+/**
+ * Whether a marker left by an earlier attempt means "committed" (its staging gone, the target
+ * there). A rename has no staging: it committed only if the source is gone too — a rename that
+ * never happened leaves the old target in place, which must not pass for the copy.
+ */
+export async function markerMeansCommitted(run: Run, sourcePath: string, stagingGone: boolean, targetThere: boolean): Promise<boolean> {
+  if (!stagingGone || !targetThere) return false;
+  let text = "";
+  for await (const chunk of run.target.openRead(run.names.moved, { signal: run.signal })) text += new TextDecoder().decode(chunk);
+  let byRename = false;
+  try {
+    byRename = (JSON.parse(text) as { rename?: unknown }).rename === true;
+  } catch {
+    return false; // a marker cut short was being written, before any commit
+  }
+  return !byRename || (await run.source.stat(sourcePath, { signal: run.signal })) === null;
 }
 
 /** The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes it. Then the commit marker goes. */

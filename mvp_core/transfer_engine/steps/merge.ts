@@ -6,7 +6,7 @@
  * first, as for a whole copy. Mirror, afterwards, removes what the source does not have.
  */
 import type { Entry } from "../endpoints/endpoint.ts";
-import { TransferError } from "../errors.ts";
+import { TransferError, isTransferError } from "../errors.ts";
 import { baseRel, joinRel, showPath } from "../paths.ts";
 import type { Run } from "../run.ts";
 import { maybeYield } from "../yield.ts";
@@ -58,9 +58,28 @@ export async function mergeInto(run: Run, send: Manifest, stagingPath: string, t
   await target.remove(stagingPath, { recursive: true });
 }
 
-/** The source's folder modes and mtimes on the merged target (`full`: the whole source), deepest first. */
-export async function finishMerge(run: Run, full: Manifest, targetPath: string): Promise<void> {
-  if (full.kind === "dir") await applyAttributes(run, full, targetPath, []);
+/**
+ * The source's folder modes and mtimes on the merged target (`full`: the whole source), deepest
+ * first. A folder that was there before may belong to someone else, who alone may change its mode:
+ * those are left as they are (said once in an event) rather than failing a merge already committed.
+ */
+export async function finishMerge(run: Run, full: Manifest, targetPath: string, targetTree: ReadonlyMap<string, Entry>): Promise<void> {
+  if (full.kind !== "dir") return;
+  try {
+    await applyAttributes(run, full, targetPath, []);
+  } catch (err) {
+    if (!isTransferError(err) || err.code !== "PERMISSION_DENIED") throw err;
+    const refused: string[] = [];
+    for (const d of [...full.dirs].sort((a, b) => b.path.length - a.path.length).concat([{ ...full.root, path: "" }])) {
+      try {
+        await run.target.setAttributes(joinRel(targetPath, d.path), { mode: d.mode, mtimeMs: d.mtimeMs }, { signal: run.signal });
+      } catch (e) {
+        if (!isTransferError(e) || e.code !== "PERMISSION_DENIED" || (d.path !== "" && !targetTree.has(d.path))) throw e;
+        refused.push(d.path);
+      }
+    }
+    run.emit({ kind: "fallback", message: `${refused.length} existing target folders keep their own mode and time (not ours to change)`, data: { paths: refused.slice(0, 20) } });
+  }
 }
 
 /**
