@@ -42,6 +42,7 @@ export async function verify(run: Run, m: Manifest, stagingPath: string, plan: P
 async function compareTree(run: Run, m: Manifest, stagingPath: string): Promise<string[]> {
   const problems: string[] = [];
   if (m.kind === "file") {
+    if (m.files.length === 0) return problems; // a sync found the file already there: nothing was sent
     const st = await run.target.stat(stagingPath, { signal: run.signal });
     if (st === null || st.type !== "file") problems.push("the copied file is missing");
     else if (st.size !== m.root.size) problems.push(`size ${st.size}, expected ${m.root.size}`);
