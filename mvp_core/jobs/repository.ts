@@ -1,11 +1,13 @@
 /**
  * What the API does to jobs in Postgres: create (with its `created` and `queued` events in the same
- * statement), read, list, cancel and retry. Postgres is the source of truth; the caller enqueues in
- * Redis only after these commit.
+ * statement, and the site it must run at), read, list, cancel and retry. Postgres is the source of
+ * truth; the caller enqueues in Redis (on the job's site's list) only after these commit.
  */
 import type { Sql } from "postgres";
 import { isSameOrInside, PortalPathError, resolvePortalPath } from "../portals/paths.ts";
 import type { PortalRow } from "../portals/repository.ts";
+import { adoptUnsited } from "../sites/repository.ts";
+import { type Placement, type RouteProblem, routeJob } from "../sites/routing.ts";
 import type { EventKind, JobEventRow, JobOptions, JobRow, JobStatus, JobType } from "./types.ts";
 
 /** What creating a job takes; paths as the person gave them (relative, or absolute inside the root). */
@@ -29,7 +31,9 @@ export type JobErrorCode =
   | "TARGET_INSIDE_SOURCE"
   | "IDEMPOTENCY_CONFLICT"
   | "INVALID_STATE"
-  | "BAD_CURSOR";
+  | "BAD_CURSOR"
+  | RouteProblem
+  | "PORTAL_CHANGED";
 
 /** A refused job operation; `details.field` names the request field to fix when there is one. */
 export class JobError extends Error {
@@ -42,11 +46,9 @@ export class JobError extends Error {
 type Side = "source" | "target";
 type JsonValue = Parameters<Sql["json"]>[0];
 
-function resolveSide(root: string | undefined, side: Side, portalId: string, path: string): string {
-  // A relative path never needs the root; an absolute one is made relative to it.
-  if (root === undefined && path.startsWith("/")) throw unknownPortal(side, portalId);
+function resolveSide(root: string, side: Side, path: string): string {
   try {
-    return resolvePortalPath(root ?? "/", path);
+    return resolvePortalPath(root, path);
   } catch (err) {
     if (err instanceof PortalPathError) throw new JobError("INVALID_PATH", `${side}.path: ${err.message}`, { field: `${side}.path`, path });
     throw err;
@@ -57,12 +59,24 @@ function unknownPortal(side: Side, id: string): JobError {
   return new JobError("UNKNOWN_PORTAL", `${side}.portal: no portal with id ${id}; list them with GET /portals`, { field: `${side}.portal`, id });
 }
 
-/** Roots of the job's portals, looked up only when a path is absolute. */
-async function rootsFor(sql: Sql, input: NewJob): Promise<Map<string, string>> {
-  if (!input.sourcePath.startsWith("/") && !input.targetPath.startsWith("/")) return new Map();
-  const rows = await sql<Pick<PortalRow, "id" | "root_path">[]>`
-    select id, root_path from portals where id in (${input.sourcePortalId}, ${input.targetPortalId}) and deleted_at is null`;
-  return new Map(rows.map((r) => [r.id, r.root_path]));
+/** What a job needs to know of a portal, with `version` (its updated_at as text) to detect a change before the insert. */
+type PortalFacts = Placement & Pick<PortalRow, "root_path"> & { version: string };
+
+/** The job's live portals by id; a local portal from before sites existed is adopted when only one site was ever seen. */
+async function portalsFor(sql: Sql, ids: readonly string[]): Promise<Map<string, PortalFacts>> {
+  const read = () => sql<PortalFacts[]>`
+    select id, name, kind, site, allowed_sites, root_path, updated_at::text as version
+    from portals where id in ${sql(ids)} and deleted_at is null`;
+  let rows = await read();
+  if (rows.some((p) => p.kind === "local" && p.site === null) && (await adoptUnsited(sql)).site !== null) rows = await read();
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+/** Where the job runs (its site, null: any), or the 422 that says how to make it possible. */
+function siteOf(source: Placement, target: Placement): string | null {
+  const route = routeJob(source, target);
+  if (!route.ok) throw new JobError(route.code, route.message, { field: route.field });
+  return route.site;
 }
 
 function sameRequest(job: JobRow, input: NewJob, sourcePath: string, targetPath: string): boolean {
@@ -82,33 +96,41 @@ function sortKeys(o: object): Record<string, unknown> {
 }
 
 /**
- * Creates a QUEUED job with its `created` and `queued` events, or — when `idempotencyKey` was seen
- * before with the same request — returns that job with `created: false`.
+ * Creates a QUEUED job with its `created` and `queued` events and the site it must run at, or —
+ * when `idempotencyKey` was seen before with the same request — returns that job with `created: false`.
  *
- * One statement does it all (it is the API's hot path): it locks the live portals FOR SHARE (so
- * deletePortal, which takes FOR UPDATE, cannot slip in between), inserts the job only when both
- * exist, and appends both events; being one statement, it commits or fails as a whole.
+ * Two statements (it is the API's hot path): one reads the portals (root, site) to resolve the
+ * paths and the site; the other locks the live portals FOR SHARE (so deletePortal, which takes FOR
+ * UPDATE, cannot slip in between), checks they did not change since the read (`updated_at`), inserts
+ * the job only then, and appends both events; being one statement, it commits or fails as a whole.
  */
-export async function createJob(sql: Sql, input: NewJob): Promise<{ job: JobRow; created: boolean }> {
-  const roots = await rootsFor(sql, input);
+export async function createJob(sql: Sql, input: NewJob, retryOnChange = true): Promise<{ job: JobRow; created: boolean }> {
   const s = input.sourcePortalId;
   const t = input.targetPortalId;
-  const sourcePath = resolveSide(roots.get(s), "source", s, input.sourcePath);
-  const targetPath = resolveSide(roots.get(t), "target", t, input.targetPath);
+  const portals = await portalsFor(sql, s === t ? [s] : [s, t]);
+  const src = portals.get(s);
+  const dst = portals.get(t);
+  if (!src) throw unknownPortal("source", s);
+  if (!dst) throw unknownPortal("target", t);
+  const sourcePath = resolveSide(src.root_path, "source", input.sourcePath);
+  const targetPath = resolveSide(dst.root_path, "target", input.targetPath);
   if (s === t && sourcePath === targetPath) {
     throw new JobError("SAME_PATH", `source and target are the same (${sourcePath} on one portal); choose another target path`, { field: "target.path" });
   }
   if (s === t && isSameOrInside(sourcePath, targetPath)) {
     throw new JobError("TARGET_INSIDE_SOURCE", `target ${targetPath} lies inside the source ${sourcePath}; choose a target outside it`, { field: "target.path" });
   }
+  const site = siteOf(src, dst);
+  const versions = [...portals.values()].map((p) => p.version);
   const options = sql.json(input.options as unknown as JsonValue);
-  const [row] = await sql<(Omit<JobRow, "id"> & { id: string | null; live: string[] })[]>`
+  const queuedMessage = site === null ? "waiting for a worker of any site" : `waiting for a worker of site ${site}`;
+  const [row] = await sql<(Omit<JobRow, "id"> & { id: string | null; live: string[]; changed: boolean })[]>`
     with p as (
-      select id, name from portals where id in (${s}::uuid, ${t}::uuid) and deleted_at is null for share
+      select id, name, updated_at::text as version from portals where id in (${s}::uuid, ${t}::uuid) and deleted_at is null for share
     ), j as (
-      insert into jobs (type, source_portal_id, source_path, target_portal_id, target_path, options, max_attempts, idempotency_key)
-      select ${input.type}, ${s}::uuid, ${sourcePath}, ${t}::uuid, ${targetPath}, ${options}, ${input.maxAttempts}, ${input.idempotencyKey ?? null}
-      where (select count(*) from p) = ${s === t ? 1 : 2}
+      insert into jobs (type, source_portal_id, source_path, target_portal_id, target_path, options, max_attempts, idempotency_key, site)
+      select ${input.type}, ${s}::uuid, ${sourcePath}, ${t}::uuid, ${targetPath}, ${options}, ${input.maxAttempts}, ${input.idempotencyKey ?? null}, ${site}
+      where (select count(*) from p where version = any(${versions}::text[])) = ${s === t ? 1 : 2}
       on conflict (idempotency_key) do nothing
       returning *
     ), ev as (
@@ -121,18 +143,25 @@ export async function createJob(sql: Sql, input: NewJob): Promise<{ job: JobRow;
         (1, 'created', ${input.type}::text || ' ' || src.name || ':' || ${sourcePath}::text || ' → ' || dst.name || ':' || ${targetPath}::text,
          jsonb_build_object('type', ${input.type}::text, 'source', jsonb_build_object('portal', src.name, 'path', ${sourcePath}::text),
                             'target', jsonb_build_object('portal', dst.name, 'path', ${targetPath}::text),
-                            'options', ${options}::jsonb, 'maxAttempts', ${input.maxAttempts}::int)),
-        (2, 'queued', 'waiting for a worker', '{}'::jsonb)) as e(ord, kind, message, data)
+                            'options', ${options}::jsonb, 'maxAttempts', ${input.maxAttempts}::int, 'site', ${site}::text)),
+        (2, 'queued', ${queuedMessage}::text, jsonb_build_object('site', ${site}::text))) as e(ord, kind, message, data)
       order by e.ord
     )
-    select j.*, array(select id::text from p) as live from (values (1)) as one left join j on true`;
-  const live = row!.live;
+    select j.*, array(select id::text from p) as live,
+      exists (select 1 from p where version <> all(${versions}::text[])) as changed
+    from (values (1)) as one left join j on true`;
+  const { live, changed } = row!;
   if (row!.id !== null) {
-    const { live: _, ...job } = row!;
+    const { live: _, changed: __, ...job } = row!;
     return { job: job as JobRow, created: true };
   }
   if (!live.includes(s)) throw unknownPortal("source", s);
   if (!live.includes(t)) throw unknownPortal("target", t);
+  if (changed) {
+    // A PATCH landed between the read and the insert: decide the paths and the site again.
+    if (retryOnChange) return createJob(sql, input, false);
+    throw new JobError("PORTAL_CHANGED", "a portal of this job changed while the job was being created; send the request again", {});
+  }
   // The key was used before: same request → same job; anything else is a client bug worth naming.
   const [prior] = await sql<JobRow[]>`select * from jobs where idempotency_key = ${input.idempotencyKey ?? null}`;
   if (!prior) throw new Error("idempotent insert returned nothing and no job holds the key");
@@ -268,19 +297,23 @@ export async function retryJob(sql: Sql, id: string): Promise<JobRow> {
     if (job.status !== "FAILED" && job.status !== "CANCELLED") {
       throw new JobError("INVALID_STATE", `job ${id} is ${job.status}; only FAILED or CANCELLED jobs can be retried`, { status: job.status });
     }
-    const live = await tx<{ id: string }[]>`
-      select id from portals where id in (${job.source_portal_id}, ${job.target_portal_id}) and deleted_at is null for share`;
-    if (live.length < (job.source_portal_id === job.target_portal_id ? 1 : 2)) {
+    const live = await tx<Placement[]>`
+      select id, name, kind, site, allowed_sites from portals where id in (${job.source_portal_id}, ${job.target_portal_id}) and deleted_at is null for share`;
+    const src = live.find((p) => p.id === job.source_portal_id);
+    const dst = live.find((p) => p.id === job.target_portal_id);
+    if (!src || !dst) {
       throw new JobError("INVALID_STATE", `a portal job ${id} uses was deleted; create a new job instead`, { status: job.status });
     }
+    // Its portals may have moved to another site since (allowed while no job was active): route it afresh.
+    const site = siteOf(src, dst);
     const [row] = await tx<JobRow[]>`
-      update jobs set status = 'QUEUED', attempts = 0, strategy = null, files_done = 0, files_total = null,
+      update jobs set status = 'QUEUED', attempts = 0, site = ${site}, strategy = null, files_done = 0, files_total = null,
         bytes_done = 0, bytes_total = null, error_code = null, error_message = null, worker_id = null,
         lease_expires_at = null, heartbeat_at = null, next_attempt_at = null, started_at = null, finished_at = null
       where id = ${id} returning *`;
     await addEvents(tx, id, [
       { kind: "retried", message: `retried through the API after ${job.status}`, data: { previousStatus: job.status, previousAttempts: job.attempts, previousError: job.error_code } },
-      { kind: "queued", message: "waiting for a worker" },
+      { kind: "queued", message: site === null ? "waiting for a worker of any site" : `waiting for a worker of site ${site}`, data: { site } },
     ]);
     return row!;
   });

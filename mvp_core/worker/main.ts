@@ -18,6 +18,7 @@ async function main(): Promise<void> {
     redis,
     redisUrl: config.redisUrl,
     prefix: config.redisKeyPrefix,
+    site: config.site,
     log,
     settings: config.worker,
     openEndpoint: (portal, signal) => openPortalEndpoint(portal, config.secretKey, { signal }),
