@@ -1,5 +1,5 @@
 /**
- * Builds the API: one Elysia instance per feature module (health, portals, jobs, swagger) under a
+ * Builds the API: one Elysia instance per feature module (health, portals, jobs, sites, swagger) under a
  * root that owns the cross-cutting parts — request id, bearer token, JSON bodies, error mapping
  * and the access log. Tests drive it through `app.handle(new Request(...))` or `app.listen`.
  */
@@ -11,6 +11,7 @@ import { bearerChecker, checkBodyHeaders, isPublicPath, parseJsonBody } from "./
 import { jobsModule } from "./jobs/module.ts";
 import { buildOpenApi } from "./openapi.ts";
 import { portalsModule } from "./portals/module.ts";
+import { sitesModule } from "./sites/module.ts";
 import { swaggerModule } from "./swagger/module.ts";
 
 const API_DESCRIPTION =
@@ -54,7 +55,8 @@ export function createApp(deps: AppDeps) {
     })
     .use(healthModule(deps))
     .use(portalsModule(deps))
-    .use(jobsModule(deps));
+    .use(jobsModule(deps))
+    .use(sitesModule(deps));
 
   const spec = buildOpenApi(root.routes, { title: "Ketter API", version: deps.version, description: API_DESCRIPTION });
   return root.use(swaggerModule(spec));

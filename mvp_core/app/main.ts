@@ -21,11 +21,12 @@ async function main(): Promise<void> {
     secretKey: config.secretKey,
     apiToken: config.api.token,
     jobMaxAttempts: config.jobMaxAttempts,
+    site: config.site,
     log,
     version: pkg.version,
   });
   app.listen({ hostname: config.api.host, port: config.api.port, maxRequestBodySize: SERVER_MAX_BODY_BYTES });
-  log.info("api listening", { url: config.api.url, auth: config.api.token ? "bearer" : "none", swagger: `${config.api.url}/swagger` });
+  log.info("api listening", { url: config.api.url, auth: config.api.token ? "bearer" : "none", swagger: `${config.api.url}/swagger`, site: config.site });
 
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) =>

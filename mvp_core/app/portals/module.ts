@@ -2,13 +2,20 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import { checkPortal } from "../../portals/endpoints.ts";
-import { createPortal, deletePortal, getPortal, listPortals, PortalError, updatePortal } from "../../portals/repository.ts";
+import { createPortal, deletePortal, getPortal, listPortals, type NewPortal, PortalError, updatePortal } from "../../portals/repository.ts";
+import { defaultPortalSite } from "../../sites/repository.ts";
 import type { AppDeps } from "../deps.ts";
 import { doc } from "../openapi.ts";
 import { examples, PortalCheckView, PortalCreate, PortalParams, PortalUpdate, PortalView, portalCheckView, portalView } from "./schemas.ts";
 
 const tags = ["portals"];
 const CHECK_TIMEOUT_MS = 10_000;
+
+/** The portal to create: a local one without `site` gets the default site (see defaultPortalSite). */
+async function withSite(deps: AppDeps, body: PortalCreate): Promise<NewPortal> {
+  if (body.kind === "sftp") return body;
+  return { ...body, site: body.site ?? (await defaultPortalSite(deps.sql, deps.site)) };
+}
 
 async function mustGet(deps: AppDeps, id: string) {
   const p = await getPortal(deps.sql, id);
@@ -29,8 +36,8 @@ export function portalsModule(deps: AppDeps) {
     .post(
       "/portals",
       async ({ body, set }) => {
-        const p = await createPortal(deps.sql, body, deps.secretKey);
-        log.info("portal created", { portalId: p.id, name: p.name, kind: p.kind });
+        const p = await createPortal(deps.sql, await withSite(deps, body), deps.secretKey);
+        log.info("portal created", { portalId: p.id, name: p.name, kind: p.kind, site: p.site, allowedSites: p.allowed_sites });
         set.status = 201;
         return portalView(p);
       },
@@ -38,7 +45,8 @@ export function portalsModule(deps: AppDeps) {
         body: PortalCreate,
         detail: doc({
           summary: "Register a portal",
-          description: "A local folder, or a folder on an SFTP host. The password or private key is stored encrypted (AES-256-GCM) and never returned. Pin the host key (from POST /portals/{id}/check) before jobs can use an sftp portal.",
+          description:
+            "A local folder at a site (the machine whose disk holds it; `site` defaults to the only site ever seen), or a folder on an SFTP host that every site — or only `allowedSites` — may reach. The password or private key is stored encrypted (AES-256-GCM) and never returned. Pin the host key (from POST /portals/{id}/check) before jobs can use an sftp portal.",
           tags, operationId: "createPortal", bodyExample: examples.createLocal, errors: [400, 409, 413, 415, 422],
           responses: { 201: { description: "Created", schema: PortalView, example: examples.view } },
         }),
@@ -60,7 +68,7 @@ export function portalsModule(deps: AppDeps) {
         body: PortalUpdate,
         detail: doc({
           summary: "Update a portal",
-          description: "Changes any subset of fields. `auth` replaces the stored secret; `hostKeyFingerprint: null` unpins. Moving the root, host or port is refused while active jobs use the portal.",
+          description: "Changes any subset of fields. `auth` replaces the stored secret; `hostKeyFingerprint: null` unpins. Moving the root, host, port, `site` or `allowedSites` is refused while active jobs use the portal.",
           tags, operationId: "updatePortal", bodyExample: { hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" }, errors: [400, 404, 409, 413, 415, 422],
           responses: { 200: { description: "Updated", schema: PortalView, example: examples.view } },
         }),
