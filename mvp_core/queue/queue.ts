@@ -68,7 +68,7 @@ export class JobQueue {
   /** Hands a committed job to the workers of `site` (null: any site); a no-op when Redis already holds it (idempotent). */
   async enqueue(jobId: string, site: string | null): Promise<void> {
     const k = this.keys;
-    await scripts.enqueueJob.run(this.redis, [k.members, k.delayed, k.routes, k.sites, this.pendingKey(site)], [jobId, routeOf(site)]);
+    await scripts.enqueueJob.run(this.redis, [k.members, k.delayed, k.routes, k.sites, this.pendingKey(site)], [jobId, routeOf(site), "0"]);
   }
 
   /**
@@ -88,7 +88,7 @@ export class JobQueue {
    */
   async requeue(jobId: string, site: string | null): Promise<void> {
     const k = this.keys;
-    await scripts.requeueJob.run(this.redis, [k.members, k.delayed, k.routes, k.sites, this.pendingKey(site)], [jobId, routeOf(site)]);
+    await scripts.enqueueJob.run(this.redis, [k.members, k.delayed, k.routes, k.sites, this.pendingKey(site)], [jobId, routeOf(site), "1"]);
   }
 
   /** Tells the worker running `jobId` to stop it now (the API marked it CANCELLING in Postgres first). */

@@ -43,7 +43,12 @@ export class RedisScript {
   }
 }
 
-/** Adds a job unless Redis already holds it; a job waiting for a retry is moved forward to pending. */
+/**
+ * Adds a job to its route's pending list unless Redis already holds it; a job waiting for a retry
+ * is moved forward to pending. Forced (the reconciler, after Postgres said the job must be pending
+ * there), it is pushed even when Redis holds it elsewhere — a stale copy elsewhere is refused by the
+ * claim — unless that list already has it.
+ */
 export const enqueueJob = new RedisScript("enqueueJob-5", 5, `
 --[[
   KEYS[1] members set
@@ -53,38 +58,16 @@ export const enqueueJob = new RedisScript("enqueueJob-5", 5, `
   KEYS[5] pending list of the job's route
   ARGV[1] job id
   ARGV[2] route (site name or '@any')
+  ARGV[3] "1" to push even when Redis already holds the job
   Returns 1 when the job was pushed to pending, 0 when it was already there or being processed.
 ]]
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
-  if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
-end
+local added = redis.call('SADD', KEYS[1], ARGV[1]) == 1
+local promoted = redis.call('ZREM', KEYS[2], ARGV[1]) == 1
+local force = ARGV[3] == '1'
+if not (added or promoted or force) then return 0 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[2])
-redis.call('LPUSH', KEYS[5], ARGV[1])
-return 1
-`);
-
-/**
- * Puts a job on its route's pending list even though Redis may hold it elsewhere (the reconciler,
- * after Postgres said it must be pending: a stale copy elsewhere is refused by the claim), unless
- * that list already has it.
- */
-export const requeueJob = new RedisScript("requeueJob-5", 5, `
---[[
-  KEYS[1] members set
-  KEYS[2] delayed zset
-  KEYS[3] routes hash
-  KEYS[4] sites set
-  KEYS[5] pending list of the job's route
-  ARGV[1] job id
-  ARGV[2] route
-  Returns 1 when pushed, 0 when the list already had it.
-]]
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[4], ARGV[2])
-if redis.call('LPOS', KEYS[5], ARGV[1]) then return 0 end
+if force and redis.call('LPOS', KEYS[5], ARGV[1]) then return 0 end
 redis.call('LPUSH', KEYS[5], ARGV[1])
 return 1
 `);
@@ -213,14 +196,14 @@ export const releaseJob = new RedisScript("releaseJob-6", 6, `
   KEYS[5] members set
   KEYS[6] routes hash
   ARGV[1] job id
-  ARGV[2] route
+  ARGV[2] route (recorded only when Redis lost it: a claim already recorded the one Postgres says)
 ]]
 redis.call('LREM', KEYS[1], 0, ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('RPUSH', KEYS[4], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
-redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
+redis.call('HSETNX', KEYS[6], ARGV[1], ARGV[2])
 return 1
 `);
 
