@@ -72,6 +72,11 @@ async function portalsFor(sql: Sql, ids: readonly string[]): Promise<Map<string,
   return new Map(rows.map((r) => [r.id, r]));
 }
 
+/** The `queued` event's message: whose worker the job waits for. */
+function queuedMessage(site: string | null): string {
+  return site === null ? "waiting for a worker of any site" : `waiting for a worker of site ${site}`;
+}
+
 /** Where the job runs (its site, null: any), or the 422 that says how to make it possible. */
 function siteOf(source: Placement, target: Placement): string | null {
   const route = routeJob(source, target);
@@ -123,7 +128,6 @@ export async function createJob(sql: Sql, input: NewJob, retryOnChange = true): 
   const site = siteOf(src, dst);
   const versions = [...portals.values()].map((p) => p.version);
   const options = sql.json(input.options as unknown as JsonValue);
-  const queuedMessage = site === null ? "waiting for a worker of any site" : `waiting for a worker of site ${site}`;
   const [row] = await sql<(Omit<JobRow, "id"> & { id: string | null; live: string[]; changed: boolean })[]>`
     with p as (
       select id, name, updated_at::text as version from portals where id in (${s}::uuid, ${t}::uuid) and deleted_at is null for share
@@ -144,7 +148,7 @@ export async function createJob(sql: Sql, input: NewJob, retryOnChange = true): 
          jsonb_build_object('type', ${input.type}::text, 'source', jsonb_build_object('portal', src.name, 'path', ${sourcePath}::text),
                             'target', jsonb_build_object('portal', dst.name, 'path', ${targetPath}::text),
                             'options', ${options}::jsonb, 'maxAttempts', ${input.maxAttempts}::int, 'site', ${site}::text)),
-        (2, 'queued', ${queuedMessage}::text, jsonb_build_object('site', ${site}::text))) as e(ord, kind, message, data)
+        (2, 'queued', ${queuedMessage(site)}::text, jsonb_build_object('site', ${site}::text))) as e(ord, kind, message, data)
       order by e.ord
     )
     select j.*, array(select id::text from p) as live,
@@ -313,7 +317,7 @@ export async function retryJob(sql: Sql, id: string): Promise<JobRow> {
       where id = ${id} returning *`;
     await addEvents(tx, id, [
       { kind: "retried", message: `retried through the API after ${job.status}`, data: { previousStatus: job.status, previousAttempts: job.attempts, previousError: job.error_code } },
-      { kind: "queued", message: site === null ? "waiting for a worker of any site" : `waiting for a worker of site ${site}`, data: { site } },
+      { kind: "queued", message: queuedMessage(site), data: { site } },
     ]);
     return row!;
   });

@@ -84,8 +84,9 @@ export class Worker {
   /** Registers the heartbeat, subscribes to cancels, starts maintenance and the reserve loop. */
   async start(): Promise<void> {
     const { settings, sql, redisUrl } = this.deps;
-    const routes: Array<string | null> = [this.site, null];
-    this.blocking = routes.map((r) => connectRedis(redisUrl, { name: `ketter-worker-blocking-${r ?? "any"}`, blocking: true }));
+    // The lists it reads: its site's, and (null) the any-site list.
+    const lists: Array<string | null> = [this.site, null];
+    this.blocking = lists.map((site) => connectRedis(redisUrl, { name: `ketter-worker-blocking-${site ?? "any"}`, blocking: true }));
     this.subscriber = connectRedis(redisUrl, { name: `ketter-worker-cancels` });
     for (const conn of [...this.blocking, this.subscriber]) conn.on("error", (err: Error) => this.log.warn("redis connection error", { err }));
 
@@ -118,7 +119,7 @@ export class Worker {
       }, this.log),
       this.watchEventLoop(),
     );
-    this.loopDone = Promise.all(routes.map((route, i) => this.loop(route, this.blocking[i]!))).then(() => undefined);
+    this.loopDone = Promise.all(lists.map((site, i) => this.loop(site, this.blocking[i]!))).then(() => undefined);
     this.log.info("worker started", { concurrency: settings.concurrency, leaseMs: settings.leaseMs, prefix: this.deps.prefix });
   }
 
@@ -186,11 +187,11 @@ export class Worker {
   }
 
   /**
-   * Reserves from one list (`route`: this site's, or null for the any-site list). Both loops wait
+   * Reserves from one list (`site`: this worker's, or null for the any-site list). Both loops wait
    * while every slot is busy; when both deliver for the last free slot, the later job goes straight
    * back to the front of its list for whoever is free next.
    */
-  private async loop(route: string | null, blocking: Redis): Promise<void> {
+  private async loop(site: string | null, blocking: Redis): Promise<void> {
     const { settings } = this.deps;
     const pollMs = settings.pollMs ?? 1000;
     while (!this.stopping) {
@@ -200,17 +201,17 @@ export class Worker {
       }
       let jobId: string | null;
       try {
-        jobId = await this.queue.reserve(blocking, this.id, route, pollMs);
+        jobId = await this.queue.reserve(blocking, this.id, site, pollMs);
       } catch (err) {
         if (this.stopping) break;
-        this.log.warn("reserving a job failed; retrying", { err, list: route ?? "any site" });
+        this.log.warn("reserving a job failed; retrying", { err, list: site ?? "any site" });
         await Bun.sleep(1000);
         continue;
       }
       // A job reserved as shutdown began stays in our processing list; removeWorker hands it back.
       if (jobId === null || this.stopping) continue;
       if (this.runs.size >= settings.concurrency && !this.runs.has(jobId)) {
-        await this.queue.release(jobId, this.id, route).catch((err: unknown) => this.log.warn("handing back a delivery with no free slot failed; the reaper returns it", { jobId, err }));
+        await this.queue.release(jobId, this.id, site).catch((err: unknown) => this.log.warn("handing back a delivery with no free slot failed; the reaper returns it", { jobId, err }));
         continue;
       }
       this.launch(jobId);
