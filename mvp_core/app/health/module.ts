@@ -64,7 +64,6 @@ export async function healthReport(deps: AppDeps): Promise<HealthView> {
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-
 const example: HealthView = {
   status: "ok", database: { ok: true, latencyMs: 0.8 }, redis: { ok: true, latencyMs: 0.4 },
   queue: { pending: 4, processing: 2 }, workers: { live: 1, ids: ["lab-1:4242:k3x9q1"] }, ...siteExamples.sites, version: "3.0.0",
