@@ -1,7 +1,9 @@
 /**
- * `bun run bench:jobs [--jobs 2000] [--concurrency 32] [--workers 2] [--worker-concurrency 8] [--wrk-seconds 10] [--sites 1,2]`
+ * `bun run bench:jobs [--jobs 2000] [--concurrency 32] [--workers 2] [--worker-concurrency 8] [--wrk-seconds 5] [--sites 1,2] [--rounds 2]`
  *
- * Jobs through the whole system, once per site layout (`--sites`, default both, in the same run):
+ * Jobs through the whole system, per site layout (`--sites`, default both, in the same run, in
+ * interleaved rounds — 1 2, 2 1, … — whose medians are reported, so a load drift on a shared
+ * machine does not favour one layout):
  * starts its own Postgres and Redis (testing/services.ts, or KETTER_TEST_DATABASE_URL /
  * KETTER_TEST_REDIS_URL), the API (`bun run api`) and `--workers` worker processes (`bun run
  * worker`) as separate processes — all at one site, or spread over two sites (KETTER_SITE), each
@@ -36,8 +38,9 @@ const { values: args } = parseArgs({
     concurrency: { type: "string", default: "32" },
     workers: { type: "string", default: "2" },
     "worker-concurrency": { type: "string", default: "8" },
-    "wrk-seconds": { type: "string", default: "10" },
+    "wrk-seconds": { type: "string", default: "5" },
     sites: { type: "string", default: "1,2" },
+    rounds: { type: "string", default: "2" },
   },
 });
 const N = Number(args.jobs);
@@ -46,6 +49,7 @@ const WORKERS = Number(args.workers);
 const WORKER_CONCURRENCY = Number(args["worker-concurrency"]);
 const WRK_SECONDS = Number(args["wrk-seconds"]);
 const LAYOUTS = args.sites.split(",").map(Number);
+const ROUNDS = Number(args.rounds);
 const IDLE_JOBS = 50;
 if (LAYOUTS.some((n) => !Number.isInteger(n) || n < 1 || n > WORKERS)) throw new Error(`--sites: each layout must be 1..--workers (${WORKERS}) sites, got ${args.sites}`);
 
@@ -213,25 +217,51 @@ async function runLayout(siteCount: number) {
   }
 }
 
-type Layout = Awaited<ReturnType<typeof runLayout>>;
+type Run = Awaited<ReturnType<typeof runLayout>>;
+
+/** A layout's figures: the median of each over its rounds, and the rounds themselves. */
+function summarise(runs: Run[]) {
+  const median = (f: (r: Run) => number) => {
+    const xs = runs.map(f).sort((a, b) => a - b);
+    const mid = Math.floor(xs.length / 2);
+    return xs.length % 2 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;
+  };
+  const total = (f: (r: Run) => number) => runs.reduce((n, r) => n + f(r), 0);
+  return {
+    sites: runs[0]!.sites,
+    submissionsPerSec: median((r) => r.submissions.perSecond),
+    completionsPerSec: median((r) => r.completion.perSecond),
+    submitToDoneP50Ms: median((r) => r.completion.p50Ms),
+    submitToDoneP99Ms: median((r) => r.completion.p99Ms),
+    idleP50Ms: median((r) => r.idleLatency.p50Ms),
+    idleP99Ms: median((r) => r.idleLatency.p99Ms),
+    getJobRps: median((r) => r.getJob.rps),
+    getJobP99Ms: median((r) => r.getJob.p99Ms),
+    bad: { notDone: total((r) => r.completion.notDone), startedAtWrongSite: total((r) => r.completion.startedAtWrongSite), non201: total((r) => r.submissions.non201), wrkErrors: total((r) => r.getJob.errors) },
+    rounds: runs,
+  };
+}
+
+type Layout = ReturnType<typeof summarise>;
 
 function printTable(layouts: Layout[]): void {
   const col = (l: Layout) => `${l.sites.length} site${l.sites.length > 1 ? "s" : ""}`;
   const ok = (v: number, t: number) => (v >= t ? "ok" : "BELOW");
   const row = (metric: string, value: (l: Layout) => string, target = "", verdict: (l: Layout) => string = () => "") =>
     Object.fromEntries([["metric", metric], ...layouts.map((l) => [col(l), value(l)]), ["target", target], ["verdict", layouts.map(verdict).filter(Boolean).join(" / ")]]);
+  const bad = (l: Layout) => l.bad.notDone + l.bad.startedAtWrongSite + l.bad.non201 + l.bad.wrkErrors;
   console.table([
-    row("submissions/s (POST /jobs)", (l) => l.submissions.perSecond.toFixed(0), `≥ ${TARGETS.submissionsPerSec}`, (l) => ok(l.submissions.perSecond, TARGETS.submissionsPerSec)),
-    row("completed jobs/s", (l) => l.completion.perSecond.toFixed(0), `≥ ${TARGETS.completedPerSec}`, (l) => ok(l.completion.perSecond, TARGETS.completedPerSec)),
-    row("submit → DONE p50 / p99 (ms)", (l) => `${l.completion.p50Ms.toFixed(0)} / ${l.completion.p99Ms.toFixed(0)}`),
-    row(`idle submit → DONE p50 / p99 (ms, ${IDLE_JOBS} jobs one at a time)`, (l) => `${l.idleLatency.p50Ms.toFixed(0)} / ${l.idleLatency.p99Ms.toFixed(0)}`),
-    row("GET /jobs/{id} req/s (wrk -c64)", (l) => l.getJob.rps.toFixed(0), `≥ ${TARGETS.getJobRps}`, (l) => ok(l.getJob.rps, TARGETS.getJobRps)),
-    row("GET /jobs/{id} p99 (ms)", (l) => l.getJob.p99Ms.toFixed(1)),
+    row("submissions/s (POST /jobs)", (l) => l.submissionsPerSec.toFixed(0), `≥ ${TARGETS.submissionsPerSec}`, (l) => ok(l.submissionsPerSec, TARGETS.submissionsPerSec)),
+    row("completed jobs/s", (l) => l.completionsPerSec.toFixed(0), `≥ ${TARGETS.completedPerSec}`, (l) => ok(l.completionsPerSec, TARGETS.completedPerSec)),
+    row("submit → DONE p50 / p99 (ms)", (l) => `${l.submitToDoneP50Ms.toFixed(0)} / ${l.submitToDoneP99Ms.toFixed(0)}`),
+    row(`idle submit → DONE p50 / p99 (ms, ${IDLE_JOBS} jobs one at a time)`, (l) => `${l.idleP50Ms.toFixed(0)} / ${l.idleP99Ms.toFixed(0)}`),
+    row("GET /jobs/{id} req/s (wrk -c64)", (l) => l.getJobRps.toFixed(0), `≥ ${TARGETS.getJobRps}`, (l) => ok(l.getJobRps, TARGETS.getJobRps)),
+    row("GET /jobs/{id} p99 (ms)", (l) => l.getJobP99Ms.toFixed(1)),
     row(
-      "jobs not DONE / started at a wrong site / non-201 / wrk errors",
-      (l) => `${l.completion.notDone} / ${l.completion.startedAtWrongSite} / ${l.submissions.non201} / ${l.getJob.errors}`,
+      "jobs not DONE / started at a wrong site / non-201 / wrk errors (all rounds)",
+      (l) => `${l.bad.notDone} / ${l.bad.startedAtWrongSite} / ${l.bad.non201} / ${l.bad.wrkErrors}`,
       "0 / 0 / 0 / 0",
-      (l) => (l.completion.notDone + l.completion.startedAtWrongSite + l.submissions.non201 + l.getJob.errors === 0 ? "ok" : "BAD"),
+      (l) => (bad(l) === 0 ? "ok" : "BAD"),
     ),
   ]);
 }
@@ -239,20 +269,27 @@ function printTable(layouts: Layout[]): void {
 async function main(): Promise<void> {
   if (Bun.spawnSync(["which", "wrk"]).exitCode !== 0) throw new Error("wrk not found (apt-get install wrk)");
   try {
-    const layouts: Layout[] = [];
-    for (const n of LAYOUTS) layouts.push(await runLayout(n));
+    const runs = new Map<number, Run[]>(LAYOUTS.map((n) => [n, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const n of round % 2 === 0 ? LAYOUTS : [...LAYOUTS].reverse()) {
+        const run = await runLayout(n);
+        runs.get(n)!.push(run);
+        console.log(`round ${round + 1}, ${n} site(s): ${run.submissions.perSecond.toFixed(0)} submissions/s, ${run.completion.perSecond.toFixed(0)} completions/s`);
+      }
+    }
+    const layouts = LAYOUTS.map((n) => summarise(runs.get(n)!));
     const [one, two] = [layouts.find((l) => l.sites.length === 1), layouts.find((l) => l.sites.length === 2)];
     // Two sites against one, same run, same worker processes: what routing costs (≥ 1 = nothing).
-    const ratios = one && two ? { submissions: two.submissions.perSecond / one.submissions.perSecond, completions: two.completion.perSecond / one.completion.perSecond } : null;
+    const ratios = one && two ? { submissions: two.submissionsPerSec / one.submissionsPerSec, completions: two.completionsPerSec / one.completionsPerSec } : null;
     const result = {
       at: new Date().toISOString(),
-      host: machineInfo(),
-      params: { jobs: N, concurrency: CONCURRENCY, workers: WORKERS, workerConcurrency: WORKER_CONCURRENCY, wrkSeconds: WRK_SECONDS, sites: LAYOUTS },
+      host: { ...machineInfo(), loadAverage: os.loadavg() },
+      params: { jobs: N, concurrency: CONCURRENCY, workers: WORKERS, workerConcurrency: WORKER_CONCURRENCY, wrkSeconds: WRK_SECONDS, sites: LAYOUTS, rounds: ROUNDS },
       layouts,
       twoSitesOverOne: ratios,
       targets: TARGETS,
     };
-    console.log(`\nbench:jobs — ${N} tiny local copy jobs per layout, ${WORKERS} worker process(es) × ${WORKER_CONCURRENCY} spread over the sites, ${CONCURRENCY} submitting clients, ${result.host.cpus} CPUs\n`);
+    console.log(`\nbench:jobs — ${N} tiny local copy jobs per run, ${WORKERS} worker process(es) × ${WORKER_CONCURRENCY} spread over the sites, ${CONCURRENCY} submitting clients, medians of ${ROUNDS} interleaved round(s), ${result.host.cpus} CPUs, load average ${result.host.loadAverage.map((x) => x.toFixed(1)).join(" ")}\n`);
     printTable(layouts);
     if (ratios) console.log(`two sites / one site: submissions ×${ratios.submissions.toFixed(2)}, completions ×${ratios.completions.toFixed(2)}`);
     process.stdout.write(`wrote ${saveResults("jobs", result.at, result)}\n`);
