@@ -152,4 +152,18 @@ describe("jobs repository", () => {
     // While that job is active, the portal may not move again.
     expect(await updatePortal(sql, mover.id, { site: "lab" }, key).catch((e: unknown) => (e as { code: string }).code)).toBe("IN_USE");
   });
+
+  test("sites: a portal changed since createJob last read it is read afresh: the new site and root apply", async () => {
+    const sql = await db();
+    const p = await portal("/data/before", "lab");
+    const { job: first } = await createJob(sql, spec(p, p, { sourcePath: "a", targetPath: "b" }));
+    expect(first.site).toBe("lab");
+    await requestCancel(sql, first.id);
+    await updatePortal(sql, p.id, { site: "srvtrf", rootPath: "/data/after" }, key);
+    const { job: second } = await createJob(sql, spec(p, p, { sourcePath: "/data/after/a", targetPath: "c" }));
+    expect([second.site, second.source_path]).toEqual(["srvtrf", "a"]);
+    await requestCancel(sql, second.id);
+    await deletePortal(sql, p.id);
+    expect(await code(createJob(sql, spec(p, p, { sourcePath: "a", targetPath: "d" })))).toBe("UNKNOWN_PORTAL");
+  });
 });

@@ -62,14 +62,39 @@ function unknownPortal(side: Side, id: string): JobError {
 /** What a job needs to know of a portal, with `version` (its updated_at as text) to detect a change before the insert. */
 type PortalFacts = Placement & Pick<PortalRow, "root_path"> & { version: string };
 
-/** The job's live portals by id; a local portal from before sites existed is adopted when only one site was ever seen. */
-async function portalsFor(sql: Sql, ids: readonly string[]): Promise<Map<string, PortalFacts>> {
-  const read = () => sql<PortalFacts[]>`
-    select id, name, kind, site, allowed_sites, root_path, updated_at::text as version
-    from portals where id in ${sql(ids)} and deleted_at is null`;
-  let rows = await read();
-  if (rows.some((p) => p.kind === "local" && p.site === null) && (await adoptUnsited(sql)).site !== null) rows = await read();
-  return new Map(rows.map((r) => [r.id, r]));
+/**
+ * Portal facts per connection pool. A stale entry is harmless: the insert itself checks every
+ * portal's version and refuses the job when one changed, and createJob then reads afresh. Caching
+ * keeps POST /jobs (the API's hot path) at one statement, as it was before jobs had sites.
+ */
+const factsCache = new WeakMap<Sql, Map<string, PortalFacts>>();
+const FACTS_CACHE_MAX = 10_000;
+
+/**
+ * The job's live portals by id, from the cache unless `fresh`; a local portal from before sites
+ * existed is adopted when only one site was ever seen.
+ */
+async function portalsFor(sql: Sql, ids: readonly string[], fresh: boolean): Promise<Map<string, PortalFacts>> {
+  let cache = factsCache.get(sql);
+  if (!cache || cache.size > FACTS_CACHE_MAX) factsCache.set(sql, (cache = new Map()));
+  const known = cache;
+  const missing = fresh ? ids : ids.filter((id) => !known.has(id));
+  if (missing.length > 0) {
+    const read = () => sql<PortalFacts[]>`
+      select id, name, kind, site, allowed_sites, root_path, updated_at::text as version
+      from portals where id in ${sql(missing)} and deleted_at is null`;
+    let rows = await read();
+    if (rows.some((p) => p.kind === "local" && p.site === null) && (await adoptUnsited(sql)).site !== null) rows = await read();
+    for (const id of missing) known.delete(id);
+    for (const r of rows) known.set(r.id, r);
+  }
+  return new Map(ids.flatMap((id) => (known.has(id) ? [[id, known.get(id)!] as const] : [])));
+}
+
+/** Forgets cached facts (a portal changed or went away). */
+function forgetFacts(sql: Sql, ids: readonly string[]): void {
+  const cache = factsCache.get(sql);
+  for (const id of ids) cache?.delete(id);
 }
 
 /** The `queued` event's message: whose worker the job waits for. */
@@ -100,19 +125,9 @@ function sortKeys(o: object): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined).sort(([a], [b]) => a.localeCompare(b)));
 }
 
-/**
- * Creates a QUEUED job with its `created` and `queued` events and the site it must run at, or —
- * when `idempotencyKey` was seen before with the same request — returns that job with `created: false`.
- *
- * Two statements (it is the API's hot path): one reads the portals (root, site) to resolve the
- * paths and the site; the other locks the live portals FOR SHARE (so deletePortal, which takes FOR
- * UPDATE, cannot slip in between), checks they did not change since the read (`updated_at`), inserts
- * the job only then, and appends both events; being one statement, it commits or fails as a whole.
- */
-export async function createJob(sql: Sql, input: NewJob, retryOnChange = true): Promise<{ job: JobRow; created: boolean }> {
-  const s = input.sourcePortalId;
-  const t = input.targetPortalId;
-  const portals = await portalsFor(sql, s === t ? [s] : [s, t]);
+/** The job's paths relative to its portals' roots and its site, or the JobError that refuses it. */
+function decide(input: NewJob, portals: Map<string, PortalFacts>): { sourcePath: string; targetPath: string; site: string | null } {
+  const [s, t] = [input.sourcePortalId, input.targetPortalId];
   const src = portals.get(s);
   const dst = portals.get(t);
   if (!src) throw unknownPortal("source", s);
@@ -125,7 +140,33 @@ export async function createJob(sql: Sql, input: NewJob, retryOnChange = true): 
   if (s === t && isSameOrInside(sourcePath, targetPath)) {
     throw new JobError("TARGET_INSIDE_SOURCE", `target ${targetPath} lies inside the source ${sourcePath}; choose a target outside it`, { field: "target.path" });
   }
-  const site = siteOf(src, dst);
+  return { sourcePath, targetPath, site: siteOf(src, dst) };
+}
+
+/**
+ * Creates a QUEUED job with its `created` and `queued` events and the site it must run at, or —
+ * when `idempotencyKey` was seen before with the same request — returns that job with `created: false`.
+ *
+ * The paths and the site are decided from the portals' facts (root, site), read once and cached;
+ * then one statement (it is the API's hot path) locks the live portals FOR SHARE (so deletePortal,
+ * which takes FOR UPDATE, cannot slip in between), checks they did not change since they were read
+ * (`updated_at`), inserts the job only then, and appends both events; being one statement, it
+ * commits or fails as a whole. A portal changed meanwhile: read afresh and decide again, once.
+ */
+export async function createJob(sql: Sql, input: NewJob, fresh = false): Promise<{ job: JobRow; created: boolean }> {
+  const s = input.sourcePortalId;
+  const t = input.targetPortalId;
+  const ids = s === t ? [s] : [s, t];
+  const portals = await portalsFor(sql, ids, fresh);
+  let decided: ReturnType<typeof decide>;
+  try {
+    decided = decide(input, portals);
+  } catch (err) {
+    // Refused on cached facts: make sure they were not stale before saying so.
+    if (!fresh && err instanceof JobError) return createJob(sql, input, true);
+    throw err;
+  }
+  const { sourcePath, targetPath, site } = decided;
   const versions = [...portals.values()].map((p) => p.version);
   const options = sql.json(input.options as unknown as JsonValue);
   const [row] = await sql<(Omit<JobRow, "id"> & { id: string | null; live: string[]; changed: boolean })[]>`
@@ -159,11 +200,12 @@ export async function createJob(sql: Sql, input: NewJob, retryOnChange = true): 
     const { live: _, changed: __, ...job } = row!;
     return { job: job as JobRow, created: true };
   }
+  if (!live.includes(s) || !live.includes(t) || changed) forgetFacts(sql, ids);
   if (!live.includes(s)) throw unknownPortal("source", s);
   if (!live.includes(t)) throw unknownPortal("target", t);
   if (changed) {
-    // A PATCH landed between the read and the insert: decide the paths and the site again.
-    if (retryOnChange) return createJob(sql, input, false);
+    // A PATCH landed since the facts were read: decide the paths and the site again.
+    if (!fresh) return createJob(sql, input, true);
     throw new JobError("PORTAL_CHANGED", "a portal of this job changed while the job was being created; send the request again", {});
   }
   // The key was used before: same request → same job; anything else is a client bug worth naming.
