@@ -1,5 +1,5 @@
 /**
- * Builds the API: one Elysia instance per feature module (health, portals, jobs, sites, swagger) under a
+ * Builds the API: one Elysia instance per feature module (health, metrics, portals, jobs, sites, swagger) under a
  * root that owns the cross-cutting parts — request id, bearer token, JSON bodies, error mapping
  * and the access log. Tests drive it through `app.handle(new Request(...))` or `app.listen`.
  */
@@ -9,7 +9,8 @@ import { errorBody, toApiError } from "./errors.ts";
 import { healthModule } from "./health/module.ts";
 import { bearerChecker, checkBodyHeaders, isPublicPath, parseJsonBody } from "./http.ts";
 import { jobsModule } from "./jobs/module.ts";
-import { buildOpenApi } from "./openapi.ts";
+import { metricsModule } from "./metrics/module.ts";
+import { openapiModule } from "./openapi.ts";
 import { portalsModule } from "./portals/module.ts";
 import { sitesModule } from "./sites/module.ts";
 import { swaggerModule } from "./swagger/module.ts";
@@ -53,13 +54,14 @@ export function createApp(deps: AppDeps) {
       const m = metaOf(request);
       log.info("request", { requestId: m.id, method: request.method, path: pathOf(request.url), status: set.status, ms: Math.round((performance.now() - m.start) * 10) / 10 });
     })
+    .use(openapiModule({ title: "Ketter API", version: deps.version, description: API_DESCRIPTION }))
+    .use(swaggerModule())
     .use(healthModule(deps))
+    .use(metricsModule(deps))
     .use(portalsModule(deps))
     .use(jobsModule(deps))
     .use(sitesModule(deps));
-
-  const spec = buildOpenApi(root.routes, { title: "Ketter API", version: deps.version, description: API_DESCRIPTION });
-  return root.use(swaggerModule(spec));
+  return root;
 }
 
 /** The type of the built app (for tests and main). */

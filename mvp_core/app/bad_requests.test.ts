@@ -113,8 +113,9 @@ describe("bad requests", () => {
     if (c.status === 401) expect(r.headers.get("www-authenticate")).toContain("Bearer");
   });
 
-  test("/health and /swagger need no token", async () => {
+  test("/health, /metrics and /swagger need no token", async () => {
     expect((await f.call("GET", "/health")).status).toBe(200);
+    expect((await f.call("GET", "/metrics")).status).toBe(200);
     expect((await f.call("GET", "/swagger")).status).toBe(200);
     expect((await f.call("GET", "/swagger/json")).status).toBe(200);
   });

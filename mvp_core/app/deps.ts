@@ -13,7 +13,7 @@ export interface AppDeps {
   /** Answers PING; /health reports it. */
   pingRedis: () => Promise<unknown>;
   secretKey: Buffer;
-  /** When set, every route but /health and /swagger requires `Authorization: Bearer <token>`. */
+  /** When set, every route but /health, /metrics and /swagger requires `Authorization: Bearer <token>`. */
   apiToken: string | undefined;
   /** Default max attempts of a job that does not say. */
   jobMaxAttempts: number;

@@ -99,11 +99,34 @@ function validationError(err: ValidationLike): ApiError {
   return new ApiError(422, "VALIDATION_FAILED", message, { problems });
 }
 
+const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * An engine message in the API's words. The engine writes one message for its CLI and the API
+ * alike ("allow overwrite"); here that becomes the job option a client sets, and a
+ * missing target parent points at `createParents`. `code` is the error's code, when there is one.
+ */
+export function apiMessage(message: string, code?: string | null): string {
+  let m = message
+    .replace(/\ballow (overwrite|createParents)\b/g, (_, name: string) => `set options.${name} to true`)
+    .replace(/\bpass ([a-z][\w-]*) \(--[a-z][\w-]*\)/g, (_, name: string) => `set options.${camel(name)} to true`)
+    .replace(/ ?\(--[a-z][\w-]*(?: [^)]*)?\)/g, "")
+    .replace(/--([a-z][\w-]*)/g, (_, flag: string) => `options.${camel(flag)}`);
+  if (code === "NOT_A_DIRECTORY" && m.includes("target's parent folder") && !m.includes("createParents")) {
+    m += " (or set options.createParents to true to have it created)";
+  }
+  return m;
+}
+
 /** Maps any thrown value to an ApiError; `internal` is true when it was not the client's fault. */
 export function toApiError(err: unknown, requestId: string): { error: ApiError; internal: boolean } {
   if (err instanceof ApiError) return { error: err, internal: false };
   // Elysia wraps what a parse hook throws.
   if (err instanceof ParseError && err.cause instanceof ApiError) return { error: err.cause, internal: false };
+  // A declared response schema the server's own answer fails: the server's fault, never the client's.
+  if (isValidation(err) && err.type === "response") {
+    return { error: new ApiError(500, "INTERNAL", `internal error: the answer did not match its documented schema; the API log has the details under request id ${requestId}`), internal: true };
+  }
   if (isValidation(err)) return { error: validationError(err), internal: false };
   if (err instanceof PortalError) return { error: new ApiError(PORTAL_STATUS[err.code], PORTAL_CODE[err.code], err.message, err.details), internal: false };
   if (err instanceof JobError) return { error: new ApiError(JOB_STATUS[err.code], JOB_CODE[err.code] ?? err.code, err.message, err.details), internal: false };
@@ -112,7 +135,7 @@ export function toApiError(err: unknown, requestId: string): { error: ApiError; 
   if (err instanceof ParseError) return { error: new ApiError(400, "INVALID_BODY", "the request body could not be read; send JSON with Content-Type: application/json"), internal: false };
   if (isTransferError(err)) {
     const status = TRANSFER_STATUS[err.code] ?? (err.retryable ? 502 : 422);
-    return { error: new ApiError(status, err.code, err.message, err.details), internal: status >= 500 };
+    return { error: new ApiError(status, err.code, apiMessage(err.message, err.code), err.details), internal: status >= 500 };
   }
   if (err instanceof SecretError) {
     return { error: new ApiError(500, "SECRET_UNREADABLE", `${err.message} (request ${requestId})`), internal: true };

@@ -67,6 +67,18 @@ describe("sites through the API", () => {
     expect(bad.json.error?.message).toContain("body.site");
   });
 
+  test("portal warnings: a missing root at the API's own site is ROOT_NOT_FOUND; another site's folder is on another machine, so none", async () => {
+    const missing = `${await f.tempDir()}/not-here`;
+    const post = (site: string) => f.call<{ id: string; site: string; warnings: { code: string }[] }>("POST", "/portals", { body: { kind: "local", name: `w-${crypto.randomUUID().slice(0, 8)}`, rootPath: missing, site } });
+    const here = await post("api-site");
+    expect([here.status, here.json.site, here.json.warnings.map((w) => w.code)]).toEqual([201, "api-site", ["ROOT_NOT_FOUND"]]);
+    const there = await post("srvtrf");
+    expect([there.status, there.json.site, there.json.warnings]).toEqual([201, "srvtrf", []]);
+    // Moved to another site (its disk moved there), the folder is no longer the API's to look at.
+    const moved = await f.call<{ site: string; warnings: { code: string }[] }>("PATCH", `/portals/${here.json.id}`, { body: { site: "srvtrf" } });
+    expect([moved.status, moved.json.warnings]).toEqual([200, []]);
+  });
+
   test("a local → local job across two sites is refused with 422 saying to use an sftp portal; same site, or via sftp, is accepted", async () => {
     const [lab, lab2, srv] = [await local("lab-1"), await local("lab-1"), await local("srvtrf")];
     const refused = await f.call("POST", "/jobs", { body: copy(lab, srv) });

@@ -22,6 +22,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { answerHelpOrVersion, onStopSignals, SIGNAL_EXIT } from "../cli/process.ts";
 import type { Subprocess } from "bun";
 import { connectDb } from "../db/client.ts";
 import { migrateUp } from "../db/migrate.ts";
@@ -32,17 +33,32 @@ import { machineInfo, saveResults } from "./results.ts";
 const REPO = path.resolve(import.meta.dir, "../..");
 const TARGETS = { submissionsPerSec: 1000, completedPerSec: 200, getJobRps: 5000 };
 
-const { values: args } = parseArgs({
-  options: {
-    jobs: { type: "string", default: "2000" },
-    concurrency: { type: "string", default: "32" },
-    workers: { type: "string", default: "2" },
-    "worker-concurrency": { type: "string", default: "8" },
-    "wrk-seconds": { type: "string", default: "5" },
-    sites: { type: "string", default: "1,2" },
-    rounds: { type: "string", default: "2" },
-  },
-});
+const USAGE = `usage: bun run bench:jobs [--jobs 2000] [--concurrency 32] [--workers 2] [--worker-concurrency 8] [--wrk-seconds 5] [--sites 1,2] [--rounds 2] [--help | --version]
+Jobs through its own Postgres, Redis, API and workers, with the workers at one site or spread over
+two (--sites), in interleaved rounds: submissions/s, completions/s, submit → DONE latency,
+GET /jobs/{id} req/s (needs wrk); prints a table and writes docs/bench/jobs-latest.json.
+exit status: 0 done, 1 failed, 2 bad flags, 130/143 interrupted (its processes and servers stopped first)`;
+
+const answered = answerHelpOrVersion("ketter-bench-jobs", USAGE, process.argv.slice(2));
+if (answered !== null) process.exit(answered);
+const args = (() => {
+  try {
+    return parseArgs({
+      options: {
+        jobs: { type: "string", default: "2000" },
+        concurrency: { type: "string", default: "32" },
+        workers: { type: "string", default: "2" },
+        "worker-concurrency": { type: "string", default: "8" },
+        "wrk-seconds": { type: "string", default: "5" },
+        sites: { type: "string", default: "1,2" },
+        rounds: { type: "string", default: "2" },
+      },
+    }).values;
+  } catch (err) {
+    console.error(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
+    process.exit(2);
+  }
+})();
 const N = Number(args.jobs);
 const CONCURRENCY = Number(args.concurrency);
 const WORKERS = Number(args.workers);
@@ -51,7 +67,10 @@ const WRK_SECONDS = Number(args["wrk-seconds"]);
 const LAYOUTS = args.sites.split(",").map(Number);
 const ROUNDS = Number(args.rounds);
 const IDLE_JOBS = 50;
-if (LAYOUTS.some((n) => !Number.isInteger(n) || n < 1 || n > WORKERS)) throw new Error(`--sites: each layout must be 1..--workers (${WORKERS}) sites, got ${args.sites}`);
+if (LAYOUTS.some((n) => !Number.isInteger(n) || n < 1 || n > WORKERS)) {
+  console.error(`--sites: each layout must be 1..--workers (${WORKERS}) sites, got ${args.sites}\n${USAGE}`);
+  process.exit(2);
+}
 
 const procs: Subprocess[] = [];
 
@@ -299,6 +318,13 @@ async function main(): Promise<void> {
   }
 }
 
+// Interrupted: stop the API, workers and servers this run started, then leave with 130/143.
+onStopSignals((signal) => {
+  for (const p of procs) p.kill("SIGTERM");
+  void Promise.all(procs.map((p) => p.exited))
+    .then(() => stopTestServices())
+    .finally(() => process.exit(SIGNAL_EXIT[signal]));
+});
 main().then(
   () => process.exit(0),
   (err: unknown) => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Redis from "ioredis";
+import { waitFor } from "../testing/ports.ts";
 import { testRedisPrefix, testRedisUrl } from "../testing/services.ts";
 import { JobQueue } from "./queue.ts";
 import { connectRedis } from "./redis.ts";
@@ -147,8 +148,7 @@ describe("JobQueue", () => {
     const got: string[] = [];
     const unsubscribe = await q.subscribeCancels(sub, (id) => got.push(id));
     await q.notifyCancel("job-c");
-    const deadline = Date.now() + 5_000;
-    while (got.length === 0 && Date.now() < deadline) await Bun.sleep(10);
+    await waitFor(() => got.length > 0, { what: "the cancel notice", timeoutMs: 30_000, intervalMs: 10 });
     expect(got).toEqual(["job-c"]);
     await unsubscribe();
     sub.disconnect();

@@ -32,7 +32,6 @@ import {
 } from "../transfer_engine/index.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
-import { limitReadRate } from "./throttle.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
 const CLAIM_RETRY_MS = 5_000;
@@ -79,6 +78,9 @@ const ENGINE_EVENT_LEVEL = {
   committed: "info",
   source_removed: "info",
   source_kept: "warn",
+  compared: "info",
+  mirrored: "info",
+  files_failed: "warn",
 } as const satisfies Record<EngineEvent["kind"], EventLevel>;
 
 /** The job's failure as recorded: the engine's code and retry decision, or INTERNAL_ERROR (not retried) for anything else. */
@@ -239,17 +241,16 @@ export class JobRun {
           sourcePath: job.source_path,
           targetPath: job.target_path,
           mode: job.type,
-          ...(job.options.strategy ? { strategy: job.options.strategy } : {}),
-          ...(job.options.verify ? { verify: job.options.verify } : {}),
-          ...(job.options.overwrite !== undefined ? { overwrite: job.options.overwrite } : {}),
+          // The options were validated against the engine's own schema when the job was created.
+          ...job.options,
         },
         {
-          source: limitReadRate(source, deps.settings.maxBytesPerSec),
+          source,
           target,
           signal,
           onProgress: (p) => this.onProgress(p),
           onEvent: (e) => this.onEngineEvent(e),
-          ...(deps.engineOptions ? { options: deps.engineOptions } : {}),
+          options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },
         },
       );
     } finally {

@@ -2,7 +2,7 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import type { AppDeps } from "../deps.ts";
-import { doc } from "../openapi.ts";
+import { doc, responses } from "../openapi.ts";
 import { examples as siteExamples, QueueDepthView, SiteView } from "../sites/schemas.ts";
 import { siteOverview } from "../sites/service.ts";
 
@@ -79,11 +79,12 @@ export function healthModule(deps: AppDeps) {
       return report;
     },
     {
-      detail: doc({
-        summary: "Health", description: "200 when Postgres and Redis answer, 503 (same body) when either does not.",
-        tags: ["health"], operationId: "health", public: true,
-        responses: { 200: { description: "Healthy", schema: HealthView, example }, 503: { description: "Degraded", schema: HealthView, example: { ...example, status: "degraded", redis: { ok: false, latencyMs: 2000, error: "Redis did not answer within 2000 ms" } } } },
-      }),
+      response: responses(
+        { 200: { description: "Healthy", schema: HealthView, example }, 503: { description: "Degraded", schema: HealthView, example: { ...example, status: "degraded", redis: { ok: false, latencyMs: 2000, error: "Redis did not answer within 2000 ms" } } } },
+        [],
+        { public: true },
+      ),
+      detail: doc({ summary: "Health", description: "200 when Postgres and Redis answer, 503 (same body) when either does not.", tags: ["health"], operationId: "health", public: true }),
     },
   );
 }

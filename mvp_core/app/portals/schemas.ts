@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { PortalCheck } from "../../portals/endpoints.ts";
 import type { PortalRow } from "../../portals/repository.ts";
 import { SiteName } from "../../sites/names.ts";
+import { apiMessage } from "../errors.ts";
 
 const name = z
   .string()
@@ -90,6 +91,13 @@ export const PortalView = z.object({
 });
 export type PortalView = z.infer<typeof PortalView>;
 
+/** POST and PATCH /portals answer the portal and what to fix before jobs can use it. */
+export const PortalSaved = PortalView.extend({
+  warnings: z
+    .array(z.object({ code: z.enum(["ROOT_NOT_FOUND", "ROOT_NOT_A_FOLDER", "ROOT_UNREADABLE", "HOST_KEY_NOT_PINNED"]), message: z.string() }))
+    .meta({ description: "empty when nothing is known to be wrong; the portal is saved either way" }),
+});
+
 /** Row → view. */
 export function portalView(p: PortalRow): PortalView {
   return {
@@ -126,17 +134,30 @@ export const PortalCheckView = z.object({
 
 /** Check result → view. */
 export function portalCheckView(portalId: string, c: PortalCheck): z.infer<typeof PortalCheckView> {
-  return { portalId, ...c, checkedAt: new Date().toISOString() };
+  // The check's error comes from the engine's endpoints: in the API's words, like every engine message.
+  return { portalId, ...c, error: c.error && { code: c.error.code, message: apiMessage(c.error.message, c.error.code) }, checkedAt: new Date().toISOString() };
 }
 
 const now = "2026-11-25T10:00:00.000Z";
 /** Examples shown in Swagger UI. */
 export const examples = {
-  createLocal: { kind: "local", name: "lab-footage", rootPath: "/data/footage", site: "lab-1" },
+  // No `site`: on a one-site installation it defaults to that site (first contact runs this example as is).
+  createLocal: { kind: "local", name: "lab-footage", rootPath: "/data/footage" },
+  createLocalAtSite: { kind: "local", name: "ingest-2-cards", rootPath: "/data/cards", site: "ingest-2" },
+  createSftp: {
+    kind: "sftp", name: "srvtrf-in", rootPath: "/srv/ketter/in", host: "srvtrf.lab", port: 22, username: "ketter",
+    auth: { method: "key", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\n…\n-----END OPENSSH PRIVATE KEY-----\n" },
+    allowedSites: ["srvtrf", "lab-1"],
+  },
   view: {
     id: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", name: "srvtrf-in", kind: "sftp", rootPath: "/srv/in", host: "srvtrf.lab", port: 22,
     username: "ketter", authMethod: "key", hasSecret: true, hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
     site: null, allowedSites: null, createdAt: now, updatedAt: now,
+  },
+  saved: {
+    id: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", name: "lab-footage", kind: "local", rootPath: "/data/footage", host: null, port: null,
+    username: null, authMethod: null, hasSecret: false, hostKeyFingerprint: null, site: "lab-1", allowedSites: null, createdAt: now, updatedAt: now,
+    warnings: [{ code: "ROOT_NOT_FOUND", message: "folder /data/footage does not exist on the API's machine; jobs using this portal fail until it exists where the worker runs — create it there (or mount its disk); POST /portals/0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10/check checks again" }],
   },
   check: {
     portalId: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", reachable: true, hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",

@@ -1,8 +1,9 @@
 /** /sites: the machines Ketter runs on, their live workers and queues; retiring one. */
 import { Elysia } from "elysia";
+import { z } from "zod";
 import { forgetSite, SiteError } from "../../sites/repository.ts";
 import type { AppDeps } from "../deps.ts";
-import { doc } from "../openapi.ts";
+import { doc, responses } from "../openapi.ts";
 import { examples, SiteParams, SitesView } from "./schemas.ts";
 import { siteOverview } from "./service.ts";
 
@@ -25,11 +26,11 @@ export function sitesModule(deps: AppDeps) {
   const log = deps.log.child({ module: "sites" });
   return new Elysia({ name: "sites" })
     .get("/sites", () => siteOverview(deps), {
+      response: responses({ 200: { description: "Sites by name", schema: SitesView, example: examples.sites } }),
       detail: doc({
         summary: "List sites",
         description: "Every site a worker has run for (or a job or portal names), with its live workers (Redis heartbeats) and queue depths, and the any-site queue of jobs between two sftp portals.",
         tags, operationId: "listSites",
-        responses: { 200: { description: "Sites by name", schema: SitesView, example: examples.sites } },
       }),
     })
     .delete(
@@ -42,10 +43,12 @@ export function sitesModule(deps: AppDeps) {
       },
       {
         params: SiteParams,
+        // 204 has no body: an empty schema (the plugin renders a `null` schema as a broken content map).
+        response: responses({ 204: { description: "Forgotten (no body)", schema: z.unknown() } }, [404, 409, 422]),
         detail: doc({
           summary: "Retire a site",
           description: "Forgets a site no longer in use, so it stops counting when a new local portal's site is defaulted. Refused (409) while a worker of it is live, a local portal is at it, or an unfinished job must run there.",
-          tags, operationId: "retireSite", errors: [404, 409, 422], responses: { 204: { description: "Forgotten" } },
+          tags, operationId: "retireSite",
         }),
       },
     );
