@@ -1,5 +1,5 @@
 /**
- * Builds the API: one Elysia instance per feature module (health, metrics, portals, jobs, swagger) under a
+ * Builds the API: one Elysia instance per feature module (health, metrics, portals, jobs, sites, swagger) under a
  * root that owns the cross-cutting parts — request id, bearer token, JSON bodies, error mapping
  * and the access log. Tests drive it through `app.handle(new Request(...))` or `app.listen`.
  */
@@ -12,6 +12,7 @@ import { jobsModule } from "./jobs/module.ts";
 import { metricsModule } from "./metrics/module.ts";
 import { openapiModule } from "./openapi.ts";
 import { portalsModule } from "./portals/module.ts";
+import { sitesModule } from "./sites/module.ts";
 import { swaggerModule } from "./swagger/module.ts";
 
 const API_DESCRIPTION =
@@ -58,7 +59,8 @@ export function createApp(deps: AppDeps) {
     .use(healthModule(deps))
     .use(metricsModule(deps))
     .use(portalsModule(deps))
-    .use(jobsModule(deps));
+    .use(jobsModule(deps))
+    .use(sitesModule(deps));
   return root;
 }
 

@@ -4,7 +4,7 @@ import type { Logger } from "../log/log.ts";
 import type { JobQueue } from "../queue/queue.ts";
 
 /** The queue verbs the API uses (the worker's side of JobQueue stays out of reach). */
-export type ApiQueue = Pick<JobQueue, "enqueue" | "notifyCancel" | "depth" | "liveWorkers">;
+export type ApiQueue = Pick<JobQueue, "enqueue" | "notifyCancel" | "depth" | "siteDepths" | "liveWorkers" | "forgetSite">;
 
 /** Dependencies of every feature module. */
 export interface AppDeps {
@@ -17,6 +17,8 @@ export interface AppDeps {
   apiToken: string | undefined;
   /** Default max attempts of a job that does not say. */
   jobMaxAttempts: number;
+  /** The API's KETTER_SITE: a new local portal's site while no worker has ever registered one. */
+  site: string;
   log: Logger;
   version: string;
   /** How long a request waits for Redis before answering anyway (the reconciler repairs a miss). */

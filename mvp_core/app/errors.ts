@@ -7,6 +7,7 @@ import { NotFoundError, ParseError } from "elysia";
 import { JobError, type JobErrorCode } from "../jobs/repository.ts";
 import { PortalError, type PortalErrorCode } from "../portals/repository.ts";
 import { SecretError } from "../portals/secrets.ts";
+import { SiteError, type SiteErrorCode } from "../sites/repository.ts";
 import { isTransferError, type ErrorCode } from "../transfer_engine/errors.ts";
 
 /** An error meant for the client: status, stable code, a message saying what to fix. */
@@ -34,8 +35,16 @@ const JOB_STATUS: Record<JobErrorCode, number> = {
   IDEMPOTENCY_CONFLICT: 409,
   INVALID_STATE: 409,
   BAD_CURSOR: 400,
+  CROSS_SITE: 422,
+  SITE_NOT_ALLOWED: 422,
+  NO_COMMON_SITE: 422,
+  PORTAL_SITE_UNKNOWN: 422,
+  PORTAL_CHANGED: 409,
 };
 const JOB_CODE: Partial<Record<JobErrorCode, string>> = { NOT_FOUND: "JOB_NOT_FOUND", INVALID_STATE: "JOB_STATE_CONFLICT" };
+
+const SITE_STATUS: Record<SiteErrorCode, number> = { NOT_FOUND: 404, IN_USE: 409, SITE_REQUIRED: 422 };
+const SITE_CODE: Record<SiteErrorCode, string> = { NOT_FOUND: "SITE_NOT_FOUND", IN_USE: "SITE_IN_USE", SITE_REQUIRED: "SITE_REQUIRED" };
 
 /**
  * Engine codes that can reach the API (portal check and open): what each means for a client.
@@ -121,6 +130,7 @@ export function toApiError(err: unknown, requestId: string): { error: ApiError; 
   if (isValidation(err)) return { error: validationError(err), internal: false };
   if (err instanceof PortalError) return { error: new ApiError(PORTAL_STATUS[err.code], PORTAL_CODE[err.code], err.message, err.details), internal: false };
   if (err instanceof JobError) return { error: new ApiError(JOB_STATUS[err.code], JOB_CODE[err.code] ?? err.code, err.message, err.details), internal: false };
+  if (err instanceof SiteError) return { error: new ApiError(SITE_STATUS[err.code], SITE_CODE[err.code], err.message, err.details), internal: false };
   if (err instanceof NotFoundError) return { error: new ApiError(404, "ROUTE_NOT_FOUND", "no such route; see /swagger for the API"), internal: false };
   if (err instanceof ParseError) return { error: new ApiError(400, "INVALID_BODY", "the request body could not be read; send JSON with Content-Type: application/json"), internal: false };
   if (isTransferError(err)) {

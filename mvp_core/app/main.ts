@@ -28,11 +28,12 @@ async function main(): Promise<void> {
     secretKey: config.secretKey,
     apiToken: config.api.token,
     jobMaxAttempts: config.jobMaxAttempts,
+    site: config.site,
     log,
     version: VERSION,
   });
   app.listen({ hostname: config.api.host, port: config.api.port, maxRequestBodySize: SERVER_MAX_BODY_BYTES });
-  log.info("api listening", { url: config.api.url, auth: config.api.token ? "bearer" : "none", swagger: `${config.api.url}/swagger` });
+  log.info("api listening", { url: config.api.url, auth: config.api.token ? "bearer" : "none", swagger: `${config.api.url}/swagger`, site: config.site });
 
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: StopSignal) =>

@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectDb } from "../db/client.ts";
 import { freePort } from "../testing/ports.ts";
@@ -193,7 +193,7 @@ describe("dku against the stack", () => {
     await stack.stopWorker();
     const redis = new Redis(env.REDIS_URL!);
     try {
-      await new JobQueue({ redis, prefix: env.REDIS_KEY_PREFIX! }).heartbeat({ id: "held", host: "test", pid: 1, startedAt: new Date().toISOString(), running: 0, concurrency: 1 }, 120_000);
+      await new JobQueue({ redis, prefix: env.REDIS_KEY_PREFIX! }).heartbeat({ id: "held", site: hostname(), host: "test", pid: 1, startedAt: new Date().toISOString(), running: 0, concurrency: 1 }, 120_000);
     } finally {
       redis.disconnect();
     }

@@ -47,6 +47,8 @@ export interface JobRow {
   error_code: string | null;
   error_message: string | null;
   idempotency_key: string | null;
+  /** The site that must run it (migration 0005); null: any site. */
+  site: string | null;
   worker_id: string | null;
   lease_expires_at: Date | null;
   heartbeat_at: Date | null;

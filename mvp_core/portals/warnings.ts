@@ -2,6 +2,8 @@
  * What a person should know about a portal just saved, before a job uses it. Saving is never
  * refused for these: a local portal's root lives on the worker's machine, which may not be the
  * API's (the API can only say what it sees), and an sftp portal is pinned after its first check.
+ * A local portal of another site is on another machine: the API does not look (a missing folder
+ * here says nothing about there).
  */
 import { stat } from "node:fs/promises";
 import type { PortalRow } from "./repository.ts";
@@ -12,13 +14,14 @@ export interface PortalWarning {
   message: string;
 }
 
-/** The warnings for `portal` (empty when nothing is known to be wrong). */
-export async function portalWarnings(portal: PortalRow): Promise<PortalWarning[]> {
+/** The warnings for `portal` (empty when nothing is known to be wrong); `apiSite` is the API's own KETTER_SITE. */
+export async function portalWarnings(portal: PortalRow, apiSite: string): Promise<PortalWarning[]> {
   const again = `POST /portals/${portal.id}/check checks again`;
   if (portal.kind === "sftp") {
     if (portal.host_key_fingerprint) return [];
     return [{ code: "HOST_KEY_NOT_PINNED", message: `jobs refuse this portal until its host key is pinned: POST /portals/${portal.id}/check, compare the fingerprint it reports with the server's own, then PATCH hostKeyFingerprint` }];
   }
+  if (portal.site !== null && portal.site !== apiSite) return [];
   try {
     const st = await stat(portal.root_path);
     if (st.isDirectory()) return [];

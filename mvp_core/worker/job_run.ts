@@ -16,6 +16,7 @@ import {
   releaseJob,
   renewJobLease,
   scheduleRetry,
+  type WorkerRef,
 } from "../jobs/lifecycle.ts";
 import { type EventLevel, type JobRow, TERMINAL_STATUSES } from "../jobs/types.ts";
 import type { Logger } from "../log/log.ts";
@@ -57,7 +58,8 @@ export interface JobRunSettings {
 export interface JobRunDeps {
   sql: Sql;
   queue: JobQueue;
-  workerId: string;
+  /** This worker: its id holds the lease, its site is what the claim checks. */
+  worker: WorkerRef;
   log: Logger;
   settings: JobRunSettings;
   openEndpoint: OpenEndpoint;
@@ -100,6 +102,8 @@ export class JobRun {
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
   private lastRenewedAt = 0;
   private finished = false;
+  /** The claimed job's site (null: any site): where Redis hands it back to. */
+  private site: string | null = null;
 
   constructor(
     readonly jobId: string,
@@ -125,7 +129,7 @@ export class JobRun {
       // Postgres (or Redis) unreachable: park the delivery for a while rather than hand it straight
       // back, which would spin on the outage. If even that fails, the reconciler finds the job later.
       this.log.error("claiming the job failed; delivery parked for a retry", { err, delayMs: CLAIM_RETRY_MS });
-      await this.deps.queue.retryLater(this.jobId, this.deps.workerId, CLAIM_RETRY_MS).catch((e: unknown) => this.log.error("parking the delivery failed", { err: e }));
+      await this.deps.queue.retryLater(this.jobId, this.deps.worker.id, CLAIM_RETRY_MS).catch((e: unknown) => this.log.error("parking the delivery failed", { err: e }));
       return;
     }
     if (!job) return;
@@ -153,31 +157,38 @@ export class JobRun {
   // ---- claim ---------------------------------------------------------------------------------
 
   private async claim(): Promise<JobRow | null> {
-    const { sql, queue, workerId, settings } = this.deps;
-    let claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
-    if (!claim.claimed && claim.job?.leaseExpired && (claim.job.status === "RUNNING" || claim.job.status === "CANCELLING")) {
+    const { sql, queue, worker, settings } = this.deps;
+    let claim = await claimJob(sql, this.jobId, worker, settings.leaseMs);
+    if (!claim.claimed && claim.job?.leaseExpired && !claim.job.misplaced && (claim.job.status === "RUNNING" || claim.job.status === "CANCELLING")) {
       // Delivered before the reaper recorded the previous worker's death: take it back here.
-      const outcome = await reclaimJob(sql, this.jobId, workerId);
+      const outcome = await reclaimJob(sql, this.jobId, worker);
       if (outcome) this.log.warn("job reclaimed from a worker whose lease expired", { outcome });
       // Claim again even when this call changed nothing: a reaper may have just reclaimed it, and
       // the state read above is stale either way.
-      claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
+      claim = await claimJob(sql, this.jobId, worker, settings.leaseMs);
     }
     if (claim.claimed) {
+      this.site = claim.job.site;
       // Postgres holds the lease that matters; the first renewal restores Redis's copy if this fails.
-      await queue.startLease(this.jobId, workerId, settings.leaseMs).catch((err: unknown) => this.log.warn("recording the lease in Redis failed", { err }));
+      await queue.startLease(this.jobId, worker.id, settings.leaseMs, this.site).catch((err: unknown) => this.log.warn("recording the lease in Redis failed", { err }));
       this.lastRenewedAt = Date.now();
-      this.log.info("job started", { attempt: claim.job.attempts, maxAttempts: claim.job.max_attempts, type: claim.job.type });
+      this.log.info("job started", { attempt: claim.job.attempts, maxAttempts: claim.job.max_attempts, type: claim.job.type, site: claim.job.site ?? "any" });
       return claim.job;
     }
     const state = claim.job;
     if (state === null || TERMINAL_STATUSES.includes(state.status)) {
-      await queue.drop(this.jobId, workerId, true);
+      await queue.drop(this.jobId, worker.id, true);
+    } else if (state.misplaced) {
+      // Not this site's job (a stale list entry): only this delivery goes; the reconciler puts the
+      // job on the list of the site Postgres names.
+      await queue.drop(this.jobId, worker.id, false);
+      this.log.warn("delivery refused: the job belongs to another site", { jobSite: state.site ?? "any" });
+      return null;
     } else if (state.status === "RETRY_WAIT" && (state.dueInMs ?? 0) > 0) {
-      await queue.retryLater(this.jobId, workerId, state.dueInMs ?? 0);
+      await queue.retryLater(this.jobId, worker.id, state.dueInMs ?? 0);
     } else {
       // Running on another worker (a duplicate delivery): that worker acks it when done.
-      await queue.drop(this.jobId, workerId, false);
+      await queue.drop(this.jobId, worker.id, false);
     }
     this.log.info("delivery not claimed", { status: state?.status ?? "missing" });
     return null;
@@ -197,9 +208,9 @@ export class JobRun {
   }
 
   private async renewOnce(): Promise<void> {
-    const { sql, queue, workerId, settings } = this.deps;
+    const { sql, queue, worker, settings } = this.deps;
     try {
-      const status = await renewJobLease(sql, this.jobId, workerId, settings.leaseMs);
+      const status = await renewJobLease(sql, this.jobId, worker.id, settings.leaseMs);
       if (status === null) {
         this.log.warn("job is no longer this worker's (reclaimed or finished elsewhere)");
         this.stop("lost");
@@ -207,7 +218,7 @@ export class JobRun {
       }
       this.lastRenewedAt = Date.now();
       if (status === "CANCELLING") this.stop("cancel");
-      if (!(await queue.renewLease(this.jobId, workerId, settings.leaseMs))) {
+      if (!(await queue.renewLease(this.jobId, worker.id, settings.leaseMs, this.site))) {
         this.log.warn("another worker holds this job's lease in Redis; Postgres says it is ours");
       }
     } catch (err) {
@@ -256,7 +267,7 @@ export class JobRun {
     const strategy = e.kind === "strategy_chosen" && typeof e.data?.strategy === "string" ? e.data.strategy : undefined;
     this.log[level](e.message, { event: e.kind });
     this.enqueueWrite(`event ${e.kind}`, () =>
-      recordRunEvent(this.deps.sql, this.jobId, e.kind, e.message, { level, data: e.data ?? {}, ...(strategy ? { strategy } : {}) }),
+      recordRunEvent(this.deps.sql, this.jobId, this.deps.worker, e.kind, e.message, { level, data: e.data ?? {}, ...(strategy ? { strategy } : {}) }),
     );
   }
 
@@ -287,8 +298,8 @@ export class JobRun {
     const p = this.latestProgress;
     if (this.finished || !p || (p.phase !== "plan" && p.phase !== "transfer")) return;
     this.lastProgressWrite = Date.now();
-    const { sql, workerId } = this.deps;
-    this.enqueueWrite("progress", () => recordProgress(sql, this.jobId, workerId, p));
+    const { sql, worker } = this.deps;
+    this.enqueueWrite("progress", () => recordProgress(sql, this.jobId, worker.id, p));
   }
 
   // ---- outcome -------------------------------------------------------------------------------
@@ -311,51 +322,51 @@ export class JobRun {
   }
 
   private async recordDone(result: TransferResult): Promise<void> {
-    const { sql, queue, workerId } = this.deps;
+    const { sql, queue, worker } = this.deps;
     const data = { strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}) };
-    const ours = await this.persist("done", () => completeJob(sql, this.jobId, workerId, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
+    const ours = await this.persist("done", () => completeJob(sql, this.jobId, worker, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
     if (ours) {
-      await this.persist("ack", () => queue.ack(this.jobId, workerId));
+      await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job done", data);
     } else {
-      await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
+      await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
       this.log.warn("transfer finished but the job was no longer this worker's; nothing recorded");
     }
   }
 
   private async recordStop(job: JobRow, err: unknown): Promise<void> {
-    const { sql, queue, workerId, settings } = this.deps;
+    const { sql, queue, worker, settings } = this.deps;
     const reason = this.stopReason;
     const failure = failureOf(err);
     if (reason === "lost") {
-      await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
+      await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
       this.log.warn("job stopped: lease lost");
       return;
     }
-    if (reason === "cancel" && (await this.persist("cancelled", () => markCancelled(sql, this.jobId, workerId)))) {
-      await this.persist("ack", () => queue.ack(this.jobId, workerId));
+    if (reason === "cancel" && (await this.persist("cancelled", () => markCancelled(sql, this.jobId, worker)))) {
+      await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job cancelled");
       return;
     }
     if (reason === "shutdown" || reason === "cancel") {
       // (cancel here: a cancel notice Postgres does not confirm; hand the job back rather than lose it.)
-      const outcome = await this.persist("released", () => releaseJob(sql, this.jobId, workerId));
-      if (outcome === "released") await this.persist("release", () => queue.release(this.jobId, workerId));
-      else await this.persist("drop", () => queue.drop(this.jobId, workerId, outcome === "cancelled"));
+      const outcome = await this.persist("released", () => releaseJob(sql, this.jobId, worker));
+      if (outcome === "released") await this.persist("release", () => queue.release(this.jobId, worker.id, job.site));
+      else await this.persist("drop", () => queue.drop(this.jobId, worker.id, outcome === "cancelled"));
       this.log.warn(outcome === "released" ? `job released back to the queue (${reason})` : `job ${outcome ?? "not ours"} at ${reason}`);
       return;
     }
     if (failure.retryable && job.attempts < job.max_attempts) {
       const delayMs = retryDelayMs(job.attempts, settings.retryBaseMs, settings.retryMaxMs);
-      const outcome = await this.persist("retry", () => scheduleRetry(sql, this.jobId, workerId, failure, delayMs));
-      if (outcome === "retry") await this.persist("retry", () => queue.retryLater(this.jobId, workerId, delayMs));
-      else await this.persist("drop", () => queue.drop(this.jobId, workerId, outcome === "cancelled"));
+      const outcome = await this.persist("retry", () => scheduleRetry(sql, this.jobId, worker, failure, delayMs));
+      if (outcome === "retry") await this.persist("retry", () => queue.retryLater(this.jobId, worker.id, delayMs));
+      else await this.persist("drop", () => queue.drop(this.jobId, worker.id, outcome === "cancelled"));
       this.log.warn(outcome === "retry" ? "attempt failed; retry scheduled" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, attempt: job.attempts, delayMs });
       return;
     }
-    const outcome = await this.persist("failed", () => failJob(sql, this.jobId, workerId, failure));
-    if (outcome) await this.persist("ack", () => queue.ack(this.jobId, workerId));
-    else await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
+    const outcome = await this.persist("failed", () => failJob(sql, this.jobId, worker, failure));
+    if (outcome) await this.persist("ack", () => queue.ack(this.jobId, worker.id));
+    else await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
     this.log.error(outcome === "failed" ? "job failed" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, retryable: failure.retryable, attempt: job.attempts });
   }
 }

@@ -9,9 +9,9 @@ import { transfer } from "../transfer_engine/index.ts";
 import { Worker } from "./worker.ts";
 
 const USAGE = `usage: bun run worker [--help | --version]
-Takes jobs from the Redis queue and runs them with the transfer engine. Everything else comes from
-the environment (and .env; see .env.example): DATABASE_URL, REDIS_URL, KETTER_SECRET_KEY(_FILE),
-WORKER_CONCURRENCY, WORKER_LEASE_MS, WORKER_SHUTDOWN_GRACE_MS, … Logs are JSON lines on stdout.
+Takes its site's jobs (and any-site ones) from the Redis queue and runs them with the transfer engine.
+Everything else comes from the environment (and .env; see .env.example): DATABASE_URL, REDIS_URL,
+KETTER_SECRET_KEY(_FILE), KETTER_SITE (default: the host name), WORKER_CONCURRENCY, WORKER_LEASE_MS, WORKER_SHUTDOWN_GRACE_MS, … Logs are JSON lines on stdout.
 On SIGINT/SIGTERM it takes no new work, lets running jobs finish within WORKER_SHUTDOWN_GRACE_MS and
 hands the rest back to the queue.
 exit status: 2 bad arguments or configuration, 1 failed to start or stop cleanly,
@@ -28,6 +28,7 @@ async function main(): Promise<void> {
     redis,
     redisUrl: config.redisUrl,
     prefix: config.redisKeyPrefix,
+    site: config.site,
     log,
     settings: config.worker,
     openEndpoint: (portal, signal) => openPortalEndpoint(portal, config.secretKey, { signal }),

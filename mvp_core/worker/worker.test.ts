@@ -91,7 +91,7 @@ describe("worker: job lifecycle local → local", () => {
     await s.writeSource("reel.mov", 1024 * 1024);
     const job = await s.job("reel.mov", "reel.mov");
     // Extra raw copies in pending, as a reaper racing a slow worker or a replayed enqueue would leave.
-    await s.redis.lpush(s.queue.keys.pending, job.id, job.id, job.id);
+    await s.redis.lpush(s.queue.pendingKey(s.site), job.id, job.id, job.id);
     await Promise.all([s.startWorker({ concurrency: 2 }), s.startWorker({ concurrency: 2 })]);
 
     await s.waitForStatus(job.id, "DONE");
@@ -132,7 +132,7 @@ describe("worker: Redis restarts and several workers", () => {
     // A Redis of this test's own, so killing it disturbs no other test.
     const server = await startRedisServer();
     try {
-      const s = (scenario = new Scenario("redis-restart", server.url));
+      const s = (scenario = new Scenario("redis-restart", { redisUrl: server.url }));
       await s.setup();
       await s.writeSource("a.mov", 50_000);
       await s.writeSource("b.mov", 50_000);

@@ -4,10 +4,21 @@ import { z } from "zod";
 import { listEvents, listJobs } from "../../jobs/repository.ts";
 import type { AppDeps } from "../deps.ts";
 import { doc, responses } from "../openapi.ts";
-import { cancelJob, findJob, retry, submitJob } from "./service.ts";
+import type { JobRow } from "../../jobs/types.ts";
+import { cancelJob, findJob, retry, submitJob, waitingReasons } from "./service.ts";
 import { EventListQuery, EventView, eventView, examples, JobCreate, JobCreateHeaders, JobListQuery, JobParams, JobView, jobView } from "./schemas.ts";
 
 const tags = ["jobs"];
+
+/** Views of `jobs`, each with what it waits for. */
+async function views(deps: AppDeps, jobs: JobRow[]) {
+  const reasons = await waitingReasons(deps, jobs);
+  return jobs.map((j, i) => jobView(j, reasons[i]));
+}
+
+async function view(deps: AppDeps, job: JobRow) {
+  return (await views(deps, [job]))[0]!;
+}
 
 /** The jobs feature module. */
 export function jobsModule(deps: AppDeps) {
@@ -19,7 +30,7 @@ export function jobsModule(deps: AppDeps) {
         set.status = 201;
         if (!created) set.headers["idempotent-replayed"] = "true";
         set.headers.location = `/jobs/${job.id}`;
-        return jobView(job);
+        return view(deps, job);
       },
       {
         // JSON only: without it the plugin would also advertise form bodies, which answer 415.
@@ -30,7 +41,7 @@ export function jobsModule(deps: AppDeps) {
         detail: doc({
           summary: "Create a job",
           description:
-            "Copies or moves `source.path` of one portal to `target.path` of another (or the same) portal. The target's parent folder must exist unless `options.createParents` is true. The job is committed with its `created` and `queued` events, then handed to the workers; it answers 201 even if Redis is down (the job waits in Postgres). Repeating a request with the same Idempotency-Key returns the same job (header Idempotent-Replayed: true).",
+            "Copies or moves `source.path` of one portal to `target.path` of another (or the same) portal. The target's parent folder must exist unless `options.createParents` is true. The job runs at the site of its local end (`site`), or at any site when both ends are sftp; a job between two local portals of different sites is refused (422 CROSS_SITE: reach one side over SSH with an sftp portal). The job is committed with its `created` and `queued` events, then handed to that site's workers; it answers 201 even if Redis is down (the job waits in Postgres). Repeating a request with the same Idempotency-Key returns the same job (header Idempotent-Replayed: true).",
           tags, operationId: "createJob",
         }),
       },
@@ -44,7 +55,7 @@ export function jobsModule(deps: AppDeps) {
           ...(query.portal ? { portalId: query.portal } : {}),
           ...(query.cursor ? { cursor: query.cursor } : {}),
         });
-        return { jobs: page.jobs.map((j) => jobView(j)), nextCursor: page.nextCursor };
+        return { jobs: await views(deps, page.jobs), nextCursor: page.nextCursor };
       },
       {
         query: JobListQuery,
@@ -52,10 +63,13 @@ export function jobsModule(deps: AppDeps) {
         detail: doc({ summary: "List jobs", description: "Newest first. Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.", tags, operationId: "listJobs" }),
       },
     )
-    .get("/jobs/:id", async ({ params }) => jobView(await findJob(deps, params.id)), {
+    .get("/jobs/:id", async ({ params }) => view(deps, await findJob(deps, params.id)), {
       params: JobParams,
       response: responses({ 200: { description: "The job", schema: JobView, example: examples.view } }, [404, 422]),
-      detail: doc({ summary: "Get a job", description: "Status, strategy, attempts, progress (files and bytes, rate, ETA), error and timestamps.", tags, operationId: "getJob" }),
+      detail: doc({
+        summary: "Get a job", description: "Status, strategy, site, attempts, progress (files and bytes, rate, ETA), error, timestamps, and — while it waits — what it waits for (e.g. no live worker for its site).",
+        tags, operationId: "getJob",
+      }),
     })
     .get(
       "/jobs/:id/events",
@@ -67,7 +81,7 @@ export function jobsModule(deps: AppDeps) {
         detail: doc({ summary: "A job's event log", description: "Oldest first. Poll with `after` = the id of the last event seen.", tags, operationId: "listJobEvents" }),
       },
     )
-    .post("/jobs/:id/cancel", async ({ params }) => jobView(await cancelJob(deps, params.id)), {
+    .post("/jobs/:id/cancel", async ({ params }) => view(deps, await cancelJob(deps, params.id)), {
       params: JobParams,
       response: responses({ 200: { description: "The job after the request", schema: JobView, example: { ...examples.view, status: "CANCELLING" } } }, [404, 409, 422]),
       detail: doc({
@@ -76,7 +90,7 @@ export function jobsModule(deps: AppDeps) {
         tags, operationId: "cancelJob",
       }),
     })
-    .post("/jobs/:id/retry", async ({ params }) => jobView(await retry(deps, params.id)), {
+    .post("/jobs/:id/retry", async ({ params }) => view(deps, await retry(deps, params.id)), {
       params: JobParams,
       response: responses({ 200: { description: "The job, QUEUED again", schema: JobView, example: { ...examples.view, status: "QUEUED" } } }, [404, 409, 422]),
       detail: doc({ summary: "Retry a job", description: "Only FAILED or CANCELLED jobs: back to QUEUED with a fresh attempt budget.", tags, operationId: "retryJob" }),

@@ -103,6 +103,9 @@ export const JobView = z.object({
   target: z.object({ portal: z.string(), path: z.string() }),
   options: z.object(transferOptions).partial(),
   strategy: z.string().nullable().meta({ description: "strategy the engine chose (direct, zip, rename)" }),
+  site: z.string().nullable().meta({ description: "the site whose workers run it (where its local end is); null: any site (both ends sftp)" }),
+  workerId: z.string().nullable().meta({ description: "the worker running it now, or the last one that did" }),
+  waitingFor: z.string().nullable().meta({ description: "QUEUED or RETRY_WAIT: what it waits for, e.g. \"no live worker for site srvtrf: …\"; null otherwise" }),
   attempts: z.number().int(),
   maxAttempts: z.number().int(),
   progress: z.object({
@@ -125,8 +128,8 @@ export type JobView = z.infer<typeof JobView>;
 
 const isoOrNull = (d: Date | null) => (d ? d.toISOString() : null);
 
-/** Row → view; rate and ETA are averages over the running attempt. */
-export function jobView(j: JobRow, now = Date.now()): JobView {
+/** Row → view; rate and ETA are averages over the running attempt; `waitingFor` comes from the workers' liveness. */
+export function jobView(j: JobRow, waitingFor: string | null = null, now = Date.now()): JobView {
   const running = j.status === "RUNNING" || j.status === "CANCELLING";
   const elapsedS = running && j.started_at ? (now - j.started_at.getTime()) / 1000 : 0;
   const rate = running && elapsedS > 0 && j.bytes_done > 0 ? j.bytes_done / elapsedS : null;
@@ -139,6 +142,9 @@ export function jobView(j: JobRow, now = Date.now()): JobView {
     target: { portal: j.target_portal_id, path: j.target_path },
     options: j.options,
     strategy: j.strategy,
+    site: j.site,
+    workerId: j.worker_id,
+    waitingFor,
     attempts: j.attempts,
     maxAttempts: j.max_attempts,
     progress: {
@@ -190,9 +196,9 @@ export const examples = {
     id: "9a7e3c1b-4d2f-4b6a-8e5c-3f1a2b9c8d70", type: "copy", status: "RUNNING",
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
-    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true }, strategy: "direct", attempts: 1, maxAttempts: 3,
+    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true }, strategy: "direct", site: "lab-1", workerId: "lab-1:4242:k3x9q1", waitingFor: null, attempts: 1, maxAttempts: 3,
     progress: { filesDone: 120, filesTotal: 480, bytesDone: 52_428_800_000, bytesTotal: 209_715_200_000, percent: 25, bytesPerSecond: 110_000_000, etaSeconds: 1430 },
     error: null, createdAt: now, startedAt: now, finishedAt: null, updatedAt: now, nextAttemptAt: null,
   },
-  event: { id: 17, at: now, level: "info", kind: "started", message: "attempt 1 of 3 on worker lab-1", data: {} },
+  event: { id: 17, at: now, level: "info", kind: "started", message: "attempt 1 of 3 started on worker lab-1:4242:k3x9q1 (site lab-1)", data: { attempt: 1, maxAttempts: 3, workerId: "lab-1:4242:k3x9q1", site: "lab-1" } },
 };

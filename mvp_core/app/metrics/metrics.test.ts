@@ -53,7 +53,7 @@ describe("GET /metrics", () => {
 
     // One job run to DONE by a real worker.
     const worker = new Worker({
-      sql: f.sql, redis: f.redis, redisUrl: await testRedisUrl(), prefix: f.prefix, log: f.deps.log, settings: FAST,
+      sql: f.sql, redis: f.redis, redisUrl: await testRedisUrl(), prefix: f.prefix, log: f.deps.log, settings: FAST, site: f.deps.site,
       openEndpoint: (p, signal) => openPortalEndpoint(p, f.deps.secretKey, { signal }), transfer,
     });
     await worker.start();
@@ -67,11 +67,12 @@ describe("GET /metrics", () => {
     // that let its lease lapse (the same verbs the worker and the reaper use).
     const retried = (await f.call<JobView>("POST", "/jobs", { headers: auth, body: body("retried.mov") })).json;
     const reclaimed = (await f.call<JobView>("POST", "/jobs", { headers: auth, body: body("reclaimed.mov") })).json;
-    expect((await claimJob(f.sql, retried.id, "gone-worker", 60_000)).claimed).toBe(true);
-    expect(await scheduleRetry(f.sql, retried.id, "gone-worker", { code: "CONNECTION_LOST", message: "reset (test)", retryable: true }, 60_000)).toBe("retry");
-    expect((await claimJob(f.sql, reclaimed.id, "gone-worker", 1)).claimed).toBe(true);
-    await waitFor(async () => (await reclaimJob(f.sql, reclaimed.id, "metrics-test")) === "reclaimed", { what: "the 1 ms lease to lapse" });
-    await f.queue.heartbeat({ id: "metrics-test-worker", host: "lab", pid: 1, startedAt: new Date().toISOString(), running: 1, concurrency: 4 }, 60_000);
+    const gone = { id: "gone-worker", site: f.deps.site };
+    expect((await claimJob(f.sql, retried.id, gone, 60_000)).claimed).toBe(true);
+    expect(await scheduleRetry(f.sql, retried.id, gone, { code: "CONNECTION_LOST", message: "reset (test)", retryable: true }, 60_000)).toBe("retry");
+    expect((await claimJob(f.sql, reclaimed.id, gone, 1)).claimed).toBe(true);
+    await waitFor(async () => (await reclaimJob(f.sql, reclaimed.id, { id: "metrics-test", site: f.deps.site })) === "reclaimed", { what: "the 1 ms lease to lapse" });
+    await f.queue.heartbeat({ id: "metrics-test-worker", site: f.deps.site, host: "lab", pid: 1, startedAt: new Date().toISOString(), running: 1, concurrency: 4 }, 60_000);
 
     const { families: after, contentType } = await scrape();
     expect(contentType).toBe("text/plain; version=0.0.4; charset=utf-8");

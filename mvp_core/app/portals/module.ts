@@ -2,14 +2,21 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import { checkPortal } from "../../portals/endpoints.ts";
-import { createPortal, deletePortal, getPortal, listPortals, PortalError, updatePortal } from "../../portals/repository.ts";
+import { createPortal, deletePortal, getPortal, listPortals, type NewPortal, PortalError, updatePortal } from "../../portals/repository.ts";
 import { portalWarnings } from "../../portals/warnings.ts";
+import { defaultPortalSite } from "../../sites/repository.ts";
 import type { AppDeps } from "../deps.ts";
 import { doc, responses } from "../openapi.ts";
 import { examples, PortalCheckView, PortalCreate, PortalParams, PortalSaved, PortalUpdate, PortalView, portalCheckView, portalView } from "./schemas.ts";
 
 const tags = ["portals"];
 const CHECK_TIMEOUT_MS = 10_000;
+
+/** The portal to create: a local one without `site` gets the default site (see defaultPortalSite). */
+async function withSite(deps: AppDeps, body: PortalCreate): Promise<NewPortal> {
+  if (body.kind === "sftp") return body;
+  return { ...body, site: body.site ?? (await defaultPortalSite(deps.sql, deps.site)) };
+}
 
 async function mustGet(deps: AppDeps, id: string) {
   const p = await getPortal(deps.sql, id);
@@ -28,20 +35,20 @@ export function portalsModule(deps: AppDeps) {
     .post(
       "/portals",
       async ({ body, set }) => {
-        const p = await createPortal(deps.sql, body, deps.secretKey);
-        const warnings = await portalWarnings(p);
-        log.info("portal created", { portalId: p.id, name: p.name, kind: p.kind, warnings: warnings.map((w) => w.code) });
+        const p = await createPortal(deps.sql, await withSite(deps, body), deps.secretKey);
+        const warnings = await portalWarnings(p, deps.site);
+        log.info("portal created", { portalId: p.id, name: p.name, kind: p.kind, site: p.site, allowedSites: p.allowed_sites, warnings: warnings.map((w) => w.code) });
         set.status = 201;
         return { ...portalView(p), warnings };
       },
       {
         parse: "json",
-        body: PortalCreate.meta({ examples: [examples.createLocal, examples.createSftp] }),
+        body: PortalCreate.meta({ examples: [examples.createLocal, examples.createSftp, examples.createLocalAtSite] }),
         response: responses({ 201: { description: "Created; `warnings` says what to fix before jobs can use it", schema: PortalSaved, example: examples.saved } }, [400, 409, 413, 415, 422]),
         detail: doc({
           summary: "Register a portal",
           description:
-            "A local folder (on the worker's machine), or a folder on an SFTP host. The password or private key is stored encrypted (AES-256-GCM) and never returned. The portal is saved even when its root cannot be seen yet; `warnings` then says so (ROOT_NOT_FOUND: create the folder). Pin the host key (from POST /portals/{id}/check) before jobs can use an sftp portal.",
+            "A local folder at a site (the machine whose disk holds it; `site` defaults to the only site ever seen), or a folder on an SFTP host that every site — or only `allowedSites` — may reach. The password or private key is stored encrypted (AES-256-GCM) and never returned. The portal is saved even when its root cannot be seen yet; `warnings` then says so (ROOT_NOT_FOUND: create the folder; the API looks only at folders of its own site). Pin the host key (from POST /portals/{id}/check) before jobs can use an sftp portal.",
           tags, operationId: "createPortal",
         }),
       },
@@ -55,7 +62,7 @@ export function portalsModule(deps: AppDeps) {
       "/portals/:id",
       async ({ params, body }) => {
         const p = await updatePortal(deps.sql, params.id, body, deps.secretKey);
-        const warnings = await portalWarnings(p);
+        const warnings = await portalWarnings(p, deps.site);
         log.info("portal updated", { portalId: p.id, fields: Object.keys(body), warnings: warnings.map((w) => w.code) });
         return { ...portalView(p), warnings };
       },
@@ -66,7 +73,7 @@ export function portalsModule(deps: AppDeps) {
         response: responses({ 200: { description: "Updated; `warnings` as for POST /portals", schema: PortalSaved, example: { ...examples.saved, warnings: [] } } }, [400, 404, 409, 413, 415, 422]),
         detail: doc({
           summary: "Update a portal",
-          description: "Changes any subset of fields. `auth` replaces the stored secret; `hostKeyFingerprint: null` unpins. Moving the root, host or port is refused while active jobs use the portal.",
+          description: "Changes any subset of fields. `auth` replaces the stored secret; `hostKeyFingerprint: null` unpins. Moving the root, host, port, `site` or `allowedSites` is refused while active jobs use the portal.",
           tags, operationId: "updatePortal",
         }),
       },

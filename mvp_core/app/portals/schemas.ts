@@ -2,6 +2,7 @@
 import { z } from "zod";
 import type { PortalCheck } from "../../portals/endpoints.ts";
 import type { PortalRow } from "../../portals/repository.ts";
+import { SiteName } from "../../sites/names.ts";
 import { apiMessage } from "../errors.ts";
 
 const name = z
@@ -22,6 +23,14 @@ const fingerprint = z
   .regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'must look like "SHA256:" + 43 base64 characters, as POST /portals/{id}/check reports it')
   .meta({ example: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" });
 
+const site = SiteName.meta({ description: "the site (machine) whose disk holds this folder; default: the only site ever seen, else (no worker ever started) the API's KETTER_SITE; required when several sites exist", example: "lab-1" });
+const allowedSites = z
+  .array(SiteName)
+  .min(1)
+  .max(64)
+  .refine((l) => new Set(l).size === l.length, "must not name a site twice")
+  .meta({ description: "only workers of these sites may use this sftp portal, most preferred first (a job between two sftp portals runs at the first site both allow); omit or null: every site", example: ["srvtrf", "lab-1"] });
+
 const auth = z.discriminatedUnion("method", [
   z.object({ method: z.literal("password"), password: z.string().min(1).max(1024) }).strict(),
   z
@@ -35,7 +44,7 @@ const auth = z.discriminatedUnion("method", [
 
 /** POST /portals. */
 export const PortalCreate = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("local"), name, rootPath }).strict(),
+  z.object({ kind: z.literal("local"), name, rootPath, site: site.optional() }).strict(),
   z
     .object({
       kind: z.literal("sftp"),
@@ -46,13 +55,16 @@ export const PortalCreate = z.discriminatedUnion("kind", [
       username,
       auth,
       hostKeyFingerprint: fingerprint.optional(),
+      allowedSites: allowedSites.nullable().optional(),
     })
     .strict(),
 ]);
 
-/** PATCH /portals/{id}: any subset; `auth` replaces the secret; `hostKeyFingerprint: null` unpins. */
+export type PortalCreate = z.infer<typeof PortalCreate>;
+
+/** PATCH /portals/{id}: any subset; `auth` replaces the secret; `hostKeyFingerprint: null` unpins; `allowedSites: null` opens an sftp portal to every site. */
 export const PortalUpdate = z
-  .object({ name, rootPath, host, port, username, auth, hostKeyFingerprint: fingerprint.nullable() })
+  .object({ name, rootPath, host, port, username, auth, hostKeyFingerprint: fingerprint.nullable(), site, allowedSites: allowedSites.nullable() })
   .partial()
   .strict()
   .refine((o) => Object.keys(o).length > 0, "give at least one field to change");
@@ -72,6 +84,8 @@ export const PortalView = z.object({
   authMethod: z.enum(["password", "key"]).nullable(),
   hasSecret: z.boolean(),
   hostKeyFingerprint: z.string().nullable(),
+  site: z.string().nullable().meta({ description: "local: the site whose disk holds it (null only for a portal from before sites existed, until it is adopted); sftp: null" }),
+  allowedSites: z.array(z.string()).nullable().meta({ description: "sftp: the sites allowed to reach it, preferred first; null: every site" }),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -97,6 +111,8 @@ export function portalView(p: PortalRow): PortalView {
     authMethod: p.auth_method,
     hasSecret: p.secret_encrypted !== null,
     hostKeyFingerprint: p.host_key_fingerprint,
+    site: p.site,
+    allowedSites: p.allowed_sites,
     createdAt: p.created_at.toISOString(),
     updatedAt: p.updated_at.toISOString(),
   };
@@ -125,18 +141,22 @@ export function portalCheckView(portalId: string, c: PortalCheck): z.infer<typeo
 const now = "2026-11-25T10:00:00.000Z";
 /** Examples shown in Swagger UI. */
 export const examples = {
+  // No `site`: on a one-site installation it defaults to that site (first contact runs this example as is).
   createLocal: { kind: "local", name: "lab-footage", rootPath: "/data/footage" },
+  createLocalAtSite: { kind: "local", name: "ingest-2-cards", rootPath: "/data/cards", site: "ingest-2" },
   createSftp: {
     kind: "sftp", name: "srvtrf-in", rootPath: "/srv/ketter/in", host: "srvtrf.lab", port: 22, username: "ketter",
     auth: { method: "key", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\n…\n-----END OPENSSH PRIVATE KEY-----\n" },
+    allowedSites: ["srvtrf", "lab-1"],
   },
   view: {
     id: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", name: "srvtrf-in", kind: "sftp", rootPath: "/srv/in", host: "srvtrf.lab", port: 22,
-    username: "ketter", authMethod: "key", hasSecret: true, hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", createdAt: now, updatedAt: now,
+    username: "ketter", authMethod: "key", hasSecret: true, hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+    site: null, allowedSites: null, createdAt: now, updatedAt: now,
   },
   saved: {
     id: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", name: "lab-footage", kind: "local", rootPath: "/data/footage", host: null, port: null,
-    username: null, authMethod: null, hasSecret: false, hostKeyFingerprint: null, createdAt: now, updatedAt: now,
+    username: null, authMethod: null, hasSecret: false, hostKeyFingerprint: null, site: "lab-1", allowedSites: null, createdAt: now, updatedAt: now,
     warnings: [{ code: "ROOT_NOT_FOUND", message: "folder /data/footage does not exist on the API's machine; jobs using this portal fail until it exists where the worker runs — create it there (or mount its disk); POST /portals/0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10/check checks again" }],
   },
   check: {
