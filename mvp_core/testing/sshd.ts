@@ -1,6 +1,7 @@
 /**
  * A throw-away OpenSSH server for tests and the SFTP benchmark: real `/usr/sbin/sshd` on a free
- * loopback port, fresh host and client keys, a temporary root folder, and (when running as root) a
+ * loopback port (or inside the WAN testbed's SRVTRF namespace: testing/testbed/), fresh host and
+ * client keys, a temporary root folder, and (when running as root) a
  * throw-away unprivileged user with a password, so permission errors behave as in production.
  * `stop()` kills sshd, unmounts what it mounted, deletes the user and every temporary file.
  */
@@ -16,6 +17,13 @@ export interface SshdOptions {
   hideCommands?: readonly string[];
   /** Only the SFTP subsystem is allowed (ForceCommand internal-sftp): no shell, no exec. */
   sftpOnly?: boolean;
+  /**
+   * Network namespace to run sshd in (the WAN testbed's SRVTRF): it then listens on every address
+   * of that namespace, on `port`, and `listenAddress` is the one address callers connect to.
+   */
+  netns?: string;
+  /** Port inside `netns` (default 22: the namespace is the server's own). Ignored without netns. */
+  port?: number;
 }
 
 /** A running test sshd and the credentials to reach it. */
@@ -110,9 +118,9 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
 
     const env: string[] = [];
     if (opts.hideCommands?.length) env.push(`SetEnv PATH=${await pathWithout(dir, opts.hideCommands)}`);
-    const port = await freePort(host);
+    const port = opts.netns ? (opts.port ?? 22) : await freePort(host);
     const config = [
-      `ListenAddress ${host}`,
+      `ListenAddress ${opts.netns ? "0.0.0.0" : host}`,
       `Port ${port}`,
       `HostKey ${join(dir, "host_ed25519")}`,
       `PidFile ${join(dir, "sshd.pid")}`,
@@ -135,7 +143,11 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
     await mkdir("/run/sshd", { recursive: true }).catch(() => undefined); // only root needs it; others cannot create it
 
     const start = async (): Promise<void> => {
-      const p = Bun.spawn([SSHD, "-D", "-e", "-f", join(dir, "sshd_config")], { stdout: "ignore", stderr: "pipe" });
+      // nsenter, not `ip netns exec`: that one also gives sshd a mount namespace of its own, and on
+      // a host whose / is private, disks mounted later (scratch disks, mountSmallDisk) would not be
+      // visible to it. nsenter execs sshd in place, so kill() still reaches it by pid.
+      const inNetns = opts.netns ? ["nsenter", `--net=/run/netns/${opts.netns}`] : [];
+      const p = Bun.spawn([...inNetns, SSHD, "-D", "-e", "-f", join(dir, "sshd_config")], { stdout: "ignore", stderr: "pipe" });
       proc = p;
       void collect(p.stderr, logTail);
       await waitForPort(host, port, p, logTail);
