@@ -24,6 +24,8 @@ export interface SshdOptions {
   netns?: string;
   /** Port inside `netns` (default 22: the namespace is the server's own). Ignored without netns. */
   port?: number;
+  /** CPUs sshd and its sessions may run on (`taskset -c` list, e.g. "1"): a server with cores of its own. */
+  cpus?: string;
 }
 
 /** A running test sshd and the credentials to reach it. */
@@ -44,6 +46,8 @@ export interface TestSshd {
   dir: string;
   /** ssh(1) arguments (without the destination command) reaching this server non-interactively. */
   sshArgs(): string[];
+  /** Pid of the listening sshd (its /proc entry counts the CPU of every finished session); null while killed. */
+  pid(): number | null;
   /** Mounts a tmpfs of `bytes` at `root/<rel>` owned by the user (for full-disk tests); undone by stop(). */
   mountSmallDisk(rel: string, bytes: number): Promise<string>;
   /** SIGKILLs sshd and every session it forked: live connections drop at once. */
@@ -147,7 +151,8 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
       // a host whose / is private, disks mounted later (scratch disks, mountSmallDisk) would not be
       // visible to it. nsenter execs sshd in place, so kill() still reaches it by pid.
       const inNetns = opts.netns ? ["nsenter", `--net=/run/netns/${opts.netns}`] : [];
-      const p = Bun.spawn([...inNetns, SSHD, "-D", "-e", "-f", join(dir, "sshd_config")], { stdout: "ignore", stderr: "pipe" });
+      const onCpus = opts.cpus ? ["taskset", "-c", opts.cpus] : [];
+      const p = Bun.spawn([...onCpus, ...inNetns, SSHD, "-D", "-e", "-f", join(dir, "sshd_config")], { stdout: "ignore", stderr: "pipe" });
       proc = p;
       void collect(p.stderr, logTail);
       await waitForPort(host, port, p, logTail);
@@ -157,6 +162,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
     const sshd: TestSshd = {
       host, port, username, password, privateKey, hostKeyFingerprint, root, dir,
       privateKeyPath: join(dir, "client_ed25519"),
+      pid: () => proc?.pid ?? null,
       sshArgs: () => [
         "-p", String(port), "-i", join(dir, "client_ed25519"), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
         "-o", `UserKnownHostsFile=${join(dir, "known_hosts")}`, "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR",

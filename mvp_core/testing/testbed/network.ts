@@ -75,10 +75,10 @@ export async function claimNetwork(): Promise<NetworkNames> {
   throw new Error(`all ${MAX_INDEX} WAN testbed slots in ${CLAIMS} are taken by live processes`);
 }
 
-/** Creates SRVTRF's namespace and the veth pair, addresses up, IPv6 off (no stray traffic in the counters). */
-export async function createNetwork(n: NetworkNames): Promise<void> {
+/** Creates SRVTRF's namespace and the veth pair (`mtu` both ends), addresses up, IPv6 off (no stray traffic in the counters). */
+export async function createNetwork(n: NetworkNames, mtu = 1500): Promise<void> {
   await sh(["ip", "netns", "add", n.netns]);
-  await sh(["ip", "link", "add", n.labIf, "type", "veth", "peer", "name", n.srvIf, "netns", n.netns]);
+  await sh(["ip", "link", "add", n.labIf, "mtu", String(mtu), "type", "veth", "peer", "name", n.srvIf, "mtu", String(mtu), "netns", n.netns]);
   fs.writeFileSync(`/proc/sys/net/ipv6/conf/${n.labIf}/disable_ipv6`, "1");
   await sh(["ip", "netns", "exec", n.netns, "sysctl", "-q", "-w", `net.ipv6.conf.${n.srvIf}.disable_ipv6=1`]);
   await sh(["ip", "addr", "add", `${n.labAddress}/24`, "dev", n.labIf]);

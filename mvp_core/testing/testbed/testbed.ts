@@ -29,8 +29,14 @@ import { type NetworkNames, addPathRules, claimNetwork, createNetwork, pathOf, r
 
 /** How to build the testbed. */
 export interface TestbedOptions {
-  /** Passed to SRVTRF's sshd (e.g. hide unzip, SFTP only). */
-  sshd?: Pick<SshdOptions, "hideCommands" | "sftpOnly">;
+  /** Passed to SRVTRF's sshd (e.g. hide unzip, SFTP only, the CPUs it may use). */
+  sshd?: Pick<SshdOptions, "hideCommands" | "sftpOnly" | "cpus">;
+  /** Use the loopback testbed even as root (to compare the two). */
+  loopback?: boolean;
+  /** The loopback testbed's sshd address (default 127.0.0.1). */
+  loopbackAddress?: string;
+  /** MTU of both veth ends (default 1500, an Ethernet's; loopback's is 65536). netns only. */
+  mtu?: number;
   /** Mount a fresh journaled ext4 of this size on LAB's folder and on SRVTRF's root (root only; see bench/scratch_disk.ts). */
   scratchBytes?: number;
 }
@@ -114,11 +120,12 @@ export async function withTestbed<T>(opts: TestbedOptions, fn: (tb: Testbed) => 
 
 /** Starts the netns testbed, or the loopback one with a message on stderr saying why. */
 export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> {
-  const why = netnsUnavailable();
+  const why = opts.loopback ? "asked for loopback" : netnsUnavailable();
   let tb: Testbed;
   if (why === null) tb = await startNetnsTestbed(opts);
+  else if (opts.loopback) tb = await startLoopbackTestbed(opts, why);
   else {
-    process.stderr.write(`WAN testbed: ${why}. Falling back to loopback: sshd on 127.0.0.1, delays through a stream relay that does not delay TCP's ACKs; no loss, no link cut, no wire counters.\n`);
+    process.stderr.write(`WAN testbed: ${why}. Falling back to loopback: sshd on ${opts.loopbackAddress ?? "127.0.0.1"}, delays through a stream relay that does not delay TCP's ACKs; no loss, no link cut, no wire counters.\n`);
     tb = await startLoopbackTestbed(opts, why);
   }
   const stop = tb.stop;
@@ -155,16 +162,21 @@ async function labFolder(opts: TestbedOptions, down: Teardown): Promise<{ root: 
   return { root, disk };
 }
 
+function srvtrfScratch(opts: TestbedOptions, sshd: TestSshd, down: Teardown): ScratchDisk | null {
+  const disk = opts.scratchBytes ? mountScratchDisk({ imageDir: sshd.dir, at: sshd.root, bytes: opts.scratchBytes, owner: sshd.username }) : null;
+  if (disk) down.add(() => disk.stop());
+  return disk;
+}
+
 async function startNetnsTestbed(opts: TestbedOptions): Promise<Testbed> {
   const down = new Teardown();
   try {
     const names = await claimNetwork();
     down.add(() => removeNetwork(names));
-    await createNetwork(names);
+    await createNetwork(names, opts.mtu);
     const sshd = await startSshd({ ...opts.sshd, netns: names.netns, listenAddress: names.srvAddress });
     down.add(() => sshd.stop());
-    const srvtrfDisk = opts.scratchBytes ? mountScratchDisk({ imageDir: sshd.dir, at: sshd.root, bytes: opts.scratchBytes, owner: sshd.username }) : null;
-    if (srvtrfDisk) down.add(() => srvtrfDisk.stop());
+    const srvtrfDisk = srvtrfScratch(opts, sshd, down);
     const lab = await labFolder(opts, down);
     const paths = new Map<string, Promise<TestbedPath>>();
     const queues = new Map<TestbedPath, number>();
@@ -193,7 +205,7 @@ async function startNetnsTestbed(opts: TestbedOptions): Promise<Testbed> {
     return {
       kind: "netns",
       netns: names.netns,
-      describe: `netns: LAB (root namespace, ${names.labIf} ${names.labAddress}) ⇄ veth ⇄ SRVTRF (namespace ${names.netns}, ${names.srvAddress}); delays and loss by a packet-level NFQUEUE delay line on each end's ingress`,
+      describe: `netns: LAB (root namespace, ${names.labIf} ${names.labAddress}) ⇄ veth (MTU ${opts.mtu ?? 1500}) ⇄ SRVTRF (namespace ${names.netns}, ${names.srvAddress}); delays and loss by a packet-level NFQUEUE delay line on each end's ingress`,
       sshd, labRoot: lab.root, labDisk: lab.disk, srvtrfDisk,
       path({ rttMs, lossPct = 0 }) {
         if (!(rttMs >= 0) || !(lossPct >= 0 && lossPct < 100)) return Promise.reject(new Error(`path: rttMs must be ≥ 0 and lossPct in [0, 100) (got ${rttMs}, ${lossPct})`));
@@ -226,8 +238,9 @@ async function startNetnsTestbed(opts: TestbedOptions): Promise<Testbed> {
 async function startLoopbackTestbed(opts: TestbedOptions, why: string): Promise<Testbed> {
   const down = new Teardown();
   try {
-    const sshd = await startSshd({ ...opts.sshd });
+    const sshd = await startSshd({ ...opts.sshd, listenAddress: opts.loopbackAddress });
     down.add(() => sshd.stop());
+    const srvtrfDisk = srvtrfScratch(opts, sshd, down);
     const lab = await labFolder(opts, down);
     const relays = new Map<number, Promise<LatencyRelay>>();
     const unsupported = (what: string): never => {
@@ -237,7 +250,7 @@ async function startLoopbackTestbed(opts: TestbedOptions, why: string): Promise<
       kind: "loopback",
       netns: null,
       describe: `loopback: sshd on ${sshd.host}, delays by a TCP stream relay (${why})`,
-      sshd, labRoot: lab.root, labDisk: lab.disk, srvtrfDisk: null,
+      sshd, labRoot: lab.root, labDisk: lab.disk, srvtrfDisk,
       async path({ rttMs, lossPct = 0 }) {
         if (lossPct > 0) unsupported("packet loss");
         if (rttMs === 0) return { host: sshd.host, port: sshd.port, rttMs, lossPct };
