@@ -27,7 +27,8 @@ import { checkTargets, formatTable, summarise, type WanSample } from "./wan_repo
 import { resumeScenario, type ResumeResult } from "./wan_resume.ts";
 
 const USAGE = `usage: bun run bench:wan [--quick] [--datasets big,card,seq,small] [--rtt 0,20,100] [--rounds N]
-                         [--methods ketter,scp -r,rsync -a,tar | ssh,rclone copy] [--max-seconds S] [--resume-rtt MS | --no-resume]
+                         [--methods ketter,scp -r,rsync -a,tar | ssh,rclone copy,ketter direct,ketter zip] [--max-seconds S]
+                         [--resume-rtt MS | --no-resume]
   what changes the ranking (docs/ssh.md, "WAN testbed"):
     [--link netns|loopback] [--mtu N] [--pin LAB_CPUS/SRVTRF_CPUS, e.g. 0/1] [--fs scratch|plain]`;
 
@@ -83,7 +84,7 @@ function parseOptions(argv: string[]): Options | string {
     link, mtu, pin: pinMatch ? { lab: pinMatch[1]!, srvtrf: pinMatch[2]! } : null, scratch: fsKind === "scratch",
     quick, rounds, rtts: [...new Set(rtts)], maxSeconds, resumeRtt,
     datasets: wanDatasets(quick).filter((d) => names.includes(d.name)),
-    methods: methodNames ? all.filter((m) => methodNames.includes(m.name)) : all,
+    methods: methodNames ? all.filter((m) => methodNames.includes(m.name)) : all.filter((m) => !m.extra),
   };
 }
 

@@ -28,6 +28,8 @@ export interface WanMethod {
   name: string;
   /** Ketter's CLI (peak RSS reported, JSON result kept). */
   ketter: boolean;
+  /** Only when named in --methods (Ketter with a forced strategy, for investigations). */
+  extra?: boolean;
   argv(src: string, dst: string, link: WanLink): string[];
 }
 
@@ -36,11 +38,12 @@ export interface WanMethod {
  * flags here): the engine CLI with its default strategy and checksum verification. `id` names the
  * transfer, so a second run after a kill is "the same transfer" to the engine.
  */
-export function ketterArgv(src: string, dst: string, link: WanLink, id?: string): string[] {
+export function ketterArgv(src: string, dst: string, link: WanLink, opts: { id?: string; strategy?: "direct" | "zip" } = {}): string[] {
   return [
     "bun", CLI, "--from", src, "--to", `sftp://${link.username}@${link.host}:${link.port}${dst}`,
     "--identity", link.keyFile, "--host-key", link.hostKeyFingerprint, "--mode", "copy", "--verify", "checksum", "--json",
-    ...(id ? ["--id", id] : []),
+    ...(opts.id ? ["--id", opts.id] : []),
+    ...(opts.strategy ? ["--strategy", opts.strategy] : []),
   ];
 }
 
@@ -61,10 +64,12 @@ export function rsyncArgv(src: string, dst: string, link: WanLink, extra: string
   return ["rsync", "-a", ...extra, "-e", rsyncShell(link), `${src}/`, `${link.username}@${link.host}:${dst}/`];
 }
 
-/** The methods of the timed matrix; rclone only when installed. */
+/** Every method `--methods` may name; rclone only when installed. The default matrix leaves out the `extra` ones. */
 export function wanMethods(): WanMethod[] {
   const list: WanMethod[] = [
     { name: "ketter", ketter: true, argv: (src, dst, l) => ketterArgv(src, dst, l) },
+    { name: "ketter direct", ketter: true, extra: true, argv: (src, dst, l) => ketterArgv(src, dst, l, { strategy: "direct" }) },
+    { name: "ketter zip", ketter: true, extra: true, argv: (src, dst, l) => ketterArgv(src, dst, l, { strategy: "zip" }) },
     { name: "scp -r", ketter: false, argv: (src, dst, l) => ["scp", "-q", "-r", ...sshOptions(l), "-P", String(l.port), src, `${l.username}@${l.host}:${dst}`] },
     { name: "rsync -a", ketter: false, argv: (src, dst, l) => rsyncArgv(src, dst, l) },
     {

@@ -33,7 +33,7 @@ export interface ResumeResult {
 
 /** The resumable tools: their command line for one push of `src` into `dst`. */
 const TOOLS: Array<{ name: string; argv: (src: string, dst: string, link: WanLink, id: string) => string[] }> = [
-  { name: "ketter", argv: (src, dst, link, id) => ketterArgv(src, dst, link, id) },
+  { name: "ketter", argv: (src, dst, link, id) => ketterArgv(src, dst, link, { id }) },
   { name: "rsync --partial --append-verify", argv: (src, dst, link) => rsyncArgv(src, dst, link, ["--partial", "--append-verify"]) },
 ];
 

@@ -8,9 +8,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # postgresql: server binaries; redis-server; openssh-*: the test sshd and the reference tools;
 # rsync/zip/unzip: remote tools the SSH strategies use; chromium: the Swagger UI test;
-# docker-compose: validates docker-compose.yml without a Docker engine.
+# docker-compose: validates docker-compose.yml without a Docker engine; iptables/gcc/libc6-dev: the WAN
+# testbed's delay line (testing/testbed/: NFQUEUE rules, a small C program compiled at run time).
 if is_root; then
-  ensure_packages postgresql redis-server openssh-server openssh-client rsync zip unzip chromium docker-compose procps
+  ensure_packages postgresql redis-server openssh-server openssh-client rsync zip unzip chromium docker-compose procps iptables gcc libc6-dev
 fi
 ensure_bun
 ensure_node_modules
