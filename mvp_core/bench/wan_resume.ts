@@ -87,6 +87,7 @@ export async function resumeScenario(opts: {
     const second = await runTimed(argv, { timeFile: opts.timeFile, maxSeconds: opts.maxSeconds }).catch((err: unknown) => ({ seconds: null, note: String((err as Error).message ?? err).slice(0, 300) }));
     const after = opts.tb.wireBytes();
     const wire = after.labToSrvtrf - before.labToSrvtrf + (after.srvtrfToLab - before.srvtrfToLab);
+    // A copy that is missing or unreadable is simply not identical; the table says so.
     const identical = second.seconds !== null && (await sha256Files(dst).catch(() => "")) === sourceHash;
     const r: ResumeResult = {
       ...base, killedAtWireBytes: killedAt, leftOnSrvtrf, secondSeconds: second.seconds,

@@ -126,7 +126,11 @@ export async function removeNetwork(n: NetworkNames): Promise<void> {
     await attempt(() => sh(["iptables", "-w", "-t", "raw", "-X", n.chain]));
   }
   if (fs.existsSync(`/run/netns/${n.netns}`)) {
-    const pids = (await sh(["ip", "netns", "pids", n.netns]).catch(() => "")).split("\n").filter(Boolean).map(Number);
+    const listed = await sh(["ip", "netns", "pids", n.netns]).catch((err: unknown) => {
+      errors.push(err);
+      return "";
+    });
+    const pids = listed.split("\n").filter(Boolean).map(Number);
     for (const pid of pids) {
       try {
         process.kill(pid, "SIGKILL");
