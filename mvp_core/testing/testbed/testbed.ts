@@ -154,7 +154,7 @@ class Teardown {
   }
 }
 
-async function labFolder(opts: TestbedOptions, down: Teardown): Promise<{ root: string; disk: ScratchDisk | null }> {
+function labFolder(opts: TestbedOptions, down: Teardown): { root: string; disk: ScratchDisk | null } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-testbed-lab-"));
   down.add(() => fs.rmSync(root, { recursive: true, force: true }));
   const disk = opts.scratchBytes ? mountScratchDisk({ imageDir: os.tmpdir(), at: root, bytes: opts.scratchBytes }) : null;
@@ -177,7 +177,7 @@ async function startNetnsTestbed(opts: TestbedOptions): Promise<Testbed> {
     const sshd = await startSshd({ ...opts.sshd, netns: names.netns, listenAddress: names.srvAddress });
     down.add(() => sshd.stop());
     const srvtrfDisk = srvtrfScratch(opts, sshd, down);
-    const lab = await labFolder(opts, down);
+    const lab = labFolder(opts, down);
     const paths = new Map<string, Promise<TestbedPath>>();
     const queues = new Map<TestbedPath, number>();
     let lines: Promise<{ lab: DelayLine; srvtrf: DelayLine }> | null = null;
@@ -241,7 +241,7 @@ async function startLoopbackTestbed(opts: TestbedOptions, why: string): Promise<
     const sshd = await startSshd({ ...opts.sshd, listenAddress: opts.loopbackAddress });
     down.add(() => sshd.stop());
     const srvtrfDisk = srvtrfScratch(opts, sshd, down);
-    const lab = await labFolder(opts, down);
+    const lab = labFolder(opts, down);
     const relays = new Map<number, Promise<LatencyRelay>>();
     const unsupported = (what: string): never => {
       throw new TestbedUnsupportedError(what, why);
