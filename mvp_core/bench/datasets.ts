@@ -39,13 +39,15 @@ export function datasets(quick: boolean, quickBigMiB = 128): Dataset[] {
   ];
 }
 
-function randomBlock(n: number): Buffer {
+/** `n` random bytes (no tool gains from compression). */
+export function randomBlock(n: number): Buffer {
   const b = Buffer.allocUnsafe(n);
   for (let off = 0; off < n; off += 65536) crypto.getRandomValues(b.subarray(off, Math.min(n, off + 65536)));
   return b;
 }
 
-function writeRandomFile(file: string, bytes: number): void {
+/** Writes `bytes` of random content to `file` (its folder created), no two 16 MiB blocks alike. */
+export function writeRandomFile(file: string, bytes: number): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const block = randomBlock(16 * MiB);
   const fd = fs.openSync(file, "w");

@@ -26,6 +26,7 @@ import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
 import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
+import { median, runTimed, shq } from "./timed_run.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const CLI = path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts");
@@ -98,32 +99,12 @@ function methods(): Method[] {
   return list;
 }
 
-function shq(s: string): string {
-  return `'${s.replaceAll("'", `'\\''`)}'`;
-}
-
 /** Runs one method as a child under /usr/bin/time; null seconds when it exceeded the budget. */
 async function runOnce(m: Method, src: string, link: Link, timeFile: string, maxSeconds: number): Promise<Omit<Sample, "dataset" | "latencyMs" | "method" | "round">> {
-  Bun.spawnSync(["sync"]);
-  const t0 = performance.now();
-  // setsid: its own process group, so a stopped run takes its children (ssh, sftp…) with it; an
-  // orphaned scp kept writing into the target during the next methods' runs.
-  const p = Bun.spawn(["setsid", "/usr/bin/time", "-f", "%M", "-o", timeFile, ...m.argv(src, link)], { stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => process.kill(-p.pid, "SIGKILL"), maxSeconds * 1000);
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(timer);
-  const seconds = (performance.now() - t0) / 1000;
-  if (p.signalCode === "SIGKILL") return { seconds: null, peakRssMiB: null, note: `stopped after ${maxSeconds} s` };
-  if (code !== 0) throw new Error(`${m.name} failed (${code}): ${err.trim()} ${out.trim()}`);
-  const peakRssMiB = Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").at(-1)) / 1024;
-  const ketter = m.ketter ? (JSON.parse(out) as { result: unknown }).result : undefined;
-  return { seconds, peakRssMiB, ...(ketter ? { ketter } : {}) };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+  const r = await runTimed(m.argv(src, link), { timeFile, maxSeconds });
+  if (r.seconds === null) return { seconds: null, peakRssMiB: null, ...(r.note ? { note: r.note } : {}) };
+  const ketter = m.ketter ? (JSON.parse(r.stdout) as { result: unknown }).result : undefined;
+  return { seconds: r.seconds, peakRssMiB: r.peakRssMiB, ...(ketter ? { ketter } : {}) };
 }
 
 const USAGE = `usage: bun run bench:sftp [--rounds N] [--quick] [--datasets LIST] [--latency 0,2,20] [--max-seconds S] [--help | --version]

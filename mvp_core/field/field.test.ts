@@ -101,6 +101,8 @@ describe("options", () => {
     expect(o).toMatchObject({ quick: false, rttsMs: [0, 2, 20], datasets: ["small", "many", "large"], faults: true, address: "127.0.0.42", maxToolSeconds: 120 });
     expect(() => parseOptions(["--latency", "2,20"])).toThrow(UsageError);
     expect(() => parseOptions(["--address", "10.0.0.1"])).toThrow(UsageError);
+    expect(parseOptions([]).loopback).toBe(false); // as root: the WAN testbed
+    expect(parseOptions(["--loopback"]).loopback).toBe(true);
     expect(() => parseOptions(["--datasets", "small"])).toThrow(UsageError);
     expect(parseOptions(["--datasets", "small", "--no-faults"]).datasets).toEqual(["small"]);
     expect(() => parseOptions(["--bogus"])).toThrow(UsageError);

@@ -1,6 +1,6 @@
 /**
  * The reference measurements: `rsync -a` and `scp -r` over ssh on the same data, same direction and
- * same link (latency relay or not) as Ketter's jobs, timed as wall-clock seconds of the whole
+ * same link (the same testbed path, or latency relay) as Ketter's jobs, timed as wall-clock seconds of the whole
  * command, and their output verified like Ketter's (a fast copy that is wrong would not count).
  */
 import { rm } from "node:fs/promises";
@@ -41,9 +41,10 @@ export interface ReferencePaths {
   target: string;
 }
 
-/** The argv of `tool` copying `paths` in `direction` through `port`. */
-export function referenceArgv(tool: Tool, direction: Direction, paths: ReferencePaths, srv: Srvtrf, port: number): string[] {
-  const remote = (p: string) => `${srv.sshd.username}@${srv.sshd.host}:${p}`;
+/** The argv of `tool` copying `paths` in `direction` through `link` (the portal's host and port at that RTT). */
+export function referenceArgv(tool: Tool, direction: Direction, paths: ReferencePaths, srv: Srvtrf, link: { host: string; port: number }): string[] {
+  const { host, port } = link;
+  const remote = (p: string) => `${srv.sshd.username}@${host}:${p}`;
   const ssh = sshOptions(srv, CIPHER);
   if (tool === "rsync") {
     // Trailing slashes: copy the folder's contents into the new folder, as Ketter's target path names it.
@@ -59,12 +60,12 @@ export function referenceArgv(tool: Tool, direction: Direction, paths: Reference
 
 /** Runs one reference copy (stopped after `maxSeconds`), verifies its output against `expected`, and removes it. */
 export async function runReference(
-  opts: { tool: Tool; dataset: string; direction: Direction; rttMs: number; port: number; maxSeconds: number },
+  opts: { tool: Tool; dataset: string; direction: Direction; rttMs: number; host: string; port: number; maxSeconds: number },
   paths: ReferencePaths,
   srv: Srvtrf,
   expected: Manifest,
 ): Promise<ReferenceRun> {
-  const argv = referenceArgv(opts.tool, opts.direction, paths, srv, opts.port);
+  const argv = referenceArgv(opts.tool, opts.direction, paths, srv, opts);
   const base = { tool: opts.tool, dataset: opts.dataset, direction: opts.direction, rttMs: opts.rttMs, command: argv.join(" ") };
   const started = performance.now();
   const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });

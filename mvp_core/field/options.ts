@@ -9,8 +9,10 @@ export interface FieldOptions {
   rttsMs: number[];
   datasets: DatasetName[];
   faults: boolean;
-  /** SRVTRF's loopback address. */
+  /** SRVTRF's loopback address (loopback link only). */
   address: string;
+  /** SRVTRF on a loopback address with stream relays even as root, instead of the WAN testbed. */
+  loopback: boolean;
   /** A reference tool slower than this is stopped and reported without a time. */
   maxToolSeconds: number;
   /** Parent of LAB's temporary folder (the worker must see it at the same path). */
@@ -23,14 +25,17 @@ export interface FieldOptions {
 
 /** Printed with --help and after a usage error. */
 export const USAGE = `usage: bun run field [--quick] [--latency 0,2,20] [--datasets small,many,large] [--no-faults] [--help | --version]
-                     [--address 127.0.0.42] [--max-tool-seconds S] [--lab-dir DIR] [--docs-dir docs]
+                     [--loopback] [--address 127.0.0.42] [--max-tool-seconds S] [--lab-dir DIR] [--docs-dir docs]
   Runs the field test LAB → SRVTRF against the running stack (bash mvp_core/infra/dev_up.sh first)
   and writes docs/field-test.md and docs/bench/field-*.json.
   --quick             smaller datasets (20 small files, 1,000 tiny files, 2 × 128 MiB): a couple of minutes
-  --latency LIST      round-trip times in ms, 0 = no relay (default 0,2,20)
+  --latency LIST      round-trip times in ms, 0 = no added delay (default 0,2,20)
   --datasets LIST     which datasets (default small,many,large; the faults need large)
   --no-faults         skip the worker-kill and sshd-restart scenarios
-  --address A         SRVTRF's loopback address (default 127.0.0.42)
+  --loopback          SRVTRF on a loopback address with stream relays for latency, even as root
+                      (as root the default is the WAN testbed: SRVTRF in its own network namespace
+                      behind a veth, latency by a packet-level delay line; not root: always loopback)
+  --address A         SRVTRF's loopback address on the loopback link (default 127.0.0.42)
   --max-tool-seconds  stop rsync/scp after this long, and skip them at higher latencies (default 120, --quick 60)
   --lab-dir DIR       create LAB's folder under DIR (default: the OS temp folder)
   --docs-dir DIR      write the report under DIR (default docs)
@@ -54,7 +59,7 @@ export function parseOptions(argv: string[]): FieldOptions {
       strict: true,
       options: {
         quick: { type: "boolean" }, latency: { type: "string" }, datasets: { type: "string" }, "no-faults": { type: "boolean" },
-        address: { type: "string" }, "max-tool-seconds": { type: "string" }, "lab-dir": { type: "string" }, "docs-dir": { type: "string" },
+        address: { type: "string" }, loopback: { type: "boolean" }, "max-tool-seconds": { type: "string" }, "lab-dir": { type: "string" }, "docs-dir": { type: "string" },
         help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "V" },
       },
     }));
@@ -75,7 +80,7 @@ export function parseOptions(argv: string[]): FieldOptions {
   const maxToolSeconds = Number(values["max-tool-seconds"] ?? (quick ? 60 : 120));
   if (!(maxToolSeconds > 0)) throw new UsageError("--max-tool-seconds must be a positive number");
   return {
-    quick, rttsMs: [...new Set(rttsMs)].sort((a, b) => a - b), datasets: DATASET_NAMES.filter((d) => datasets.includes(d)), faults, address, maxToolSeconds,
+    quick, rttsMs: [...new Set(rttsMs)].sort((a, b) => a - b), datasets: DATASET_NAMES.filter((d) => datasets.includes(d)), faults, address, loopback: values.loopback === true, maxToolSeconds,
     labParent: values["lab-dir"], docsDir: values["docs-dir"] ?? "docs", help: values.help === true, version: values.version === true,
   };
 }

@@ -37,7 +37,12 @@ export interface FieldReport {
   durationS: number;
   machine: { host: string; nproc: number; memGiB: number; cpu: string; kernel: string; bun: string; os: string; loadAvgStart: number[]; loadAvgEnd: number[] };
   stack: { apiUrl: string; version: string | null; workers: string[] };
-  srvtrf: { address: string; port: number | null; user: string | null; root: string | null; hostKeyFingerprint: string | null; portals: Array<{ name: string; id: string; rttMs: number; port: number }> } | null;
+  srvtrf: {
+    address: string; port: number | null; user: string | null; root: string | null; hostKeyFingerprint: string | null;
+    /** "netns": the WAN testbed (own network namespace, veth, packet-level delay line); "loopback": a loopback address and stream relays. Absent in reports older than the testbed. */
+    link?: "netns" | "loopback";
+    portals: Array<{ name: string; id: string; rttMs: number; host?: string; port: number }>;
+  } | null;
   datasets: Array<{ name: string; describe: string }>;
   rttsMs: number[];
   table: TableRow[];
@@ -53,11 +58,11 @@ const MB = 1_000_000;
 /** How the field test is built and why; printed in every report so a reader can judge the numbers. */
 const DECISIONS = [
   "**One stack, driven from outside.** Jobs go through the running API (`POST /jobs`, polled with `GET /jobs/{id}`, events from `GET /jobs/{id}/events`) to the stack's queue and worker(s); nothing is called in-process. Files are checked on disk (LAB and SRVTRF share this machine), independently of Ketter's own verification.",
-  "**SRVTRF is a second host on loopback:** a real OpenSSH sshd of its own (`mvp_core/testing/sshd.ts`) on its own address, with a throw-away user (when run as root), keys and root folder. The portals use key auth; the host key is pinned from what `POST /portals/{id}/check` saw, after comparing it with the key sshd was started with.",
+  "**SRVTRF is a second host:** a real OpenSSH sshd of its own (`mvp_core/testing/sshd.ts`) with a throw-away user (when run as root), keys and root folder. As root it runs on the WAN testbed (`mvp_core/testing/testbed/`): in a network namespace of its own, reached from LAB — the root namespace, where the stack's worker and the reference tools run — over a veth pair on 198.18.0.0/15, so two network stacks talk over a link device; otherwise (or with --loopback) on a loopback address of its own. The portals use key auth; the host key is pinned from what `POST /portals/{id}/check` saw, after comparing it with the key sshd was started with.",
   "**Data paths:** copies read LAB's pristine `src/` (so the source can be re-hashed afterwards); a move consumes a fresh copy of it. The copy back from SRVTRF reads what Ketter's copy out wrote (after it was verified), and the move back consumes what the move out wrote, so every SRVTRF-side file was written by SRVTRF's user, as in production. Every destination is removed once judged.",
   "**Worker kill:** the command starts one extra worker with the stack worker's exact environment (read from /proc), so two workers compete for the job; whichever claims it (from its `started` event) gets `kill -9`. If that was the stack's worker, it is started again at once the way dev_up.sh does (same command, environment, log and pid file). The job must come back by lease expiry and the reaper (`reclaimed`), i.e. after up to WORKER_LEASE_MS. The extra worker uses the stack's lease on purpose: a worker with a shorter lease would take the other workers' slower heartbeats for deaths.",
   "**sshd restart:** SRVTRF's sshd and every session are SIGKILLed mid-transfer and started again 1 s later on the same port and keys; the job must fail the attempt as retryable and finish on a later one (max attempts raised to 5 for fault jobs so the outcome is about recovery, not the budget).",
-  "**Latency:** a user-space TCP relay in a child process (its timers undisturbed by this command's hashing) delays every chunk by half the round trip in each direction. It delays application data (SSH packets, SFTP requests and replies), not TCP ACKs: a clean, loss-free WAN link; congestion control and loss are not simulated.",
+  "**Latency:** on the WAN testbed, each round-trip time is an address of SRVTRF whose packets wait half the round trip at each end's ingress in a packet-level delay line (iptables NFQUEUE and a small C program; this kernel has no netem): TCP's windows, ACK clocking and slow start see the real delay. On loopback, a user-space TCP relay in a child process delays every chunk by half the round trip in each direction: application data (SSH packets, SFTP requests and replies), not TCP ACKs.",
   "**Timing:** one run per cell, interleaved (Ketter, rsync, scp on the same data back to back, page cache equally warm). These 2-CPU machines drift between minutes, so differences under ~20 % are noise; the structure of the table (who wins where, and how time grows with latency) is what to read. rsync and scp verify nothing after copying; Ketter's time includes its SHA-256 verification on both ends.",
   "**Budget:** a reference tool is stopped after --max-tool-seconds, and not started at a higher latency when it was already stopped at a lower one or its two lower-latency times extrapolate past the limit (scp -r pays several round trips per file).",
 ];
@@ -136,13 +141,15 @@ export function renderMarkdown(r: FieldReport): string {
   );
   if (r.srvtrf) {
     out.push(
-      `- **SRVTRF:** a second host on this machine: its own OpenSSH \`sshd\` on ${r.srvtrf.address}:${r.srvtrf.port ?? "?"}, its own user \`${r.srvtrf.user ?? "?"}\`, client key, host key ${r.srvtrf.hostKeyFingerprint ?? "?"} and root folder \`${r.srvtrf.root ?? "?"}\`.`,
-      `- **Portals** (created through the API; SRVTRF's host key read with \`POST /portals/{id}/check\`, compared with the key sshd was started with, pinned with \`PATCH\`, checked again): ${r.srvtrf.portals.map((p) => `\`${p.name}\` (${p.rttMs} ms, port ${p.port})`).join(", ")}, and a local LAB portal on a fresh temporary folder.`,
+      `- **SRVTRF:** a second host on this machine${r.srvtrf.link === "netns" ? " in a network namespace of its own, joined to LAB (the root namespace) by a veth pair" : ""}: its own OpenSSH \`sshd\` on ${r.srvtrf.address}:${r.srvtrf.port ?? "?"}, its own user \`${r.srvtrf.user ?? "?"}\`, client key, host key ${r.srvtrf.hostKeyFingerprint ?? "?"} and root folder \`${r.srvtrf.root ?? "?"}\`.`,
+      `- **Portals** (created through the API; SRVTRF's host key read with \`POST /portals/{id}/check\`, compared with the key sshd was started with, pinned with \`PATCH\`, checked again): ${r.srvtrf.portals.map((p) => `\`${p.name}\` (${p.rttMs} ms, ${p.host ? `${p.host}:` : "port "}${p.port})`).join(", ")}, and a local LAB portal on a fresh temporary folder.`,
     );
   }
   out.push(
     `- **Datasets** (random, incompressible content; SHA-256 of every file taken while writing): ${r.datasets.map((d) => `**${d.name}** ${d.describe}`).join("; ")}.`,
-    `- **Latency:** ${r.rttsMs.map((x) => `${x} ms`).join(", ")} round trip; above 0 through a TCP relay (\`mvp_core/testing/latency_relay.ts\`, a child process) that delays each direction by half the round trip, for Ketter, rsync and scp alike.`,
+    r.srvtrf?.link === "netns"
+      ? `- **Latency:** ${r.rttsMs.map((x) => `${x} ms`).join(", ")} round trip; above 0 each RTT is an address of SRVTRF whose packets, both ways, wait half the round trip in a packet-level delay line (\`mvp_core/testing/testbed/\`, NFQUEUE), so TCP itself sees the delay; for Ketter, rsync and scp alike.`
+      : `- **Latency:** ${r.rttsMs.map((x) => `${x} ms`).join(", ")} round trip; above 0 through a TCP relay (\`mvp_core/testing/latency_relay.ts\`, a child process) that delays each direction by half the round trip, for Ketter, rsync and scp alike.`,
     "- **Checks after every job:** status DONE; every destination file's size and SHA-256 and every folder equal to the dataset, nothing extra, no staging left; after a copy the source re-hashed unchanged, after a move the source gone; the event log starts with `created`, has `queued`, `started` (one per attempt), `verified`, `committed`, `source_removed` for moves, no `failed`/`cancelled`/`source_kept`, and ends with exactly one `done`.",
     "- **Timing:** Ketter = job created → finished (Postgres clock: what a user waits, queueing included); engine = first attempt started → finished. rsync (`rsync -a -e ssh`) and scp (`scp -r`) = wall-clock of the command, same data, same direction, same link, same cipher (aes128-gcm@openssh.com, Ketter's first choice), host key pinned (StrictHostKeyChecking=yes); their output is verified the same way. MB/s = 10^6 bytes per second of Ketter's time.",
     "",

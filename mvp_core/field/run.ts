@@ -6,13 +6,12 @@
 import { rm } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
-import type { LatencyRelay } from "../testing/latency_relay.ts";
 import { FieldApi, type Health, type Portal } from "./api.ts";
 import { datasetSpecs, writeDataset, type DatasetName, type Manifest } from "./datasets.ts";
 import type { FieldOptions } from "./options.ts";
 import { buildTable, failures, renderTerminalTable, writeReport, type FieldReport } from "./report.ts";
 import { runDataset, runFaults, type FieldContext, type ScenarioResults } from "./scenarios.ts";
-import { createLab, preflight, registerSrvtrfPortal, startRelays, startSrvtrf, type Srvtrf, type SrvtrfPortal } from "./setup.ts";
+import { createLab, preflight, registerSrvtrfPortal, startSrvtrf, type Srvtrf, type SrvtrfPortal } from "./setup.ts";
 
 /** What main needs: where the API is and how to print progress. */
 export interface FieldEnv {
@@ -33,7 +32,6 @@ export interface FieldOutcome {
 /** State the steps fill in, so cleanup knows what exists. */
 interface Resources {
   srv: Srvtrf | null;
-  relays: Map<number, LatencyRelay>;
   lab: Awaited<ReturnType<typeof createLab>> | null;
   portals: SrvtrfPortal[];
 }
@@ -58,7 +56,7 @@ async function makeDatasets(labRoot: string, opts: FieldOptions, log: FieldEnv["
   return manifests;
 }
 
-/** Deletes portals (once their jobs are over), stops relays and sshd, removes LAB; returns what it could not do. */
+/** Deletes portals (once their jobs are over), stops SRVTRF (sshd and its link), removes LAB; returns what it could not do. */
 async function cleanup(api: FieldApi, res: Resources): Promise<string[]> {
   const problems: string[] = [];
   const attempt = async (what: string, step: () => Promise<void>) => {
@@ -73,13 +71,9 @@ async function cleanup(api: FieldApi, res: Resources): Promise<string[]> {
       await rm(lab.root, { recursive: true, force: true });
     });
   }
-  for (const [rtt, relay] of res.relays) await attempt(`stop the ${rtt} ms relay`, () => relay.stop());
   if (res.srv) {
     const srv = res.srv;
-    await attempt("stop SRVTRF's sshd and remove its user and folders", async () => {
-      srv.disk?.stop();
-      await srv.sshd.stop();
-    });
+    await attempt("stop SRVTRF (sshd, link) and remove its user and folders", () => srv.stop());
   }
   return problems;
 }
@@ -94,17 +88,17 @@ export async function runField(opts: FieldOptions, env: FieldEnv): Promise<Field
   const health: Health = await preflight(api);
   env.log(`stack at ${env.api.url}: ${health.status}, workers ${health.workers.ids.join(", ")}`);
 
-  const res: Resources = { srv: null, relays: new Map(), lab: null, portals: [] };
+  const res: Resources = { srv: null, lab: null, portals: [] };
   const results: ScenarioResults = { jobs: [], references: [], notes: [] };
   const errors: string[] = [];
   try {
-    res.srv = await startSrvtrf(opts.address);
+    res.srv = await startSrvtrf({ address: opts.address, loopback: opts.loopback });
     env.log(`SRVTRF: sshd on ${res.srv.sshd.host}:${res.srv.sshd.port}, user ${res.srv.sshd.username}, host key ${res.srv.sshd.hostKeyFingerprint}`);
-    res.relays = await startRelays(res.srv, opts.rttsMs);
+    env.log(`link: ${res.srv.testbed.describe}`);
+    results.notes.push(`link: ${res.srv.testbed.describe}`);
     res.lab = await createLab(api, `field-lab-${runId}`, opts.labParent);
     for (const rtt of opts.rttsMs) {
-      const port = rtt === 0 ? res.srv.sshd.port : res.relays.get(rtt)!.port;
-      res.portals.push(await registerSrvtrfPortal(api, res.srv, `field-srvtrf-${rtt === 0 ? "direct" : `rtt${rtt}`}-${runId}`, port, rtt));
+      res.portals.push(await registerSrvtrfPortal(api, res.srv, `field-srvtrf-${rtt === 0 ? "direct" : `rtt${rtt}`}-${runId}`, rtt));
     }
     env.log(`portals: ${[res.lab.portal.name, ...res.portals.map((p) => p.portal.name)].join(", ")} (SRVTRF host key pinned)`);
     results.notes.push(res.lab.disk && res.srv.disk
@@ -124,7 +118,7 @@ export async function runField(opts: FieldOptions, env: FieldEnv): Promise<Field
   }
   errors.push(...(await cleanup(api, res)));
   if (results.jobs.length > 0) {
-    results.notes.push(`cleanup: portals deleted, LAB's folder and SRVTRF (sshd, user, keys, root) and the relays removed; the ${results.jobs.length} jobs stay in the job history (the API deletes no jobs); their ids are listed under "Every job"`);
+    results.notes.push(`cleanup: portals deleted, LAB's folder and SRVTRF (sshd, user, keys, root) and its link (testbed namespace and delay lines, or relays) removed; the ${results.jobs.length} jobs stay in the job history (the API deletes no jobs); their ids are listed under "Every job"`);
   }
 
   const report: FieldReport = {
@@ -134,7 +128,8 @@ export async function runField(opts: FieldOptions, env: FieldEnv): Promise<Field
     srvtrf: res.srv
       ? {
           address: res.srv.sshd.host, port: res.srv.sshd.port, user: res.srv.sshd.username, root: res.srv.sshd.root, hostKeyFingerprint: res.srv.sshd.hostKeyFingerprint,
-          portals: res.portals.map((p) => ({ name: p.portal.name, id: p.portal.id, rttMs: p.rttMs, port: p.port })),
+          link: res.srv.testbed.kind,
+          portals: res.portals.map((p) => ({ name: p.portal.name, id: p.portal.id, rttMs: p.rttMs, host: p.host, port: p.port })),
         }
       : null,
     datasets: datasetSpecs(opts.quick).filter((s) => opts.datasets.includes(s.name)).map((s) => ({ name: s.name, describe: s.describe })),

@@ -111,7 +111,7 @@ async function references(ctx: FieldContext, res: ScenarioResults, dataset: Data
       continue;
     }
     const r = await runReference(
-      { tool, dataset, direction, rttMs, port: portalAt(ctx, rttMs).port, maxSeconds: ctx.maxToolSeconds },
+      { tool, dataset, direction, rttMs, host: portalAt(ctx, rttMs).host, port: portalAt(ctx, rttMs).port, maxSeconds: ctx.maxToolSeconds },
       { source, target: join(targetParent, `${dataset}-${tool}-rtt${rttMs}`) },
       ctx.srv,
       ctx.manifests.get(dataset)!,

@@ -1,15 +1,17 @@
 /**
  * Setting the scene: the running stack answers with a live worker (preflight), SRVTRF exists as a
- * second host (its own sshd on a loopback address of its own, its own user, keys and root folder),
- * latency relays sit in front of it, and the LAB and SRVTRF portals are registered through the API
- * with SRVTRF's host key pinned the way a person would pin it: check, read, patch, check again.
+ * second host — as root on the WAN testbed (testing/testbed/: its own network namespace and sshd
+ * behind a veth, latency by a packet-level delay line), otherwise its own sshd on a loopback address
+ * with latency relays in front — with its own user, keys and root folder, and the LAB and SRVTRF
+ * portals are registered through the API with SRVTRF's host key pinned the way a person would pin
+ * it: check, read, patch, check again.
  */
 import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startLatencyRelay, type LatencyRelay } from "../testing/latency_relay.ts";
 import { type ScratchDisk, mountScratchDisk } from "../bench/scratch_disk.ts";
-import { startSshd, type TestSshd } from "../testing/sshd.ts";
+import { startTestbed, type Testbed } from "../testing/testbed/testbed.ts";
+import type { TestSshd } from "../testing/sshd.ts";
 import { ApiError, type FieldApi, type Health, type Portal } from "./api.ts";
 
 /** The stack is not there (or has no worker): main exits 2 with this message. */
@@ -48,22 +50,31 @@ export async function preflight(api: FieldApi): Promise<Health> {
 /** Each host's folder is a fresh journaled ext4 when run as root (see bench/scratch_disk.ts). */
 const SCRATCH_BYTES = 8 * 1024 ** 3;
 
-/** SRVTRF: its sshd, a known_hosts file pinning its key for the OpenSSH tools, and its folders. */
+/** SRVTRF: its sshd, how LAB reaches it, a known_hosts file pinning its key for the OpenSSH tools, and its folders. */
 export interface Srvtrf {
   sshd: TestSshd;
+  /** The link between LAB and SRVTRF: `testbed.path({ rttMs })` is where a portal or tool connects. */
+  testbed: Testbed;
   /** The file system mounted on its root folder (null: not root, the root folder is in /tmp). */
   disk: ScratchDisk | null;
-  /** known_hosts with SRVTRF's key under the alias "srvtrf", so ssh/scp/rsync check it on any port. */
+  /** known_hosts with SRVTRF's key under the alias "srvtrf", so ssh/scp/rsync check it on any address and port. */
   knownHosts: string;
   /** Owner of SRVTRF's files (the throw-away user), to hand it folders the field test prepares. */
   uid: number;
   gid: number;
+  /** Stops the testbed (sshd, delay lines or relays, namespace) and unmounts the disk. */
+  stop(): Promise<void>;
 }
 
-/** Starts SRVTRF's sshd on `address` and prepares its `in/` and `ref/` folders. */
-export async function startSrvtrf(address: string): Promise<Srvtrf> {
-  const sshd = await startSshd({ listenAddress: address });
+/** Starts SRVTRF (on the WAN testbed unless `loopback` or not root; then its sshd listens on `address`) and prepares its `in/` and `ref/` folders. */
+export async function startSrvtrf(opts: { address: string; loopback: boolean }): Promise<Srvtrf> {
+  const testbed = await startTestbed({ loopback: opts.loopback, loopbackAddress: opts.address });
+  const sshd = testbed.sshd;
   let disk: ScratchDisk | null = null;
+  const stop = async (): Promise<void> => {
+    disk?.stop();
+    await testbed.stop();
+  };
   try {
     disk = mountScratchDisk({ imageDir: sshd.dir, at: sshd.root, bytes: SCRATCH_BYTES, owner: sshd.username });
     const pub = (await readFile(join(sshd.dir, "host_ed25519.pub"), "utf8")).trim().split(" ").slice(0, 2).join(" ");
@@ -74,10 +85,9 @@ export async function startSrvtrf(address: string): Promise<Srvtrf> {
       await mkdir(join(sshd.root, d));
       await chown(join(sshd.root, d), info.uid, info.gid);
     }
-    return { sshd, disk, knownHosts, uid: info.uid, gid: info.gid };
+    return { sshd, testbed, disk, knownHosts, uid: info.uid, gid: info.gid, stop };
   } catch (err) {
-    disk?.stop();
-    await sshd.stop();
+    await stop();
     throw err;
   }
 }
@@ -91,33 +101,22 @@ export function sshOptions(srv: Srvtrf, cipher: string): string[] {
   ];
 }
 
-/** A latency relay per round-trip time (0 needs none: the portal points at sshd itself). */
-export async function startRelays(srv: Srvtrf, rttsMs: readonly number[]): Promise<Map<number, LatencyRelay>> {
-  const relays = new Map<number, LatencyRelay>();
-  try {
-    for (const rtt of rttsMs.filter((r) => r > 0)) {
-      relays.set(rtt, await startLatencyRelay({ listenHost: srv.sshd.host, targetHost: srv.sshd.host, targetPort: srv.sshd.port, oneWayMs: rtt / 2 }));
-    }
-    return relays;
-  } catch (err) {
-    await Promise.allSettled([...relays.values()].map((r) => r.stop()));
-    throw err;
-  }
-}
-
 /** An SFTP portal to SRVTRF and what registering it showed. */
 export interface SrvtrfPortal {
   portal: Portal;
   rttMs: number;
+  /** Where the portal (and the reference tools at this RTT) connect. */
+  host: string;
   port: number;
   /** Fingerprint POST /portals/{id}/check reported before pinning. */
   seenFingerprint: string;
 }
 
-/** Registers an SFTP portal to SRVTRF at `port`, then checks it, pins the key it saw and checks again. */
-export async function registerSrvtrfPortal(api: FieldApi, srv: Srvtrf, name: string, port: number, rttMs: number): Promise<SrvtrfPortal> {
+/** Registers an SFTP portal to SRVTRF over the testbed's path with `rttMs` round trip, then checks it, pins the key it saw and checks again. */
+export async function registerSrvtrfPortal(api: FieldApi, srv: Srvtrf, name: string, rttMs: number): Promise<SrvtrfPortal> {
+  const { host, port } = await srv.testbed.path({ rttMs });
   const portal = await api.createPortal({
-    kind: "sftp", name, rootPath: srv.sshd.root, host: srv.sshd.host, port, username: srv.sshd.username,
+    kind: "sftp", name, rootPath: srv.sshd.root, host, port, username: srv.sshd.username,
     auth: { method: "key", privateKey: srv.sshd.privateKey },
   });
   const first = await api.checkPortal(portal.id);
@@ -132,7 +131,7 @@ export async function registerSrvtrfPortal(api: FieldApi, srv: Srvtrf, name: str
   const pinned = await api.updatePortal(portal.id, { hostKeyFingerprint: first.hostKeyFingerprint });
   const second = await api.checkPortal(portal.id);
   if (second.fingerprintMatches !== true) throw new Error(`portal ${name}: check after pinning says fingerprintMatches=${String(second.fingerprintMatches)}`);
-  return { portal: pinned, rttMs, port, seenFingerprint: first.hostKeyFingerprint };
+  return { portal: pinned, rttMs, host, port, seenFingerprint: first.hostKeyFingerprint };
 }
 
 /** LAB's folder (a fresh temp folder the worker sees at the same path, on its own file system when root) and its local portal. */

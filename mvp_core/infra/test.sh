@@ -19,9 +19,11 @@ trap 'exit 143' TERM
 # postgresql: server binaries; redis-server; openssh-*: the test sshd and the reference tools;
 # rsync/zip/unzip: remote tools the SSH strategies use; chromium: the Swagger UI test;
 # docker-compose: validates docker-compose.yml without a Docker engine; xxhash (xxhsum) and
-# libxml2-utils (xmllint): the references the MHL tests compare digests and XSD validity with.
+# libxml2-utils (xmllint): the references the MHL tests compare digests and XSD validity with;
+# iptables/gcc/libc6-dev: the WAN testbed's delay line (testing/testbed/: NFQUEUE rules, a small C
+# program compiled at run time).
 if is_root; then
-  ensure_packages postgresql redis-server openssh-server openssh-client rsync zip unzip chromium docker-compose procps xxhash libxml2-utils
+  ensure_packages postgresql redis-server openssh-server openssh-client rsync zip unzip chromium docker-compose procps xxhash libxml2-utils iptables gcc libc6-dev
 fi
 ensure_bun
 ensure_node_modules

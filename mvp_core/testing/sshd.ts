@@ -1,6 +1,7 @@
 /**
  * A throw-away OpenSSH server for tests and the SFTP benchmark: real `/usr/sbin/sshd` on a free
- * loopback port, fresh host and client keys, a temporary root folder, and (when running as root) a
+ * loopback port (or inside the WAN testbed's SRVTRF namespace: testing/testbed/), fresh host and
+ * client keys, a temporary root folder, and (when running as root) a
  * throw-away unprivileged user with a password, so permission errors behave as in production.
  * `stop()` kills sshd, unmounts what it mounted, deletes the user and every temporary file.
  */
@@ -16,6 +17,15 @@ export interface SshdOptions {
   hideCommands?: readonly string[];
   /** Only the SFTP subsystem is allowed (ForceCommand internal-sftp): no shell, no exec. */
   sftpOnly?: boolean;
+  /**
+   * Network namespace to run sshd in (the WAN testbed's SRVTRF): it then listens on every address
+   * of that namespace, on `port`, and `listenAddress` is the one address callers connect to.
+   */
+  netns?: string;
+  /** Port inside `netns` (default 22: the namespace is the server's own). Ignored without netns. */
+  port?: number;
+  /** CPUs sshd and its sessions may run on (`taskset -c` list, e.g. "1"): a server with cores of its own. */
+  cpus?: string;
 }
 
 /** A running test sshd and the credentials to reach it. */
@@ -36,6 +46,8 @@ export interface TestSshd {
   dir: string;
   /** ssh(1) arguments (without the destination command) reaching this server non-interactively. */
   sshArgs(): string[];
+  /** Pid of the listening sshd (its /proc entry counts the CPU of every finished session); null while killed. */
+  pid(): number | null;
   /** Mounts a tmpfs of `bytes` at `root/<rel>` owned by the user (for full-disk tests); undone by stop(). */
   mountSmallDisk(rel: string, bytes: number): Promise<string>;
   /** SIGKILLs sshd and every session it forked: live connections drop at once. */
@@ -110,9 +122,9 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
 
     const env: string[] = [];
     if (opts.hideCommands?.length) env.push(`SetEnv PATH=${await pathWithout(dir, opts.hideCommands)}`);
-    const port = await freePort(host);
+    const port = opts.netns ? (opts.port ?? 22) : await freePort(host);
     const config = [
-      `ListenAddress ${host}`,
+      `ListenAddress ${opts.netns ? "0.0.0.0" : host}`,
       `Port ${port}`,
       `HostKey ${join(dir, "host_ed25519")}`,
       `PidFile ${join(dir, "sshd.pid")}`,
@@ -135,7 +147,12 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
     await mkdir("/run/sshd", { recursive: true }).catch(() => undefined); // only root needs it; others cannot create it
 
     const start = async (): Promise<void> => {
-      const p = Bun.spawn([SSHD, "-D", "-e", "-f", join(dir, "sshd_config")], { stdout: "ignore", stderr: "pipe" });
+      // nsenter, not `ip netns exec`: that one also gives sshd a mount namespace of its own, and on
+      // a host whose / is private, disks mounted later (scratch disks, mountSmallDisk) would not be
+      // visible to it. nsenter execs sshd in place, so kill() still reaches it by pid.
+      const inNetns = opts.netns ? ["nsenter", `--net=/run/netns/${opts.netns}`] : [];
+      const onCpus = opts.cpus ? ["taskset", "-c", opts.cpus] : [];
+      const p = Bun.spawn([...onCpus, ...inNetns, SSHD, "-D", "-e", "-f", join(dir, "sshd_config")], { stdout: "ignore", stderr: "pipe" });
       proc = p;
       void collect(p.stderr, logTail);
       await waitForPort(host, port, p, logTail);
@@ -145,6 +162,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
     const sshd: TestSshd = {
       host, port, username, password, privateKey, hostKeyFingerprint, root, dir,
       privateKeyPath: join(dir, "client_ed25519"),
+      pid: () => proc?.pid ?? null,
       sshArgs: () => [
         "-p", String(port), "-i", join(dir, "client_ed25519"), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
         "-o", `UserKnownHostsFile=${join(dir, "known_hosts")}`, "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR",
