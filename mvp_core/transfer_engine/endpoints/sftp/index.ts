@@ -6,8 +6,10 @@
 import type { HashAlgorithm } from "../endpoint.ts";
 import { TransferError, isTransferError, type ErrorCode } from "../../errors.ts";
 import { SFTP_CHANNELS, normalizeFingerprint, openConnection, type Connection, type ConnectParams } from "./connection.ts";
-import { PROBE_SCRIPT, parseProbeRoot, probeRootScript, remoteHashes } from "./remote_shell.ts";
-import { PROBE_TIMEOUT_MS, type RunResult, SftpEndpoint, runRemote } from "./sftp_endpoint.ts";
+import { type RunResult, runRemote } from "./exec.ts";
+import { PROBE_TIMEOUT_MS } from "./remote_host.ts";
+import { parseProbeRoot, probeCommand, remoteHashes } from "./remote_shell.ts";
+import { SftpEndpoint } from "./sftp_endpoint.ts";
 
 export { SftpEndpoint } from "./sftp_endpoint.ts";
 
@@ -75,7 +77,7 @@ export async function connectSsh(t: SshTarget, opts: { signal?: AbortSignal } = 
     // and the capability probe runs, so the engine plans without waiting for it. A failed probe is
     // not cached: capabilities() probes again and reports it to its caller.
     for (let i = 0; i < SFTP_CHANNELS; i++) conn.sftp().catch(() => undefined);
-    const probe = runRemote(conn, sshLabel(t), `${PROBE_SCRIPT}; ${probeRootScript(t.root)}`, { timeoutMs: PROBE_TIMEOUT_MS });
+    const probe = runRemote(conn, sshLabel(t), probeCommand(t.root), { timeoutMs: PROBE_TIMEOUT_MS });
     probe.catch(() => undefined);
     // The root is checked both ways at once; the shell usually answers first, SFTP covers a host
     // without one (or a slow one).
