@@ -1,0 +1,96 @@
+/**
+ * Child process of dying_server.test.ts: runs one transfer between a local folder and a test sshd,
+ * holds it at a gate once `gateBytes` have moved (prints "gate"), lets it go on when the parent —
+ * which killed sshd meanwhile — writes a line, and reports the outcome and every uncaught exception
+ * or unhandled rejection it counted as one JSON line. A process of its own, so a crash of the
+ * engine's process is observed from outside, as the worker would suffer it.
+ */
+import { transfer, type TransferSpecInput } from "../../index.ts";
+import { isTransferError } from "../../errors.ts";
+import type { Endpoint } from "../endpoint.ts";
+import { localEndpoint, withOverrides } from "../testing.ts";
+import { connectSsh, type SshTarget } from "./index.ts";
+
+/** What the parent passes in KETTER_DYING_SERVER (JSON). */
+export interface DyingServerJob {
+  target: SshTarget;
+  localDir: string;
+  direction: "push" | "pull";
+  strategy: "direct" | "zip";
+  gateBytes: number;
+}
+
+/** What the child prints last (one JSON line). */
+export interface DyingServerReport {
+  gated: boolean;
+  error: { code: string; retryable: boolean; message: string } | null;
+  uncaught: string[];
+}
+
+const uncaught: string[] = [];
+process.on("uncaughtException", (e) => uncaught.push(`uncaughtException: ${String(e)}`));
+process.on("unhandledRejection", (e) => uncaught.push(`unhandledRejection: ${String(e)}`));
+
+const job = JSON.parse(process.env.KETTER_DYING_SERVER ?? "{}") as DyingServerJob;
+let moved = 0;
+let gate: Promise<void> | null = null;
+
+/** Holds everything once gateBytes have moved, until the parent answers on stdin. */
+async function count(n: number): Promise<void> {
+  moved += n;
+  if (moved < job.gateBytes) return;
+  gate ??= (async () => {
+    process.stdout.write("gate\n");
+    for await (const _ of console) return; // the parent's line: sshd is dead now
+  })();
+  await gate;
+}
+
+/** The local side with its reads (push) or writes (pull) counted and held at the gate. */
+function gated(local: Endpoint): Endpoint {
+  if (job.direction === "push") {
+    return withOverrides(local, {
+      async *openRead(path, opts) {
+        for await (const chunk of local.openRead(path, opts)) {
+          await count(chunk.length);
+          yield chunk;
+        }
+      },
+      async readWhole(path, expected, opts) {
+        const bytes = await local.readWhole!(path, expected, opts);
+        await count(bytes.length);
+        return bytes;
+      },
+    });
+  }
+  return withOverrides(local, {
+    async openWrite(path, opts) {
+      const w = await local.openWrite(path, opts);
+      return {
+        write: async (chunk) => {
+          await count(chunk.length);
+          await w.write(chunk);
+        },
+        close: () => w.close(),
+        abort: () => w.abort(),
+      };
+    },
+  });
+}
+
+const remote = await connectSsh(job.target);
+const local = gated(localEndpoint(job.localDir));
+const spec: TransferSpecInput = { id: "dying", sourcePath: "src", targetPath: "dst", mode: "copy", strategy: job.strategy, verify: "checksum" };
+let error: DyingServerReport["error"] = null;
+try {
+  await transfer(spec, job.direction === "push" ? { source: local, target: remote } : { source: remote, target: local });
+} catch (err) {
+  error = isTransferError(err) ? { code: err.code, retryable: err.retryable, message: err.message } : { code: "not a TransferError", retryable: false, message: String(err) };
+}
+await remote.close().catch((e: unknown) => uncaught.push(`close: ${String(e)}`));
+// ssh2 reports some failures after the request they belong to was answered (a channel's error,
+// the SFTP client's "No response from server"): give them a few turns of the event loop to surface.
+for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 10));
+const report: DyingServerReport = { gated: gate !== null, error, uncaught };
+process.stdout.write(`${JSON.stringify(report)}\n`);
+process.exit(0);
