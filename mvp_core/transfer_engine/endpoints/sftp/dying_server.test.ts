@@ -11,6 +11,7 @@ import path from "node:path";
 import { startSshd, type TestSshd } from "../../../testing/sshd.ts";
 import { tempDir, writeTree } from "../../test_tree.ts";
 import type { DyingServerJob, DyingServerReport } from "./dying_server_child.ts";
+import { chownTree, targetOf } from "./test_support.ts";
 
 const TIMEOUT_MS = 300_000;
 const ROUNDS = 10;
@@ -34,16 +35,6 @@ function contents(root: string): Record<string, string> {
     if (fs.lstatSync(abs).isFile()) out[rel] = new Bun.CryptoHasher("sha1").update(fs.readFileSync(abs)).digest("hex");
   }
   return out;
-}
-
-function chownTree(root: string, s: TestSshd): void {
-  if (process.getuid?.() !== 0) return;
-  const st = fs.statSync(s.root);
-  const visit = (p: string): void => {
-    fs.lchownSync(p, st.uid, st.gid);
-    if (fs.lstatSync(p).isDirectory()) for (const name of fs.readdirSync(p)) visit(path.join(p, name));
-  };
-  visit(root);
 }
 
 /** Runs one round in a child: kills sshd at the child's gate, then lets the child go on; returns its report. */
@@ -100,8 +91,7 @@ describe("sshd killed mid-transfer, repeated", () => {
         sourceTree(path.join(sourceRoot, "src"));
         chownTree(remoteRoot, s);
         const before = contents(path.join(sourceRoot, "src"));
-        const target = { host: s.host, port: s.port, username: s.username, root: remoteRoot, auth: { method: "key" as const, privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint };
-        const report = await round(s, { target, localDir: localRoot, direction, strategy, gateBytes: GATES[i % GATES.length]! });
+        const report = await round(s, { target: targetOf(s, remoteRoot), localDir: localRoot, direction, strategy, gateBytes: GATES[i % GATES.length]! });
         await s.restart();
         outcomes.push(`${strategy} @${GATES[i % GATES.length]}: ${report.error?.code ?? "done"}`);
         expect({ round: i, strategy, gated: report.gated, uncaught: report.uncaught }).toEqual({ round: i, strategy, gated: true, uncaught: [] });

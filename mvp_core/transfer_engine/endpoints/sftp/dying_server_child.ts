@@ -7,9 +7,9 @@
  */
 import { transfer, type TransferSpecInput } from "../../index.ts";
 import { isTransferError } from "../../errors.ts";
-import type { Endpoint } from "../endpoint.ts";
-import { localEndpoint, withOverrides } from "../testing.ts";
+import { localEndpoint } from "../testing.ts";
 import { connectSsh, type SshTarget } from "./index.ts";
+import { metered } from "./test_support.ts";
 
 /** What the parent passes in KETTER_DYING_SERVER (JSON). */
 export interface DyingServerJob {
@@ -46,40 +46,8 @@ async function count(n: number): Promise<void> {
   await gate;
 }
 
-/** The local side with its reads (push) or writes (pull) counted and held at the gate. */
-function gated(local: Endpoint): Endpoint {
-  if (job.direction === "push") {
-    return withOverrides(local, {
-      async *openRead(path, opts) {
-        for await (const chunk of local.openRead(path, opts)) {
-          await count(chunk.length);
-          yield chunk;
-        }
-      },
-      async readWhole(path, expected, opts) {
-        const bytes = await local.readWhole!(path, expected, opts);
-        await count(bytes.length);
-        return bytes;
-      },
-    });
-  }
-  return withOverrides(local, {
-    async openWrite(path, opts) {
-      const w = await local.openWrite(path, opts);
-      return {
-        write: async (chunk) => {
-          await count(chunk.length);
-          await w.write(chunk);
-        },
-        close: () => w.close(),
-        abort: () => w.abort(),
-      };
-    },
-  });
-}
-
 const remote = await connectSsh(job.target);
-const local = gated(localEndpoint(job.localDir));
+const local = metered(localEndpoint(job.localDir), job.direction === "push" ? "reads" : "writes", count);
 const spec: TransferSpecInput = { id: "dying", sourcePath: "src", targetPath: "dst", mode: "copy", strategy: job.strategy, verify: "checksum" };
 let error: DyingServerReport["error"] = null;
 try {

@@ -9,45 +9,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { Zip, ZipPassThrough } from "fflate";
 import { startSshd, type TestSshd } from "../../../testing/sshd.ts";
 import {
   type RemoteTools, hashCommand, laneHeader, packCommand, parseProbe, perlLaneCommand, perlSetAttrs, perlUnzipCommand, perlUnzipStreamCommand,
   perlWriteCommand, probeCommand, readCommand, removeCommand, statManyCommand, unzipStreamPreamble, walkCommand,
 } from "./remote_shell.ts";
+import { chownTree, exactSnapshot as snapshot, storedZip } from "./test_support.ts";
 
 const TIMEOUT_MS = 120_000;
-
-/** Type, mode, mtime, size and content of every entry below `root` (a link as its text). */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const rel of (fs.readdirSync(root, { recursive: true }) as string[]).sort()) {
-    const abs = path.join(root, rel);
-    const st = fs.lstatSync(abs);
-    const meta = `${(st.mode & 0o7777).toString(8)} ${st.mtimeMs}`;
-    if (st.isSymbolicLink()) out[rel] = `link ${fs.readlinkSync(abs)}`;
-    else if (st.isFile()) out[rel] = `file ${meta} ${fs.readFileSync(abs, "latin1")}`;
-    else out[rel] = `dir ${meta}`;
-  }
-  return out;
-}
-
-/** A stored zip as the engine sends it (fflate, data descriptors). */
-function zipOf(files: Record<string, string>): Uint8Array {
-  const parts: Uint8Array[] = [];
-  const z = new Zip((err, c) => {
-    if (err) throw err;
-    parts.push(c);
-  });
-  for (const [name, text] of Object.entries(files)) {
-    const e = new ZipPassThrough(name);
-    e.os = 3;
-    z.add(e);
-    e.push(new TextEncoder().encode(text), true);
-  }
-  z.end();
-  return Buffer.concat(parts);
-}
 
 describe("remote programs refuse links at every component", () => {
   let s: TestSshd;
@@ -67,9 +36,8 @@ describe("remote programs refuse links at every component", () => {
     expect(r.stdout.toString("latin1")).not.toContain("SECRET");
     expect(snapshot(outside)).toEqual(before);
   };
-  const chown = (p: string): void => {
-    if (process.getuid?.() === 0) Bun.spawnSync(["chown", "-R", "-h", `${s.username}:`, p]);
-  };
+  const chown = (p: string): void => chownTree(p, s);
+  const zipOf = (files: Record<string, string>): Uint8Array => storedZip(Object.entries(files));
 
   beforeAll(async () => {
     s = await startSshd();

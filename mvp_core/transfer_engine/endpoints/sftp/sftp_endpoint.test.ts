@@ -6,15 +6,12 @@ import type { Entry } from "../endpoint.ts";
 import { isTransferError } from "../../errors.ts";
 import { differsFromScan } from "../../source_check.ts";
 import { startSshd, type TestSshd } from "../../../testing/sshd.ts";
-import { connectSsh, type SshTarget } from "./index.ts";
+import { connectSsh } from "./index.ts";
+import { storedZip, targetOf } from "./test_support.ts";
 import type { SftpEndpoint } from "./sftp_endpoint.ts";
 
 /** Real sshd, real processes, a loaded 2-core machine: generous per-test limits (no timing is asserted). */
 const TIMEOUT_MS = 120_000;
-
-function targetOf(s: TestSshd): SshTarget {
-  return { host: s.host, port: s.port, username: s.username, root: s.root, auth: { method: "key", privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint };
-}
 
 /** A real sshd and an endpoint connected to it for the enclosing describe block, stopped after it. */
 function withConnectedSshd(use: (s: TestSshd, ep: SftpEndpoint) => void): void {
@@ -330,22 +327,7 @@ describe("streaming unpacker (zip unpacked as it arrives)", () => {
   });
 
   /** A stored zip exactly as the engine packs it (fflate: data descriptors after each entry). */
-  async function pack(files: [string, Uint8Array][]): Promise<Uint8Array> {
-    const { Zip, ZipPassThrough } = await import("fflate");
-    const parts: Uint8Array[] = [];
-    const z = new Zip((err, c) => {
-      if (err) throw err;
-      parts.push(c);
-    });
-    for (const [n, data] of files) {
-      const e = new ZipPassThrough(n);
-      e.os = 3;
-      z.add(e);
-      e.push(data, true);
-    }
-    z.end();
-    return Buffer.concat(parts);
-  }
+  const pack = async (files: [string, Uint8Array][]): Promise<Uint8Array> => storedZip(files);
   const send = async (into: string, files: [string, Uint8Array][], zip: Uint8Array, entries = files.map(([, d]) => ({ size: d.length }))): Promise<void> => {
     const w = await ep.unzipStream!(into, entries);
     try {
@@ -405,23 +387,7 @@ describe("remote unpackers", () => {
       const ep = await connectSsh(targetOf(s));
       try {
         expect((await ep.capabilities()).unzip).toBe(true);
-        const { Zip, ZipPassThrough } = await import("fflate");
-        const pack = (files: Record<string, Uint8Array>): Uint8Array => {
-          const parts: Uint8Array[] = [];
-          const z = new Zip((err, c) => {
-            if (err) throw err;
-            parts.push(c);
-          });
-          for (const [n, data] of Object.entries(files)) {
-            const e = new ZipPassThrough(n);
-            e.os = 3; // as the engine writes them
-            e.attrs = 0o100644 << 16;
-            z.add(e);
-            e.push(data, true);
-          }
-          z.end();
-          return Buffer.concat(parts);
-        };
+        const pack = (files: Record<string, Uint8Array>): Uint8Array => storedZip(Object.entries(files), 0o644);
         const names = ["with space/ünïcødé 名前.txt", "it's\nnewline", "sub/deeper/x.bin"];
         const zip = pack(Object.fromEntries(names.map((n) => [n, new TextEncoder().encode(`content of ${n}`)])));
         const put = async (p: string, data: Uint8Array): Promise<void> => {

@@ -13,24 +13,13 @@ import { transfer, type TransferSpecInput } from "../../index.ts";
 import { startSshd, type TestSshd } from "../../../testing/sshd.ts";
 import { tempDir, writeTree } from "../../test_tree.ts";
 import type { Endpoint } from "../endpoint.ts";
-import { localEndpoint, withOverrides } from "../testing.ts";
+import { localEndpoint } from "../testing.ts";
 import { connectSsh, type SftpEndpoint } from "./index.ts";
+import { chownTree, exactSnapshot as snapshot, metered, targetOf } from "./test_support.ts";
 
 const TIMEOUT_MS = 120_000;
 const MiB = 1024 * 1024;
 const SECRET = "SECRET outside the portal";
-
-/** Type, mode, mtime, size and content of every entry below `root`. */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const rel of (fs.readdirSync(root, { recursive: true }) as string[]).sort()) {
-    const abs = path.join(root, rel);
-    const st = fs.lstatSync(abs);
-    const meta = `${(st.mode & 0o7777).toString(8)} ${st.mtimeMs}`;
-    out[rel] = st.isSymbolicLink() ? `link ${fs.readlinkSync(abs)}` : st.isFile() ? `file ${meta} ${Bun.hash(fs.readFileSync(abs))}` : `dir ${meta}`;
-  }
-  return out;
-}
 
 /** Every file below `root` whose bytes contain the outside folder's marker. */
 function secretsBelow(root: string): string[] {
@@ -43,38 +32,8 @@ function secretsBelow(root: string): string[] {
 /** `ep` with `swap` run once, after `afterBytes` went through its reads (a source) or writes (a target). */
 function swapAfter(ep: Endpoint, side: "reads" | "writes", afterBytes: number, swap: () => void): Endpoint {
   let moved = 0;
-  const count = (n: number): void => {
-    const was = moved;
-    moved += n;
-    if (was < afterBytes && moved >= afterBytes) swap();
-  };
-  if (side === "reads") {
-    return withOverrides(ep, {
-      async *openRead(p, opts) {
-        for await (const chunk of ep.openRead(p, opts)) {
-          count(chunk.length);
-          yield chunk;
-        }
-      },
-      async readWhole(p, expected, opts) {
-        const bytes = await ep.readWhole!(p, expected, opts);
-        count(bytes.length);
-        return bytes;
-      },
-    });
-  }
-  return withOverrides(ep, {
-    async openWrite(p, opts) {
-      const w = await ep.openWrite(p, opts);
-      return {
-        write: async (chunk) => {
-          count(chunk.length);
-          await w.write(chunk);
-        },
-        close: () => w.close(),
-        abort: () => w.abort(),
-      };
-    },
+  return metered(ep, side, (n) => {
+    if (moved < afterBytes && (moved += n) >= afterBytes) swap();
   });
 }
 
@@ -86,9 +45,7 @@ describe("a folder swapped for a link to outside the portal while files stream",
   let remote: SftpEndpoint;
   let n = 0;
 
-  const chown = (p: string): void => {
-    if (process.getuid?.() === 0) Bun.spawnSync(["chown", "-R", "-h", `${s.username}:`, p]);
-  };
+  const chown = (p: string): void => chownTree(p, s);
   /** Replaces the folder `dir` by a link to `outside`; the folder is kept inside the portal. */
   const swapFolder = (dir: string): void => {
     fs.renameSync(dir, path.join(portal, `aside-${++n}`));
@@ -103,7 +60,7 @@ describe("a folder swapped for a link to outside the portal while files stream",
     fs.mkdirSync(portal);
     fs.mkdirSync(outside);
     chown(s.root);
-    remote = await connectSsh({ host: s.host, port: s.port, username: s.username, root: portal, auth: { method: "key", privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint });
+    remote = await connectSsh(targetOf(s, portal));
     local = await tempDir("ketter-race-");
   }, TIMEOUT_MS);
   afterAll(async () => {
