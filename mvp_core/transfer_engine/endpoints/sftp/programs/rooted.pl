@@ -8,7 +8,7 @@
 # on stderr, exit 5. There is no check-then-use window: the open is the check.
 use strict; use warnings;
 use Fcntl qw(O_RDONLY O_WRONLY O_CREAT O_TRUNC O_NOFOLLOW O_DIRECTORY O_NONBLOCK F_SETFL S_ISDIR S_ISREG S_ISLNK);
-our ($ROOT, @ROOT_ID, $CWD);
+our ($ROOT, @ROOT_ID, $CWD, $CWD_DEPTH);
 
 sub escape { print STDERR "ketter-escape: $_[0]\n"; exit 5 }
 
@@ -18,7 +18,7 @@ sub root_open {
   sysopen($ROOT, $r, O_RDONLY | O_DIRECTORY) or die "$r: $!\n";
   @ROOT_ID = (stat $ROOT)[0, 1];
   chdir($ROOT) or die "$r: $!\n";
-  $CWD = "";
+  ($CWD, $CWD_DEPTH) = ("", 0);
 }
 
 # "a/b" below "dir" (either may be "").
@@ -32,15 +32,14 @@ sub under { my ($a, $b) = @_; $a eq "" ? $b : $b eq "" ? $a : "$a/$b" }
 # meanwhile is refused as well.
 sub enter {
   my ($dir, $make) = @_;
+  if (defined $CWD && $CWD eq $dir) {
+    return 1 unless $CWD_DEPTH;
+    my @id = stat("../" x $CWD_DEPTH);
+    return 1 if @id && $id[0] == $ROOT_ID[0] && $id[1] == $ROOT_ID[1];
+    escape($dir);
+  }
   my @parts = grep { $_ ne "" && $_ ne "." } split m{/}, $dir;
   escape($dir) if grep { $_ eq ".." } @parts;
-  my $key = join "/", @parts;
-  if (defined $CWD && $CWD eq $key) {
-    return 1 unless @parts;
-    my @id = stat("../" x @parts);
-    return 1 if @id && $id[0] == $ROOT_ID[0] && $id[1] == $ROOT_ID[1];
-    escape($key);
-  }
   undef $CWD;
   chdir($ROOT) or die "root: $!\n";
   my $at = "";
@@ -55,7 +54,7 @@ sub enter {
     }
     chdir($d) or die "$at: $!\n";
   }
-  $CWD = $key;
+  ($CWD, $CWD_DEPTH) = ($dir, scalar @parts);
   1;
 }
 
