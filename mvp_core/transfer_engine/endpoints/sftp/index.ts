@@ -9,6 +9,7 @@ import { SFTP_CHANNELS, normalizeFingerprint, openConnection, type Connection, t
 import { type RunResult, runRemote } from "./exec.ts";
 import { PROBE_TIMEOUT_MS } from "./remote_host.ts";
 import { parseProbeRoot, probeCommand, remoteHashes } from "./remote_shell.ts";
+import { canPack, canUnzip } from "./remote_zip.ts";
 import { SftpEndpoint } from "./sftp_endpoint.ts";
 
 export { SftpEndpoint } from "./sftp_endpoint.ts";
@@ -155,6 +156,7 @@ export interface SshProbe {
   fingerprint: string;
   fingerprintMatches: boolean | null;
   freeBytes?: number;
+  /** What the host can do next to the data: unpack archives (perl, unzip or bsdtar), pack a folder (perl), hash. */
   tools: { shell: boolean; unzip: boolean; zip: boolean; hashes: HashAlgorithm[] };
   error?: { code: ErrorCode; message: string };
 }
@@ -186,8 +188,8 @@ export async function probeSsh(t: Omit<SshTarget, "hostKeyFingerprint"> & { host
     }
     const found = await ep.tools();
     tools.shell = found.shell;
-    tools.unzip = found.shell && (found.commands.has("unzip") || found.commands.has("bsdtar"));
-    tools.zip = found.shell && found.commands.has("zip");
+    tools.unzip = canUnzip(found);
+    tools.zip = canPack(found);
     tools.hashes = remoteHashes(found);
     const space = await ep.space("").catch((e: unknown) => {
       if (isTransferError(e) && e.code === "UNSUPPORTED") return null;
