@@ -183,6 +183,12 @@ export interface Endpoint {
    * when it differs); for packers that would otherwise stream thousands of tiny files.
    */
   readWhole?(path: string, expected: Entry, opts?: OpOptions): Promise<Uint8Array>;
+  /**
+   * Optional: the current entries of many paths in one call (a remote shell's stat), so the engine can
+   * re-check a source after copying without a round trip per file. Keyed by the given paths; null for
+   * a path that does not exist. Entries carry `change` in the same shape as the endpoint's walk.
+   */
+  statMany?(paths: readonly string[], opts?: OpOptions): Promise<Map<string, Entry | null>>;
 
   close(): Promise<void>;
 }

@@ -2,6 +2,12 @@
  * One SSH connection per endpoint: connect with a pinned host key, then hand out SFTP channels (a
  * small pool) and exec channels (bounded, because OpenSSH allows MaxSessions=10 per connection).
  * Once the connection drops every later call fails with the same retryable CONNECTION_LOST.
+ *
+ * A dying server must never take the process down: ssh2 reports some failures as `error` events
+ * (on the client, on an SFTP session, on a channel), some of them after the request they belong to
+ * was answered, and an `error` event without a listener is thrown by Node's EventEmitter. Every
+ * client, SFTP session and channel made here therefore gets its listener, which marks the
+ * connection lost (CONNECTION_LOST, retryable) and ends it.
  */
 import { Client, type CipherAlgorithm, type ClientChannel, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { TransferError, isTransferError } from "../../errors.ts";
@@ -78,6 +84,7 @@ export class Connection {
     client.on("close", () => this.markLost(null));
   }
 
+  /** Records the loss once, fails everything waiting on the connection, and ends it (a channel's failure leaves the socket open). */
   private markLost(err: Error | null): void {
     if (this.lost) return;
     this.lost = this.closing
@@ -87,11 +94,21 @@ export class Connection {
     const lost = this.lost;
     for (const l of [...this.lostListeners]) l(lost);
     this.lostListeners.clear();
+    this.client.end();
+  }
+
+  /** Contains `emitter`'s failures: an error marks the connection lost instead of being thrown. */
+  private contain(emitter: { on(event: "error", l: (err: Error) => void): unknown }, what: string): void {
+    emitter.on("error", (err: Error) => this.markLost(new Error(`${what}: ${err?.message ?? String(err)}`)));
   }
 
   /** `p`, or the loss error as soon as the connection drops, whichever comes first. */
   guard<T>(p: Promise<T>): Promise<T> {
-    if (this.lost) return Promise.reject(this.lost);
+    if (this.lost) {
+      // `p` still settles later (ssh2 answers pending SFTP requests with "No response from server"): observed, never unhandled.
+      p.catch(() => undefined);
+      return Promise.reject(this.lost);
+    }
     return new Promise<T>((resolve, reject) => {
       this.lostListeners.add(reject);
       p.then(
@@ -119,7 +136,13 @@ export class Connection {
     let p = this.sftpPool.get(i);
     if (!p) {
       p = this.guard(new Promise<SFTPWrapper>((resolve, reject) => {
-        this.client.sftp((err, sftp) => (err ? reject(this.channelError(err, "open an SFTP session")) : resolve(sftp)));
+        this.client.sftp((err, sftp) => {
+          if (err) return reject(this.channelError(err, "open an SFTP session"));
+          this.contain(sftp, "SFTP session");
+          // sftp-server gone while the connection lives: its pending requests never get answers.
+          sftp.on("close", () => this.markLost(new Error("the SFTP session ended")));
+          resolve(sftp);
+        });
       }));
       // A failed open must not poison the pool slot forever.
       const opening = p;
@@ -136,7 +159,12 @@ export class Connection {
     await this.acquireExec(signal);
     try {
       const ch = await this.guard(new Promise<ClientChannel>((resolve, reject) => {
-        this.client.exec(command, (err, stream) => (err ? reject(this.channelError(err, "run a remote command")) : resolve(stream)));
+        this.client.exec(command, (err, stream) => {
+          if (err) return reject(this.channelError(err, "run a remote command"));
+          this.contain(stream, "remote command channel");
+          this.contain(stream.stderr, "remote command's error stream");
+          resolve(stream);
+        });
       }));
       // After a drop the channel may never emit close on its own; readers and writers wait for it.
       const onLost = (): void => void ch.destroy();

@@ -6,8 +6,11 @@
 import type { HashAlgorithm } from "../endpoint.ts";
 import { TransferError, isTransferError, type ErrorCode } from "../../errors.ts";
 import { SFTP_CHANNELS, normalizeFingerprint, openConnection, type Connection, type ConnectParams } from "./connection.ts";
-import { PROBE_SCRIPT, parseProbeRoot, probeRootScript, remoteHashes } from "./remote_shell.ts";
-import { PROBE_TIMEOUT_MS, type RunResult, SftpEndpoint, runRemote } from "./sftp_endpoint.ts";
+import { type RunResult, runRemote } from "./exec.ts";
+import { PROBE_TIMEOUT_MS } from "./remote_host.ts";
+import { parseProbeRoot, probeCommand, remoteHashes } from "./remote_shell.ts";
+import { canPack, canUnzip } from "./remote_zip.ts";
+import { SftpEndpoint } from "./sftp_endpoint.ts";
 
 export { SftpEndpoint } from "./sftp_endpoint.ts";
 
@@ -75,7 +78,7 @@ export async function connectSsh(t: SshTarget, opts: { signal?: AbortSignal } = 
     // and the capability probe runs, so the engine plans without waiting for it. A failed probe is
     // not cached: capabilities() probes again and reports it to its caller.
     for (let i = 0; i < SFTP_CHANNELS; i++) conn.sftp().catch(() => undefined);
-    const probe = runRemote(conn, sshLabel(t), `${PROBE_SCRIPT}; ${probeRootScript(t.root)}`, { timeoutMs: PROBE_TIMEOUT_MS });
+    const probe = runRemote(conn, sshLabel(t), probeCommand(t.root), { timeoutMs: PROBE_TIMEOUT_MS });
     probe.catch(() => undefined);
     // The root is checked both ways at once; the shell usually answers first, SFTP covers a host
     // without one (or a slow one).
@@ -153,6 +156,7 @@ export interface SshProbe {
   fingerprint: string;
   fingerprintMatches: boolean | null;
   freeBytes?: number;
+  /** What the host can do next to the data: unpack archives (perl, unzip or bsdtar), pack a folder (perl), hash. */
   tools: { shell: boolean; unzip: boolean; zip: boolean; hashes: HashAlgorithm[] };
   error?: { code: ErrorCode; message: string };
 }
@@ -184,8 +188,8 @@ export async function probeSsh(t: Omit<SshTarget, "hostKeyFingerprint"> & { host
     }
     const found = await ep.tools();
     tools.shell = found.shell;
-    tools.unzip = found.shell && (found.commands.has("unzip") || found.commands.has("bsdtar"));
-    tools.zip = found.shell && found.commands.has("zip");
+    tools.unzip = canUnzip(found);
+    tools.zip = canPack(found);
     tools.hashes = remoteHashes(found);
     const space = await ep.space("").catch((e: unknown) => {
       if (isTransferError(e) && e.code === "UNSUPPORTED") return null;

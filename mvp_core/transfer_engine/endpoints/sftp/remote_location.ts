@@ -5,28 +5,17 @@
  * (SFTP only) can tell only the real path: its locations are then comparable only with another
  * session of the same account on the same host (same host key and user), and never prove "apart".
  */
-import type { Location } from "../endpoint.ts";
-import { shQuote } from "./remote_shell.ts";
+import type { Stats } from "ssh2";
+import type { Location, OpOptions } from "../endpoint.ts";
+import { normalizeRel } from "../../paths.ts";
+import type { RemoteHost } from "./remote_host.ts";
+import { locateCommand } from "./remote_shell.ts";
+import { FX_NO_SUCH_FILE, sftpStatus } from "./sftp_calls.ts";
 
 /** GNU `stat -f -c %T` names of file systems another machine may serve too (NFS, SMB, FUSE…). */
 const SHARED_FS_NAMES = /^(nfs|cifs|smb|fuse|ceph|v9fs|9p|afs|lustre|gpfs|ocfs2|gfs|coda|novell|vboxsf|glusterfs|beegfs|panfs)/i;
 
-/**
- * The command: walks up from `abs` to the nearest existing entry, resolves its parent's links (not
- * the entry's own: a link is located as itself), then prints NUL-separated key/value pairs.
- */
-export function locateScript(abs: string): string {
-  return [
-    `p=${shQuote(abs)}; m=`,
-    `while [ "$p" != / ] && [ ! -e "$p" ] && [ ! -L "$p" ]; do m="\${p##*/}\${m:+/$m}"; p="\${p%/*}"; p="\${p:-/}"; done`,
-    `if [ "$p" = / ]; then r=/; else d="\${p%/*}"; d=$(cd -P -- "\${d:-/}" && pwd -P) || exit 3; r="\${d%/}/\${p##*/}"; fi`,
-    `if [ -L "$r" ]; then t="\${r%/*}"; t="\${t:-/}"; else t="$r"; fi`,
-    `printf 'kernel\\0%s\\0mntns\\0%s\\0root\\0%s\\0real\\0%s\\0missing\\0%s\\0fstype\\0%s\\0' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" "$(readlink /proc/self/ns/mnt 2>/dev/null)" "$(stat -c %d:%i / 2>/dev/null)" "$r" "$m" "$(stat -f -c %T -- "$t" 2>/dev/null)"`,
-    `c="$r"; while :; do printf 'id\\0%s\\0' "$(stat -c %d:%i -- "$c")" || exit 4; [ "$c" = / ] && break; c="\${c%/*}"; c="\${c:-/}"; done`,
-  ].join("\n");
-}
-
-/** Parses locateScript's output; null when it is not complete (the caller then asks over SFTP). */
+/** Parses programs/locate.sh's output; null when it is not complete (the caller then asks over SFTP). */
 export function parseLocate(stdout: Uint8Array): Location | null {
   const fields = new TextDecoder().decode(stdout).split("\0");
   const one = new Map<string, string>();
@@ -55,4 +44,35 @@ export function parseLocate(stdout: Uint8Array): Location | null {
 /** The scope of a host seen only through SFTP: one account on one host (by its key). */
 export function sftpOnlyScope(fingerprint: string, username: string): string {
   return `ssh:${fingerprint}:${username}`;
+}
+
+/** Where `path` (or its nearest existing ancestor) really is: asked of the shell, else (SFTP only) its real path. */
+export function locate(host: RemoteHost, path: string, opts: OpOptions = {}): Promise<Location> {
+  return host.op(path, "locate", opts.signal, async () => {
+    const abs = host.guard.abs(normalizeRel(path));
+    const t = await host.tools(opts.signal);
+    if (t.shell && t.commands.has("stat")) {
+      const r = await host.run(locateCommand(abs), { signal: opts.signal });
+      const seen = r.code === 0 ? parseLocate(r.stdout) : null;
+      if (seen !== null) return seen;
+    }
+    // SFTP only: the real path of the nearest existing entry (its parent resolved, not itself).
+    const sftp = await host.conn.sftp();
+    const missing: string[] = [];
+    for (let at = abs; ;) {
+      const parent = at.slice(0, at.lastIndexOf("/")) || "/";
+      const exists = at === "/" || (await host.call<Stats>((cb) => sftp.lstat(at, cb)).then(() => true, (e: unknown) => {
+        if (sftpStatus(e) === FX_NO_SUCH_FILE) return false;
+        throw e;
+      }));
+      if (exists) {
+        const realParent = at === "/" ? "/" : await host.call<string>((cb) => sftp.realpath(parent, cb));
+        const realPath = at === "/" ? "/" : `${realParent === "/" ? "" : realParent}/${at.slice(at.lastIndexOf("/") + 1)}`;
+        const user = host.label.slice(0, host.label.indexOf("@"));
+        return { kernel: null, scope: sftpOnlyScope(host.conn.fingerprint, user), realPath, missing: missing.join("/"), chain: null, shared: null };
+      }
+      missing.unshift(at.slice(at.lastIndexOf("/") + 1));
+      at = parent;
+    }
+  });
 }

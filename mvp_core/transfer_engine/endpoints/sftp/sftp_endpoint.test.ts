@@ -2,17 +2,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { describeEndpointConformance } from "../conformance.ts";
+import type { Entry } from "../endpoint.ts";
 import { isTransferError } from "../../errors.ts";
+import { differsFromScan } from "../../source_check.ts";
 import { startSshd, type TestSshd } from "../../../testing/sshd.ts";
-import { connectSsh, type SshTarget } from "./index.ts";
+import { connectSsh } from "./index.ts";
+import { storedZip, targetOf } from "./test_support.ts";
 import type { SftpEndpoint } from "./sftp_endpoint.ts";
 
 /** Real sshd, real processes, a loaded 2-core machine: generous per-test limits (no timing is asserted). */
 const TIMEOUT_MS = 120_000;
-
-function targetOf(s: TestSshd): SshTarget {
-  return { host: s.host, port: s.port, username: s.username, root: s.root, auth: { method: "key", privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint };
-}
 
 /** A real sshd and an endpoint connected to it for the enclosing describe block, stopped after it. */
 function withConnectedSshd(use: (s: TestSshd, ep: SftpEndpoint) => void): void {
@@ -106,7 +105,8 @@ describe("SftpEndpoint specifics", () => {
     }
     fs.closeSync(fd);
     Bun.spawnSync(["chown", `${s.username}:`, file]);
-    const senderAlive = (): boolean => Bun.spawnSync(["pgrep", "-f", `cat -- ${file}`]).exitCode === 0;
+    // The rooted reader opens the file and hands it to `cat` as its input: the sender is the test user's `cat`.
+    const senderAlive = (): boolean => Bun.spawnSync(["pgrep", "-u", s.username, "-x", "cat"]).exitCode === 0;
     const it = ep.openRead(`${d}/huge`)[Symbol.asyncIterator]();
     const hash = new Bun.CryptoHasher("sha256");
     let got = 0;
@@ -158,6 +158,67 @@ describe("SftpEndpoint specifics", () => {
     await ep.mkdir(`${d}/nothing`);
     for await (const c of ep.packZip!(`${d}/nothing`)) empty.push(c);
     expect(Buffer.concat(empty).subarray(0, 4)).toEqual(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  }, TIMEOUT_MS);
+
+  test("statMany: current entries of many paths in one command, with the walk's change stamp; a rewrite with the mtime restored (touch -r) shows", async () => {
+    const d = await dir();
+    await ep.mkdir(`${d}/sub`);
+    for (const [p, t] of [["a", "alpha"], ["sub/c", "gamma"]] as const) {
+      const w = await ep.openWrite(`${d}/${p}`);
+      await w.write(new TextEncoder().encode(t));
+      await w.close();
+    }
+    const walked = new Map<string, Entry>();
+    for await (const e of ep.walk(d)) walked.set(`${d}/${e.path}`, { ...e, path: `${d}/${e.path}` });
+    const asked = [`${d}/a`, `${d}/sub/c`, `${d}/sub`, `${d}/missing`, `${d}/nosuchdir/x`];
+    const now = await ep.statMany!(asked);
+    expect([...now.keys()]).toEqual(asked);
+    for (const p of [`${d}/a`, `${d}/sub/c`, `${d}/sub`]) expect(now.get(p)).toEqual(walked.get(p)!);
+    expect(now.get(`${d}/missing`)).toBeNull();
+    expect(now.get(`${d}/nosuchdir/x`)).toBeNull();
+    const before = now.get(`${d}/a`)!;
+    expect(before.change).toMatch(/^\d+:\d+(\.\d+)?$/);
+
+    // Rewritten in place, same size, mtime restored: size and mtime cannot tell, the change stamp does.
+    const file = path.join(s.root, d, "a");
+    const ref = path.join(s.root, d, "ref");
+    fs.writeFileSync(ref, "");
+    expect(Bun.spawnSync(["touch", "-r", file, ref]).exitCode).toBe(0);
+    const ctimeBefore = fs.statSync(file, { bigint: true }).ctimeNs;
+    // The kernel's ctime clock ticks every few ms: rewrite until this file system sees a new ctime.
+    while (fs.statSync(file, { bigint: true }).ctimeNs === ctimeBefore) {
+      await Bun.sleep(5);
+      fs.writeFileSync(file, "ALPHA");
+      expect(Bun.spawnSync(["touch", "-r", ref, file]).exitCode).toBe(0);
+    }
+    const after = (await ep.statMany!([`${d}/a`])).get(`${d}/a`)!;
+    expect({ size: after.size, mtimeMs: after.mtimeMs }).toEqual({ size: before.size, mtimeMs: before.mtimeMs });
+    expect(after.change).not.toBe(before.change);
+    expect(differsFromScan(before, after)).toContain("rewritten");
+    expect(differsFromScan(walked.get(`${d}/sub/c`)!, (await ep.statMany!([`${d}/sub/c`])).get(`${d}/sub/c`)!)).toBeNull();
+  }, TIMEOUT_MS);
+
+  test("statMany refuses a folder on the path that became a link (PATH_ESCAPE), and is absent without a shell", async () => {
+    const d = await dir();
+    await ep.mkdir(`${d}/sub`);
+    const w = await ep.openWrite(`${d}/sub/f`);
+    await w.write(new Uint8Array(3));
+    await w.close();
+    const outside = fs.mkdtempSync(path.join(path.dirname(s.root), "outside-"));
+    fs.writeFileSync(path.join(outside, "f"), "outside");
+    fs.renameSync(path.join(s.root, d, "sub"), path.join(s.root, d, "aside"));
+    fs.symlinkSync(outside, path.join(s.root, d, "sub"));
+    expect(await codeOf(ep.statMany!([`${d}/sub/f`]))).toBe("PATH_ESCAPE");
+    fs.rmSync(outside, { recursive: true });
+    const only = await startSshd({ sftpOnly: true });
+    const plain = await connectSsh(targetOf(only));
+    try {
+      await plain.capabilities();
+      expect(plain.statMany).toBeUndefined();
+    } finally {
+      await plain.close();
+      await only.stop();
+    }
   }, TIMEOUT_MS);
 
   test("writing into a read-only folder is PERMISSION_DENIED", async () => {
@@ -266,22 +327,7 @@ describe("streaming unpacker (zip unpacked as it arrives)", () => {
   });
 
   /** A stored zip exactly as the engine packs it (fflate: data descriptors after each entry). */
-  async function pack(files: [string, Uint8Array][]): Promise<Uint8Array> {
-    const { Zip, ZipPassThrough } = await import("fflate");
-    const parts: Uint8Array[] = [];
-    const z = new Zip((err, c) => {
-      if (err) throw err;
-      parts.push(c);
-    });
-    for (const [n, data] of files) {
-      const e = new ZipPassThrough(n);
-      e.os = 3;
-      z.add(e);
-      e.push(data, true);
-    }
-    z.end();
-    return Buffer.concat(parts);
-  }
+  const pack = async (files: [string, Uint8Array][]): Promise<Uint8Array> => storedZip(files);
   const send = async (into: string, files: [string, Uint8Array][], zip: Uint8Array, entries = files.map(([, d]) => ({ size: d.length }))): Promise<void> => {
     const w = await ep.unzipStream!(into, entries);
     try {
@@ -341,23 +387,7 @@ describe("remote unpackers", () => {
       const ep = await connectSsh(targetOf(s));
       try {
         expect((await ep.capabilities()).unzip).toBe(true);
-        const { Zip, ZipPassThrough } = await import("fflate");
-        const pack = (files: Record<string, Uint8Array>): Uint8Array => {
-          const parts: Uint8Array[] = [];
-          const z = new Zip((err, c) => {
-            if (err) throw err;
-            parts.push(c);
-          });
-          for (const [n, data] of Object.entries(files)) {
-            const e = new ZipPassThrough(n);
-            e.os = 3; // as the engine writes them
-            e.attrs = 0o100644 << 16;
-            z.add(e);
-            e.push(data, true);
-          }
-          z.end();
-          return Buffer.concat(parts);
-        };
+        const pack = (files: Record<string, Uint8Array>): Uint8Array => storedZip(Object.entries(files), 0o644);
         const names = ["with space/ünïcødé 名前.txt", "it's\nnewline", "sub/deeper/x.bin"];
         const zip = pack(Object.fromEntries(names.map((n) => [n, new TextEncoder().encode(`content of ${n}`)])));
         const put = async (p: string, data: Uint8Array): Promise<void> => {

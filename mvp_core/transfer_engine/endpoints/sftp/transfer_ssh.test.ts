@@ -8,14 +8,11 @@ import { transfer, type EngineEvent, type TransferSpecInput } from "../../index.
 import { localEndpoint } from "../testing.ts";
 import type { Endpoint } from "../endpoint.ts";
 import { startSshd, type TestSshd } from "../../../testing/sshd.ts";
-import { connectSsh, type SftpEndpoint, type SshTarget } from "./index.ts";
+import { connectSsh, type SftpEndpoint } from "./index.ts";
+import { chownTree, targetOf } from "./test_support.ts";
 
 /** Real sshd, real processes, a loaded 2-core machine: generous per-test limits (no timing is asserted). */
 const TIMEOUT_MS = 120_000;
-
-function targetOf(s: TestSshd): SshTarget {
-  return { host: s.host, port: s.port, username: s.username, root: s.root, auth: { method: "key", privateKey: s.privateKey }, hostKeyFingerprint: s.hostKeyFingerprint };
-}
 
 function random(n: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -124,17 +121,6 @@ describe("transfer() over SSH", () => {
     expect(fs.existsSync(path.join(localDir, id))).toBe(false);
   }, TIMEOUT_MS);
 });
-
-/** Files written by root for the remote side must belong to the sshd user, as they would in reality. */
-function chownTree(root: string, s: TestSshd): void {
-  if (process.getuid?.() !== 0) return;
-  const st = fs.statSync(s.root);
-  const visit = (p: string): void => {
-    fs.lchownSync(p, st.uid, st.gid);
-    if (fs.lstatSync(p).isDirectory()) for (const name of fs.readdirSync(p)) visit(path.join(p, name));
-  };
-  visit(root);
-}
 
 describe("transfer() remote → remote (through this process)", () => {
   for (const strategy of ["direct", "zip"] as const) {

@@ -5,34 +5,31 @@
  */
 import type { ClientChannel, SFTPWrapper } from "ssh2";
 import type { FileWriter } from "../endpoint.ts";
+import { cancelledError, throwIfCancelled } from "../../cancel.ts";
 import { TransferError } from "../../errors.ts";
+import { raceTimeout } from "../../timeout.ts";
 import type { Connection } from "./connection.ts";
+import { ChannelState, collectGarbageEvery } from "./exec.ts";
 import { commandError, laneHeader, parseWriteReport, perlLaneCommand } from "./remote_shell.ts";
+import { type Callback, FX_FAILURE, maxLen, sftpStatus } from "./sftp_calls.ts";
 
 /** Batch size for stream writes: fflate emits tiny chunks, the channel wants big ones. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Outstanding SFTP read/write requests per file. */
 export const SFTP_IN_FLIGHT = 32;
-/** SFTP v3 FAILURE, which sftp-server also answers for a full disk. */
-const FX_FAILURE = 4;
 /** How long an aborted stream may take to end its remote process before its channel is closed. */
 const ABORT_GRACE_MS = 5_000;
 
 /** What writers need from their endpoint. */
 export interface WriterHost {
-  call<T>(fn: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<T>;
-  guard<T>(p: Promise<T>): Promise<T>;
+  call<T>(fn: (cb: Callback<T>) => void): Promise<T>;
+  guardLoss<T>(p: Promise<T>): Promise<T>;
   connectionLost(): TransferError | null;
   mapError(err: unknown, rel: string, action: string, signal?: AbortSignal): TransferError;
   discard(abs: string): Promise<void>;
   diskFull(abs: string): Promise<boolean>;
   /** Called with the remote's CRC-32 and size of a file it wrote and hashed. */
   recordWritten(abs: string, report: { crc32: string; size: number }): void;
-}
-
-function sftpStatus(err: unknown): number | null {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === "number" ? code : null;
 }
 
 /**
@@ -53,14 +50,14 @@ abstract class ChannelWriter implements FileWriter {
   /** The error that ended the channel: cancellation, connection loss, or the remote's stderr. */
   protected async failure(): Promise<TransferError> {
     await this.channel.closed;
-    if (this.signal?.aborted) return new TransferError("CANCELLED", "transfer cancelled");
+    if (this.signal?.aborted) return cancelledError(this.signal.reason);
     const lost = this.host.connectionLost();
     if (lost) return lost;
     return commandError("write", this.rel, this.channel.exitCode, this.channel.stderr);
   }
 
   async write(chunk: Uint8Array): Promise<void> {
-    if (this.signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+    throwIfCancelled(this.signal);
     if (this.channel.isClosed) throw await this.failure();
     this.accept(chunk);
     await this.sendLead();
@@ -156,9 +153,10 @@ abstract class ChannelWriter implements FileWriter {
     this.batchBytes = 0;
     if (this.channel.isClosed) return;
     this.channel.ch.end();
-    const timer = setTimeout(() => this.channel.ch.close(), ABORT_GRACE_MS);
-    await this.channel.closed;
-    clearTimeout(timer);
+    await raceTimeout(this.channel.closed, ABORT_GRACE_MS, () => {
+      this.channel.ch.close();
+      return this.channel.closed;
+    });
   }
 
   protected async endAndDiscard(): Promise<void> {
@@ -168,63 +166,6 @@ abstract class ChannelWriter implements FileWriter {
 
   abstract close(): Promise<void>;
   abstract abort(): Promise<void>;
-}
-
-/** An exec channel's exit status, stderr and stdout lines, gathered as they arrive. */
-export class ChannelState {
-  exitCode: number | null = null;
-  stderr = "";
-  isClosed = false;
-  readonly closed: Promise<void>;
-  private lines: string[] = [];
-  private partial = "";
-  private lineWaiters: ((line: string | null) => void)[] = [];
-  /** With `rawStdout`, stdout is kept as bytes (NUL-separated reports may hold any name) instead of lines. */
-  readonly stdout: Buffer[] = [];
-
-  constructor(readonly ch: ClientChannel, rawStdout = false) {
-    // ssh2 repeats the exit code on close; the exit event alone was missed at times (see streamCommand).
-    this.closed = new Promise<void>((r) => ch.once("close", (closeCode?: number | null) => {
-      if (this.exitCode === null && typeof closeCode === "number") this.exitCode = closeCode;
-      this.isClosed = true;
-      for (const w of this.lineWaiters.splice(0)) w(null);
-      r();
-    }));
-    ch.on("exit", (c: number | null) => {
-      this.exitCode = c;
-    });
-    ch.stderr.on("data", (d: Buffer) => {
-      if (this.stderr.length < 65536) this.stderr += d.toString();
-    });
-    ch.on("data", (d: Buffer) => {
-      if (rawStdout) {
-        this.stdout.push(d);
-        return;
-      }
-      this.partial += d.toString();
-      if (this.partial.length > 65536) this.partial = this.partial.slice(-65536); // never expected: reports are short lines
-      for (let nl = this.partial.indexOf("\n"); nl >= 0; nl = this.partial.indexOf("\n")) {
-        const line = this.partial.slice(0, nl);
-        this.partial = this.partial.slice(nl + 1);
-        const w = this.lineWaiters.shift();
-        if (w) w(line);
-        else this.lines.push(line);
-      }
-    });
-  }
-
-  /** Everything printed so far that is not a complete line. */
-  get tail(): string {
-    return this.partial;
-  }
-
-  /** The next stdout line, or null once the channel closed without one. */
-  nextLine(): Promise<string | null> {
-    const line = this.lines.shift();
-    if (line !== undefined) return Promise.resolve(line);
-    if (this.isClosed) return Promise.resolve(null);
-    return new Promise((r) => this.lineWaiters.push(r));
-  }
 }
 
 /** Writes one stream of unknown size (a zip archive) through one command: perl writer or `cat >`. */
@@ -285,14 +226,14 @@ export class WriterLanes {
   private idle: ChannelState[] = [];
   private live = new Set<ChannelState>();
 
-  constructor(private conn: Connection) {
+  constructor(private conn: Connection, private root: string) {
     conn.onExecPressure = () => this.retireOne();
   }
 
   /** An idle lane, or a new one. */
   async acquire(signal?: AbortSignal): Promise<ChannelState> {
     for (let lane = this.idle.pop(); lane; lane = this.idle.pop()) if (!lane.isClosed) return lane;
-    const ch = await this.conn.exec(perlLaneCommand(), signal);
+    const ch = await this.conn.exec(perlLaneCommand(this.root), signal);
     const lane = new ChannelState(ch);
     this.live.add(lane);
     void lane.closed.then(() => {
@@ -330,7 +271,7 @@ export class LaneWriter extends ChannelWriter {
 
   constructor(host: WriterHost, private lanes: WriterLanes, lane: ChannelState, rel: string, abs: string, private size: number, mode: number | undefined, signal: AbortSignal | undefined) {
     super(host, lane, rel, abs, signal);
-    this.sendFirst(laneHeader(abs, size, mode));
+    this.sendFirst(laneHeader(rel, size, mode));
   }
 
   protected override accept(chunk: Uint8Array): void {
@@ -389,7 +330,7 @@ export class SftpWriter implements FileWriter {
   }
 
   private async check(): Promise<void> {
-    if (this.signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+    throwIfCancelled(this.signal);
     if (this.error) {
       const err = this.error;
       if (sftpStatus(err) === FX_FAILURE && (await this.ep.diskFull(this.abs).catch(() => false))) {
@@ -423,7 +364,7 @@ export class SftpWriter implements FileWriter {
   }
 
   private async send(buf: Uint8Array): Promise<void> {
-    while (this.inflight >= SFTP_IN_FLIGHT) await this.ep.guard(new Promise<void>((r) => this.waiters.push(r)));
+    while (this.inflight >= SFTP_IN_FLIGHT) await this.ep.guardLoss(new Promise<void>((r) => this.waiters.push(r)));
     await this.check();
     const at = this.pos;
     this.pos += buf.length;
@@ -436,7 +377,7 @@ export class SftpWriter implements FileWriter {
   }
 
   private async drain(): Promise<void> {
-    while (this.inflight > 0) await this.ep.guard(new Promise<void>((r) => this.waiters.push(r)));
+    while (this.inflight > 0) await this.ep.guardLoss(new Promise<void>((r) => this.waiters.push(r)));
     await this.check();
   }
 
@@ -460,7 +401,7 @@ export class SftpWriter implements FileWriter {
   async abort(): Promise<void> {
     this.done = true;
     this.pendingBytes = 0;
-    await this.ep.guard((async () => {
+    await this.ep.guardLoss((async () => {
       while (this.inflight > 0) await new Promise<void>((r) => this.waiters.push(r));
     })()).catch((e: unknown) => {
       if (!this.ep.connectionLost()) throw e;
@@ -472,29 +413,3 @@ export class SftpWriter implements FileWriter {
     await this.ep.discard(this.abs);
   }
 }
-
-/** ssh2 learns the server's limits (limits@openssh.com) but keeps them private; 32 KiB is the safe default. */
-export function maxLen(sftp: SFTPWrapper, key: "_maxReadLen" | "_maxWriteLen"): number {
-  const v = (sftp as unknown as Record<string, unknown>)[key];
-  return typeof v === "number" && v > 0 ? v : 32 * 1024;
-}
-
-/**
- * ssh2 allocates fresh buffers for every 32 KiB packet it frames, encrypts or decrypts; JSC let
- * that garbage reach ~280 MiB of RSS on a 1 GiB stream before collecting. A full collection every
- * 128 MiB streamed kept one stream near 180 MiB, but four writer lanes at once reached 252 MiB (the
- * budget is 256), so it ran every 64 MiB. Since local reads reuse their buffer and writers no
- * longer copy big chunks, the garbage is ssh2's alone: every 128 MiB keeps four lanes at 157-173
- * MiB, and every 64 MiB had become the largest cost left on the sender (0 ms, interleaved: 1 GiB
- * 2.00 s against 1.66 s, 20 × 20 MiB 1.04 s against 0.94 s).
- */
-const GC_EVERY_BYTES = 128 * 1024 * 1024;
-let streamedSinceGc = 0;
-export function collectGarbageEvery(bytes: number): void {
-  streamedSinceGc += bytes;
-  if (streamedSinceGc < GC_EVERY_BYTES) return;
-  streamedSinceGc = 0;
-  Bun.gc(true);
-}
-
-
