@@ -22,7 +22,9 @@ test("builds once (with bytecode), reuses the bundle, and rebuilds when any inpu
   const first = await bundledEntry(main, cache);
   expect(run(first)).toBe("one");
   expect(fs.existsSync(`${first}.jsc`)).toBe(true);
-  expect(JSON.parse(fs.readFileSync(path.join(cache, "inputs.json"), "utf8"))).toEqual([main, path.join(dir, "src/word.ts")]);
+  const own = path.dirname(first); // the entry's own folder in the shared cache
+  expect(path.dirname(own)).toBe(cache);
+  expect(JSON.parse(fs.readFileSync(path.join(own, "inputs.json"), "utf8"))).toEqual([main, path.join(dir, "src/word.ts")]);
   const mtime = fs.statSync(first).mtimeMs;
   expect(await bundledEntry(main, cache)).toBe(first);
   expect(fs.statSync(first).mtimeMs).toBe(mtime); // reused, not rewritten
@@ -39,7 +41,12 @@ test("builds once (with bytecode), reuses the bundle, and rebuilds when any inpu
   const third = await bundledEntry(main, cache);
   expect(run(third)).toBe("three");
   expect(fs.existsSync(`${third}.jsc`)).toBe(false);
-  expect(JSON.parse(fs.readFileSync(path.join(cache, "inputs.json"), "utf8"))).toEqual([main]);
+  expect(JSON.parse(fs.readFileSync(path.join(own, "inputs.json"), "utf8"))).toEqual([main]);
+
+  // Another checkout sharing the cache (one node_modules through a symlink) gets its own bundle.
+  writeTree(dir, { "other/src/main.ts": 'void Bun.write(Bun.stdout, "other");\n' });
+  expect(run(await bundledEntry(path.join(dir, "other/src/main.ts"), cache))).toBe("other");
+  expect(run(await bundledEntry(main, cache))).toBe("three");
 });
 
 test("a source that does not compile is reported, not bundled", async () => {

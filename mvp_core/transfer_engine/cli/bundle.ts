@@ -10,8 +10,13 @@ import path from "node:path";
 
 const INPUTS_FILE = "inputs.json";
 
-/** Absolute path of an up-to-date bundle of `entry` in `cacheDir`, building it when missing or stale. */
-export async function bundledEntry(entry: string, cacheDir: string): Promise<string> {
+/**
+ * Absolute path of an up-to-date bundle of `entry` in `cacheDir`, building it when missing or
+ * stale. Each entry has a folder of its own: two checkouts sharing one node_modules (a symlink)
+ * must not take each other's bundle for theirs.
+ */
+export async function bundledEntry(entry: string, sharedCacheDir: string): Promise<string> {
+  const cacheDir = path.join(sharedCacheDir, Bun.hash(path.resolve(entry)).toString(36));
   const inputs = readInputs(cacheDir);
   if (inputs !== null) {
     const key = inputsKey(inputs);
