@@ -18,6 +18,7 @@ import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
 import { waitFor } from "../testing/ports.ts";
 import type { TestSshd } from "../testing/sshd.ts";
+import { connectDb } from "../db/client.ts";
 import { testDatabaseUrl, testRedisPrefix, testRedisUrl, testSql, uniqueId } from "../testing/services.ts";
 import { transfer } from "../transfer_engine/index.ts";
 import { Worker, type WorkerDeps, type WorkerSettings } from "./worker.ts";
@@ -53,17 +54,25 @@ export class Scenario {
   private procs: Bun.Subprocess[] = [];
   private extraPortals: string[] = [];
 
-  /** `redisUrl`: a Redis of the test's own (e.g. one it restarts); default the run's shared one. */
+  private readonly redisUrl: string | undefined;
+  private readonly databaseUrl: string | undefined;
+
+  /**
+   * `redisUrl` / `databaseUrl`: a Redis or a migrated database of the test's own (e.g. on a server
+   * it stops and restarts); by default the run's shared ones.
+   */
   constructor(
     readonly name: string,
-    private readonly redisUrl?: string,
+    servers: { redisUrl?: string; databaseUrl?: string } = {},
   ) {
+    this.redisUrl = servers.redisUrl;
+    this.databaseUrl = servers.databaseUrl;
     this.log = createLogger("worker-test", "debug", { test: name }, (line) => this.logLines.push(line));
   }
 
   /** Connects, creates `src/` and `dst/` folders and a local portal on each. */
   async setup(): Promise<this> {
-    this.sql = await (sharedSql ??= testSql(16));
+    this.sql = this.databaseUrl ? connectDb(this.databaseUrl, { max: 8, applicationName: "ketter-test" }) : await (sharedSql ??= testSql(16));
     this.redis = connectRedis(await this.redisURL(), { name: "worker-test" });
     this.redis.on("error", (err: Error) => this.log.warn("test redis connection error", { err }));
     this.queue = new JobQueue({ redis: this.redis, prefix: this.prefix });
@@ -150,15 +159,18 @@ export class Scenario {
     return w;
   }
 
-  /** Spawns the real worker process on this scenario's database, Redis and prefix. */
-  async spawnWorker(env: Record<string, string> = {}): Promise<{ proc: Bun.Subprocess<"ignore", "pipe", "pipe">; output: () => string }> {
+  /** Spawns the real worker process on this scenario's database, Redis and prefix (`entry`: e.g. the fault-injection entry). */
+  async spawnWorker(
+    env: Record<string, string> = {},
+    entry = "mvp_core/worker/main.ts",
+  ): Promise<{ proc: Bun.Subprocess<"ignore", "pipe", "pipe">; output: () => string }> {
     const chunks: string[] = [];
-    const proc = Bun.spawn(["bun", "mvp_core/worker/main.ts"], {
+    const proc = Bun.spawn(["bun", entry], {
       cwd: path.resolve(import.meta.dir, "../.."),
       env: {
         ...process.env,
         NODE_ENV: "test",
-        DATABASE_URL: await testDatabaseUrl(),
+        DATABASE_URL: this.databaseUrl ?? (await testDatabaseUrl()),
         DATABASE_POOL_MAX: "4",
         REDIS_URL: await this.redisURL(),
         REDIS_KEY_PREFIX: this.prefix,
@@ -237,6 +249,7 @@ export class Scenario {
     await this.sql`delete from jobs where source_portal_id in ${this.sql(portals)} or target_portal_id in ${this.sql(portals)}`;
     await this.sql`delete from portals where id in ${this.sql(portals)}`;
     this.redis.disconnect();
+    if (this.databaseUrl) await this.sql.end({ timeout: 1 });
     await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -131,7 +131,7 @@ describe("worker: Redis restarts and several workers", () => {
     // A Redis of this test's own, so killing it disturbs no other test.
     const server = await startRedisServer();
     try {
-      const s = (scenario = new Scenario("redis-restart", server.url));
+      const s = (scenario = new Scenario("redis-restart", { redisUrl: server.url }));
       await s.setup();
       await s.writeSource("a.mov", 50_000);
       await s.writeSource("b.mov", 50_000);
