@@ -1,10 +1,11 @@
 /** Request and response shapes of /jobs, and the row → response view (progress, rate, ETA). */
 import { z } from "zod";
 import { EVENT_KINDS, JOB_STATUSES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
+import { text } from "../text.ts";
 
 const portalRef = z.object({
   portal: z.uuid("must be a portal id (UUID) as returned by GET /portals"),
-  path: z.string().min(1, "must name a file or folder inside the portal").max(4096).meta({ description: "relative to the portal root (an absolute path inside the root is accepted)" }),
+  path: text().min(1, "must name a file or folder inside the portal").max(4096).meta({ description: "relative to the portal root (an absolute path inside the root is accepted)" }),
 }).strict();
 
 /** Job options; omitted ones take the engine defaults shown. */
@@ -30,8 +31,7 @@ export type JobCreate = z.infer<typeof JobCreate>;
 
 /** POST /jobs headers. */
 export const JobCreateHeaders = z.object({
-  "idempotency-key": z
-    .string()
+  "idempotency-key": text()
     .min(1)
     .max(255)
     .regex(/^[\x21-\x7e]+$/, "must be 1-255 printable ASCII characters without spaces")
@@ -76,7 +76,7 @@ export const JobListQuery = z
     status: statusList.optional(),
     portal: z.uuid("must be a portal id (UUID)").optional().meta({ description: "jobs whose source or target is this portal" }),
     limit: intParam(1, 200, 50),
-    cursor: z.string().max(512).optional().meta({ description: "nextCursor of the previous page" }),
+    cursor: text().max(512).optional().meta({ description: "nextCursor of the previous page" }),
   })
   .strict();
 
@@ -98,7 +98,7 @@ export const JobView = z.object({
   source: z.object({ portal: z.string(), path: z.string() }),
   target: z.object({ portal: z.string(), path: z.string() }),
   options: z.object({ strategy: z.string().optional(), verify: z.string().optional(), overwrite: z.boolean().optional() }),
-  strategy: z.string().nullable().meta({ description: "strategy the engine chose (direct, zip, rename)" }),
+  strategy: z.string().nullable().meta({ description: "how the data moved: direct, zip or rename (resumed: an earlier attempt committed it and none recorded how)" }),
   attempts: z.number().int(),
   maxAttempts: z.number().int(),
   progress: z.object({
