@@ -53,6 +53,20 @@ async function kill(w: Spawned): Promise<void> {
   await w.proc.exited;
 }
 
+/**
+ * A move of a folder (`count` files of about `bytes`) taken by the fault entry with `plan`, waited
+ * for until it reports `point`: everything a kill test needs.
+ */
+async function moveUntil(name: string, plan: Omit<FaultPlan, "dir">, point: string, opts: { count: number; bytes: number; maxAttempts?: number }) {
+  const s = (scenario = await new Scenario(name).setup());
+  const dir = s.path("faults");
+  const files = await sourceFolder(s, "take", opts.count, opts.bytes);
+  const doomed = await spawnFaulty(s, { dir, ...plan });
+  const job = await s.job("take", "take", { type: "move", ...(opts.maxAttempts ? { maxAttempts: opts.maxAttempts } : {}) });
+  await waitForPoint(s, doomed, dir, job.id, point);
+  return { s, dir, files, doomed, job };
+}
+
 /** An in-process worker that logs its commits to `dir` like the doomed process did. */
 function survivor(s: Scenario, dir: string) {
   return s.startWorker({ maxBytesPerSec: Number(FAST_RATE) }, { transfer: faultyTransfer({ dir }) });
@@ -99,12 +113,7 @@ describe("kill -9 of a worker process at points of a move", () => {
   }, T);
 
   test("at the commit fence (nothing committed yet), on the last attempt: not failed, the next attempt commits", async () => {
-    const s = (scenario = await new Scenario("kill-commit-fence").setup());
-    const dir = s.path("faults");
-    const files = await sourceFolder(s, "take", 4, 200_000);
-    const doomed = await spawnFaulty(s, { dir, pauseAt: "commit_fence" });
-    const job = await s.job("take", "take", { type: "move", maxAttempts: 1 });
-    await waitForPoint(s, doomed, dir, job.id, "commit_fence");
+    const { s, dir, files, doomed, job } = await moveUntil("kill-commit-fence", { pauseAt: "commit_fence" }, "commit_fence", { count: 4, bytes: 200_000, maxAttempts: 1 });
     expect(await s.row(job.id)).toMatchObject({ phase: "commit", committed_at: null });
     expect(existsSync(s.path("dst/take"))).toBe(false);
     await kill(doomed);
@@ -114,12 +123,7 @@ describe("kill -9 of a worker process at points of a move", () => {
   }, T);
 
   test("right after the commit, before Postgres knows: the next attempt finds the commit marker and only removes the source", async () => {
-    const s = (scenario = await new Scenario("kill-after-commit").setup());
-    const dir = s.path("faults");
-    const files = await sourceFolder(s, "take", 4, 200_000);
-    const doomed = await spawnFaulty(s, { dir, pauseAt: "after_commit" });
-    const job = await s.job("take", "take", { type: "move", maxAttempts: 1 });
-    await waitForPoint(s, doomed, dir, job.id, "after_commit");
+    const { s, dir, files, doomed, job } = await moveUntil("kill-after-commit", { pauseAt: "after_commit" }, "after_commit", { count: 4, bytes: 200_000, maxAttempts: 1 });
     expect(await s.row(job.id)).toMatchObject({ phase: "commit", committed_at: null });
     expect(existsSync(s.path("dst/take"))).toBe(true);
     expect(existsSync(s.path("src/take"))).toBe(true);
@@ -131,12 +135,7 @@ describe("kill -9 of a worker process at points of a move", () => {
   }, T);
 
   test("after the commit was recorded: the next attempt resumes (told by Postgres) and keeps the totals", async () => {
-    const s = (scenario = await new Scenario("kill-after-committed").setup());
-    const dir = s.path("faults");
-    const files = await sourceFolder(s, "take", 4, 200_000);
-    const doomed = await spawnFaulty(s, { dir, pauseAt: "after_committed" });
-    const job = await s.job("take", "take", { type: "move" });
-    await waitForPoint(s, doomed, dir, job.id, "after_committed");
+    const { s, dir, files, doomed, job } = await moveUntil("kill-after-committed", { pauseAt: "after_committed" }, "after_committed", { count: 4, bytes: 200_000 });
     const paused = await s.row(job.id);
     expect(paused.phase).toBe("committed");
     expect(paused.committed_at).not.toBeNull();
@@ -149,14 +148,8 @@ describe("kill -9 of a worker process at points of a move", () => {
   }, T);
 
   test("during the source removal (frozen after 2 of 6 files), on the last attempt: the next attempt removes the rest", async () => {
-    const s = (scenario = await new Scenario("kill-during-removal").setup());
-    const dir = s.path("faults");
-    const files = await sourceFolder(s, "take", 6, 100_000);
-    const doomed = await spawnFaulty(s, { dir, freezeAfterRemoved: 2 });
-    const job = await s.job("take", "take", { type: "move", maxAttempts: 1 });
-    await waitForPoint(s, doomed, dir, job.id, "frozen");
-    const left = readdirSync(s.path("src/take"));
-    expect(left.length).toBe(4);
+    const { s, dir, files, doomed, job } = await moveUntil("kill-during-removal", { freezeAfterRemoved: 2 }, "frozen", { count: 6, bytes: 100_000, maxAttempts: 1 });
+    expect(readdirSync(s.path("src/take")).length).toBe(4);
     expect(await s.row(job.id)).toMatchObject({ phase: "remove_source" });
     await kill(doomed);
     await survivor(s, dir);

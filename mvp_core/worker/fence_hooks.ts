@@ -93,7 +93,7 @@ export class FenceHooks {
     const { sql, fence, log } = this.d;
     this.pastCommitFence = true;
     for (let attempt = 1; ; attempt++) {
-      if (this.d.stopReason() === "lost" || this.d.stopReason() === "shutdown" || this.d.stopReason() === "crashed") {
+      if (this.d.stopReason() !== null) {
         // The engine keeps its commit marker, so the next attempt still learns the data arrived.
         throw this.stopped("the data arrived but recording it did not finish");
       }
