@@ -3,7 +3,7 @@
  *
  * GET /jobs at a million jobs: starts its own Postgres (testing/services.ts) and Redis, seeds the
  * jobs (testing/seed_jobs.ts: 90 % DONE, 5 % FAILED, 3 % CANCELLED, 1 % QUEUED, 1 % RUNNING over 50
- * portals), starts the API (`bun run api`) as its own process, and for every filter combination the
+ * portals, one of them retired: used only by the oldest jobs), starts the API (`bun run api`) as its own process, and for every filter combination the
  * list offers — first page and, when there is one, the next page through its cursor — measures
  *   - the API: `requests` sequential GET /jobs after a warm-up, p50 and p99 through HTTP,
  *   - the same SQL statement run by pgbench (the standard Postgres tool), p50 and p99,
@@ -38,7 +38,7 @@ const REQUESTS = Number(args.requests);
 interface Combination {
   name: string;
   statuses?: JobStatus[];
-  portal?: "busy" | "idle";
+  portal?: "busy" | "retired" | "idle";
 }
 
 const COMBINATIONS: Combination[] = [
@@ -46,12 +46,15 @@ const COMBINATIONS: Combination[] = [
   { name: "status=DONE (90 %)", statuses: ["DONE"] },
   { name: "status=QUEUED,RUNNING (1 % each)", statuses: ["QUEUED", "RUNNING"] },
   { name: "status=CANCELLING (none)", statuses: ["CANCELLING"] },
+  { name: "status=CANCELLED (3 %, all old)", statuses: ["CANCELLED"] },
   { name: "portal (≈4 % of jobs)", portal: "busy" },
+  { name: "retired portal (5 %, all old)", portal: "retired" },
   { name: "portal without jobs", portal: "idle" },
   { name: "portal + status=DONE", portal: "busy", statuses: ["DONE"] },
   { name: "portal + status=RUNNING", portal: "busy", statuses: ["RUNNING"] },
   { name: "portal + status=CANCELLING (none)", portal: "busy", statuses: ["CANCELLING"] },
   { name: "portal + status=QUEUED,RUNNING,RETRY_WAIT", portal: "busy", statuses: ["QUEUED", "RUNNING", "RETRY_WAIT"] },
+  { name: "retired portal + status=DONE", portal: "retired", statuses: ["DONE"] },
 ];
 
 function percentile(sorted: number[], p: number): number {
@@ -120,14 +123,14 @@ async function main(): Promise<void> {
     const databaseUrl = await createMigratedDatabase(pg.url);
     const sql = connectDb(databaseUrl, { max: 2 });
     const t0 = performance.now();
-    const portalIds = await seedJobs(sql, JOBS, PORTALS);
+    const seeded = await seedJobs(sql, JOBS, PORTALS);
     const seedSeconds = (performance.now() - t0) / 1000;
     const [idleRow] = await sql<{ id: string }[]>`insert into portals (name, kind, root_path) values ('idle', 'local', '/data/idle') returning id`;
     const [sizeRow] = await sql<{ size: string }[]>`select pg_size_pretty(pg_total_relation_size('jobs')) as size`;
     const size = sizeRow!.size;
     await sql.end();
     console.log(`seeded ${JOBS.toLocaleString("en")} jobs in ${seedSeconds.toFixed(1)} s (jobs with indexes: ${size})`);
-    const portalOf = { busy: portalIds[1]!, idle: idleRow!.id };
+    const portalOf = { busy: seeded.active[1]!, retired: seeded.retired, idle: idleRow!.id };
 
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;

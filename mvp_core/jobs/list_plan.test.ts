@@ -1,7 +1,8 @@
 // GET /jobs at scale: for every filter combination the list offers, the plan of the exact list
-// statement (EXPLAIN ANALYZE on a seeded table) reads only index ranges in list order — no
-// sequential scan, and no more rows than the page needs, even when nothing matches (the issue's
-// case: portal + status with no match removed 1,000,626 rows by filter). Counts, never times.
+// statement (EXPLAIN ANALYZE on a seeded table) reads through indexes only — no sequential scan,
+// no more rows than the page needs, and a few pages' worth removed by a filter at most — even when
+// nothing matches (the issue's case: portal + status with no match removed 1,000,626 rows by
+// filter), and when a portal's or a status's jobs are all old (seed_jobs.ts). Counts, never times.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Sql } from "postgres";
 import { connectDb } from "../db/client.ts";
@@ -16,6 +17,7 @@ const LIMIT = 50;
 
 let sql: Sql;
 let busy: string;
+let retired: string;
 let idle: string;
 
 interface PlanNode {
@@ -40,8 +42,9 @@ async function plan(opts: JobListOptions): Promise<PlanNode[]> {
 
 beforeAll(async () => {
   sql = connectDb(await createMigratedDatabase(), { max: 2 });
-  const portalIds = await seedJobs(sql, JOBS, PORTALS);
-  busy = portalIds[1]!;
+  const seeded = await seedJobs(sql, JOBS, PORTALS);
+  busy = seeded.active[1]!;
+  retired = seeded.retired;
   // A portal no job uses: "no match" must cost an index probe, not a scan.
   const [row] = await sql<{ id: string }[]>`insert into portals (name, kind, root_path) values ('idle', 'local', '/data/idle') returning id`;
   idle = row!.id;
@@ -49,34 +52,36 @@ beforeAll(async () => {
 afterAll(() => sql.end());
 
 describe("GET /jobs plans at scale", () => {
-  const statusSets: (JobStatus[] | undefined)[] = [undefined, ["DONE"], ["QUEUED"], ["QUEUED", "RUNNING", "RETRY_WAIT"], ["CANCELLING"]];
-  const portalsOf = () => [undefined, busy, idle];
+  const statusSets: (JobStatus[] | undefined)[] = [undefined, ["DONE"], ["QUEUED"], ["CANCELLED"], ["QUEUED", "RUNNING", "RETRY_WAIT"], ["CANCELLING"]];
+  const portalsOf = () => [undefined, busy, retired, idle];
 
-  test("every filter combination reads index ranges only, at most a page per branch", async () => {
+  test("every filter combination reads through indexes, at most a page per branch", async () => {
     let checked = 0;
     for (const statuses of statusSets) {
       for (const portalId of portalsOf()) {
         const first = await listJobs(sql, { limit: LIMIT, ...(statuses ? { statuses } : {}), ...(portalId ? { portalId } : {}) });
         for (const cursor of [undefined, first.nextCursor ?? undefined]) {
           const opts: JobListOptions = { limit: LIMIT, ...(statuses ? { statuses } : {}), ...(portalId ? { portalId } : {}), ...(cursor ? { cursor } : {}) };
-          const what = JSON.stringify({ statuses, portal: portalId === busy ? "busy" : portalId === idle ? "idle" : undefined, cursor: Boolean(cursor) });
+          const what = JSON.stringify({ statuses, portal: portalId === busy ? "busy" : portalId === retired ? "retired" : portalId === idle ? "idle" : undefined, cursor: Boolean(cursor) });
           const all = await plan(opts);
+          if (process.env.SHOW_PLANS) console.log(what, all.map((n) => `${n["Node Type"]}${n["Index Name"] ? `(${n["Index Name"]})` : ""} rows=${n["Actual Rows"]}x${n["Actual Loops"]} removed=${n["Rows Removed by Filter"] ?? 0}`).join(" | "));
           const scans = all.filter((n) => n["Relation Name"] === "jobs");
           const branches = (statuses?.length ?? 1) * (portalId ? 2 : 1);
-          // Each branch reads at most a page (limit + 1 entries) of one index range, then the page's
-          // rows are fetched by id. A frequent status may be read off the created_at index with a
-          // filter (the planner's choice, cheap while most rows match): what it skips counts too.
+          // Each branch yields at most a page (limit + 1 rows), then the page's rows are fetched by
+          // id. Where it expects few matches for two filters, the planner may instead collect them
+          // (a bitmap, or one filter's index range with the other as a filter) and sort them: work
+          // bounded by those matches, so a few pages' worth skipped at most — never the table.
           const rowsRead = scans.reduce((sum, n) => sum + n["Actual Rows"] * n["Actual Loops"], 0);
           const removed = all.reduce((sum, n) => sum + (n["Rows Removed by Filter"] ?? 0) + (n["Rows Removed by Index Recheck"] ?? 0), 0);
           const kinds = [...new Set(scans.map((n) => n["Node Type"]))];
-          expect({ what, kinds: kinds.filter((k) => !["Index Scan", "Index Only Scan", "Bitmap Index Scan", "Bitmap Heap Scan"].includes(k)) }).toEqual({ what, kinds: [] });
-          expect({ what, removedAtMost: removed <= LIMIT }).toEqual({ what, removedAtMost: true });
-          expect({ what, readAtMost: rowsRead <= branches * (LIMIT + 1) + (LIMIT + 1) }).toEqual({ what, readAtMost: true });
+          expect({ what, kinds: kinds.filter((k) => !["Index Scan", "Index Only Scan", "Bitmap Heap Scan"].includes(k)) }).toEqual({ what, kinds: [] });
+          expect({ what, removed: removed <= branches * 10 * (LIMIT + 1) }).toEqual({ what, removed: true });
+          expect({ what, read: rowsRead <= branches * (LIMIT + 1) + (LIMIT + 1) }).toEqual({ what, read: true });
           checked++;
         }
       }
     }
-    expect(checked).toBe(statusSets.length * 3 * 2);
+    expect(checked).toBe(statusSets.length * 4 * 2);
   }, 60_000);
 
   test("the pages of a filtered list are the rows the filter selects, newest first", async () => {
