@@ -3,7 +3,7 @@
  *
  * beforeStep: before the commit and before a move's source removal, one statement proves that this
  * attempt still holds an unexpired lease, records the step in `phase` and extends the lease
- * (lifecycle.recordStep), all within a deadline shorter than the lease. When the lease cannot be
+ * (lifecycle.recordStep), all within a deadline shorter than the lease (LeaseKeeper.deadlineMs). When the lease cannot be
  * proven (refused, Postgres down or hung), the attempt stops as "lost" and the step is not taken:
  * the job is reclaimed once its lease expires, and its next attempt decides what is left to do.
  *

@@ -1,6 +1,6 @@
 /**
  * One attempt's lease, kept from the worker's side: a renewal every third of the lease, each with a
- * deadline (a hung renewal counts as failed), and a watchdog that acts on elapsed time alone: when
+ * deadline of half the lease (a hung renewal counts as failed), and a watchdog that acts on elapsed time alone: when
  * no renewal has been confirmed for 80 % of the lease, the attempt is told it lost the job, even
  * while a renewal is still hanging. Another worker may take the job once the lease expires; by
  * then this attempt's engine has been stopped, and its fenced steps (lifecycle.ts) are refused.
@@ -34,9 +34,14 @@ export class LeaseKeeper {
 
   constructor(private readonly o: LeaseKeeperOptions) {}
 
-  /** Longest a renewal (or a step fence) may take before it counts as failed: shorter than the lease. */
+  /**
+   * Longest a renewal (or a step fence) may take before it counts as failed: half the lease. The
+   * watchdog, not this deadline, is what stops an attempt in time (it counts from when a confirmed
+   * renewal was sent), so a slow answer from a loaded Postgres still counts rather than costing the
+   * attempt; and a step granted within it still has at least half a lease ahead.
+   */
   get deadlineMs(): number {
-    return Math.max(50, Math.floor(this.o.leaseMs / 3));
+    return Math.max(50, Math.floor(this.o.leaseMs / 2));
   }
 
   /** Starts renewing; `confirmedAt` is when the claim that granted the lease was sent. */
