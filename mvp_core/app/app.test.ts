@@ -157,12 +157,13 @@ describe("API through app.handle", () => {
     }
   });
 
-  test("GET /health: 200 with database, redis, queue depth and live workers", async () => {
-    await f.queue.heartbeat({ id: "test-worker-1", host: "h", pid: 1, startedAt: new Date().toISOString(), running: 0, concurrency: 2 }, 10_000);
+  test("GET /health: 200 with database, redis, queue depth and live workers, per site", async () => {
+    await f.queue.heartbeat({ id: "test-worker-1", site: "health-site", host: "h", pid: 1, startedAt: new Date().toISOString(), running: 0, concurrency: 2 }, 10_000);
     const h = await f.call<HealthView>("GET", "/health");
     expect(h.status).toBe(200);
     expect(h.json).toMatchObject({ status: "ok", database: { ok: true }, redis: { ok: true }, workers: { live: 1, ids: ["test-worker-1"] }, version: "test" });
     expect(typeof h.json.queue.pending).toBe("number");
+    expect(h.json.sites.find((s) => s.name === "health-site")).toMatchObject({ live: 1, workers: [{ id: "test-worker-1", concurrency: 2 }], queue: { pending: 0, processing: 0, delayed: 0 } });
     await f.queue.removeWorker("test-worker-1");
   });
 

@@ -1,5 +1,5 @@
 /**
- * Builds the API: one Elysia instance per feature module (health, portals, jobs, swagger) under a
+ * Builds the API: one Elysia instance per feature module (health, metrics, portals, jobs, sites, swagger) under a
  * root that owns the cross-cutting parts — request id, bearer token, JSON bodies, error mapping
  * and the access log. Tests drive it through `app.handle(new Request(...))` or `app.listen`.
  */
@@ -9,8 +9,10 @@ import { errorBody, toApiError } from "./errors.ts";
 import { healthModule } from "./health/module.ts";
 import { allowedMethods, bearerChecker, checkBodyHeaders, isPublicPath, parseJsonBody } from "./http.ts";
 import { jobsModule } from "./jobs/module.ts";
-import { buildOpenApi } from "./openapi.ts";
+import { metricsModule } from "./metrics/module.ts";
+import { openapiModule } from "./openapi.ts";
 import { portalsModule } from "./portals/module.ts";
+import { sitesModule } from "./sites/module.ts";
 import { swaggerModule } from "./swagger/module.ts";
 
 const API_DESCRIPTION =
@@ -56,16 +58,18 @@ export function createApp(deps: AppDeps) {
       const m = metaOf(request);
       log.info("request", { requestId: m.id, method: request.method, path: pathOf(request.url), status: set.status, ms: Math.round((performance.now() - m.start) * 10) / 10 });
     })
+    .use(openapiModule({ title: "Ketter API", version: deps.version, description: API_DESCRIPTION }))
+    .use(swaggerModule())
     .use(healthModule(deps))
+    .use(metricsModule(deps))
     .use(portalsModule(deps))
-    .use(jobsModule(deps));
+    .use(jobsModule(deps))
+    .use(sitesModule(deps));
 
-  const spec = buildOpenApi(root.routes, { title: "Ketter API", version: deps.version, description: API_DESCRIPTION });
-  const app = root.use(swaggerModule(spec));
   // Every route is registered by now; the table is built once, at the first wrong method.
   let methods: ((path: string) => string[]) | undefined;
-  const methodsFor = (path: string) => (methods ??= allowedMethods(app.routes))(path);
-  return app;
+  const methodsFor = (path: string) => (methods ??= allowedMethods(root.routes))(path);
+  return root;
 }
 
 /** The type of the built app (for tests and main). */

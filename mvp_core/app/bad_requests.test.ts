@@ -99,7 +99,7 @@ const cases: Case[] = [
   { name: "private key that is not a key", method: "POST", path: () => "/portals", body: () => ({ kind: "sftp", name: "s", rootPath: "/srv", host: "h", username: "u", auth: { method: "key", privateKey: "hello" } }), status: 422, code: "VALIDATION_FAILED", says: /privateKey: must be a PEM\/OpenSSH private key/ },
   { name: "duplicate portal name", method: "POST", path: () => "/portals", body: () => ({ kind: "local", name: a.name, rootPath: "/data" }), status: 409, code: "PORTAL_NAME_TAKEN", says: /choose another name/ },
   { name: "empty portal update", method: "PATCH", path: () => `/portals/${a.id}`, body: () => ({}), status: 422, code: "VALIDATION_FAILED", says: /at least one field/ },
-  { name: "remote field on a local portal", method: "PATCH", path: () => `/portals/${a.id}`, body: () => ({ host: "srv" }), status: 422, code: "INVALID_PORTAL", says: /only name and rootPath can change/ },
+  { name: "remote field on a local portal", method: "PATCH", path: () => `/portals/${a.id}`, body: () => ({ host: "srv" }), status: 422, code: "INVALID_PORTAL", says: /only name, rootPath and site can change/ },
   { name: "unknown portal id", method: "GET", path: () => `/portals/${missing}`, status: 404, code: "PORTAL_NOT_FOUND", says: /no portal with id/ },
   { name: "delete unknown portal", method: "DELETE", path: () => `/portals/${missing}`, status: 404, code: "PORTAL_NOT_FOUND", says: /no portal with id/ },
   { name: "check unknown portal", method: "POST", path: () => `/portals/${missing}/check`, status: 404, code: "PORTAL_NOT_FOUND", says: /no portal with id/ },
@@ -138,8 +138,9 @@ describe("bad requests", () => {
     expect(r.headers.get("allow")).toBe(c.allow ?? null);
   });
 
-  test("/health and /swagger need no token", async () => {
+  test("/health, /metrics and /swagger need no token", async () => {
     expect((await f.call("GET", "/health")).status).toBe(200);
+    expect((await f.call("GET", "/metrics")).status).toBe(200);
     expect((await f.call("GET", "/swagger")).status).toBe(200);
     expect((await f.call("GET", "/swagger/json")).status).toBe(200);
   });

@@ -7,6 +7,7 @@ import { NotFoundError, ParseError } from "elysia";
 import { JobError, type JobErrorCode } from "../jobs/repository.ts";
 import { PortalError, type PortalErrorCode } from "../portals/repository.ts";
 import { SecretError } from "../portals/secrets.ts";
+import { SiteError, type SiteErrorCode } from "../sites/repository.ts";
 import { isTransferError, type ErrorCode } from "../transfer_engine/errors.ts";
 
 /** An error meant for the client: status, stable code, a message saying what to fix. */
@@ -34,8 +35,16 @@ const JOB_STATUS: Record<JobErrorCode, number> = {
   IDEMPOTENCY_CONFLICT: 409,
   INVALID_STATE: 409,
   BAD_CURSOR: 400,
+  CROSS_SITE: 422,
+  SITE_NOT_ALLOWED: 422,
+  NO_COMMON_SITE: 422,
+  PORTAL_SITE_UNKNOWN: 422,
+  PORTAL_CHANGED: 409,
 };
 const JOB_CODE: Partial<Record<JobErrorCode, string>> = { NOT_FOUND: "JOB_NOT_FOUND", INVALID_STATE: "JOB_STATE_CONFLICT" };
+
+const SITE_STATUS: Record<SiteErrorCode, number> = { NOT_FOUND: 404, IN_USE: 409, SITE_REQUIRED: 422 };
+const SITE_CODE: Record<SiteErrorCode, string> = { NOT_FOUND: "SITE_NOT_FOUND", IN_USE: "SITE_IN_USE", SITE_REQUIRED: "SITE_REQUIRED" };
 
 /**
  * Engine codes that can reach the API (portal check and open): what each means for a client.
@@ -90,6 +99,25 @@ function validationError(err: ValidationLike): ApiError {
   return new ApiError(422, "VALIDATION_FAILED", message, { problems });
 }
 
+const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * An engine message in the API's words. The engine writes one message for its CLI and the API
+ * alike ("allow overwrite"); here that becomes the job option a client sets, and a
+ * missing target parent points at `createParents`. `code` is the error's code, when there is one.
+ */
+export function apiMessage(message: string, code?: string | null): string {
+  let m = message
+    .replace(/\ballow (overwrite|createParents)\b/g, (_, name: string) => `set options.${name} to true`)
+    .replace(/\bpass ([a-z][\w-]*) \(--[a-z][\w-]*\)/g, (_, name: string) => `set options.${camel(name)} to true`)
+    .replace(/ ?\(--[a-z][\w-]*(?: [^)]*)?\)/g, "")
+    .replace(/--([a-z][\w-]*)/g, (_, flag: string) => `options.${camel(flag)}`);
+  if (code === "NOT_A_DIRECTORY" && m.includes("target's parent folder") && !m.includes("createParents")) {
+    m += " (or set options.createParents to true to have it created)";
+  }
+  return m;
+}
+
 /**
  * Maps any thrown value to an ApiError; `internal` is true when it was not the client's fault.
  * `allowed`: the methods the request's path answers to, when some route serves it (a NotFoundError
@@ -99,9 +127,14 @@ export function toApiError(err: unknown, requestId: string, allowed: readonly st
   if (err instanceof ApiError) return { error: err, internal: false };
   // Elysia wraps what a parse hook throws.
   if (err instanceof ParseError && err.cause instanceof ApiError) return { error: err.cause, internal: false };
+  // A declared response schema the server's own answer fails: the server's fault, never the client's.
+  if (isValidation(err) && err.type === "response") {
+    return { error: new ApiError(500, "INTERNAL", `internal error: the answer did not match its documented schema; the API log has the details under request id ${requestId}`), internal: true };
+  }
   if (isValidation(err)) return { error: validationError(err), internal: false };
   if (err instanceof PortalError) return { error: new ApiError(PORTAL_STATUS[err.code], PORTAL_CODE[err.code], err.message, err.details), internal: false };
   if (err instanceof JobError) return { error: new ApiError(JOB_STATUS[err.code], JOB_CODE[err.code] ?? err.code, err.message, err.details), internal: false };
+  if (err instanceof SiteError) return { error: new ApiError(SITE_STATUS[err.code], SITE_CODE[err.code], err.message, err.details), internal: false };
   if (err instanceof NotFoundError && allowed.length > 0) {
     return { error: new ApiError(405, "METHOD_NOT_ALLOWED", `this method is not allowed here; use ${allowed.join(", ")} (see /swagger)`, { allowed }), internal: false };
   }
@@ -109,7 +142,7 @@ export function toApiError(err: unknown, requestId: string, allowed: readonly st
   if (err instanceof ParseError) return { error: new ApiError(400, "INVALID_BODY", "the request body could not be read; send JSON with Content-Type: application/json"), internal: false };
   if (isTransferError(err)) {
     const status = TRANSFER_STATUS[err.code] ?? (err.retryable ? 502 : 422);
-    return { error: new ApiError(status, err.code, err.message, err.details), internal: status >= 500 };
+    return { error: new ApiError(status, err.code, apiMessage(err.message, err.code), err.details), internal: status >= 500 };
   }
   if (err instanceof SecretError) {
     return { error: new ApiError(500, "SECRET_UNREADABLE", `${err.message} (request ${requestId})`), internal: true };

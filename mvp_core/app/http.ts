@@ -16,9 +16,9 @@ export const MAX_BODY_BYTES = 64 * 1024;
  */
 export const SERVER_MAX_BODY_BYTES = Number.MAX_SAFE_INTEGER;
 
-/** Routes anyone may call, token or not. */
+/** Routes anyone may call, token or not: health and metrics (scraped without credentials), the API's documentation. */
 export function isPublicPath(path: string): boolean {
-  return path === "/health" || path === "/swagger" || path.startsWith("/swagger/");
+  return path === "/health" || path === "/metrics" || path === "/swagger" || path.startsWith("/swagger/");
 }
 
 const digest = (s: string) => createHash("sha256").update(s).digest();

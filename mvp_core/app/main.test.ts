@@ -7,7 +7,7 @@ import { testDatabaseUrl, testRedisUrl, testRedisPrefix } from "../testing/servi
 const REPO = join(import.meta.dir, "../..");
 
 describe("api main", () => {
-  test("listens, answers /health and /swagger, exits 0 on SIGTERM", async () => {
+  test("listens, answers /health and /swagger, exits 143 on SIGTERM after a clean stop", async () => {
     const port = await freePort();
     const proc = Bun.spawn(["bun", "mvp_core/app/main.ts"], {
       cwd: REPO,
@@ -21,20 +21,20 @@ describe("api main", () => {
     } finally {
       proc.kill("SIGTERM");
     }
-    expect(await proc.exited).toBe(0);
+    expect(await proc.exited).toBe(143);
     const out = await new Response(proc.stdout).text();
     const lines = out.trim().split("\n").map((l) => JSON.parse(l) as { msg: string });
     expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(["api listening", "request", "api stopped"]));
   }, 60_000);
 
-  test("a bad environment exits 1 naming every problem", async () => {
+  test("a bad environment exits 2 naming every problem", async () => {
     const proc = Bun.spawn(["bun", "mvp_core/app/main.ts"], {
       cwd: REPO,
       env: { ...process.env, API_PORT: "99999", DATABASE_URL: "mysql://x", KETTER_API_TOKEN: "short" },
       stdout: "pipe",
       stderr: "pipe",
     });
-    expect(await proc.exited).toBe(1);
+    expect(await proc.exited).toBe(2);
     const err = await new Response(proc.stderr).text();
     expect(err).toContain("API_PORT");
     expect(err).toContain("DATABASE_URL");

@@ -1,5 +1,5 @@
 /** `bun run api`: reads config, connects Postgres and Redis, listens, and shuts down cleanly on SIGINT/SIGTERM. */
-import pkg from "../../package.json" with { type: "json" };
+import { onlyHelpOrVersion, onStopSignals, SIGNAL_EXIT, VERSION, type StopSignal } from "../cli/process.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { connectDb } from "../db/client.ts";
 import { createLogger } from "../log/log.ts";
@@ -7,6 +7,13 @@ import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
 import { createApp } from "./app.ts";
 import { SERVER_MAX_BODY_BYTES } from "./http.ts";
+
+const USAGE = `usage: bun run api [--help | --version]
+Starts the Ketter HTTP API (Swagger UI at /swagger, Prometheus metrics at /metrics). Everything else
+comes from the environment (and .env; see .env.example): API_HOST, API_PORT, DATABASE_URL, REDIS_URL,
+KETTER_API_TOKEN, KETTER_SECRET_KEY(_FILE), LOG_LEVEL. Logs are JSON lines on stdout.
+exit status: 2 bad arguments or configuration, 1 failed to start or stop cleanly,
+             130/143 stopped by SIGINT/SIGTERM (after closing connections)`;
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -21,14 +28,15 @@ async function main(): Promise<void> {
     secretKey: config.secretKey,
     apiToken: config.api.token,
     jobMaxAttempts: config.jobMaxAttempts,
+    site: config.site,
     log,
-    version: pkg.version,
+    version: VERSION,
   });
   app.listen({ hostname: config.api.host, port: config.api.port, maxRequestBodySize: SERVER_MAX_BODY_BYTES });
-  log.info("api listening", { url: config.api.url, auth: config.api.token ? "bearer" : "none", swagger: `${config.api.url}/swagger` });
+  log.info("api listening", { url: config.api.url, auth: config.api.token ? "bearer" : "none", swagger: `${config.api.url}/swagger`, site: config.site });
 
   let stopping: Promise<void> | undefined;
-  const shutdown = (signal: string) =>
+  const shutdown = (signal: StopSignal) =>
     (stopping ??= (async () => {
       log.info("api stopping", { signal });
       await app.stop();
@@ -36,19 +44,20 @@ async function main(): Promise<void> {
       redis.disconnect();
       log.info("api stopped");
     })());
-  const exitAfter = (signal: string) =>
+  onStopSignals((signal) =>
     void shutdown(signal).then(
-      () => process.exit(0),
+      () => process.exit(SIGNAL_EXIT[signal]),
       (err: unknown) => {
         log.error("api shutdown failed", { error: err });
         process.exit(1);
       },
-    );
-  process.on("SIGINT", () => exitAfter("SIGINT"));
-  process.on("SIGTERM", () => exitAfter("SIGTERM"));
+    ),
+  );
 }
 
+const early = onlyHelpOrVersion("ketter-api", USAGE, process.argv.slice(2));
+if (early !== null) process.exit(early);
 main().catch((err: unknown) => {
   console.error(err instanceof ConfigError ? err.message : err);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? 2 : 1);
 });

@@ -1,7 +1,7 @@
 /** Test fixture for the API: real Postgres and Redis, its own key prefix, folders and rows, all cleaned up. */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Sql } from "postgres";
 import { createLogger, type Logger } from "../log/log.ts";
@@ -34,9 +34,12 @@ export interface ApiFixture {
   close(): Promise<void>;
 }
 
-/** Builds an API on the shared test servers; `overrides` replace deps (e.g. a token, a broken queue). */
+/**
+ * Builds an API on the shared test servers; `overrides` replace deps (e.g. a token, a broken queue,
+ * a database of the test's own). Its site is the host name, as KETTER_SITE defaults to.
+ */
 export async function apiFixture(overrides: Partial<AppDeps> = {}): Promise<ApiFixture> {
-  const sql = await testSql(8);
+  const sql = overrides.sql ?? (await testSql(8));
   const redis = connectRedis(await testRedisUrl(), { name: "ketter-api-test" });
   redis.on("error", () => undefined); // a test that stops Redis expects errors; assertions look at answers
   const prefix = testRedisPrefix();
@@ -44,7 +47,7 @@ export async function apiFixture(overrides: Partial<AppDeps> = {}): Promise<ApiF
   const logs: string[] = [];
   const log: Logger = createLogger("api", "debug", {}, (line) => logs.push(line));
   const deps: AppDeps = {
-    sql, queue, pingRedis: () => redis.ping(), secretKey: randomBytes(32), apiToken: undefined, jobMaxAttempts: 3, log, version: "test",
+    sql, queue, pingRedis: () => redis.ping(), secretKey: randomBytes(32), apiToken: undefined, jobMaxAttempts: 3, site: hostname(), log, version: "test",
     ...overrides,
   };
   const app = createApp(deps);

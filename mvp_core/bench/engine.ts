@@ -16,12 +16,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { answerHelpOrVersion, onStopSignals, SIGNAL_EXIT } from "../cli/process.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
 import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
-const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
+const CLI = path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts");
 
 interface Method {
   name: string;
@@ -74,11 +75,22 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
+const USAGE = `usage: bun run bench:engine [--rounds N] [--quick] [--datasets large,small,medium] [--help | --version]
+Local copies with the engine beside cp -r and rsync -a (interleaved rounds, medians, ratios, peak RSS);
+prints a table and writes docs/bench/engine-latest.json. As root, on a fresh ext4 scratch disk.
+exit status: 0 done, 1 failed, 2 bad flags, 130/143 interrupted (scratch disk and data removed first)`;
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: { rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, keep: { type: "boolean" } },
-  });
+  const argv = process.argv.slice(2);
+  const answered = answerHelpOrVersion("ketter-bench-engine", USAGE, argv);
+  if (answered !== null) return answered;
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, keep: { type: "boolean" } } }));
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
+    return 2;
+  }
   // Five by default: on these shared machines single runs of the same command differ 2-5×.
   const rounds = Number(values.rounds ?? 5);
   if (!Number.isInteger(rounds) || rounds < 1) {
@@ -93,6 +105,12 @@ async function main(): Promise<number> {
   const startupSamples: number[] = [];
   let disk: ScratchDisk | null = null;
   let destination = "";
+  // Interrupted: unmount the scratch disk and remove the datasets before leaving.
+  onStopSignals((signal) => {
+    disk?.stop();
+    fs.rmSync(root, { recursive: true, force: true });
+    process.exit(SIGNAL_EXIT[signal]);
+  });
   try {
     // Sources and copies on one file system, as in a local copy; the scratch disk when we can mount one.
     disk = mountScratchDisk({ imageDir: root, at: path.join(root, "vol"), bytes: 8 * 1024 ** 3 });

@@ -20,6 +20,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { answerHelpOrVersion, onStopSignals, SIGNAL_EXIT } from "../cli/process.ts";
 import { startLatencyRelay } from "../testing/latency_relay.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
@@ -27,7 +28,7 @@ import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
-const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
+const CLI = path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts");
 const CIPHER = "aes128-gcm@openssh.com";
 
 /** Where a method sends to: the sshd, possibly through a relay on `port`, into `dst` (absolute on the sshd). */
@@ -125,14 +126,28 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
+const USAGE = `usage: bun run bench:sftp [--rounds N] [--quick] [--datasets LIST] [--latency 0,2,20] [--max-seconds S] [--help | --version]
+The engine to a loopback sshd (with added round-trip latency) beside scp, rsync over ssh and tar | ssh;
+prints a table and writes docs/bench/sftp-latest.json.
+exit status: 0 done, 1 failed, 2 bad flags, 130/143 interrupted (sshd, relays and data removed first)`;
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: {
-      rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, latency: { type: "string" },
-      "max-seconds": { type: "string" },
-    },
-  });
+  const argv = process.argv.slice(2);
+  const answered = answerHelpOrVersion("ketter-bench-sftp", USAGE, argv);
+  if (answered !== null) return answered;
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, latency: { type: "string" },
+        "max-seconds": { type: "string" },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
+    return 2;
+  }
   const quick = values.quick === true;
   const rounds = Number(values.rounds ?? (quick ? 1 : 3));
   const latencies = (values.latency ?? "0,2,20").split(",").map(Number);
@@ -157,11 +172,7 @@ async function main(): Promise<number> {
     fs.rmSync(root, { recursive: true, force: true });
   };
   // Interrupted: still remove the throw-away user, sshd, relays and datasets.
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.once(sig, () => {
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
+  onStopSignals((signal) => void cleanup().finally(() => process.exit(SIGNAL_EXIT[signal])));
   try {
     for (const d of sets) {
       process.stderr.write(`generating ${d.name} (${d.describe})…\n`);

@@ -64,6 +64,20 @@ describe("config", () => {
     expect(problems.join("\n")).not.toContain("tiny");
   });
 
+  test("KETTER_SITE defaults to the host name; a bad one, or a host name that is no site name, is reported", () => {
+    expect(loadConfig({}, { ...NO_DEV_KEY, hostname: "lab-1.example" }).site).toBe("lab-1.example");
+    expect(loadConfig({ KETTER_SITE: "srvtrf", NODE_ENV: "" }, { ...NO_DEV_KEY, hostname: "lab-1" }).site).toBe("srvtrf");
+    expect(loadConfig({ KETTER_SITE: "  " }, { ...NO_DEV_KEY, hostname: "lab-1" }).site).toBe("lab-1");
+    expect(problemsOf({ KETTER_SITE: "lab 1" })).toEqual([expect.stringMatching(/^KETTER_SITE: must be 1-64 letters.*\(got "lab 1"\)$/)]);
+    let problems: string[] = [];
+    try {
+      loadConfig({}, { ...NO_DEV_KEY, hostname: "_container" });
+    } catch (err) {
+      problems = (err as ConfigError).problems;
+    }
+    expect(problems).toEqual([expect.stringContaining('KETTER_SITE: not set, and the host name "_container" is not a valid site name')]);
+  });
+
   test("production refuses to start without its own secret key", () => {
     expect(problemsOf({ NODE_ENV: "production" })).toEqual([expect.stringContaining("KETTER_SECRET_KEY: required in production")]);
   });

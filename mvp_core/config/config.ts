@@ -3,8 +3,10 @@
  * nothing reads process.env at import time.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { SiteName } from "../sites/names.ts";
 
 /** Empty strings count as unset, so `FOO=` in an env file falls back to the default. */
 const unsetIfEmpty = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
@@ -53,6 +55,9 @@ const EnvSchema = z.object({
   KETTER_SECRET_KEY_FILE: env(z.string().optional()),
   KETTER_API_TOKEN: env(z.string().min(16, "must be at least 16 characters").optional()),
   LOG_LEVEL: env(z.enum(["debug", "info", "warn", "error"]).default("info")),
+  // The machine this process runs for: a worker takes only its site's jobs (and any-site ones); the
+  // API gives it to a new local portal while no worker has ever run. Default: the host name.
+  KETTER_SITE: env(SiteName.optional()),
   WORKER_CONCURRENCY: env(int(1, 64).default(2)),
   WORKER_LEASE_MS: env(int(1000, 3_600_000).default(30_000)),
   WORKER_SHUTDOWN_GRACE_MS: env(int(0, 3_600_000).default(30_000)),
@@ -93,6 +98,8 @@ export interface Config {
   worker: WorkerConfig;
   jobMaxAttempts: number;
   dkuReportDir: string;
+  /** KETTER_SITE, else the host name. */
+  site: string;
 }
 
 /** Raised when the environment is invalid; `problems` lists every bad variable at once. */
@@ -107,12 +114,13 @@ export class ConfigError extends Error {
  * Validates `env` (default: process.env) and returns the configuration, or throws ConfigError naming
  * every problem. `devKeyFile` is where a development key is looked for when none is given.
  */
-export function loadConfig(env: Record<string, string | undefined> = process.env, opts: { devKeyFile?: string } = {}): Config {
+export function loadConfig(env: Record<string, string | undefined> = process.env, opts: { devKeyFile?: string; hostname?: string } = {}): Config {
   const parsed = EnvSchema.safeParse(env);
   const problems = parsed.success
     ? []
     : parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}${describeValue(env, i.path[0])}`);
   const key = parsed.success ? resolveSecretKey(parsed.data, opts.devKeyFile ?? DEV_KEY_FILE, problems) : undefined;
+  const site = parsed.success ? resolveSite(parsed.data, opts.hostname ?? hostname(), problems) : undefined;
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
   return {
@@ -140,7 +148,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     jobMaxAttempts: e.JOB_MAX_ATTEMPTS,
     dkuReportDir: e.KETTER_DKU_REPORT_DIR,
+    site: site!,
   };
+}
+
+/** KETTER_SITE, else the host name when it makes a valid site name (a container's may not). */
+function resolveSite(e: Env, host: string, problems: string[]): string | undefined {
+  if (e.KETTER_SITE) return e.KETTER_SITE;
+  if (SiteName.safeParse(host).success) return host;
+  problems.push(`KETTER_SITE: not set, and the host name ${JSON.stringify(host)} is not a valid site name; set KETTER_SITE (1-64 letters, digits, '.', '_' or '-')`);
+  return undefined;
 }
 
 /**

@@ -44,7 +44,7 @@ describe("portal checks", () => {
   });
 
   test("each SFTP portal: pinned and tooled ok, mismatched/unpinned/unreachable fail, SFTP-only warns", async () => {
-    await createPortal(sql, { name: "local-one", kind: "local", rootPath: "/tmp" }, key);
+    await createPortal(sql, { name: "local-one", kind: "local", rootPath: "/tmp", site: "lab" }, key);
     await sftp("good", full, full.hostKeyFingerprint);
     await sftp("moved-key", full, OTHER_FINGERPRINT);
     await sftp("unpinned", full, null);

@@ -53,16 +53,21 @@ describe("postgres checks", () => {
     expect(describeDatabaseUrl(url)).toMatch(/^127\.0\.0\.1:\d+\/ketter$/);
   });
 
-  test("live local portal roots are listed for the disk check, deleted and smoke ones are not", async () => {
+  test("live local portal roots of this site are listed for the disk check; other sites', deleted and smoke ones are not", async () => {
     const url = await testDatabaseUrl();
     const sql = connectDb(url, { max: 1 });
     const name = `dku-disk-${uniqueId()}`.replaceAll("_", "-");
     try {
-      await sql`insert into portals (name, kind, root_path) values (${name}, 'local', '/srv/footage')`;
-      await sql`insert into portals (name, kind, root_path, deleted_at) values (${`${name}-old`}, 'local', '/srv/old', now())`;
-      await sql`insert into portals (name, kind, root_path) values (${`dku-smoke-${name}`}, 'local', '/tmp/ketter-dku-smoke-x')`;
-      const places = await localPortalPlaces(url);
+      await sql`insert into portals (name, kind, root_path, site) values (${name}, 'local', '/srv/footage', 'here')`;
+      await sql`insert into portals (name, kind, root_path) values (${`${name}-unsited`}, 'local', '/srv/unsited')`;
+      await sql`insert into portals (name, kind, root_path, site) values (${`${name}-away`}, 'local', '/srv/away', 'other-site')`;
+      await sql`insert into portals (name, kind, root_path, site, deleted_at) values (${`${name}-old`}, 'local', '/srv/old', 'here', now())`;
+      await sql`insert into portals (name, kind, root_path, site) values (${`dku-smoke-${name}`}, 'local', '/tmp/ketter-dku-smoke-x', 'here')`;
+      const places = await localPortalPlaces(url, "here");
       expect(places).toContainEqual({ label: `portal ${name}`, path: "/srv/footage", mustExist: true });
+      // A portal from before sites existed may be on this machine; another site's is not.
+      expect(places.map((p) => p.path)).toContain("/srv/unsited");
+      expect(places.map((p) => p.path)).not.toContain("/srv/away");
       expect(places.map((p) => p.path)).not.toContain("/srv/old");
       expect(places.map((p) => p.path)).not.toContain("/tmp/ketter-dku-smoke-x");
     } finally {

@@ -65,12 +65,17 @@ export async function checkMigrations(databaseUrl: string): Promise<CheckOutcome
   return { status: "ok", value: `${status.applied.length} applied, none pending`, details };
 }
 
-/** Root folders of the live local portals (the disk check measures them); throws when Postgres is unreachable. */
-export async function localPortalPlaces(databaseUrl: string): Promise<DiskPlace[]> {
+/**
+ * Root folders of the live local portals at this machine's `site` (the disk check measures them;
+ * other sites' folders are on other machines; one with no site yet may be here); throws when
+ * Postgres is unreachable.
+ */
+export async function localPortalPlaces(databaseUrl: string, site: string): Promise<DiskPlace[]> {
   const sql = connectDb(databaseUrl, { max: 1, applicationName: "ketter-dku" });
   try {
     // Smoke portals (this or a concurrent DKU run) live in temp folders that come and go.
-    const rows = (await listPortals(sql)).filter((p) => p.kind === "local" && !p.name.startsWith(`${SMOKE_PREFIX}-`));
+    const here = (p: { site: string | null }) => p.site === null || p.site === site;
+    const rows = (await listPortals(sql)).filter((p) => p.kind === "local" && here(p) && !p.name.startsWith(`${SMOKE_PREFIX}-`));
     return rows.map((r) => ({ label: `portal ${r.name}`, path: r.root_path, mustExist: true }));
   } finally {
     await sql.end({ timeout: 1 });

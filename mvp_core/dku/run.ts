@@ -48,7 +48,7 @@ export function baseChecks(config: Config, opts: DkuOptions): Check[] {
       run: async () => {
         const places: DiskPlace[] = [{ label: "reports", path: opts.reportDir }];
         // Without Postgres the portal roots are unknown; the postgres check reports why.
-        const portals = await localPortalPlaces(config.databaseUrl).then(
+        const portals = await localPortalPlaces(config.databaseUrl, config.site).then(
           (p) => ({ places: p, note: undefined }),
           (err: unknown) => ({ places: [], note: `local portals not measured (${errorMessage(err)})` }),
         );
@@ -63,27 +63,43 @@ export function baseChecks(config: Config, opts: DkuOptions): Check[] {
       name: "worker",
       timeoutMs: 10_000,
       failHint: "check REDIS_URL and REDIS_KEY_PREFIX (the worker's and the DKU's must match)",
-      run: () => checkWorkers(config.redisUrl, config.redisKeyPrefix, config.databaseUrl),
+      run: () => checkWorkers(config.redisUrl, config.redisKeyPrefix, config.databaseUrl, config.site),
     },
   ];
 }
 
-/** The smoke transfer needs the API and a worker; without them it would only wait for its timeout. */
+/** A single failed `smoke` row saying why the smoke transfer was not attempted. */
+function notRun(why: string, hint: string): Promise<CheckResult> {
+  return runCheck({
+    name: "smoke",
+    timeoutMs: 1_000,
+    failHint: hint,
+    run: async () => {
+      throw new Error(`not run: ${why}`);
+    },
+  });
+}
+
+/**
+ * The smoke transfer needs the API and a live worker of this machine's site (its fixture is a
+ * folder on this machine); without them it would only wait for its timeout.
+ */
 async function smokeRows(config: Config, opts: DkuOptions, before: readonly CheckResult[]): Promise<CheckResult[]> {
   const blockers = before.filter((r) => (r.name === "api" || r.name === "worker") && r.status === "fail").map((r) => r.name);
   if (blockers.length > 0) {
+    const checks = `the ${blockers.join(" and ")} check${blockers.length > 1 ? "s" : ""}`;
+    return [await notRun(`${checks} failed`, `fix ${checks} first, then rerun the DKU`)];
+  }
+  const worker = before.find((r) => r.name === "worker");
+  if (worker?.details?.ownSiteLive === 0) {
     return [
-      await runCheck({
-        name: "smoke",
-        timeoutMs: 1_000,
-        failHint: `fix the ${blockers.join(" and ")} check${blockers.length > 1 ? "s" : ""} first, then rerun the DKU`,
-        run: async () => {
-          throw new Error(`not run: the ${blockers.join(" and ")} check${blockers.length > 1 ? "s" : ""} failed`);
-        },
-      }),
+      await notRun(
+        `no live worker of this machine's site ${config.site} (KETTER_SITE), and the smoke fixture is a folder on this machine`,
+        `start a worker here (bun run worker) with KETTER_SITE=${config.site}, or run the DKU on a machine that has one, with its KETTER_SITE`,
+      ),
     ];
   }
-  return runSmoke({ api: config.api, parentDir: opts.smokeDir, interrupt: opts.interrupt });
+  return runSmoke({ api: config.api, site: config.site, parentDir: opts.smokeDir, interrupt: opts.interrupt });
 }
 
 /** Runs every check and returns the report (not yet written). */

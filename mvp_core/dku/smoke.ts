@@ -19,6 +19,8 @@ export const SMOKE_PREFIX = "dku-smoke";
 /** How to run the smoke transfer. */
 export interface SmokeOptions {
   api: { url: string; token: string | undefined };
+  /** This machine's site (KETTER_SITE): the smoke portal is a folder here, so a worker of this site runs its jobs. */
+  site: string;
   /** Parent of the fixture folder; the worker must see it at the same path. */
   parentDir?: string | undefined;
   shape?: FixtureShape;
@@ -65,13 +67,13 @@ async function setup(run: SmokeRun, opts: SmokeOptions): Promise<CheckOutcome> {
   run.manifests = { small, many };
   const name = `${SMOKE_PREFIX}-${run.id}`;
   try {
-    run.portal = PortalBody.parse(await run.client.call("POST", "/portals", { body: { kind: "local", name, rootPath: run.root } }));
+    run.portal = PortalBody.parse(await run.client.call("POST", "/portals", { body: { kind: "local", name, rootPath: run.root, site: opts.site } }));
   } catch (err) {
     const hint = err instanceof ApiCallError && err.status === 401 ? "set KETTER_API_TOKEN to the API's token" : "the API refused a local portal: see the api check and the API log";
     throw new CheckFailure(`could not create portal ${name}: ${errorMessage(err)}`, hint);
   }
   const files = small.size + many.size;
-  return { status: "ok", value: `${files} files (${formatBytes(manifestBytes(small) + manifestBytes(many))}) in ${run.root}, portal ${name}`, details: { root: run.root, portal: run.portal, files } };
+  return { status: "ok", value: `${files} files (${formatBytes(manifestBytes(small) + manifestBytes(many))}) in ${run.root}, portal ${name} at site ${opts.site}`, details: { root: run.root, portal: run.portal, files, site: opts.site } };
 }
 
 async function waitForJob(client: ApiClient, id: string, timeoutMs: number, signal: AbortSignal): Promise<Job> {

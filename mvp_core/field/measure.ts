@@ -7,7 +7,7 @@ import { rm } from "node:fs/promises";
 import { verifyFolder, type Manifest } from "./datasets.ts";
 import { sshOptions, type Srvtrf } from "./setup.ts";
 
-/** Both reference tools use the cipher Ketter negotiates first (transfer_engine/sftp/connection.ts). */
+/** Both reference tools use the cipher Ketter negotiates first (transfer_engine/endpoints/sftp/connection.ts). */
 export const CIPHER = "aes128-gcm@openssh.com";
 
 /** The two reference tools. */

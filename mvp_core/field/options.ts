@@ -18,10 +18,11 @@ export interface FieldOptions {
   /** Where field-test.md and bench/ go. */
   docsDir: string;
   help: boolean;
+  version: boolean;
 }
 
 /** Printed with --help and after a usage error. */
-export const USAGE = `usage: bun run field [--quick] [--latency 0,2,20] [--datasets small,many,large] [--no-faults]
+export const USAGE = `usage: bun run field [--quick] [--latency 0,2,20] [--datasets small,many,large] [--no-faults] [--help | --version]
                      [--address 127.0.0.42] [--max-tool-seconds S] [--lab-dir DIR] [--docs-dir docs]
   Runs the field test LAB → SRVTRF against the running stack (bash mvp_core/infra/dev_up.sh first)
   and writes docs/field-test.md and docs/bench/field-*.json.
@@ -33,7 +34,8 @@ export const USAGE = `usage: bun run field [--quick] [--latency 0,2,20] [--datas
   --max-tool-seconds  stop rsync/scp after this long, and skip them at higher latencies (default 120, --quick 60)
   --lab-dir DIR       create LAB's folder under DIR (default: the OS temp folder)
   --docs-dir DIR      write the report under DIR (default docs)
-exit status: 0 every job DONE and verified, 1 something failed (report still written), 2 bad flags or no stack`;
+exit status: 0 every job DONE and verified, 1 something failed (report still written), 2 bad flags or no stack,
+             130/143 interrupted by SIGINT/SIGTERM (the running job is cancelled and the report written first)`;
 
 /** Raised for flags the command does not understand; main prints it with the usage and exits 2. */
 export class UsageError extends Error {
@@ -53,7 +55,7 @@ export function parseOptions(argv: string[]): FieldOptions {
       options: {
         quick: { type: "boolean" }, latency: { type: "string" }, datasets: { type: "string" }, "no-faults": { type: "boolean" },
         address: { type: "string" }, "max-tool-seconds": { type: "string" }, "lab-dir": { type: "string" }, "docs-dir": { type: "string" },
-        help: { type: "boolean", short: "h" },
+        help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "V" },
       },
     }));
   } catch (err) {
@@ -74,6 +76,6 @@ export function parseOptions(argv: string[]): FieldOptions {
   if (!(maxToolSeconds > 0)) throw new UsageError("--max-tool-seconds must be a positive number");
   return {
     quick, rttsMs: [...new Set(rttsMs)].sort((a, b) => a - b), datasets: DATASET_NAMES.filter((d) => datasets.includes(d)), faults, address, maxToolSeconds,
-    labParent: values["lab-dir"], docsDir: values["docs-dir"] ?? "docs", help: values.help === true,
+    labParent: values["lab-dir"], docsDir: values["docs-dir"] ?? "docs", help: values.help === true, version: values.version === true,
   };
 }

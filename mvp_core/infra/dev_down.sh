@@ -2,6 +2,10 @@
 # Stops exactly what dev_up.sh started (its pid files and markers in the run folder), nothing else.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+script_start dev_down.sh "usage: bash mvp_core/infra/dev_down.sh [--help | --version]
+Stops what dev_up.sh started (compose services, or the API, worker, Redis and PostgreSQL it
+launched), found through its run folder (KETTER_RUN_DIR, default .run/); nothing else.
+exit status: 0 stopped (or nothing to stop), 1 failed, 2 bad arguments, 130/143 interrupted" "$@"
 
 [ -d "$KETTER_RUN_DIR" ] || { log "nothing to stop ($KETTER_RUN_DIR does not exist)"; exit 0; }
 
@@ -20,7 +24,12 @@ stop_pidfile() {
 }
 
 if [ -f "$KETTER_RUN_DIR/compose.started" ]; then
-  docker compose -f "$KETTER_ROOT/mvp_core/infra/docker-compose.yml" down
+  # The Compose command dev_up used (v2 or v1), else whichever this machine has now.
+  compose=$(cat "$KETTER_RUN_DIR/compose.started")
+  case "$compose" in "docker compose"|docker-compose) ;; *) compose=$(compose_cmd) || die "cannot stop the compose stack: no Compose command works" ;; esac
+  # `down` must render the file, which names the secret's file; it reads nothing from it.
+  KETTER_COMPOSE_SECRET_FILE="${KETTER_COMPOSE_SECRET_FILE:-$KETTER_RUN_DIR/compose/secret_key}" \
+    $compose -f "$KETTER_COMPOSE_FILE" down
   rm -f "$KETTER_RUN_DIR/compose.started"
 fi
 

@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Brings the Ketter dev stack up: Docker Compose when a Docker engine answers, otherwise the native
-# path (this machine's PostgreSQL and Redis, then the API and worker as background processes).
-# Running it twice is harmless: whatever already runs is reused. dev_down.sh stops what this started.
+# Brings the Ketter dev stack up: Docker Compose when a Docker engine and Compose (v2 or v1) answer,
+# otherwise the native path (this machine's PostgreSQL and Redis, then the API and worker as
+# background processes); KETTER_STACK=native|compose chooses explicitly. Running it twice is
+# harmless: whatever already runs is reused. dev_down.sh stops what this started.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+script_start dev_up.sh "usage: bash mvp_core/infra/dev_up.sh [--help | --version]
+Brings Ketter up: PostgreSQL, Redis, migrations, the API and a worker, then runs the DKU.
+  KETTER_STACK=compose  Docker Compose (mvp_core/infra/docker-compose.yml; v2 or v1)
+  KETTER_STACK=native   this machine's PostgreSQL and Redis, processes in the background (.run/)
+  (unset)               compose when a Docker engine and Compose answer, native otherwise
+  KETTER_SKIP_DKU=1     skip the DKU at the end
+Configuration: the variables of .env.example (DATABASE_URL, REDIS_URL, API_HOST, API_PORT, …).
+Stop with: bash mvp_core/infra/dev_down.sh
+exit status: 0 up, 1 failed (the message says why), 2 bad arguments, 130/143 interrupted" "$@"
 
+load_dotenv
 export DATABASE_URL="${DATABASE_URL:-postgres://ketter:ketter@127.0.0.1:5432/ketter}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export API_HOST="${API_HOST:-127.0.0.1}"
@@ -21,12 +32,23 @@ if [ -z "${KETTER_SECRET_KEY:-}" ] && [ -z "${KETTER_SECRET_KEY_FILE:-}" ]; then
 fi
 
 compose_up() {
-  log "Docker engine found: docker compose up"
-  # Compose passes the key itself (docker-compose.yml interpolates KETTER_SECRET_KEY).
-  [ -n "${KETTER_SECRET_KEY:-}" ] || KETTER_SECRET_KEY="$(cat "$KETTER_SECRET_KEY_FILE")"
-  export KETTER_SECRET_KEY
-  docker compose -f "$KETTER_ROOT/mvp_core/infra/docker-compose.yml" up -d --build --wait
-  touch "$KETTER_RUN_DIR/compose.started"
+  local compose secret_dir="$KETTER_RUN_DIR/compose"
+  compose=$(compose_cmd)
+  log "Docker engine and Compose found: $compose up (mvp_core/infra/docker-compose.yml)"
+  # The key reaches the containers as a compose secret: a file mounted at /run/secrets, which
+  # `docker inspect` does not show. World-readable inside an owner-only folder, because the
+  # container's user (bun, uid 1000) reads the bind-mounted file with the host's permissions.
+  mkdir -p "$secret_dir" && chmod 700 "$secret_dir"
+  rm -f "$secret_dir/secret_key"
+  if [ -n "${KETTER_SECRET_KEY:-}" ]; then printf '%s\n' "$KETTER_SECRET_KEY" >"$secret_dir/secret_key"
+  else cat "$KETTER_SECRET_KEY_FILE" >"$secret_dir/secret_key"
+  fi
+  chmod 444 "$secret_dir/secret_key"
+  export KETTER_COMPOSE_SECRET_FILE="$secret_dir/secret_key"
+  # No `up --wait`: Compose v1 lacks it; the API's /health on the published port says when it is up.
+  $compose -f "$KETTER_COMPOSE_FILE" up -d --build
+  echo "$compose" >"$KETTER_RUN_DIR/compose.started"
+  wait_until http_health_ok "$API_HOST:$API_PORT" 180 || die "the API did not answer on $API_URL/health: see \`$compose -f $KETTER_COMPOSE_FILE logs api\`"
 }
 
 start_postgres() {
@@ -79,8 +101,6 @@ start_redis() {
 }
 port_open_redis() { port_open "${1%:*}" "${1#*:}"; }
 
-api_healthy() { bun -e "const r = await fetch('$API_URL/health', { signal: AbortSignal.timeout(2000) }).catch(() => null); process.exit(r?.ok ? 0 : 1)" 2>/dev/null; }
-
 # Starts `bun run NAME` in the background (own session, so it outlives this shell) unless it already runs.
 start_process() {
   local name="$1" entry="$2" pidfile="$KETTER_RUN_DIR/$1.pid"
@@ -94,32 +114,36 @@ start_process() {
 }
 
 native_up() {
-  log "no Docker engine: native path (this machine's PostgreSQL and Redis)"
+  log "native path (this machine's PostgreSQL and Redis)${KETTER_STACK:+, as KETTER_STACK asks}"
   is_root && ensure_packages postgresql redis-server openssh-client rsync zip unzip curl
   ensure_bun
   ensure_node_modules
   start_postgres
   start_redis
   log "applying migrations"
-  (cd "$KETTER_ROOT" && bun run --silent migrate)
+  (cd "$KETTER_ROOT" && bun mvp_core/db/migrate_cli.ts up)
   start_process api mvp_core/app/main.ts
   start_process worker mvp_core/worker/main.ts
   if [ -f "$KETTER_RUN_DIR/api.pid" ]; then
-    wait_until api_healthy "" 30 || die "the API did not answer on $API_URL/health: see $KETTER_RUN_DIR/api.log"
+    wait_until http_health_ok "$API_HOST:$API_PORT" 30 || die "the API did not answer on $API_URL/health: see $KETTER_RUN_DIR/api.log"
   fi
 }
 
-if docker info >/dev/null 2>&1; then
+stack=$(choose_stack) || exit 1
+if [ "$stack" = compose ]; then
   compose_up
   # Inside the api container: Postgres and Redis are not published to the host, and the smoke
   # fixture must sit on the /data volume the worker shares.
-  [ "${KETTER_SKIP_DKU:-0}" = 1 ] || docker compose -f "$KETTER_ROOT/mvp_core/infra/docker-compose.yml" exec -T api \
-    bun run dku --smoke-dir /data/dku-smoke || die "the DKU found a problem: see the report above"
+  [ "${KETTER_SKIP_DKU:-0}" = 1 ] || $(compose_cmd) -f "$KETTER_COMPOSE_FILE" exec -T api \
+    bun mvp_core/dku/main.ts --smoke-dir /data/dku-smoke || die "the DKU found a problem: see the report above"
 else
+  if docker_engine_answers && [ -z "${KETTER_STACK:-}" ]; then
+    log "a Docker engine answers, but neither \`docker compose\` (v2) nor \`docker-compose\` (v1) works"
+  fi
   native_up
   if [ "${KETTER_SKIP_DKU:-0}" != 1 ]; then
     log "running the DKU"
-    (cd "$KETTER_ROOT" && KETTER_API_URL="$API_URL" bun run --silent dku) || die "the DKU found a problem: see the report above"
+    (cd "$KETTER_ROOT" && KETTER_API_URL="$API_URL" bun mvp_core/dku/main.ts) || die "the DKU found a problem: see the report above"
   fi
 fi
 log "Ketter is up. Swagger UI: $API_URL/swagger   (stop with: bash mvp_core/infra/dev_down.sh)"

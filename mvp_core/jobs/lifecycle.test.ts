@@ -20,10 +20,13 @@ import type { JobRow } from "./types.ts";
 
 let sql: Sql;
 let portalId: string;
+const SITE = "lab";
+/** A worker of the test's site. */
+const w = (id: string) => ({ id, site: SITE });
 
 beforeAll(async () => {
   sql = await testSql(4);
-  const [p] = await sql<{ id: string }[]>`insert into portals (name, kind, root_path) values (${`lifecycle-${uniqueId()}`}, 'local', '/tmp') returning id`;
+  const [p] = await sql<{ id: string }[]>`insert into portals (name, kind, root_path, site) values (${`lifecycle-${uniqueId()}`}, 'local', '/tmp', ${SITE}) returning id`;
   portalId = p!.id;
 }, 60_000); // the first test to ask for Postgres waits for initdb
 
@@ -50,12 +53,12 @@ async function kinds(id: string): Promise<string[]> {
 
 /** Claims `id` for `worker`; the fence of the attempt it started. */
 async function claim(id: string, worker: string, leaseMs = 10_000): Promise<Fence> {
-  const c = await claimJob(sql, id, worker, leaseMs);
+  const c = await claimJob(sql, id, w(worker), leaseMs);
   if (!c.claimed) throw new Error(`claim of ${id} by ${worker} refused`);
-  return { jobId: id, workerId: worker, attempt: c.job.attempts };
+  return { jobId: id, worker: w(worker), attempt: c.job.attempts };
 }
 
-const fenceOf = (id: string, worker: string, attempt: number): Fence => ({ jobId: id, workerId: worker, attempt });
+const fenceOf = (id: string, worker: string, attempt: number): Fence => ({ jobId: id, worker: w(worker), attempt });
 
 /** Makes the job's lease look expired, as after its worker died. */
 async function expireLease(id: string): Promise<void> {
@@ -65,10 +68,10 @@ async function expireLease(id: string): Promise<void> {
 describe("job lifecycle in Postgres", () => {
   test("only one of two concurrent claims wins", async () => {
     const id = await newJob();
-    const [a, b] = await Promise.all([claimJob(sql, id, "w1", 10_000), claimJob(sql, id, "w2", 10_000)]);
+    const [a, b] = await Promise.all([claimJob(sql, id, w("w1"), 10_000), claimJob(sql, id, w("w2"), 10_000)]);
     expect([a.claimed, b.claimed].filter(Boolean)).toHaveLength(1);
     const loser = a.claimed ? b : a;
-    expect(loser).toEqual({ claimed: false, job: { status: "RUNNING", leaseExpired: false, dueInMs: null } });
+    expect(loser).toEqual({ claimed: false, job: { status: "RUNNING", leaseExpired: false, dueInMs: null, site: null, misplaced: false } });
     expect(await kinds(id)).toEqual(["started"]);
     expect((await row(id)).attempts).toBe(1);
   });
@@ -77,14 +80,14 @@ describe("job lifecycle in Postgres", () => {
     const id = await newJob();
     const w1 = await claim(id, "w1");
     expect(await scheduleRetry(sql, w1, { code: "IO_ERROR", message: "x", retryable: true }, 60_000)).toBe("retry");
-    const early = await claimJob(sql, id, "w1", 10_000);
+    const early = await claimJob(sql, id, w("w1"), 10_000);
     expect(early.claimed).toBe(false);
     expect(early.claimed ? 0 : early.job!.dueInMs!).toBeGreaterThan(50_000);
     await sql`update jobs set next_attempt_at = now() where id = ${id}`;
     const w2 = await claim(id, "w2");
     expect(await completeJob(sql, w1, { strategy: "direct", files: 1, bytes: 1, data: {} })).toBe(false);
     expect(await completeJob(sql, w2, { strategy: "direct", files: 1, bytes: 1, data: {} })).toBe(true);
-    expect((await claimJob(sql, id, "w3", 10_000)).claimed).toBe(false);
+    expect((await claimJob(sql, id, w("w3"), 10_000)).claimed).toBe(false);
     expect(await kinds(id)).toEqual(["started", "retry_scheduled", "started", "done"]);
   });
 
@@ -103,9 +106,9 @@ describe("job lifecycle in Postgres", () => {
   test("reclaim: nothing while the lease is valid, then QUEUED once, FAILED on the last attempt", async () => {
     const id = await newJob(2);
     const w1 = await claim(id, "w1");
-    expect(await reclaimJob(sql, id, "reaper")).toBeNull();
+    expect(await reclaimJob(sql, id, w("reaper"))).toBeNull();
     await expireLease(id);
-    const both = await Promise.all([reclaimJob(sql, id, "r1"), reclaimJob(sql, id, "r2")]);
+    const both = await Promise.all([reclaimJob(sql, id, w("r1")), reclaimJob(sql, id, w("r2"))]);
     expect(both.filter((o) => o === "reclaimed")).toHaveLength(1);
     expect(await row(id)).toMatchObject({ status: "QUEUED", worker_id: null, attempts: 1 });
     // The dead worker's late writes change nothing.
@@ -113,17 +116,17 @@ describe("job lifecycle in Postgres", () => {
 
     await claim(id, "w2");
     await expireLease(id);
-    expect(await reclaimJob(sql, id, "r1")).toBe("failed");
+    expect(await reclaimJob(sql, id, w("r1"))).toBe("failed");
     expect(await row(id)).toMatchObject({ status: "FAILED", error_code: "WORKER_LOST", attempts: 2 });
     expect(await kinds(id)).toEqual(["started", "reclaimed", "started", "failed"]);
   });
 
   test("a job whose worker died while cancelling ends CANCELLED", async () => {
     const id = await newJob();
-    await claimJob(sql, id, "w1", 10_000);
+    await claimJob(sql, id, w("w1"), 10_000);
     await sql`update jobs set status = 'CANCELLING' where id = ${id}`;
     await expireLease(id);
-    expect(await reclaimJob(sql, id, "r1")).toBe("cancelled");
+    expect(await reclaimJob(sql, id, w("r1"))).toBe("cancelled");
     expect((await row(id)).status).toBe("CANCELLED");
   });
 
@@ -135,6 +138,37 @@ describe("job lifecycle in Postgres", () => {
     expect(await row(id)).toMatchObject({ status: "QUEUED", attempts: 0, worker_id: null, lease_expires_at: null });
     expect(await kinds(id)).toEqual(["started", "released"]);
   });
+
+  test("a worker claims only jobs its site may run; its events name it and its site", async () => {
+    const id = await newJob();
+    await sql`update jobs set site = ${SITE} where id = ${id}`;
+    const away = await claimJob(sql, id, { id: "w-away", site: "elsewhere" }, 10_000);
+    expect(away).toEqual({ claimed: false, job: { status: "QUEUED", leaseExpired: true, dueInMs: null, site: SITE, misplaced: true } });
+    expect(await kinds(id)).toEqual([]);
+    const home = await claim(id, "w-home");
+    expect(await completeJob(sql, home, { strategy: "direct", files: 1, bytes: 1, data: { files: 1 } })).toBe(true);
+    const events = await sql<{ kind: string; data: Record<string, unknown> }[]>`select kind, data from job_events where job_id = ${id} order by id`;
+    expect(events.map(({ kind, data }) => ({ kind, data }))).toEqual([
+      { kind: "started", data: { attempt: 1, maxAttempts: 3, workerId: "w-home", site: SITE } },
+      { kind: "done", data: { files: 1, workerId: "w-home", site: SITE } },
+    ]);
+  });
+
+  test("the claim checks the portals too: another site's folder, or an sftp portal that does not allow the site, is refused", async () => {
+    // site null on the job (any site), as a job from before sites existed would be: the portal still decides.
+    const legacy = await newJob();
+    expect(await claimJob(sql, legacy, { id: "w-away", site: "elsewhere" }, 10_000)).toMatchObject({ claimed: false, job: { misplaced: true, site: null } });
+    const [sftp] = await sql<{ id: string }[]>`
+      insert into portals (name, kind, root_path, host, port, username, auth_method, secret_encrypted, allowed_sites)
+      values (${`lifecycle-sftp-${uniqueId()}`}, 'sftp', '/srv', 'h', 22, 'u', 'password', '\\x00', ${["srvtrf"]}) returning id`;
+    const [row] = await sql<{ id: string }[]>`
+      insert into jobs (type, source_portal_id, source_path, target_portal_id, target_path)
+      values ('copy', ${sftp!.id}, 'a', ${sftp!.id}, ${`b-${uniqueId()}`}) returning id`;
+    expect(await claimJob(sql, row!.id, w("w-lab"), 10_000)).toMatchObject({ claimed: false, job: { misplaced: true } });
+    expect((await claimJob(sql, row!.id, { id: "w-srv", site: "srvtrf" }, 10_000)).claimed).toBe(true);
+    await sql`delete from jobs where source_portal_id = ${sftp!.id}`;
+    await sql`delete from portals where id = ${sftp!.id}`;
+  });
 });
 
 describe("fencing: the attempt number is a token", () => {
@@ -142,7 +176,7 @@ describe("fencing: the attempt number is a token", () => {
     const id = await newJob();
     const stale = await claim(id, "w1");
     await expireLease(id);
-    expect(await reclaimJob(sql, id, "reaper")).toBe("reclaimed");
+    expect(await reclaimJob(sql, id, w("reaper"))).toBe("reclaimed");
     const fresh = await claim(id, "w1");
     expect(fresh.attempt).toBe(stale.attempt + 1);
     const before = await kinds(id);
@@ -217,7 +251,7 @@ describe("a job whose data arrived never ends FAILED", () => {
     expect(await recordStep(sql, w1, "commit", 10_000)).toBe("granted");
     await expireLease(id);
     // The data arrived while the lease lapsed (a Postgres outage); the reaper got there first.
-    expect(await reclaimJob(sql, id, "reaper")).toBe("reclaimed");
+    expect(await reclaimJob(sql, id, w("reaper"))).toBe("reclaimed");
     expect(await row(id)).toMatchObject({ status: "QUEUED", attempts: 1, max_attempts: 2 });
     expect(await recordCommitted(sql, w1)).toBe(true);
 
@@ -234,14 +268,14 @@ describe("a job whose data arrived never ends FAILED", () => {
     const w1 = await claim(fenced, "w1");
     expect(await recordStep(sql, w1, "commit", 10_000)).toBe("granted");
     await expireLease(fenced);
-    expect(await reclaimJob(sql, fenced, "reaper")).toBe("reclaimed");
+    expect(await reclaimJob(sql, fenced, w("reaper"))).toBe("reclaimed");
     expect(await row(fenced)).toMatchObject({ status: "QUEUED", max_attempts: 2 });
     expect((await sql<{ data: Record<string, unknown> }[]>`select data from job_events where job_id = ${fenced} and kind = 'reclaimed'`)[0]!.data).toMatchObject({ finishing: true, extraAttempt: true });
 
     const plain = await newJob(1);
     await claim(plain, "w1");
     await expireLease(plain);
-    expect(await reclaimJob(sql, plain, "reaper")).toBe("failed");
+    expect(await reclaimJob(sql, plain, w("reaper"))).toBe("failed");
     expect(await row(plain)).toMatchObject({ status: "FAILED", error_code: "WORKER_LOST" });
   });
 
@@ -254,7 +288,7 @@ describe("a job whose data arrived never ends FAILED", () => {
     expect(await markCancelled(sql, w1)).toBe(false);
     expect(await failJob(sql, w1, { code: "IO_ERROR", message: "x", retryable: true })).toBeNull();
     await expireLease(id);
-    expect(await reclaimJob(sql, id, "reaper")).toBe("reclaimed");
+    expect(await reclaimJob(sql, id, w("reaper"))).toBe("reclaimed");
     expect((await row(id)).status).toBe("QUEUED");
   });
 
@@ -264,6 +298,6 @@ describe("a job whose data arrived never ends FAILED", () => {
     expect(await recordStep(sql, w1, "commit", 10_000)).toBe("granted");
     expect(await scheduleRetry(sql, w1, { code: "CONNECTION_LOST", message: "x", retryable: true }, 0, { extraAttempt: true })).toBe("retry");
     expect(await row(id)).toMatchObject({ status: "RETRY_WAIT", max_attempts: 2, attempts: 1 });
-    expect((await claimJob(sql, id, "w2", 10_000)).claimed).toBe(true);
+    expect((await claimJob(sql, id, w("w2"), 10_000)).claimed).toBe(true);
   });
 });

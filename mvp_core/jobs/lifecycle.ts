@@ -20,6 +20,9 @@
  * and a cancel no longer stops it. `phase` non-null (the commit fence was passed) means the data
  * may have arrived: a lost worker's job is then also queued again rather than failed, and the
  * engine's commit marker tells the next attempt which it was.
+ *
+ * A worker claims only jobs its site may run (the claim itself checks the job's site and its
+ * portals' placement), and every event it writes carries its id and site.
  */
 import type { Sql } from "postgres";
 import { appendEvent } from "./events.ts";
@@ -32,17 +35,26 @@ export interface JobFailure {
   retryable: boolean;
 }
 
+/** The worker a transition is recorded for: its id (the lease holder) and its site. */
+export interface WorkerRef {
+  id: string;
+  site: string;
+}
+
 /** Who may write for a running attempt: the job, the worker running it and the attempt number (the fencing token). */
 export interface Fence {
   jobId: string;
-  workerId: string;
+  worker: WorkerRef;
   attempt: number;
 }
 
-/** What claimJob decided. When refused, `job` (null: no such job) says why. */
+/**
+ * What claimJob decided. When refused, `job` (null: no such job) says why; `misplaced`: this
+ * worker's site may not run it (it belongs to `site`, or one of its portals is not reachable here).
+ */
 export type Claim =
   | { claimed: true; job: JobRow }
-  | { claimed: false; job: { status: JobStatus; leaseExpired: boolean; dueInMs: number | null } | null };
+  | { claimed: false; job: { status: JobStatus; leaseExpired: boolean; dueInMs: number | null; site: string | null; misplaced: boolean } | null };
 
 /** A guarded step of the engine (transfer_engine's GuardedStep), as recorded in `phase`. */
 export type GuardedStepName = "commit" | "remove_source";
@@ -55,37 +67,57 @@ export const ATTEMPTS_CEILING = 100;
 
 const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
 
+/** Event data naming the worker that wrote it. */
+const by = (worker: WorkerRef, data: Record<string, unknown> = {}) => ({ ...data, workerId: worker.id, site: worker.site });
+
 function inTransaction<T>(sql: Sql, fn: (tx: Sql) => Promise<T>): Promise<T> {
   // postgres.js types the transaction handle separately, but it accepts every query Sql does.
   return sql.begin((txn) => fn(txn as unknown as Sql)) as Promise<T>;
 }
 
 /**
- * Takes a QUEUED job (or a RETRY_WAIT one whose backoff elapsed) for `workerId`: RUNNING, one more
- * attempt, a lease of `leaseMs`, and a `started` event. Only one worker can win this update, so a
- * job delivered twice runs once. The returned row's `attempts` is the new attempt's fencing token.
+ * True for a job (alias `j`) that a worker of `site` may not run: it belongs to another site, or a
+ * local portal of it is another site's folder (or has no site yet), or an sftp portal of it does
+ * not allow `site`. The claim refuses such a job, so no routing slip can read the wrong disk.
  */
-export async function claimJob(sql: Sql, jobId: string, workerId: string, leaseMs: number): Promise<Claim> {
+function misplacedAt(sql: Sql, site: string) {
+  return sql`(
+    (j.site is not null and j.site <> ${site})
+    or exists (
+      select 1 from portals p where p.id in (j.source_portal_id, j.target_portal_id)
+        and ((p.kind = 'local' and p.site is distinct from ${site})
+          or (p.kind = 'sftp' and p.allowed_sites is not null and not (${site} = any(p.allowed_sites))))))`;
+}
+
+/**
+ * Takes a QUEUED job (or a RETRY_WAIT one whose backoff elapsed) for `worker`: RUNNING, one more
+ * attempt, a lease of `leaseMs`, and a `started` event. Only one worker can win this update, so a
+ * job delivered twice runs once; a worker of the wrong site never wins it. The returned row's
+ * `attempts` is the new attempt's fencing token.
+ */
+export async function claimJob(sql: Sql, jobId: string, worker: WorkerRef, leaseMs: number): Promise<Claim> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
-      update jobs set status = 'RUNNING', attempts = attempts + 1, worker_id = ${workerId},
+      update jobs j set status = 'RUNNING', attempts = attempts + 1, worker_id = ${worker.id},
         lease_expires_at = now() + ${ms(leaseMs)}::interval, heartbeat_at = now(), next_attempt_at = null,
         started_at = coalesce(started_at, now()), files_done = 0, bytes_done = 0
-      where id = ${jobId} and attempts < max_attempts
-        and (status = 'QUEUED' or (status = 'RETRY_WAIT' and next_attempt_at <= now()))
+      where j.id = ${jobId} and j.attempts < j.max_attempts
+        and (j.status = 'QUEUED' or (j.status = 'RETRY_WAIT' and j.next_attempt_at <= now()))
+        and not ${misplacedAt(tx, worker.site)}
       returning *`;
     if (job) {
       const resume = job.committed_at !== null ? "; its data already arrived, it only finishes what follows the commit" : "";
-      await appendEvent(tx, jobId, "started", `attempt ${job.attempts} of ${job.max_attempts} started on worker ${workerId}${resume}`, {
-        data: { attempt: job.attempts, maxAttempts: job.max_attempts, workerId, ...(resume ? { resume: true } : {}) },
+      await appendEvent(tx, jobId, "started", `attempt ${job.attempts} of ${job.max_attempts} started on worker ${worker.id} (site ${worker.site})${resume}`, {
+        data: by(worker, { attempt: job.attempts, maxAttempts: job.max_attempts, ...(resume ? { resume: true } : {}) }),
       });
       return { claimed: true, job };
     }
-    const [row] = await tx<{ status: JobStatus; lease_expired: boolean; due_in_ms: number | null }[]>`
-      select status, coalesce(lease_expires_at < now(), true) as lease_expired,
-        (extract(epoch from (next_attempt_at - now())) * 1000)::float8 as due_in_ms
-      from jobs where id = ${jobId}`;
-    return { claimed: false, job: row ? { status: row.status, leaseExpired: row.lease_expired, dueInMs: row.due_in_ms } : null };
+    const [row] = await tx<{ status: JobStatus; lease_expired: boolean; due_in_ms: number | null; site: string | null; misplaced: boolean }[]>`
+      select j.status, coalesce(j.lease_expires_at < now(), true) as lease_expired,
+        (extract(epoch from (j.next_attempt_at - now())) * 1000)::float8 as due_in_ms,
+        j.site, ${misplacedAt(tx, worker.site)} as misplaced
+      from jobs j where j.id = ${jobId}`;
+    return { claimed: false, job: row ? { status: row.status, leaseExpired: row.lease_expired, dueInMs: row.due_in_ms, site: row.site, misplaced: row.misplaced } : null };
   });
 }
 
@@ -98,7 +130,7 @@ export async function claimJob(sql: Sql, jobId: string, workerId: string, leaseM
 export async function renewJobLease(sql: Sql, fence: Fence, leaseMs: number): Promise<JobStatus | null> {
   const [row] = await sql<{ status: JobStatus }[]>`
     update jobs set lease_expires_at = now() + ${ms(leaseMs)}::interval, heartbeat_at = now()
-    where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
+    where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
     returning status`;
   return row?.status ?? null;
 }
@@ -114,12 +146,12 @@ export async function recordStep(sql: Sql, fence: Fence, step: GuardedStepName, 
   const statuses = step === "commit" ? ["RUNNING"] : ["RUNNING", "CANCELLING"];
   const [row] = await sql<{ status: JobStatus }[]>`
     update jobs set phase = ${step}, lease_expires_at = now() + ${ms(leaseMs)}::interval, heartbeat_at = now()
-    where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt}
+    where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt}
       and status = any(${statuses}) and lease_expires_at > clock_timestamp()
     returning status`;
   if (row) return "granted";
   const [now] = await sql<{ status: JobStatus; ours: boolean }[]>`
-    select status, (worker_id = ${fence.workerId} and attempts = ${fence.attempt} and lease_expires_at > clock_timestamp()) as ours
+    select status, (worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and lease_expires_at > clock_timestamp()) as ours
     from jobs where id = ${fence.jobId}`;
   return now?.ours && now.status === "CANCELLING" ? "cancelling" : "lost";
 }
@@ -133,7 +165,7 @@ export async function recordCommitted(sql: Sql, fence: Fence): Promise<boolean> 
   const rows = await sql`
     update jobs set committed_at = coalesce(committed_at, now()), phase = 'committed'
     where id = ${fence.jobId} and attempts = ${fence.attempt}
-      and ((worker_id = ${fence.workerId} and status in ('RUNNING', 'CANCELLING')) or (worker_id is null and status = 'QUEUED'))
+      and ((worker_id = ${fence.worker.id} and status in ('RUNNING', 'CANCELLING')) or (worker_id is null and status = 'QUEUED'))
     returning id`;
   return rows.length === 1;
 }
@@ -146,7 +178,7 @@ export async function recordProgress(
 ): Promise<boolean> {
   const rows = await sql`
     update jobs set files_done = ${p.filesDone}, files_total = ${p.filesTotal}, bytes_done = ${p.bytesDone}, bytes_total = ${p.bytesTotal}
-    where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
+    where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
     returning id`;
   return rows.length === 1;
 }
@@ -167,14 +199,14 @@ export async function recordRunEvent(
     const ours = opts.strategy
       ? await tx`
           update jobs set strategy = ${opts.strategy}
-          where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
+          where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
           returning id`
       : await tx`
           select id from jobs
-          where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
+          where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
           for key share`;
     if (ours.length === 0) return false;
-    await appendEvent(tx, fence.jobId, kind, message, { level: opts.level ?? "info", data: opts.data ?? {} });
+    await appendEvent(tx, fence.jobId, kind, message, { level: opts.level ?? "info", data: by(fence.worker, opts.data) });
     return true;
   });
 }
@@ -200,13 +232,13 @@ export async function completeJob(
         files_done = ${resumed ? tx`coalesce(files_total, ${result.files})` : tx`${result.files}`},
         bytes_done = ${resumed ? tx`coalesce(bytes_total, ${result.bytes})` : tx`${result.bytes}`},
         error_code = null, error_message = null
-      where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
+      where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
       returning *`;
     if (!job) return false;
     const what = resumed
       ? `finished a transfer an earlier attempt had committed (${job.files_total ?? 0} files, ${job.bytes_total ?? 0} bytes, ${job.strategy})`
       : `${result.files} files, ${result.bytes} bytes transferred (${result.strategy})`;
-    await appendEvent(tx, fence.jobId, "done", what, { data: result.data });
+    await appendEvent(tx, fence.jobId, "done", what, { data: by(fence.worker, result.data) });
     return true;
   });
 }
@@ -215,11 +247,11 @@ export async function completeJob(
 async function cancelIfRequested(tx: Sql, fence: Fence, why: string): Promise<boolean> {
   const [job] = await tx<JobRow[]>`
     update jobs set status = 'CANCELLED', finished_at = now(), lease_expires_at = null, next_attempt_at = null
-    where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status = 'CANCELLING'
+    where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'CANCELLING'
       and committed_at is null
     returning *`;
   if (!job) return false;
-  await appendEvent(tx, fence.jobId, "cancelled", why);
+  await appendEvent(tx, fence.jobId, "cancelled", why, { data: by(fence.worker) });
   return true;
 }
 
@@ -246,15 +278,15 @@ export async function scheduleRetry(
       update jobs set status = 'RETRY_WAIT', next_attempt_at = now() + ${ms(delayMs)}::interval,
         error_code = ${failure.code}, error_message = ${failure.message}, worker_id = null, lease_expires_at = null,
         max_attempts = ${opts.extraAttempt ? tx`greatest(max_attempts, least(attempts + 1, ${ATTEMPTS_CEILING}))` : tx`max_attempts`}
-      where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status = 'RUNNING'
+      where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
     if (job) {
       await appendEvent(tx, fence.jobId, "retry_scheduled", `attempt ${job.attempts} of ${job.max_attempts} failed (${failure.code}); retrying in ${(delayMs / 1000).toFixed(1)} s`, {
         level: "warn",
-        data: {
+        data: by(fence.worker, {
           code: failure.code, message: failure.message, attempt: job.attempts, maxAttempts: job.max_attempts, delayMs: Math.round(delayMs), nextAttemptAt: job.next_attempt_at,
           ...(opts.extraAttempt ? { extraAttempt: true } : {}),
-        },
+        }),
       });
       return "retry";
     }
@@ -272,10 +304,10 @@ export async function failJob(sql: Sql, fence: Fence, failure: JobFailure): Prom
     const [job] = await tx<JobRow[]>`
       update jobs set status = case when committed_at is null then 'FAILED' else 'DONE' end, finished_at = now(),
         error_code = ${failure.code}, error_message = ${failure.message}, lease_expires_at = null, next_attempt_at = null
-      where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status = 'RUNNING'
+      where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
     if (job) {
-      const data = { code: failure.code, message: failure.message, retryable: failure.retryable, attempt: job.attempts, maxAttempts: job.max_attempts };
+      const data = by(fence.worker, { code: failure.code, message: failure.message, retryable: failure.retryable, attempt: job.attempts, maxAttempts: job.max_attempts });
       if (job.status === "DONE") {
         await appendEvent(tx, fence.jobId, "done", `the data arrived, but what follows the commit did not finish: ${failure.code}: ${failure.message}`, { level: "warn", data: { ...data, dataArrived: true } });
         return "done";
@@ -298,10 +330,10 @@ export async function releaseJob(sql: Sql, fence: Fence): Promise<"released" | "
     const [job] = await tx<JobRow[]>`
       update jobs set status = 'QUEUED', attempts = greatest(attempts - 1, 0), worker_id = null,
         lease_expires_at = null, heartbeat_at = null
-      where id = ${fence.jobId} and worker_id = ${fence.workerId} and attempts = ${fence.attempt} and status = 'RUNNING'
+      where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
     if (job) {
-      await appendEvent(tx, fence.jobId, "released", `worker ${fence.workerId} is shutting down; job returned to the queue`, { level: "warn", data: { workerId: fence.workerId } });
+      await appendEvent(tx, fence.jobId, "released", `worker ${fence.worker.id} (site ${fence.worker.site}) is shutting down; job returned to the queue`, { level: "warn", data: by(fence.worker) });
       return "released";
     }
     return (await cancelIfRequested(tx, fence, "cancelled while the worker was shutting down")) ? "cancelled" : null;
@@ -316,7 +348,7 @@ export async function releaseJob(sql: Sql, fence: Fence): Promise<"released" | "
  * nothing (null) while the lease is still valid, so reaper and reconciler may both call it: exactly
  * one of them records the transition.
  */
-export async function reclaimJob(sql: Sql, jobId: string, by: string): Promise<"reclaimed" | "failed" | "cancelled" | "done" | null> {
+export async function reclaimJob(sql: Sql, jobId: string, reaper: WorkerRef): Promise<"reclaimed" | "failed" | "cancelled" | "done" | null> {
   return inTransaction(sql, async (tx) => {
     const [prev] = await tx<{ status: JobStatus; worker_id: string | null; attempts: number; max_attempts: number; committed: boolean; past_commit_fence: boolean }[]>`
       select status, worker_id, attempts, max_attempts, committed_at is not null as committed, phase is not null as past_commit_fence from jobs
@@ -324,7 +356,8 @@ export async function reclaimJob(sql: Sql, jobId: string, by: string): Promise<"
       for update`;
     if (!prev) return null;
     const lost = `worker ${prev.worker_id ?? "(unknown)"} stopped renewing its lease`;
-    const data = { previousWorker: prev.worker_id, attempt: prev.attempts, maxAttempts: prev.max_attempts, by };
+    // workerId/site name the worker that noticed (any site's reaper may), previousWorker the lost one.
+    const data = by(reaper, { previousWorker: prev.worker_id, attempt: prev.attempts, maxAttempts: prev.max_attempts });
     if (prev.status === "CANCELLING" && !prev.committed) {
       await tx`update jobs set status = 'CANCELLED', finished_at = now(), lease_expires_at = null where id = ${jobId}`;
       // The engine names staging after the job id; a retry of this job cleans what is left.
@@ -360,22 +393,22 @@ export async function reclaimJob(sql: Sql, jobId: string, by: string): Promise<"
   });
 }
 
-/** Unfinished jobs the reconciler compares with Redis, oldest first, at most `limit` of each kind. */
+/** Unfinished jobs the reconciler compares with Redis, oldest first, at most `limit` of each kind, with the site each must run at (null: any). */
 export async function jobsToReconcile(
   sql: Sql,
   limit: number,
-): Promise<{ queued: string[]; retryWait: Array<{ id: string; dueInMs: number }>; leaseExpired: string[] }> {
-  const queued = await sql<{ id: string }[]>`
-    select id from jobs where status = 'QUEUED' order by created_at limit ${limit}`;
-  const retryWait = await sql<{ id: string; due_in_ms: number }[]>`
-    select id, greatest(0, extract(epoch from (next_attempt_at - now())) * 1000)::float8 as due_in_ms
+): Promise<{ queued: Array<{ id: string; site: string | null }>; retryWait: Array<{ id: string; site: string | null; dueInMs: number }>; leaseExpired: Array<{ id: string; site: string | null }> }> {
+  const queued = await sql<{ id: string; site: string | null }[]>`
+    select id, site from jobs where status = 'QUEUED' order by created_at limit ${limit}`;
+  const retryWait = await sql<{ id: string; site: string | null; due_in_ms: number }[]>`
+    select id, site, greatest(0, extract(epoch from (next_attempt_at - now())) * 1000)::float8 as due_in_ms
     from jobs where status = 'RETRY_WAIT' order by next_attempt_at limit ${limit}`;
-  const expired = await sql<{ id: string }[]>`
-    select id from jobs where status in ('RUNNING', 'CANCELLING') and coalesce(lease_expires_at < now(), true)
+  const expired = await sql<{ id: string; site: string | null }[]>`
+    select id, site from jobs where status in ('RUNNING', 'CANCELLING') and coalesce(lease_expires_at < now(), true)
     order by lease_expires_at nulls first limit ${limit}`;
   return {
-    queued: queued.map((r) => r.id),
-    retryWait: retryWait.map((r) => ({ id: r.id, dueInMs: r.due_in_ms })),
-    leaseExpired: expired.map((r) => r.id),
+    queued: queued.map((r) => ({ id: r.id, site: r.site })),
+    retryWait: retryWait.map((r) => ({ id: r.id, site: r.site, dueInMs: r.due_in_ms })),
+    leaseExpired: expired.map((r) => ({ id: r.id, site: r.site })),
   };
 }

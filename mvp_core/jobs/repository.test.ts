@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import type { Sql } from "postgres";
-import { createPortal, deletePortal, type PortalRow } from "../portals/repository.ts";
+import { createPortal, deletePortal, type PortalRow, updatePortal } from "../portals/repository.ts";
 import { testSql, uniqueId } from "../testing/services.ts";
 import { createJob, getJob, type JobError, listEvents, listJobs, type NewJob, requestCancel, retryJob } from "./repository.ts";
 
@@ -15,8 +15,8 @@ afterAll(async () => {
   await sql`delete from portals where id = any(${portals})`;
 });
 
-async function portal(root = "/data/in"): Promise<PortalRow> {
-  const p = await createPortal(await db(), { name: `p_${uniqueId()}`, kind: "local", rootPath: root }, key);
+async function portal(root = "/data/in", site = "lab"): Promise<PortalRow> {
+  const p = await createPortal(await db(), { name: `p_${uniqueId()}`, kind: "local", rootPath: root, site }, key);
   portals.push(p.id);
   return p;
 }
@@ -170,5 +170,43 @@ describe("jobs repository", () => {
     expect(await code(requestCancel(sql, job.id))).toBe("INVALID_STATE");
     await sql`update jobs set status = 'CANCELLED', finished_at = now() where id = ${job.id}`;
     expect(await retryJob(sql, job.id)).toMatchObject({ status: "QUEUED", phase: null, committed_at: null });
+  });
+
+  test("sites: a job runs at its local end's site; across two sites it is refused; a retry routes it afresh", async () => {
+    const sql = await db();
+    const [lab, lab2, srv] = [await portal("/data/in", "lab"), await portal("/data/out", "lab"), await portal("/srv/in", "srvtrf")];
+    const { job } = await createJob(sql, spec(lab, lab2));
+    expect(job.site).toBe("lab");
+    const events = await listEvents(sql, job.id, { limit: 10 });
+    expect(events.map((e) => [e.kind, e.data.site])).toEqual([["created", "lab"], ["queued", "lab"]]);
+    expect(events[1]!.message).toBe("waiting for a worker of site lab");
+
+    const refused = await createJob(sql, spec(lab, srv)).catch((e: unknown) => e as JobError);
+    expect(refused).toMatchObject({ code: "CROSS_SITE", details: { field: "target.portal" } });
+
+    // Cancelled, its source moved to srvtrf (allowed: no active job), retried: it now runs there.
+    const { job: moved } = await createJob(sql, spec(srv, srv, { sourcePath: "a", targetPath: "b" }));
+    expect(moved.site).toBe("srvtrf");
+    const mover = await portal("/data/mover", "lab");
+    const { job: later } = await createJob(sql, spec(mover, mover, { sourcePath: "a", targetPath: "b" }));
+    await requestCancel(sql, later.id);
+    await updatePortal(sql, mover.id, { site: "srvtrf" }, key);
+    expect((await retryJob(sql, later.id)).site).toBe("srvtrf");
+    // While that job is active, the portal may not move again.
+    expect(await updatePortal(sql, mover.id, { site: "lab" }, key).catch((e: unknown) => (e as { code: string }).code)).toBe("IN_USE");
+  });
+
+  test("sites: a portal changed since createJob last read it is read afresh: the new site and root apply", async () => {
+    const sql = await db();
+    const p = await portal("/data/before", "lab");
+    const { job: first } = await createJob(sql, spec(p, p, { sourcePath: "a", targetPath: "b" }));
+    expect(first.site).toBe("lab");
+    await requestCancel(sql, first.id);
+    await updatePortal(sql, p.id, { site: "srvtrf", rootPath: "/data/after" }, key);
+    const { job: second } = await createJob(sql, spec(p, p, { sourcePath: "/data/after/a", targetPath: "c" }));
+    expect([second.site, second.source_path]).toEqual(["srvtrf", "a"]);
+    await requestCancel(sql, second.id);
+    await deletePortal(sql, p.id);
+    expect(await code(createJob(sql, spec(p, p, { sourcePath: "a", targetPath: "d" })))).toBe("UNKNOWN_PORTAL");
   });
 });

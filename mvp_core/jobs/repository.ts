@@ -1,11 +1,13 @@
 /**
  * What the API does to jobs in Postgres: create (with its `created` and `queued` events in the same
- * statement), read, list, cancel and retry. Postgres is the source of truth; the caller enqueues in
- * Redis only after these commit.
+ * statement, and the site it must run at), read, list, cancel and retry. Postgres is the source of
+ * truth; the caller enqueues in Redis (on the job's site's list) only after these commit.
  */
 import type { Sql } from "postgres";
 import { isSameOrInside, PortalPathError, resolvePortalPath } from "../portals/paths.ts";
 import type { PortalRow } from "../portals/repository.ts";
+import { adoptUnsited } from "../sites/repository.ts";
+import { type Placement, type RouteProblem, routeJob } from "../sites/routing.ts";
 import { type EventKind, type JobEventRow, type JobOptions, type JobRow, type JobStatus, type JobType, TERMINAL_STATUSES } from "./types.ts";
 
 /** What creating a job takes; paths as the person gave them (relative, or absolute inside the root). */
@@ -29,7 +31,9 @@ export type JobErrorCode =
   | "TARGET_INSIDE_SOURCE"
   | "IDEMPOTENCY_CONFLICT"
   | "INVALID_STATE"
-  | "BAD_CURSOR";
+  | "BAD_CURSOR"
+  | RouteProblem
+  | "PORTAL_CHANGED";
 
 /** A refused job operation; `details.field` names the request field to fix when there is one. */
 export class JobError extends Error {
@@ -42,11 +46,9 @@ export class JobError extends Error {
 type Side = "source" | "target";
 type JsonValue = Parameters<Sql["json"]>[0];
 
-function resolveSide(root: string | undefined, side: Side, portalId: string, path: string): string {
-  // A relative path never needs the root; an absolute one is made relative to it.
-  if (root === undefined && path.startsWith("/")) throw unknownPortal(side, portalId);
+function resolveSide(root: string, side: Side, path: string): string {
   try {
-    return resolvePortalPath(root ?? "/", path);
+    return resolvePortalPath(root, path);
   } catch (err) {
     if (err instanceof PortalPathError) throw new JobError("INVALID_PATH", `${side}.path: ${err.message}`, { field: `${side}.path`, path });
     throw err;
@@ -57,12 +59,54 @@ function unknownPortal(side: Side, id: string): JobError {
   return new JobError("UNKNOWN_PORTAL", `${side}.portal: no portal with id ${id}; list them with GET /portals`, { field: `${side}.portal`, id });
 }
 
-/** Roots of the job's portals, looked up only when a path is absolute. */
-async function rootsFor(sql: Sql, input: NewJob): Promise<Map<string, string>> {
-  if (!input.sourcePath.startsWith("/") && !input.targetPath.startsWith("/")) return new Map();
-  const rows = await sql<Pick<PortalRow, "id" | "root_path">[]>`
-    select id, root_path from portals where id in (${input.sourcePortalId}, ${input.targetPortalId}) and deleted_at is null`;
-  return new Map(rows.map((r) => [r.id, r.root_path]));
+/** What a job needs to know of a portal, with `version` (its updated_at as text) to detect a change before the insert. */
+type PortalFacts = Placement & Pick<PortalRow, "root_path"> & { version: string };
+
+/**
+ * Portal facts per connection pool. A stale entry is harmless: the insert itself checks every
+ * portal's version and refuses the job when one changed, and createJob then reads afresh. Caching
+ * keeps POST /jobs (the API's hot path) at one statement, as it was before jobs had sites.
+ */
+const factsCache = new WeakMap<Sql, Map<string, PortalFacts>>();
+const FACTS_CACHE_MAX = 10_000;
+
+/**
+ * The job's live portals by id, from the cache unless `fresh`; a local portal from before sites
+ * existed is adopted when only one site was ever seen.
+ */
+async function portalsFor(sql: Sql, ids: readonly string[], fresh: boolean): Promise<Map<string, PortalFacts>> {
+  let cache = factsCache.get(sql);
+  if (!cache || cache.size > FACTS_CACHE_MAX) factsCache.set(sql, (cache = new Map()));
+  const known = cache;
+  const missing = fresh ? ids : ids.filter((id) => !known.has(id));
+  if (missing.length > 0) {
+    const read = () => sql<PortalFacts[]>`
+      select id, name, kind, site, allowed_sites, root_path, updated_at::text as version
+      from portals where id in ${sql(missing)} and deleted_at is null`;
+    let rows = await read();
+    if (rows.some((p) => p.kind === "local" && p.site === null) && (await adoptUnsited(sql)).site !== null) rows = await read();
+    for (const id of missing) known.delete(id);
+    for (const r of rows) known.set(r.id, r);
+  }
+  return new Map(ids.flatMap((id) => (known.has(id) ? [[id, known.get(id)!] as const] : [])));
+}
+
+/** Forgets cached facts (a portal changed or went away). */
+function forgetFacts(sql: Sql, ids: readonly string[]): void {
+  const cache = factsCache.get(sql);
+  for (const id of ids) cache?.delete(id);
+}
+
+/** The `queued` event's message: whose worker the job waits for. */
+function queuedMessage(site: string | null): string {
+  return site === null ? "waiting for a worker of any site" : `waiting for a worker of site ${site}`;
+}
+
+/** Where the job runs (its site, null: any), or the 422 that says how to make it possible. */
+function siteOf(source: Placement, target: Placement): string | null {
+  const route = routeJob(source, target);
+  if (!route.ok) throw new JobError(route.code, route.message, { field: route.field });
+  return route.site;
 }
 
 function sameRequest(job: JobRow, input: NewJob, sourcePath: string, targetPath: string): boolean {
@@ -81,34 +125,57 @@ function sortKeys(o: object): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined).sort(([a], [b]) => a.localeCompare(b)));
 }
 
-/**
- * Creates a QUEUED job with its `created` and `queued` events, or — when `idempotencyKey` was seen
- * before with the same request — returns that job with `created: false`.
- *
- * One statement does it all (it is the API's hot path): it locks the live portals FOR SHARE (so
- * deletePortal, which takes FOR UPDATE, cannot slip in between), inserts the job only when both
- * exist, and appends both events; being one statement, it commits or fails as a whole.
- */
-export async function createJob(sql: Sql, input: NewJob): Promise<{ job: JobRow; created: boolean }> {
-  const roots = await rootsFor(sql, input);
-  const s = input.sourcePortalId;
-  const t = input.targetPortalId;
-  const sourcePath = resolveSide(roots.get(s), "source", s, input.sourcePath);
-  const targetPath = resolveSide(roots.get(t), "target", t, input.targetPath);
+/** The job's paths relative to its portals' roots and its site, or the JobError that refuses it. */
+function decide(input: NewJob, portals: Map<string, PortalFacts>): { sourcePath: string; targetPath: string; site: string | null } {
+  const [s, t] = [input.sourcePortalId, input.targetPortalId];
+  const src = portals.get(s);
+  const dst = portals.get(t);
+  if (!src) throw unknownPortal("source", s);
+  if (!dst) throw unknownPortal("target", t);
+  const sourcePath = resolveSide(src.root_path, "source", input.sourcePath);
+  const targetPath = resolveSide(dst.root_path, "target", input.targetPath);
   if (s === t && sourcePath === targetPath) {
     throw new JobError("SAME_PATH", `source and target are the same (${sourcePath} on one portal); choose another target path`, { field: "target.path" });
   }
   if (s === t && isSameOrInside(sourcePath, targetPath)) {
     throw new JobError("TARGET_INSIDE_SOURCE", `target ${targetPath} lies inside the source ${sourcePath}; choose a target outside it`, { field: "target.path" });
   }
+  return { sourcePath, targetPath, site: siteOf(src, dst) };
+}
+
+/**
+ * Creates a QUEUED job with its `created` and `queued` events and the site it must run at, or —
+ * when `idempotencyKey` was seen before with the same request — returns that job with `created: false`.
+ *
+ * The paths and the site are decided from the portals' facts (root, site), read once and cached;
+ * then one statement (it is the API's hot path) locks the live portals FOR SHARE (so deletePortal,
+ * which takes FOR UPDATE, cannot slip in between), checks they did not change since they were read
+ * (`updated_at`), inserts the job only then, and appends both events; being one statement, it
+ * commits or fails as a whole. A portal changed meanwhile: read afresh and decide again, once.
+ */
+export async function createJob(sql: Sql, input: NewJob, fresh = false): Promise<{ job: JobRow; created: boolean }> {
+  const s = input.sourcePortalId;
+  const t = input.targetPortalId;
+  const ids = s === t ? [s] : [s, t];
+  const portals = await portalsFor(sql, ids, fresh);
+  let decided: ReturnType<typeof decide>;
+  try {
+    decided = decide(input, portals);
+  } catch (err) {
+    // Refused on cached facts: make sure they were not stale before saying so.
+    if (!fresh && err instanceof JobError) return createJob(sql, input, true);
+    throw err;
+  }
+  const { sourcePath, targetPath, site } = decided;
+  const versions = [...portals.values()].map((p) => p.version);
   const options = sql.json(input.options as unknown as JsonValue);
-  const [row] = await sql<(Omit<JobRow, "id"> & { id: string | null; live: string[] })[]>`
+  const [row] = await sql<(Omit<JobRow, "id"> & { id: string | null; live: string[]; changed: boolean })[]>`
     with p as (
-      select id, name from portals where id in (${s}::uuid, ${t}::uuid) and deleted_at is null for share
+      select id, name, updated_at::text as version from portals where id in (${s}::uuid, ${t}::uuid) and deleted_at is null for share
     ), j as (
-      insert into jobs (type, source_portal_id, source_path, target_portal_id, target_path, options, max_attempts, idempotency_key)
-      select ${input.type}, ${s}::uuid, ${sourcePath}, ${t}::uuid, ${targetPath}, ${options}, ${input.maxAttempts}, ${input.idempotencyKey ?? null}
-      where (select count(*) from p) = ${s === t ? 1 : 2}
+      insert into jobs (type, source_portal_id, source_path, target_portal_id, target_path, options, max_attempts, idempotency_key, site)
+      select ${input.type}, ${s}::uuid, ${sourcePath}, ${t}::uuid, ${targetPath}, ${options}, ${input.maxAttempts}, ${input.idempotencyKey ?? null}, ${site}
+      where (select count(*) from p where version = any(${versions}::text[])) = ${s === t ? 1 : 2}
       on conflict (idempotency_key) do nothing
       returning *
     ), ev as (
@@ -121,18 +188,26 @@ export async function createJob(sql: Sql, input: NewJob): Promise<{ job: JobRow;
         (1, 'created', ${input.type}::text || ' ' || src.name || ':' || ${sourcePath}::text || ' → ' || dst.name || ':' || ${targetPath}::text,
          jsonb_build_object('type', ${input.type}::text, 'source', jsonb_build_object('portal', src.name, 'path', ${sourcePath}::text),
                             'target', jsonb_build_object('portal', dst.name, 'path', ${targetPath}::text),
-                            'options', ${options}::jsonb, 'maxAttempts', ${input.maxAttempts}::int)),
-        (2, 'queued', 'waiting for a worker', '{}'::jsonb)) as e(ord, kind, message, data)
+                            'options', ${options}::jsonb, 'maxAttempts', ${input.maxAttempts}::int, 'site', ${site}::text)),
+        (2, 'queued', ${queuedMessage(site)}::text, jsonb_build_object('site', ${site}::text))) as e(ord, kind, message, data)
       order by e.ord
     )
-    select j.*, array(select id::text from p) as live from (values (1)) as one left join j on true`;
-  const live = row!.live;
+    select j.*, array(select id::text from p) as live,
+      exists (select 1 from p where version <> all(${versions}::text[])) as changed
+    from (values (1)) as one left join j on true`;
+  const { live, changed } = row!;
   if (row!.id !== null) {
-    const { live: _, ...job } = row!;
+    const { live: _, changed: __, ...job } = row!;
     return { job: job as JobRow, created: true };
   }
+  if (!live.includes(s) || !live.includes(t) || changed) forgetFacts(sql, ids);
   if (!live.includes(s)) throw unknownPortal("source", s);
   if (!live.includes(t)) throw unknownPortal("target", t);
+  if (changed) {
+    // A PATCH landed since the facts were read: decide the paths and the site again.
+    if (!fresh) return createJob(sql, input, true);
+    throw new JobError("PORTAL_CHANGED", "a portal of this job changed while the job was being created; send the request again", {});
+  }
   // The key was used before: same request → same job; anything else is a client bug worth naming.
   const [prior] = await sql<JobRow[]>`select * from jobs where idempotency_key = ${input.idempotencyKey ?? null}`;
   if (!prior) throw new Error("idempotent insert returned nothing and no job holds the key");
@@ -328,19 +403,23 @@ export async function retryJob(sql: Sql, id: string): Promise<JobRow> {
     if (job.status !== "FAILED" && job.status !== "CANCELLED") {
       throw new JobError("INVALID_STATE", `job ${id} is ${job.status}; only FAILED or CANCELLED jobs can be retried`, { status: job.status });
     }
-    const live = await tx<{ id: string }[]>`
-      select id from portals where id in (${job.source_portal_id}, ${job.target_portal_id}) and deleted_at is null for share`;
-    if (live.length < (job.source_portal_id === job.target_portal_id ? 1 : 2)) {
+    const live = await tx<Placement[]>`
+      select id, name, kind, site, allowed_sites from portals where id in (${job.source_portal_id}, ${job.target_portal_id}) and deleted_at is null for share`;
+    const src = live.find((p) => p.id === job.source_portal_id);
+    const dst = live.find((p) => p.id === job.target_portal_id);
+    if (!src || !dst) {
       throw new JobError("INVALID_STATE", `a portal job ${id} uses was deleted; create a new job instead`, { status: job.status });
     }
+    // Its portals may have moved to another site since (allowed while no job was active): route it afresh.
+    const site = siteOf(src, dst);
     const [row] = await tx<JobRow[]>`
-      update jobs set status = 'QUEUED', attempts = 0, strategy = null, phase = null, committed_at = null, files_done = 0, files_total = null,
+      update jobs set status = 'QUEUED', attempts = 0, site = ${site}, strategy = null, phase = null, committed_at = null, files_done = 0, files_total = null,
         bytes_done = 0, bytes_total = null, error_code = null, error_message = null, worker_id = null,
         lease_expires_at = null, heartbeat_at = null, next_attempt_at = null, started_at = null, finished_at = null
       where id = ${id} returning *`;
     await addEvents(tx, id, [
       { kind: "retried", message: `retried through the API after ${job.status}`, data: { previousStatus: job.status, previousAttempts: job.attempts, previousError: job.error_code } },
-      { kind: "queued", message: "waiting for a worker" },
+      { kind: "queued", message: queuedMessage(site), data: { site } },
     ]);
     return row!;
   });

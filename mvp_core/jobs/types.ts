@@ -1,4 +1,5 @@
 /** Row shapes and closed sets of the jobs tables, mirrored from db/migrations (keep them in step). */
+import { TRANSFER_MODES, type TransferOptions } from "../transfer_engine/index.ts";
 
 export const JOB_STATUSES = ["QUEUED", "RUNNING", "RETRY_WAIT", "CANCELLING", "DONE", "FAILED", "CANCELLED"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -7,7 +8,8 @@ export const TERMINAL_STATUSES: readonly JobStatus[] = ["DONE", "FAILED", "CANCE
 /** Statuses that hold a portal in use (deleting it is refused). */
 export const ACTIVE_STATUSES: readonly JobStatus[] = ["QUEUED", "RUNNING", "RETRY_WAIT", "CANCELLING"];
 
-export const JOB_TYPES = ["copy", "move"] as const;
+/** A job is a transfer: its types are the engine's modes. */
+export const JOB_TYPES = TRANSFER_MODES;
 export type JobType = (typeof JOB_TYPES)[number];
 
 export const EVENT_KINDS = [
@@ -16,6 +18,8 @@ export const EVENT_KINDS = [
   "reclaimed", "released",
   // Engine milestones, since migration 0003.
   "staging_recovered", "archive_done", "source_kept",
+  // Per-file truth, since migration 0006.
+  "compared", "mirrored", "files_failed",
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 export type EventLevel = "debug" | "info" | "warn" | "error";
@@ -27,12 +31,8 @@ export type EventLevel = "debug" | "info" | "warn" | "error";
  */
 export type JobPhase = "commit" | "committed" | "remove_source";
 
-/** Options a job carries to the engine (validated by the API, stored as jsonb). */
-export interface JobOptions {
-  strategy?: "auto" | "direct" | "zip";
-  verify?: "size" | "checksum";
-  overwrite?: boolean;
-}
+/** Options a job carries to the engine (validated by the API against the engine's own schema, stored as jsonb). */
+export type JobOptions = Partial<TransferOptions>;
 
 /** One row of `jobs` as postgres.js returns it (snake_case columns, camelCase here via explicit selects). */
 export interface JobRow {
@@ -54,6 +54,8 @@ export interface JobRow {
   error_code: string | null;
   error_message: string | null;
   idempotency_key: string | null;
+  /** The site that must run it (migration 0005); null: any site. */
+  site: string | null;
   worker_id: string | null;
   lease_expires_at: Date | null;
   heartbeat_at: Date | null;

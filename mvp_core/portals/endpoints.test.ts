@@ -22,7 +22,7 @@ describe("openPortalEndpoint / checkPortal", () => {
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, "a.txt"), "hello");
     const sql = await db();
-    const p = await createPortal(sql, { name: `l_${uniqueId()}`, kind: "local", rootPath: dir }, key);
+    const p = await createPortal(sql, { name: `l_${uniqueId()}`, kind: "local", rootPath: dir, site: "lab" }, key);
     cleanups.push(() => sql`delete from portals where id = ${p.id}`);
     const ep = await openPortalEndpoint(p, key);
     expect((await ep.stat("a.txt"))?.size).toBe(5);

@@ -2,8 +2,7 @@
  * From a portal row to a live Endpoint (what the worker transfers through) and to a check report
  * (what a person reads before pinning a host key). The clear secret exists only inside these calls.
  */
-import { LocalEndpoint, TransferError, isTransferError, type Endpoint, type ErrorCode } from "../transfer_engine/index.ts";
-import { connectSsh, probeSsh, type SshTarget } from "../transfer_engine/sftp/index.ts";
+import { TransferError, isTransferError, openEndpoint, probeSsh, type Endpoint, type ErrorCode, type SshTarget } from "../transfer_engine/index.ts";
 import { decryptPortalSecret, type PortalRow } from "./repository.ts";
 
 function sshTarget(portal: PortalRow, secretKey: Buffer): SshTarget {
@@ -26,11 +25,11 @@ function sshTarget(portal: PortalRow, secretKey: Buffer): SshTarget {
 }
 
 /**
- * Opens the portal as an Endpoint: local → LocalEndpoint on its root; sftp → an SSH connection
+ * Opens the portal as an Endpoint: local → its root folder; sftp → an SSH connection
  * that only accepts the pinned host key. An sftp portal with no pinned key is refused.
  */
 export async function openPortalEndpoint(portal: PortalRow, secretKey: Buffer, opts: { signal?: AbortSignal } = {}): Promise<Endpoint> {
-  if (portal.kind === "local") return new LocalEndpoint(portal.root_path);
+  if (portal.kind === "local") return openEndpoint({ kind: "local", root: portal.root_path });
   if (!portal.host_key_fingerprint) {
     throw new TransferError(
       "HOST_KEY_MISMATCH",
@@ -38,7 +37,7 @@ export async function openPortalEndpoint(portal: PortalRow, secretKey: Buffer, o
       { retryable: false, details: { portal: portal.name, reason: "not_pinned" } },
     );
   }
-  return connectSsh(sshTarget(portal, secretKey), opts);
+  return openEndpoint({ kind: "sftp", ...sshTarget(portal, secretKey) }, opts);
 }
 
 /** What POST /portals/{id}/check reports. */
@@ -57,18 +56,19 @@ export interface PortalCheck {
 
 async function checkLocal(portal: PortalRow): Promise<PortalCheck> {
   const base = { hostKeyFingerprint: null, pinnedFingerprint: null, fingerprintMatches: null, tools: null };
-  const ep = new LocalEndpoint(portal.root_path);
+  let ep: Endpoint | null = null;
   try {
-    const root = await ep.stat("");
-    if (!root) return { ...base, reachable: false, freeBytes: null, totalBytes: null, error: { code: "SOURCE_NOT_FOUND", message: `folder ${portal.root_path} does not exist on the API host` } };
-    if (root.type !== "dir") return { ...base, reachable: false, freeBytes: null, totalBytes: null, error: { code: "NOT_A_DIRECTORY", message: `${portal.root_path} is not a folder` } };
+    ep = await openEndpoint({ kind: "local", root: portal.root_path });
     const space = await ep.space("");
     return { ...base, reachable: true, freeBytes: space.freeBytes, totalBytes: space.totalBytes, error: null };
   } catch (err) {
     if (!isTransferError(err)) throw err;
-    return { ...base, reachable: false, freeBytes: null, totalBytes: null, error: { code: err.code, message: err.message } };
+    const error = err.code === "SOURCE_NOT_FOUND"
+      ? { code: err.code, message: `folder ${portal.root_path} does not exist on the API host` }
+      : err.code === "NOT_A_DIRECTORY" ? { code: err.code, message: `${portal.root_path} is not a folder` } : { code: err.code, message: err.message };
+    return { ...base, reachable: false, freeBytes: null, totalBytes: null, error };
   } finally {
-    await ep.close();
+    await ep?.close();
   }
 }
 

@@ -15,7 +15,7 @@ afterAll(async () => {
 });
 
 async function local(name = `p_${uniqueId()}`) {
-  const p = await createPortal(await db(), { name, kind: "local", rootPath: "/tmp" }, key);
+  const p = await createPortal(await db(), { name, kind: "local", rootPath: "/tmp", site: "lab" }, key);
   created.push(p.id);
   return p;
 }

@@ -21,6 +21,10 @@ export interface PortalRow {
   auth_method: "password" | "key" | null;
   secret_encrypted: Uint8Array | null;
   host_key_fingerprint: string | null;
+  /** Local: the site whose disk holds it (null only for portals from before migration 0005). Sftp: null. */
+  site: string | null;
+  /** Sftp: the sites whose workers may reach it, most preferred first; null = every site. Local: null. */
+  allowed_sites: string[] | null;
   created_at: Date;
   updated_at: Date;
   deleted_at: Date | null;
@@ -29,12 +33,18 @@ export interface PortalRow {
 /** SFTP login material as a person gives it. */
 export type PortalAuth = { method: "password"; password: string } | { method: "key"; privateKey: string; passphrase?: string };
 
-/** What creating a portal takes. */
+/** What creating a portal takes: a local folder at a site, or an sftp folder (optionally only for some sites). */
 export type NewPortal =
-  | { name: string; kind: "local"; rootPath: string }
-  | { name: string; kind: "sftp"; rootPath: string; host: string; port: number; username: string; auth: PortalAuth; hostKeyFingerprint?: string | null };
+  | { name: string; kind: "local"; rootPath: string; site: string }
+  | {
+      name: string; kind: "sftp"; rootPath: string; host: string; port: number; username: string; auth: PortalAuth;
+      hostKeyFingerprint?: string | null; allowedSites?: string[] | null;
+    };
 
-/** A partial update; `auth` replaces the secret, `hostKeyFingerprint: null` unpins. The kind never changes. */
+/**
+ * A partial update; `auth` replaces the secret, `hostKeyFingerprint: null` unpins, `allowedSites:
+ * null` lets every site reach an sftp portal. The kind never changes.
+ */
 export interface PortalPatch {
   name?: string;
   rootPath?: string;
@@ -43,6 +53,8 @@ export interface PortalPatch {
   username?: string;
   auth?: PortalAuth;
   hostKeyFingerprint?: string | null;
+  site?: string;
+  allowedSites?: string[] | null;
 }
 
 /** Why a portal operation was refused. */
@@ -82,11 +94,13 @@ export async function createPortal(sql: Sql, input: NewPortal, secretKey: Buffer
           host_key_fingerprint: input.hostKeyFingerprint ?? null,
         }
       : { host: null, port: null, username: null, auth_method: null, secret_encrypted: null, host_key_fingerprint: null };
+  const site = input.kind === "local" ? input.site : null;
+  const allowedSites = input.kind === "sftp" ? (input.allowedSites ?? null) : null;
   try {
     const [row] = await sql<PortalRow[]>`
-      insert into portals (id, name, kind, root_path, host, port, username, auth_method, secret_encrypted, host_key_fingerprint)
+      insert into portals (id, name, kind, root_path, host, port, username, auth_method, secret_encrypted, host_key_fingerprint, site, allowed_sites)
       values (${id}, ${input.name}, ${input.kind}, ${input.rootPath}, ${remote.host}, ${remote.port}, ${remote.username},
-              ${remote.auth_method}, ${remote.secret_encrypted}, ${remote.host_key_fingerprint})
+              ${remote.auth_method}, ${remote.secret_encrypted}, ${remote.host_key_fingerprint}, ${site}, ${allowedSites})
       returning *`;
     return row!;
   } catch (err) {
@@ -118,10 +132,16 @@ export async function updatePortal(sql: Sql, id: string, patch: PortalPatch, sec
     return await sql.begin(async (tx) => {
       const [cur] = await tx<PortalRow[]>`select * from portals where id = ${id} and deleted_at is null for update`;
       if (!cur) throw new PortalError("NOT_FOUND", `no portal with id ${id}`, { id });
-      if (cur.kind === "local" && (patch.host !== undefined || patch.port !== undefined || patch.username !== undefined || patch.auth !== undefined || (patch.hostKeyFingerprint ?? null) !== null)) {
-        throw new PortalError("INVALID", "a local portal has no host, port, username, credentials or host key; only name and rootPath can change");
+      if (cur.kind === "local" && (patch.host !== undefined || patch.port !== undefined || patch.username !== undefined || patch.auth !== undefined || (patch.hostKeyFingerprint ?? null) !== null || patch.allowedSites !== undefined)) {
+        throw new PortalError("INVALID", "a local portal has no host, port, username, credentials, host key or allowedSites; only name, rootPath and site can change");
       }
-      const moves = (patch.rootPath !== undefined && patch.rootPath !== cur.root_path) || (patch.host !== undefined && patch.host !== cur.host) || (patch.port !== undefined && patch.port !== cur.port);
+      if (cur.kind === "sftp" && patch.site !== undefined) {
+        throw new PortalError("INVALID", "an sftp portal belongs to no site (every site reaches it over SSH); restrict it with allowedSites instead");
+      }
+      // A new site or allowed set means other machines: jobs already routed would run at the wrong one.
+      const moves =
+        (patch.rootPath !== undefined && patch.rootPath !== cur.root_path) || (patch.host !== undefined && patch.host !== cur.host) || (patch.port !== undefined && patch.port !== cur.port) ||
+        (patch.site !== undefined && patch.site !== cur.site) || (patch.allowedSites !== undefined && !sameList(patch.allowedSites, cur.allowed_sites));
       if (moves) {
         const n = await activeJobCount(tx as unknown as Sql, id);
         if (n > 0) throw new PortalError("IN_USE", `portal ${cur.name} is used by ${n} active job(s); wait for them or cancel them before changing its location`, { activeJobs: n });
@@ -135,11 +155,13 @@ export async function updatePortal(sql: Sql, id: string, patch: PortalPatch, sec
         auth_method: patch.auth?.method ?? cur.auth_method,
         secret_encrypted: patch.auth ? encryptSecret(secretOf(patch.auth), secretKey, id) : cur.secret_encrypted,
         host_key_fingerprint: patch.hostKeyFingerprint === undefined ? cur.host_key_fingerprint : patch.hostKeyFingerprint,
+        site: patch.site ?? cur.site,
+        allowed_sites: patch.allowedSites === undefined ? cur.allowed_sites : patch.allowedSites,
       };
       const [row] = await tx<PortalRow[]>`
         update portals set name = ${next.name}, root_path = ${next.root_path}, host = ${next.host}, port = ${next.port},
           username = ${next.username}, auth_method = ${next.auth_method}, secret_encrypted = ${next.secret_encrypted},
-          host_key_fingerprint = ${next.host_key_fingerprint}
+          host_key_fingerprint = ${next.host_key_fingerprint}, site = ${next.site}, allowed_sites = ${next.allowed_sites}
         where id = ${id}
         returning *`;
       return row!;
@@ -148,6 +170,10 @@ export async function updatePortal(sql: Sql, id: string, patch: PortalPatch, sec
     if (err instanceof PortalError) throw err;
     return translate(err, patch.name);
   }
+}
+
+function sameList(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  return a === null || b === null ? a === b : a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /**

@@ -1,5 +1,6 @@
 // The latency relay against a real echo server: bytes arrive intact and in order, and a round trip
-// takes at least twice the one-way delay.
+// takes at least twice the one-way delay. There is no upper bound: a loaded machine only ever adds
+// time, so a ceiling would measure the machine, not the relay (bench:sftp reports real timings).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import net from "node:net";
 import { startLatencyRelay, type LatencyRelay } from "./latency_relay.ts";
@@ -40,12 +41,11 @@ function roundTrip(data: Buffer): Promise<{ back: Buffer; firstByteMs: number }>
   });
 }
 
-test("a round trip takes at least 2 × oneWayMs, and not much more", async () => {
+test("a round trip takes at least 2 × oneWayMs", async () => {
   const { back, firstByteMs } = await roundTrip(Buffer.from("ping"));
   expect(back.toString()).toBe("ping");
   expect(firstByteMs).toBeGreaterThanOrEqual(2 * ONE_WAY_MS - 1);
-  expect(firstByteMs).toBeLessThan(2 * ONE_WAY_MS + 100);
-}, 10_000);
+}, 30_000);
 
 test("32 MiB arrive intact and in order", async () => {
   const data = Buffer.alloc(32 * 1024 * 1024);

@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   /** Replacing the target would delete the source (the source lies inside it). */
   SOURCE_INSIDE_TARGET: false,
   SAME_PATH: false,
+  /** A destructive step (a move, replacing a target) where the engine cannot prove source and target are apart. */
+  LOCATION_UNKNOWN: false,
   NOT_A_DIRECTORY: false,
   PATH_ESCAPE: false,
   PERMISSION_DENIED: false,

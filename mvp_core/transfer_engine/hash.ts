@@ -4,7 +4,7 @@
  * and md5 ~730 MiB/s. Bun's xxHash64 cannot be fed in chunks (the seed does not continue a hash),
  * so the local endpoint does not offer it; a remote endpoint may.
  */
-import type { HashAlgorithm } from "./endpoint.ts";
+import type { HashAlgorithm } from "./endpoints/endpoint.ts";
 
 /** Fastest first, as measured (see docs/engine.md); the engine picks the first both endpoints list. */
 export const HASH_PREFERENCE: readonly HashAlgorithm[] = ["crc32", "xxh64", "sha1", "sha256", "blake2b512", "md5"];

@@ -29,8 +29,10 @@ export interface EngineOptions {
    * at a time 7 s, 16 in flight 1.9 s).
    */
   smallFileConcurrency: number;
-  /** Local→local: files up to this size are copied with one read and one write. */
-  localWholeFileBytes: number;
+  /** Files up to this size are read in one call where the source offers it (readWhole, copyFilesFrom). */
+  wholeFileBytes: number;
+  /** Read-rate limit of the whole transfer, in bytes per second, whatever reads (0: none). */
+  maxBytesPerSec: number;
   /** Extra free space required at the destination beyond the data itself. */
   spaceMarginBytes: number;
   /** Minimum interval between onProgress calls within a phase (0 = every update). */
@@ -48,7 +50,8 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
   zipStreams: 2,
   concurrency: 4,
   smallFileConcurrency: 32,
-  localWholeFileBytes: 1 << 20,
+  wholeFileBytes: 1 << 20,
+  maxBytesPerSec: 0,
   spaceMarginBytes: 16 << 20,
   progressIntervalMs: 100,
 });

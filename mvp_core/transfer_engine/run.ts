@@ -1,6 +1,7 @@
 /** Per-transfer state shared by the steps: endpoints, options, cancellation, progress and events. */
-import type { Endpoint } from "./endpoint.ts";
-import { TransferError } from "./errors.ts";
+import type { Endpoint, Location } from "./endpoints/endpoint.ts";
+import type { Relation } from "./endpoints/location.ts";
+import type { FileLedger } from "./file_ledger.ts";
 import type { EngineOptions } from "./options.ts";
 import type { EngineEvent, Phase, Progress, TransferSpec } from "./spec.ts";
 import type { TransferHooks } from "./transfer.ts";
@@ -28,11 +29,15 @@ export interface Run {
   progress: ProgressTracker;
   emit: (e: EngineEvent) => void;
   hooks: TransferHooks;
-}
-
-/** Throws CANCELLED once the signal fired. */
-export function checkCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled", { details: { reason: String(signal.reason ?? "") } });
+  /** The read-rate limit (rate_limit.ts): awaited before reading that many bytes; absent without one. */
+  throttle: ((bytes: number) => Promise<void>) | undefined;
+  /** How the target relates to the source, and where each really is, once steps/check.ts decided it. */
+  relation: Relation;
+  locations: { source: Location; target: Location } | null;
+  /** Every file's outcome (file_ledger.ts). */
+  ledger: FileLedger;
+  /** A retry of the files that failed: only these (paths relative to the source) travel; null: all. */
+  only: ReadonlySet<string> | null;
 }
 
 /** Counts files and bytes per phase and calls onProgress at most every `intervalMs` (plus phase edges). */

@@ -6,10 +6,50 @@
  */
 import * as z from "zod/mini";
 import en from "zod/v4/locales/en.js";
-import type { HashAlgorithm } from "./endpoint.ts";
+import type { HashAlgorithm } from "./endpoints/endpoint.ts";
 import { TransferError } from "./errors.ts";
 
 z.config(en());
+
+/** What a transfer does with its source. */
+export const TRANSFER_MODES = ["copy", "move"] as const;
+/** How the data may travel (`auto` lets the plan choose). */
+export const STRATEGIES = ["auto", "direct", "zip"] as const;
+/** How the copy is proven. */
+export const VERIFY_MODES = ["size", "checksum"] as const;
+/**
+ * Sync levels (Globus's meanings): which files of an existing target count as already there —
+ * `exists` any file of that name, `size` the same size, `mtime` the same size and modification
+ * time (to the second), `checksum` the same content hash.
+ */
+export const SYNC_LEVELS = ["exists", "size", "mtime", "checksum"] as const;
+export type SyncLevel = (typeof SYNC_LEVELS)[number];
+
+/** `schema` with a description for generated documentation (OpenAPI, --help). */
+function described<T extends z.ZodMiniType>(schema: T, description: string): T {
+  z.globalRegistry.add(schema, { description });
+  return schema;
+}
+
+/**
+ * The options a caller chooses for a transfer, with their defaults: the one definition that the
+ * job API (app/jobs/schemas.ts), the stored job (jobs/types.ts), the worker and the CLI derive
+ * theirs from, so a new option or value cannot drift between them.
+ */
+export const transferOptionsShape = {
+  strategy: described(z._default(z.enum(STRATEGIES), "auto"), "auto picks zip for folders with many small files, direct otherwise (and a rename for a move within one file system)"),
+  verify: described(z._default(z.enum(VERIFY_MODES), "checksum"), "checksum compares content hashes of every file; size compares sizes only"),
+  overwrite: described(z._default(z.boolean(), false), "replace an existing target as a whole, after the copy is verified"),
+  createParents: described(z._default(z.boolean(), false), "create the target's missing parent folders (never the endpoint's root) once the checks passed; off by default, so a mistyped path fails instead of creating folders"),
+  sync: described(z._default(z.enum([...SYNC_LEVELS, "off"]), "off"), "update an existing target in place: only files that differ at this level travel (exists, size, mtime = size and modification time, checksum = content), each renamed into place once verified; off: an existing target is refused, or replaced whole with overwrite"),
+  mirror: described(z._default(z.boolean(), false), "with sync: remove target entries that are not in the source, once everything else is verified and committed (never when a file failed)"),
+  skipFileErrors: described(z._default(z.boolean(), false), "a file that cannot be read, vanished or changed while copied is recorded as failed and the rest completes (DONE_WITH_ERRORS); a move keeps that file's source, and a retry sends only the failed files"),
+};
+
+/** The transfer options alone (strict). */
+export const transferOptionsSchema = z.strictObject(transferOptionsShape);
+/** Transfer options with their defaults filled in. */
+export type TransferOptions = z.output<typeof transferOptionsSchema>;
 
 /** Zod schema of a transfer request; paths are relative to each endpoint's root. */
 export const transferSpecSchema = z.strictObject({
@@ -17,10 +57,8 @@ export const transferSpecSchema = z.strictObject({
   id: z.optional(z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, "id must be 1-100 letters, digits, '.', '_' or '-' (e.g. a job id)"))),
   sourcePath: z.string(),
   targetPath: z.string().check(z.minLength(1, "targetPath must name the file or folder to create (it cannot be the endpoint root)")),
-  mode: z.enum(["copy", "move"]),
-  strategy: z._default(z.enum(["auto", "direct", "zip"]), "auto"),
-  verify: z._default(z.enum(["size", "checksum"]), "checksum"),
-  overwrite: z._default(z.boolean(), false),
+  mode: z.enum(TRANSFER_MODES),
+  ...transferOptionsShape,
 });
 
 /** What callers pass to transfer(). */
@@ -60,7 +98,13 @@ export interface EngineEvent {
     | "verified"
     | "committed"
     | "source_removed"
-    | "source_kept";
+    | "source_kept"
+    /** sync: how many files travel and how many are already at the target. */
+    | "compared"
+    /** mirror: target entries the source does not have were removed. */
+    | "mirrored"
+    /** skipFileErrors: files recorded as failed while the rest completed. */
+    | "files_failed";
   message: string;
   data?: Record<string, unknown>;
 }
@@ -72,6 +116,23 @@ export interface EngineEvent {
  */
 export const STRATEGIES_USED = ["direct", "zip", "rename", "resumed"] as const;
 export type StrategyUsed = (typeof STRATEGIES_USED)[number];
+
+/** One file's outcome, as reported to TransferContext.onFiles (paths relative to the source). */
+export interface FileOutcome {
+  path: string;
+  size: number;
+  /** skipped: already at the target (sync); verified: sent and proven; failed: see error (skipFileErrors). */
+  state: "skipped" | "verified" | "failed";
+  hash?: { algorithm: HashAlgorithm; value: string };
+  error?: { code: string; message: string };
+}
+
+/** Counts of files by outcome. */
+export interface FileCounts {
+  skipped: number;
+  verified: number;
+  failed: number;
+}
 
 /** What a successful transfer reports. */
 export interface TransferResult {
@@ -86,6 +147,12 @@ export interface TransferResult {
   /** Zip strategy: archives sent, and files sent directly alongside them (≥ the entry size limit). */
   archives?: number;
   directFiles?: number;
-  /** Move only: source entries left in place because they changed after being copied. */
+  /** Move only: source entries left in place because they changed after being copied, failed, or were not proven equal. */
   sourceKept?: string[];
+  /** Files by outcome; `failed` > 0 only with skipFileErrors (the job is then DONE_WITH_ERRORS). */
+  fileCounts: FileCounts;
+  /** The first failures (skipFileErrors), for the summary. */
+  failures?: { path: string; code: string; message: string }[];
+  /** With mirror: target entries removed because the source has no such entry. */
+  mirrored?: number;
 }

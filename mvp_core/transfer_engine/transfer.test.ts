@@ -1,18 +1,19 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import type { Capabilities, Endpoint, Entry, FileWriter, HashAlgorithm, OpOptions, SpaceInfo } from "./endpoint.ts";
+import type { Capabilities, Endpoint, Entry, FileWriter, HashAlgorithm, Location, OpOptions, SpaceInfo } from "./endpoints/endpoint.ts";
 import { TransferError, isTransferError } from "./errors.ts";
-import { LocalEndpoint, type EngineEvent, type Progress, type TransferResult, type TransferSpecInput, transfer } from "./index.ts";
+import { type EngineEvent, type Progress, type TransferResult, type TransferSpecInput, transfer } from "./index.ts";
+import { localEndpoint, withOverrides } from "./endpoints/testing.ts";
 import type { TransferContext } from "./transfer.ts";
 import { leftovers, randomBytes, snapshot, tempDir, treeDiff, writeTree } from "./test_tree.ts";
 
 let dir: string;
 let cleanup: () => Promise<void>;
-let ep: LocalEndpoint;
+let ep: Endpoint;
 beforeEach(async () => {
   ({ dir, cleanup } = await tempDir());
-  ep = new LocalEndpoint(dir);
+  ep = localEndpoint(dir);
 });
 afterEach(() => cleanup());
 
@@ -82,8 +83,8 @@ describe("copy", () => {
       fs.chmodSync(abs("src/page"), 0o751);
       fs.utimesSync(abs("src/mib"), new Date("1999-12-31T23:59:59Z"), new Date("1999-12-31T23:59:59Z"));
       const before = snapshot(abs("src"));
-      // localWholeFileBytes 0: every file, even the empty one, takes the large-file path.
-      const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct", verify }, { options: { localWholeFileBytes: 0 } });
+      // wholeFileBytes 0: every file, even the empty one, takes the large-file path.
+      const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct", verify }, { options: { wholeFileBytes: 0 } });
       expect(r.verified).toMatchObject({ mode: verify, files: 4 });
       expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
       expect(fs.statSync(abs("dst/mib")).size).toBe(1024 * 1024 + 1);
@@ -168,6 +169,47 @@ describe("copy", () => {
   });
 });
 
+describe("progress of a big local file", () => {
+  // The kernel copies it in 8 MiB chunks, each reported as it lands: the bar moves during the copy
+  // (it once showed 0 B until the end, then 100 %), and a cancel stops it within a chunk.
+  test("bytes are reported chunk by chunk while one big file copies, in order, never past the total", async () => {
+    writeTree(abs("src"), { "clip.mov": 64 << 20 });
+    const seen: number[] = [];
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct" }, {
+      options: { progressIntervalMs: 0 },
+      onProgress: (p) => {
+        if (p.phase === "transfer") seen.push(p.bytesDone);
+      },
+    });
+    expect(r.bytes).toBe(64 << 20);
+    const between = seen.filter((b) => b > 0 && b < 64 << 20);
+    expect(new Set(between).size).toBeGreaterThanOrEqual(4); // 8 chunks: most of them seen before the end
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(Math.max(...seen)).toBe(64 << 20);
+  });
+
+  test("a cancel during a big file's copy stops it within a chunk and leaves nothing", async () => {
+    writeTree(abs("src"), { "clip.mov": 96 << 20 });
+    const before = snapshot(abs("src"));
+    const abort = new AbortController();
+    let last = 0;
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move", strategy: "direct" }, {
+      signal: abort.signal,
+      options: { progressIntervalMs: 0 },
+      onProgress: (p) => {
+        if (p.phase !== "transfer") return;
+        last = p.bytesDone;
+        if (p.bytesDone > 0) abort.abort();
+      },
+    });
+    expect(f.code).toBe("CANCELLED");
+    expect(last).toBeLessThan(96 << 20);
+    expect(leftovers(dir)).toEqual([]);
+    expect(fs.existsSync(abs("dst"))).toBe(false);
+    expect(treeDiff(snapshot(abs("src")), before)).toEqual([]);
+  });
+});
+
 describe("move", () => {
   test("direct move deletes the source only after the copy is committed", async () => {
     sampleTree(abs("src"));
@@ -219,45 +261,38 @@ describe("move", () => {
       fs.writeFileSync(abs("dst"), "the old target");
       const complete = snapshot(abs("src"));
       const lost = (): TransferError => new TransferError("CONNECTION_LOST", "connection lost; it will be retried");
-      /** A LocalEndpoint whose connection drops at `trigger` (after or instead of that call) and stays down. */
-      class Dropping extends LocalEndpoint {
-        down = false;
-        constructor(private readonly trigger: (op: string, p: string) => "after" | "instead" | null) {
-          super(dir);
-        }
-        private async guard<T>(op: string, p: string, call: () => Promise<T>): Promise<T> {
-          if (this.down) throw lost();
-          const t = this.trigger(op, p);
-          if (t === "instead") this.down = true;
-          if (this.down) throw lost();
+      /** A local endpoint whose connection drops at `trigger` (after or instead of that call) and stays down. */
+      const dropping = (trigger: (op: string, p: string) => "after" | "instead" | null): Endpoint & { down: boolean } => {
+        const inner = localEndpoint(dir);
+        const state = { down: false };
+        const guard = async <T>(op: string, p: string, call: () => Promise<T>): Promise<T> => {
+          if (state.down) throw lost();
+          const t = trigger(op, p);
+          if (t === "instead") state.down = true;
+          if (state.down) throw lost();
           const v = await call();
           if (t === "after") {
-            this.down = true;
+            state.down = true;
             throw lost();
           }
           return v;
-        }
-        override stat(p: string, opts?: OpOptions): Promise<Entry | null> {
-          return this.guard("stat", p, () => super.stat(p, opts));
-        }
-        override rename(from: string, to: string, opts?: OpOptions & { replace?: boolean }): Promise<void> {
-          return this.guard("rename", to, () => super.rename(from, to, opts));
-        }
-        override openWrite(p: string, opts?: OpOptions & { mode?: number; size?: number }): Promise<FileWriter> {
-          return this.guard("openWrite", p, () => super.openWrite(p, opts));
-        }
-        override remove(p: string, opts?: OpOptions & { recursive?: boolean }): Promise<void> {
-          return this.guard("remove", p, () => super.remove(p, opts));
-        }
-      }
-      const target = new Dropping((op, p) =>
+        };
+        const ep = withOverrides(inner, {
+          stat: (p: string, opts?: OpOptions): Promise<Entry | null> => guard("stat", p, () => inner.stat(p, opts)),
+          rename: (from: string, to: string, opts?: OpOptions & { replace?: boolean }): Promise<void> => guard("rename", to, () => inner.rename(from, to, opts)),
+          openWrite: (p: string, opts?: OpOptions & { mode?: number; size?: number }): Promise<FileWriter> => guard("openWrite", p, () => inner.openWrite(p, opts)),
+          remove: (p: string, opts?: OpOptions & { recursive?: boolean }): Promise<void> => guard("remove", p, () => inner.remove(p, opts)),
+        });
+        return Object.defineProperty(ep, "down", { get: () => state.down }) as Endpoint & { down: boolean };
+      };
+      const target = dropping((op, p) =>
         when === "the commit's answer is lost" && op === "rename" && p === "dst" ? "after" : when === "the marker cannot be written" && op === "openWrite" && p.endsWith(".moved") ? "instead" : null);
-      const source = new Dropping((op, p) => (when === "the source removal fails" && op === "remove" && p === "src/c/d" ? "instead" : null));
+      const source = dropping((op, p) => (when === "the source removal fails" && op === "remove" && p === "src/c/d" ? "instead" : null));
       const spec: TransferSpecInput = { id: "job7", sourcePath: "src", targetPath: "dst", mode: "move", overwrite: true, strategy: "direct" };
       const f = await failure(spec, { source, target });
       expect(f).toMatchObject({ code: "CONNECTION_LOST", retryable: true });
       expect(target.down || source.down).toBe(true);
-      const r = await run(spec, { source: new LocalEndpoint(dir), target: new LocalEndpoint(dir) });
+      const r = await run(spec, { source: localEndpoint(dir), target: localEndpoint(dir) });
       expect(r.strategy).toBe(when === "the marker cannot be written" ? "direct" : "resumed");
       expect(fs.existsSync(abs("src"))).toBe(false);
       expect(treeDiff(snapshot(abs("dst")), complete)).toEqual([]);
@@ -275,6 +310,35 @@ describe("move", () => {
     expect(fs.readFileSync(abs("src/b"), "utf8")).toBe("changed later");
     expect(fs.existsSync(abs("src/a"))).toBe(false);
     expect(fs.readFileSync(abs("dst/b"), "utf8")).toBe("bbb");
+  });
+});
+
+describe("a rename's commit marker", () => {
+  test("a process that dies between the rename and its record: the retry finishes as resumed", async () => {
+    writeTree(abs("src"), { "a": 10, "b/c": 20 });
+    const before = snapshot(abs("src"));
+    const spec: TransferSpecInput = { id: "rn1", sourcePath: "src", targetPath: "dst", mode: "move" };
+    const died = await run(spec, { hooks: { committed: async () => { throw new Error("killed"); } } }).catch((e: unknown) => e);
+    expect(died).toBeInstanceOf(Error);
+    expect(fs.existsSync(abs(".ketter-rn1.moved"))).toBe(true); // the rename happened, its record did not
+    const r = await run(spec);
+    expect(r.strategy).toBe("resumed");
+    expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  test("a marker whose rename never happened does not pass the old target off as the copy", async () => {
+    writeTree(abs("src"), { "a": 10 });
+    writeTree(abs("dst"), { "old": 5 });
+    const before = snapshot(abs("src"));
+    const spec: TransferSpecInput = { id: "rn2", sourcePath: "src", targetPath: "dst", mode: "move", overwrite: true };
+    // The lease is lost at the commit fence: the marker is written, nothing is renamed.
+    await run(spec, { hooks: { beforeStep: async () => { throw new TransferError("CANCELLED", "lease lost"); } } }).catch(() => undefined);
+    const r = await run(spec);
+    expect(r.strategy).toBe("rename");
+    expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
+    expect(fs.existsSync(abs("src"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
   });
 });
 
@@ -428,7 +492,7 @@ describe("failures leave no trace", () => {
     expect(fs.statSync(abs("src/b")).size).toBe(1004);
   });
 
-  for (const [strategy, opts] of [["direct", { localWholeFileBytes: 1000 }], ["zip", { localWholeFileBytes: 1000, zipMaxEntryBytes: 64 << 20 }]] as const) {
+  for (const [strategy, opts] of [["direct", { wholeFileBytes: 1000 }], ["zip", { wholeFileBytes: 1000, zipMaxEntryBytes: 64 << 20 }]] as const) {
     test(`a file growing while it is read is never reported as copied (${strategy})`, async () => {
       writeTree(abs("src"), { "big": 9 * 1024 * 1024 });
       let grown = false;
@@ -489,46 +553,43 @@ describe("bad input", () => {
     const f = await failure({ sourcePath: "nope", targetPath: "other", mode: "copy" });
     expect(f.code).toBe("TARGET_EXISTS");
     // A source too large to list before the check fails: the listing is stopped, not left running.
+    // The walk holds after 20 entries until the check has failed, then may not go on.
     writeTree(dir, Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`big/d${i % 10}/f${i}`, "x"])));
     let walked = 0;
-    class CountingSource extends LocalEndpoint {
-      override async *walk(p: string, opts?: OpOptions): AsyncIterable<Entry> {
-        for await (const e of super.walk(p, opts)) {
-          walked++;
+    let release = (): void => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const counting = withOverrides(ep, {
+      async *walk(p: string, opts?: OpOptions): AsyncIterable<Entry> {
+        for await (const e of ep.walk(p, opts)) {
+          if (++walked === 20) await gate;
           yield e;
         }
-      }
-    }
-    const g = await failure({ sourcePath: "big", targetPath: "no/such/dst", mode: "copy" }, { source: new CountingSource(dir) });
+      },
+    });
+    const g = await failure({ sourcePath: "big", targetPath: "no/such/dst", mode: "copy" }, { source: counting });
     expect(g.code).toBe("NOT_A_DIRECTORY");
-    await Bun.sleep(50);
-    const settled = walked;
-    await Bun.sleep(50);
-    expect(walked).toBe(settled); // nothing still listing in the background
-    expect(walked).toBeLessThan(100); // of 1,010 entries
+    release();
+    for (let i = 0; i < 20; i++) await Bun.sleep(0); // turns for a walk that would go on
+    expect(walked).toBeLessThanOrEqual(21); // one more entry at most, then the cancelled scan stops it
   });
 
   test("free space asked early is asked again before refusing (leftovers may have been removed meanwhile)", async () => {
     let asked = 0;
-    class FreedDisk extends LocalEndpoint {
-      override async space(): Promise<SpaceInfo> {
+    const freed = withOverrides(ep, {
+      async space(): Promise<SpaceInfo> {
         asked++;
         return asked === 1 ? { freeBytes: 1000, totalBytes: 1 << 30 } : { freeBytes: 2 ** 40, totalBytes: 2 ** 40 };
-      }
-    }
-    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy" }, { target: new FreedDisk(dir) });
+      },
+    });
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy" }, { target: freed });
     expect(r.files).toBe(1);
     expect(asked).toBe(2);
     expect(fs.readFileSync(abs("dst/x"), "utf8")).toBe("x");
   });
 
   test("not enough free space → NO_SPACE before anything is written", async () => {
-    class TinyDisk extends LocalEndpoint {
-      override async space(): Promise<SpaceInfo> {
-        return { freeBytes: 1000, totalBytes: 1 << 30 };
-      }
-    }
-    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "copy" }, { target: new TinyDisk(dir) });
+    const tiny = withOverrides(ep, { space: async (): Promise<SpaceInfo> => ({ freeBytes: 1000, totalBytes: 1 << 30 }) });
+    const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "copy" }, { target: tiny });
     expect(f.code).toBe("NO_SPACE");
     expect(f.message).toContain("free");
     expect(fs.existsSync(abs("dst"))).toBe(false);
@@ -544,20 +605,17 @@ describe("bad input", () => {
     try {
       writeTree(abs("src"), { "a": 600_000, "b": 600_000 });
       const before = snapshot(abs("src"));
-      const diskEp = new LocalEndpoint(disk);
+      const diskEp = localEndpoint(disk);
       const honest = await failure({ sourcePath: "src", targetPath: "dst", mode: "move" }, { target: diskEp });
       expect(honest.code).toBe("NO_SPACE");
-      class OptimisticDisk extends LocalEndpoint {
-        override async space(): Promise<SpaceInfo> {
-          return { freeBytes: 2 ** 40, totalBytes: 2 ** 40 }; // not 1 << 40: that is 256 in 32-bit JS shifts
-        }
-      }
+      const optimistic = optimisticDisk(disk);
       for (const strategy of ["direct", "zip"] as const) {
-        const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move", strategy }, { target: new OptimisticDisk(disk) });
+        const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "move", strategy }, { target: optimistic });
         expect(f.code).toBe("NO_SPACE");
         expect(fs.readdirSync(disk)).toEqual([]);
       }
       expect(treeDiff(snapshot(abs("src")), before)).toEqual([]);
+      await Promise.all([diskEp.close(), optimistic.close()]); // they hold the mount's root open
     } finally {
       Bun.spawnSync(["umount", disk]);
     }
@@ -569,12 +627,9 @@ describe("bad input", () => {
     expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]).exitCode).toBe(0);
     try {
       writeTree(abs("src"), { "big": 3 * 1024 * 1024 });
-      class OptimisticDisk extends LocalEndpoint {
-        override async space(): Promise<SpaceInfo> {
-          return { freeBytes: 2 ** 40, totalBytes: 2 ** 40 }; // not 1 << 40: that is 256 in 32-bit JS shifts
-        }
-      }
-      const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct" }, { target: new OptimisticDisk(disk) });
+      const target = optimisticDisk(disk);
+      const f = await failure({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "direct" }, { target });
+      await target.close(); // it holds the mount's root open
       expect(f.code).toBe("NO_SPACE");
       expect(f.message).toContain("reserve space for");
       expect(fs.readdirSync(disk)).toEqual([]);
@@ -593,17 +648,22 @@ describe("bad input", () => {
   });
 });
 
-/** An Endpoint that is not a LocalEndpoint (no fast paths), with chosen capabilities: the SFTP-shaped path. */
+/** A local disk that claims endless free space (the engine's early check passes; the kernel's ENOSPC decides). */
+function optimisticDisk(root: string): Endpoint {
+  return withOverrides(localEndpoint(root), { space: async (): Promise<SpaceInfo> => ({ freeBytes: 2 ** 40, totalBytes: 2 ** 40 }) }); // not 1 << 40: that is 256 in 32-bit JS shifts
+}
+
+/** An Endpoint with none of the local fast paths, with chosen capabilities: the SFTP-shaped path. */
 class GenericEndpoint implements Endpoint {
   readonly kind = "sftp" as const;
   readonly label: string;
   unzip?: (archive: string, into: string, opts?: OpOptions) => Promise<void>;
   constructor(
-    private readonly inner: LocalEndpoint,
+    private readonly inner: Endpoint,
     private readonly caps: Capabilities,
   ) {
     this.label = `generic:${inner.label}`;
-    if (caps.unzip) this.unzip = (a, i, o) => inner.unzip(a, i, o);
+    if (caps.unzip && inner.unzip) this.unzip = inner.unzip.bind(inner);
   }
   stat(p: string, o?: OpOptions): Promise<Entry | null> { return this.inner.stat(p, o); }
   walk(p: string, o?: OpOptions): AsyncIterable<Entry> { return this.inner.walk(p, o); }
@@ -617,6 +677,7 @@ class GenericEndpoint implements Endpoint {
   space(p: string, o?: OpOptions): Promise<SpaceInfo> { return this.inner.space(p, o); }
   async capabilities(): Promise<Capabilities> { return this.caps; }
   hashFiles(p: readonly string[], a: HashAlgorithm, o?: OpOptions): Promise<Map<string, string>> { return this.inner.hashFiles(p, a, o); }
+  locate(p: string, o?: OpOptions): Promise<Location> { return this.inner.locate(p, o); }
   close(): Promise<void> { return this.inner.close(); }
 }
 
@@ -643,7 +704,7 @@ describe("generic endpoints (no local fast path)", () => {
     const before = snapshot(abs("src"));
     const source = new GenericEndpoint(ep, { hashes: ["md5", "sha256", "sha1"], unzip: false, packZip: false });
     const target = new GenericEndpoint(ep, { hashes: ["sha256", "md5"], unzip: true, packZip: false });
-    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "zip" }, { source, target, options: { localWholeFileBytes: 0 } });
+    const r = await run({ sourcePath: "src", targetPath: "dst", mode: "copy", strategy: "zip" }, { source, target, options: { wholeFileBytes: 0 } });
     expect(r).toMatchObject({ strategy: "zip", verified: { algorithm: "sha256", files: 5 } });
     expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
   });

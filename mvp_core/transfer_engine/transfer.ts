@@ -4,23 +4,30 @@
  * into place only after verification; a failure or cancellation removes the staging entry and
  * leaves the target and the source as they were.
  */
-import type { Endpoint } from "./endpoint.ts";
-import { TransferError, fromSystemError, isTransferError } from "./errors.ts";
-import { LocalEndpoint } from "./local.ts";
-import { copyFiles } from "./direct.ts";
-import { cleanupPhase, resumeMove, writeCommitMarker } from "./cleanup.ts";
-import { commit, discardStaging, recoverStaging } from "./commit.ts";
+import type { Endpoint } from "./endpoints/endpoint.ts";
+import { cancelledError, throwIfCancelled } from "./cancel.ts";
+import { fromSystemError, isTransferError } from "./errors.ts";
+import { createThrottle } from "./rate_limit.ts";
+import { checkPaths, createParentFolders, probeTargetInsideSource } from "./steps/check.ts";
+import { copyFiles } from "./steps/copy_direct.ts";
+import { cleanupPhase, markerMeansCommitted, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
+import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
-import { type Plan, plan } from "./plan.ts";
-import { StatPrefetch } from "./prefetch.ts";
-import { moveByRename } from "./rename.ts";
-import { ProgressTracker, type Run, type StagingNames, checkCancelled } from "./run.ts";
-import { type Manifest, checkPaths, scan } from "./scan.ts";
-import { type EngineEvent, type Phase, type Progress, type TransferResult, type TransferSpecInput, parseSpec } from "./spec.ts";
-import { applyAttributes, createDirs, createLinks } from "./tree.ts";
-import { verify } from "./verify.ts";
-import { transferZip } from "./zip.ts";
+import { type Plan, plan } from "./steps/plan.ts";
+import { StatPrefetch } from "./steps/prefetch.ts";
+import { moveByRename } from "./steps/rename.ts";
+import { ProgressTracker, type Run, type StagingNames } from "./run.ts";
+import { type Manifest, scan } from "./steps/scan.ts";
+import { type EngineEvent, type FileOutcome, type Phase, type Progress, type TransferResult, type TransferSpecInput, parseSpec } from "./spec.ts";
+import { FileLedger } from "./file_ledger.ts";
+import { type Comparison, compareWithTarget } from "./steps/compare.ts";
+import { conflicts, finishMerge, mergeInto, mirror, refuseConflicts } from "./steps/merge.ts";
+import { TransferError } from "./errors.ts";
+import type { Entry } from "./endpoints/endpoint.ts";
+import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
+import { verify } from "./steps/verify.ts";
+import { transferZip } from "./steps/copy_zip.ts";
 
 /** The steps a caller may guard: the commit (which may replace a target) and a move's source removal. */
 export type GuardedStep = "commit" | "remove_source";
@@ -46,6 +53,10 @@ export interface TransferContext {
   hooks?: TransferHooks;
   /** What the caller knows of earlier attempts with this id: `committed`, only finish what follows the commit. */
   resume?: { committed: boolean };
+  /** A retry of the files that failed (skipFileErrors): only these paths, relative to the source, travel into the existing target. */
+  only?: readonly string[];
+  /** Every file's outcome, in batches (skipped, verified, failed). */
+  onFiles?: (batch: FileOutcome[]) => void;
 }
 
 /** Staging names next to the target, derived from the spec id so a retry finds them. */
@@ -71,13 +82,16 @@ export async function transfer(specInput: TransferSpecInput, ctx: TransferContex
       progress: new ProgressTracker(ctx.onProgress, opts.progressIntervalMs),
       emit: (e) => ctx.onEvent?.(e),
       hooks: ctx.hooks ?? {},
+      throttle: createThrottle(opts.maxBytesPerSec, ctx.signal),
+      relation: "unknown",
+      locations: null,
+      ledger: new FileLedger(ctx.onFiles, spec.skipFileErrors),
+      only: ctx.only === undefined ? null : new Set(ctx.only.map(normalizeRel)),
     };
     if (ctx.resume?.committed) return await resume(run, durations, timedInto(durations));
     return await runSteps(run, durations);
   } catch (err) {
-    if (ctx.signal?.aborted && !(isTransferError(err) && err.code === "CANCELLED")) {
-      throw new TransferError("CANCELLED", "transfer cancelled", { cause: err });
-    }
+    if (ctx.signal?.aborted && !(isTransferError(err) && err.code === "CANCELLED")) throw cancelledError(err);
     throw fromSystemError(err, "", "transfer");
   }
 }
@@ -96,30 +110,53 @@ function timedInto(durations: Record<Phase, number>): Timed {
 async function runSteps(run: Run, durations: Record<Phase, number>): Promise<TransferResult> {
   const timed = timedInto(durations);
   run.progress.phase("scan", 0, 0);
-  checkCancelled(run.signal);
+  throwIfCancelled(run.signal);
   const tp = normalizeRel(run.spec.targetPath);
   const early = new StatPrefetch(run.target, [run.names.moved, run.names.old, run.names.staging, run.names.zips, parentRel(tp), tp], run.signal, parentRel(tp));
   const checked = await checkAndScan(run, tp, early, timed);
   if (checked === "resume") return resume(run, durations, timed);
-  const { sourcePath, targetPath, m } = checked;
+  const { sourcePath, targetPath, m, targetExists } = checked;
 
-  run.progress.phase("plan", m.files.length, m.bytes);
-  let p = await timed("plan", () => plan(run, m, sourcePath, targetPath, { early }));
-  if (p.strategy === "rename" && run.source instanceof LocalEndpoint && run.target instanceof LocalEndpoint) {
+  // An existing target is updated in place (sync, or the retry of failed files): only what differs travels.
+  const merging = targetExists !== null && (run.spec.sync !== "off" || run.only !== null);
+  let send = m;
+  let cmp: Comparison | null = null;
+  if (merging) {
+    if ((m.kind === "dir") !== (targetExists.type === "dir")) {
+      throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} is a ${targetExists.type} and the source a ${m.kind}: sync updates a folder with a folder and a file with a file; choose another target`);
+    }
+    cmp = await timed("plan", () => compareWithTarget(run, m, sourcePath, targetPath, run.only !== null || run.spec.sync === "off" ? "all" : run.spec.sync));
+    refuseConflicts(run, conflicts(m, cmp.targetTree));
+    send = cmp.send;
+    run.ledger.skipped(cmp.skipped);
+    run.emit({ kind: "compared", message: `${send.files.length} of ${m.files.length} files differ from the target and travel; ${cmp.skipped.length} are already there (${run.only !== null ? "retry of failed files" : `sync ${run.spec.sync}`})`, data: { send: send.files.length, skipped: cmp.skipped.length, bytes: send.bytes, level: run.spec.sync } });
+  }
+
+  run.progress.phase("plan", send.files.length, send.bytes);
+  let p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { early, allowRename: !merging }));
+  if (p.strategy === "rename") {
     run.progress.phase("commit", m.files.length, m.bytes);
-    const { source, target } = run;
+    // The marker again: a process that dies between the rename and its record is finished by the next attempt.
+    await writeCommitMarker(run, { rename: true });
     await run.hooks.beforeStep?.("commit");
-    const moved = await timed("commit", () => moveByRename(run, source, target, sourcePath, targetPath));
+    const moved = await timed("commit", () => moveByRename(run, sourcePath, targetPath)).catch(async (err: unknown) => {
+      await run.target.remove(run.names.moved).catch(() => undefined);
+      throw err;
+    });
+    if (!moved) await run.target.remove(run.names.moved);
     if (moved) {
       await run.hooks.committed?.();
+      await run.target.remove(run.names.moved);
       emitChosen(run, p, m);
       run.emit({ kind: "committed", message: `moved ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)} by renaming it` });
+      run.ledger.verified(m.files, null, new Map());
+      run.ledger.flush();
       return result(run, "rename", m, durations, { mode: run.spec.verify, files: 0 });
     }
-    run.emit({ kind: "fallback", message: "source and target are on different mounts; copying instead of renaming" });
-    p = await timed("plan", () => plan(run, m, sourcePath, targetPath, { allowRename: false }));
+    run.emit({ kind: "fallback", message: "a rename cannot move the source there (another file system or kind of endpoint); copying instead" });
+    p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { allowRename: false }));
   }
-  emitChosen(run, p, m);
+  emitChosen(run, p, send);
 
   const staging = run.names.staging;
   const hashes = new Map<string, string>();
@@ -127,61 +164,102 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   let archives = 0;
   let folderAttributes: Promise<void> = Promise.resolve();
   try {
-    run.progress.phase("transfer", m.files.length, m.bytes);
+    run.progress.phase("transfer", send.files.length, send.bytes);
     await timed("transfer", async () => {
       // Zip streams open their remote unpackers while the folders are made (a round trip or two
       // each over a WAN); nothing is written into the staging tree before it exists.
-      const dirsMade = createDirs(run, m, staging);
+      const dirsMade = createDirs(run, send, staging);
       dirsMade.catch(() => undefined); // awaited by transferZip and below
       let zippedAttributesSet = false;
       if (p.strategy === "zip") ({ archives, attributesSet: zippedAttributesSet } = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, { packedBySource: p.packedBySource, dirsMade }));
       await dirsMade;
       await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes);
-      await createLinks(run, m, staging);
+      await createLinks(run, send, staging);
       const fileAttributes = p.strategy === "zip" && !zippedAttributesSet ? p.archives.flat() : [];
-      folderAttributes = applyAttributes(run, m, staging, fileAttributes);
+      folderAttributes = applyAttributes(run, send, staging, fileAttributes);
       folderAttributes.catch(() => undefined); // awaited before the commit
       if (fileAttributes.length > 0) await folderAttributes; // files' modes matter to hashing them
     });
     run.progress.flush();
-    checkCancelled(run.signal);
+    throwIfCancelled(run.signal);
+    // Files that failed on their own (skipFileErrors) leave the staging tree before it is verified.
+    let sent = await dropFailed(run, send, staging);
 
     // The verification reads neither folders' modes and mtimes nor the commit marker: both go out
     // beside it (a round trip or three less over a WAN), and must land before the commit.
     const beside = Promise.all([folderAttributes, writeCommitMarker(run)]);
     beside.catch(() => undefined);
-    run.progress.phase("verify", m.files.length, m.bytes);
-    const verified = await timed("verify", () => verify(run, m, staging, p, hashes));
-    run.emit({ kind: "verified", message: `${verified.files} files verified (${verified.algorithm ?? "size"})`, data: { ...verified } });
-    checkCancelled(run.signal);
+    run.progress.phase("verify", sent.files.length, sent.bytes);
+    const verified = await timed("verify", () => verify(run, sent, staging, p, hashes));
+    sent = await dropFailed(run, sent, staging);
+    run.emit({ kind: "verified", message: `${verified.files} files verified (${verified.algorithm ?? "size"})`, data: { files: verified.files, ...(verified.algorithm ? { algorithm: verified.algorithm } : {}) } });
+    throwIfCancelled(run.signal);
 
-    run.progress.phase("commit", m.files.length, m.bytes);
+    run.progress.phase("commit", sent.files.length, sent.bytes);
     const replaced = await timed("commit", async () => {
       await beside;
       await run.hooks.beforeStep?.("commit");
-      const replaced = await commit(run, staging, targetPath);
+      if (cmp !== null) await mergeInto(run, sent, staging, targetPath, cmp.targetTree);
+      const replaced = cmp === null ? await commit(run, staging, targetPath) : true;
       committed = true;
       return replaced;
     });
+    run.ledger.verified(sent.files, p.hash, hashes);
+    run.ledger.flush();
     await run.hooks.committed?.();
-    run.emit({ kind: "committed", message: `${showPath(run.target, run.spec.targetPath)} ${replaced ? "replaced" : "created"}`, data: { replaced } });
+    run.emit({ kind: "committed", message: `${showPath(run.target, run.spec.targetPath)} ${cmp !== null ? "updated" : replaced ? "replaced" : "created"}`, data: { replaced } });
+    if (run.ledger.counts.failed > 0) {
+      run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
+    }
+    const mirrored = cmp !== null && run.spec.mirror && run.ledger.counts.failed === 0 ? await mirror(run, m, targetPath, cmp.targetTree) : 0;
+    if (cmp !== null) await finishMerge(run, m, targetPath, cmp.targetTree);
 
-    run.progress.phase("cleanup", run.spec.mode === "move" ? m.files.length + m.links.length : 0, run.spec.mode === "move" ? m.bytes : 0);
+    // A move removes only what is proven at the target: sent and verified, or found equal by content.
+    const removable = removableSources(m, sent, cmp);
+    run.progress.phase("cleanup", run.spec.mode === "move" ? removable.files.length + removable.links.length : 0, run.spec.mode === "move" ? removable.bytes : 0);
     if (run.spec.mode === "move") await run.hooks.beforeStep?.("remove_source");
-    const kept = await timed("cleanup", () => cleanupPhase(run, m, sourcePath));
+    const kept = await timed("cleanup", () => cleanupPhase(run, removable, sourcePath));
     run.progress.flush();
-    const r = result(run, p.strategy === "zip" ? "zip" : "direct", m, durations, { mode: run.spec.verify, ...verified });
+    const r = result(run, p.strategy === "zip" ? "zip" : "direct", sent, durations, { mode: run.spec.verify, files: verified.files, ...(verified.algorithm ? { algorithm: verified.algorithm } : {}) });
     if (p.strategy === "zip") Object.assign(r, { archives, directFiles: p.directFiles.length });
-    if (kept.length > 0) r.sourceKept = kept;
+    const notRemoved = run.spec.mode === "move" ? m.files.filter((f) => !removable.files.includes(f)).map((f) => joinRel(sourcePath, f.path)) : [];
+    if (kept.length + notRemoved.length > 0) r.sourceKept = [...kept, ...notRemoved];
+    if (mirrored > 0) r.mirrored = mirrored;
     return r;
-  } catch (err) {
+  } catch (caught) {
     // Committed data is never discarded: only the staging entry and archives in flight go, and a
     // move's marker while nothing was committed. If even that fails, the next attempt with this id
-    // removes them; the caller learns about it here.
+    // removes them; the caller learns about it here. A failure after the commit is retryable
+    // whatever it was: the marker stays, and the next attempt only finishes what is left.
+    run.ledger.flush();
+    const err = committed && !run.signal?.aborted ? afterCommit(caught) : caught;
     const leftovers = await discardStaging(run, { marker: !committed });
     if (leftovers.length > 0 && isTransferError(err)) err.details.stagingNotRemoved = leftovers.map(String);
     throw err;
   }
+}
+
+/** A failure after the commit: the data arrived, so it is retryable, and says so. */
+function afterCommit(caught: unknown): TransferError {
+  const e = fromSystemError(caught, "", "finish");
+  return new TransferError(e.code, `the copy is committed at the target, but finishing failed: ${e.message}; a retry only finishes what is left`, { retryable: true, cause: e, details: { ...e.details, committed: true } });
+}
+
+/** `send` without the files the ledger recorded as failed; their copies leave the staging tree. */
+async function dropFailed(run: Run, send: Manifest, staging: string): Promise<Manifest> {
+  if (run.ledger.failed.size === 0) return send;
+  const files = send.files.filter((f) => !run.ledger.failed.has(f.path));
+  if (files.length === send.files.length) return send;
+  for (const f of send.files) if (run.ledger.failed.has(f.path)) await run.target.remove(joinRel(staging, f.path));
+  return { ...send, files, bytes: files.reduce((n, f) => n + f.size, 0) };
+}
+
+/** The source entries a move may remove: what was sent and verified, and (sync) what was found equal by content; never a failed file. */
+function removableSources(m: Manifest, sent: Manifest, cmp: Comparison | null): Manifest {
+  const ok = new Set(sent.files.map((f) => f.path));
+  for (const p of cmp?.provenEqual ?? []) ok.add(p);
+  const files = m.files.filter((f) => ok.has(f.path));
+  return { ...m, files, bytes: files.reduce((n, f) => n + f.size, 0) };
 }
 
 type Timed = <T>(phase: Phase, fn: () => Promise<T>) => Promise<T>;
@@ -191,7 +269,7 @@ type Timed = <T>(phase: Phase, fn: () => Promise<T>) => Promise<T>;
  * the target's answers travel (a round trip each over a WAN); the checks still decide first, and
  * a failed one stops the listing. "resume" when an earlier attempt of this move already committed.
  */
-async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Timed): Promise<"resume" | { sourcePath: string; targetPath: string; m: Manifest }> {
+async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Timed): Promise<"resume" | { sourcePath: string; targetPath: string; m: Manifest; targetExists: Entry | null }> {
   const stop = new AbortController();
   const signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
   const scanning = scan({ ...run, signal }, normalizeRel(run.spec.sourcePath));
@@ -201,18 +279,34 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
       // Every transfer writes its marker just before committing: it means "committed" once the
       // staging entry is gone and the target is there (a crash or a connection lost during the
       // commit or the source removal lands here); otherwise that attempt never committed.
-      const wasCommitted = (await early.stat(run.names.staging)) === null && (await early.stat(tp)) !== null;
+      const wasCommitted = await markerMeansCommitted(run, normalizeRel(run.spec.sourcePath), (await early.stat(run.names.staging)) === null, (await early.stat(tp)) !== null);
       if (wasCommitted) return "resume";
       await run.target.remove(run.names.moved);
     }
     return await timed("scan", async () => {
       if (await recoverStaging(run, tp, early)) early.forget();
-      const paths = await checkPaths(run, early);
-      return { ...paths, m: await scanning };
+      const checked = await checkPaths(run, early);
+      run.relation = checked.relation;
+      run.locations = checked.locations;
+      const m = onlyThese(run, await scanning);
+      // Unproven geometry is allowed only for a copy that replaces nothing; it still must not land
+      // inside its own source, which a probe through the source shows whatever the endpoints are.
+      // Nothing is written before this point; the parents first, so the staging has a folder to go in.
+      await createParentFolders(run, checked.missingParents);
+      if (checked.relation === "unknown" && m.kind === "dir") await probeTargetInsideSource(run, checked.sourcePath, checked.targetPath);
+      return { sourcePath: checked.sourcePath, targetPath: checked.targetPath, m, targetExists: checked.targetExists };
     });
   } finally {
     stop.abort();
   }
+}
+
+/** With a retry of failed files, the manifest keeps only those (and every folder, for their paths). */
+function onlyThese(run: Run, m: Manifest): Manifest {
+  if (run.only === null) return m;
+  const only = run.only;
+  const files = m.files.filter((f) => only.has(f.path));
+  return { ...m, files, links: m.links.filter((l) => only.has(l.path)), bytes: files.reduce((n, f) => n + f.size, 0) };
 }
 
 /** An earlier attempt committed its copy and stopped before finishing (a move: while removing the source): finish that. */
@@ -242,7 +336,10 @@ function emitChosen(run: Run, p: Plan, m: Manifest): void {
   });
 }
 
+/** `files`/`bytes`: what traveled (or moved by rename); the ledger's counts say what else happened to each file. */
 function result(run: Run, strategy: TransferResult["strategy"], m: Manifest, durationsMs: Record<Phase, number>, verified: TransferResult["verified"]): TransferResult {
   const rounded = Object.fromEntries(Object.entries(durationsMs).map(([k, v]) => [k, Math.round(v * 10) / 10])) as Record<Phase, number>;
-  return { id: run.spec.id, strategy, files: m.files.length, bytes: m.bytes, dirs: m.dirs.length, links: m.links.length, durationsMs: rounded, verified };
+  const r: TransferResult = { id: run.spec.id, strategy, files: m.files.length, bytes: m.bytes, dirs: m.dirs.length, links: m.links.length, durationsMs: rounded, verified, fileCounts: { ...run.ledger.counts } };
+  if (run.ledger.failures.length > 0) r.failures = [...run.ledger.failures];
+  return r;
 }

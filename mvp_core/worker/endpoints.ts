@@ -2,7 +2,7 @@
 import type { Sql } from "postgres";
 import type { JobRow } from "../jobs/types.ts";
 import { type PortalRow, getPortal } from "../portals/repository.ts";
-import { type Endpoint, TransferError } from "../transfer_engine/index.ts";
+import { type Endpoint, TransferError, isTransferError } from "../transfer_engine/index.ts";
 
 /** Opens a portal as an Endpoint (production: portals/endpoints.ts openPortalEndpoint with the secret key). */
 export type OpenEndpoint = (portal: PortalRow, signal: AbortSignal) => Promise<Endpoint>;
@@ -16,7 +16,13 @@ export async function openJobEndpoints(sql: Sql, job: JobRow, open: OpenEndpoint
   }
   const source = await open(sourcePortal, signal);
   try {
-    return { source, target: await open(targetPortal, signal) };
+    return { source, target: await open(targetPortal, signal).catch((err: unknown) => {
+      // The target's root is where the target's parent folders start: missing, it is a missing folder.
+      if (isTransferError(err) && err.code === "SOURCE_NOT_FOUND") {
+        throw new TransferError("NOT_A_DIRECTORY", `the target portal's root ${targetPortal.root_path} (${targetPortal.name}) does not exist or is not a folder; create it (is its disk mounted?) — Ketter never creates a portal's root`, { cause: err, details: { portal: targetPortal.name } });
+      }
+      throw err;
+    }) };
   } catch (err) {
     await source.close();
     throw err;

@@ -16,9 +16,14 @@ import { FAST, Scenario } from "./test_support.ts";
 
 const T = 60_000;
 const ENTRY = "mvp_core/worker/fault_entry.ts";
-/** A rate limit wraps the source endpoint, so a local move copies and deletes (as across machines) instead of renaming. */
+/** Read-rate limits (the engine's maxBytesPerSec): fast enough not to matter, or slow enough to kill a worker mid-transfer. */
 const FAST_RATE = String(256 * 1024 * 1024);
 const SLOW_RATE = String(1024 * 1024);
+/**
+ * The moves under test copy and then remove the source (as across machines): strategy `direct`,
+ * since with `auto` a local move within one file system is a rename, with no copy and no removal.
+ */
+const COPYING_MOVE = { type: "move", options: { strategy: "direct" } } as const;
 
 let scenario: Scenario | undefined;
 afterEach(async () => {
@@ -64,7 +69,7 @@ async function moveUntil(name: string, plan: Omit<FaultPlan, "dir">, point: stri
   // A lease of 2 s: on a loaded machine a 1 s lease may lapse before the point is reached, which
   // would test a different fault; it only delays the survivor's reclaim by a second.
   const doomed = await spawnFaulty(s, { dir, ...plan }, { WORKER_LEASE_MS: "2000" });
-  const job = await s.job("take", "take", { type: "move", ...(opts.maxAttempts ? { maxAttempts: opts.maxAttempts } : {}) });
+  const job = await s.job("take", "take", { ...COPYING_MOVE, ...(opts.maxAttempts ? { maxAttempts: opts.maxAttempts } : {}) });
   await waitForPoint(s, doomed, dir, job.id, point);
   return { s, dir, files, doomed, job };
 }
@@ -105,7 +110,7 @@ describe("kill -9 of a worker process at points of a move", () => {
     const dir = s.path("faults");
     const files = await sourceFolder(s, "take", 3, 1024 * 1024);
     const doomed = await spawnFaulty(s, { dir }, { WORKER_MAX_BYTES_PER_SEC: SLOW_RATE });
-    const job = await s.job("take", "take", { type: "move" });
+    const job = await s.job("take", "take", COPYING_MOVE);
     await s.waitForJob(job.id, "bytes to flow", (r) => r.status === "RUNNING" && r.bytes_done > 0, 20_000, doomed.output);
     await kill(doomed);
     expect((await s.row(job.id)).phase).toBeNull();
@@ -129,6 +134,10 @@ describe("kill -9 of a worker process at points of a move", () => {
     expect(await s.row(job.id)).toMatchObject({ phase: "commit", committed_at: null });
     expect(existsSync(s.path("dst/take"))).toBe(true);
     expect(existsSync(s.path("src/take"))).toBe(true);
+    // Events are written behind the engine (in order, asynchronously): on a loaded machine the
+    // strategy may not have landed yet when the commit is reached. Killed before it lands, the job
+    // would honestly end with strategy `resumed` (docs/api.md); this test is about keeping one.
+    await s.waitForJob(job.id, "the first attempt's strategy to be recorded", (r) => r.strategy === "direct", 10_000, doomed.output);
     await kill(doomed);
     await survivor(s, dir);
     const row = await expectMovedOnce(s, job, dir, files);
@@ -185,7 +194,7 @@ describe("Postgres and Redis outages mid-job", () => {
     const dir = s.path("faults");
     const files = await sourceFolder(s, "take", 3, 1024 * 1024);
     const w = await spawnFaulty(s, { dir }, { WORKER_MAX_BYTES_PER_SEC: SLOW_RATE, WORKER_CONCURRENCY: "1" });
-    const job = await s.job("take", "take", { type: "move" });
+    const job = await s.job("take", "take", COPYING_MOVE);
     await s.waitForJob(job.id, "bytes to flow", (r) => r.status === "RUNNING" && r.bytes_done > 0, 20_000, w.output);
     await outage();
     await expectMovedOnce(s, job, dir, files);
@@ -198,7 +207,7 @@ describe("Postgres and Redis outages mid-job", () => {
     const dir = s.path("faults");
     const files = await sourceFolder(s, "take", 4, 200_000);
     const w = await spawnFaulty(s, { dir, pauseAt: "after_commit", resumeOnGo: true });
-    const job = await s.job("take", "take", { type: "move", maxAttempts: 1 });
+    const job = await s.job("take", "take", { ...COPYING_MOVE, maxAttempts: 1 });
     await waitForPoint(s, w, dir, job.id, "after_commit");
     await pg.kill();
     await writeFile(pointFile(dir, job.id, "go"), "");
@@ -216,7 +225,7 @@ describe("Postgres and Redis outages mid-job", () => {
       const dir = s.path("faults");
       const files = await sourceFolder(s, "take", 3, 1024 * 1024);
       const w = await spawnFaulty(s, { dir }, { WORKER_MAX_BYTES_PER_SEC: SLOW_RATE });
-      const job = await s.job("take", "take", { type: "move" });
+      const job = await s.job("take", "take", COPYING_MOVE);
       await s.waitForJob(job.id, "bytes to flow", (r) => r.status === "RUNNING" && r.bytes_done > 0, 20_000, w.output);
       await redis.kill();
       await Bun.sleep(500);

@@ -50,7 +50,9 @@ describe("fencing in the worker", () => {
   test("a hung renewal counts as failed: the engine stops at 80 % of the lease while the renewal still hangs", async () => {
     const s = (scenario = await new Scenario("hung-renewal").setup());
     const dir = s.path("faults");
-    await s.writeSource("reel.mov", 2 * 1024 * 1024);
+    // 6 MiB at 1 MiB/s: the engine paces from its first chunk on, so the copy is still running
+    // (seconds from its end) when the lock is taken.
+    await s.writeSource("reel.mov", 6 * 1024 * 1024);
     await s.startWorker({ leaseMs: 1500, maxBytesPerSec: 1024 * 1024 }, { transfer: faultyTransfer({ dir }) });
     const job = await s.job("reel.mov", "reel.mov");
     await s.waitForJob(job.id, "bytes to flow", (r) => r.status === "RUNNING" && r.bytes_done > 0);
@@ -111,38 +113,44 @@ describe("fencing in the worker", () => {
     expect(await sameBytes(s.path("src/reel.mov"), s.path("dst/reel.mov"))).toBe(true);
   }, T);
 
-  test("an attempt whose job was taken over cannot commit, and its later writes are refused", async () => {
-    const s = (scenario = await new Scenario("stale-attempt").setup());
-    const dir = s.path("faults");
-    await s.writeSource("reel.mov", 300_000);
-    // Just before the commit fence the job is reclaimed and claimed by another worker, as after a
-    // lease that lapsed unnoticed (the lease is long here, so no renewal notices it first).
-    const stolen: TransferFn = (spec, ctx) =>
-      transfer(spec, {
-        ...ctx,
-        hooks: {
-          beforeStep: async (step) => {
-            if (step === "commit") {
-              await s.sql`update jobs set lease_expires_at = now() - interval '1 second' where id = ${spec.id!}`;
-              expect(await reclaimJob(s.sql, spec.id!, "test")).toBe("reclaimed");
-              expect((await claimJob(s.sql, spec.id!, "thief", 60_000)).claimed).toBe(true);
-            }
-            await ctx.hooks?.beforeStep?.(step);
+  // A copying move (direct) and a move by rename (auto, one file system): neither may commit.
+  for (const strategy of ["direct", "auto"] as const) {
+    test(`an attempt whose job was taken over cannot commit, and its later writes are refused (move, strategy ${strategy})`, async () => {
+      const s = (scenario = await new Scenario(`stale-attempt-${strategy}`).setup());
+      const dir = s.path("faults");
+      await s.writeSource("reel.mov", 300_000);
+      // Just before the commit fence the job is reclaimed and claimed by another worker, as after a
+      // lease that lapsed unnoticed (the lease is long here, so no renewal notices it first).
+      const stolen: TransferFn = (spec, ctx) =>
+        transfer(spec, {
+          ...ctx,
+          hooks: {
+            beforeStep: async (step) => {
+              if (step === "commit") {
+                await s.sql`update jobs set lease_expires_at = now() - interval '1 second' where id = ${spec.id!}`;
+                expect(await reclaimJob(s.sql, spec.id!, { id: "test", site: s.site })).toBe("reclaimed");
+                expect((await claimJob(s.sql, spec.id!, { id: "thief", site: s.site }, 60_000)).claimed).toBe(true);
+              }
+              await ctx.hooks?.beforeStep?.(step);
+            },
+            committed: () => ctx.hooks!.committed!(),
           },
-          committed: () => ctx.hooks!.committed!(),
-        },
-      });
-    await s.startWorker({ leaseMs: 60_000, maxBytesPerSec: 1024 ** 3 }, { transfer: faultyTransfer({ dir }, stolen) });
-    const job = await s.job("reel.mov", "reel.mov", { type: "move" });
-    await waitFor(() => s.logLines.some((l) => l.includes("job stopped: lease lost")), { what: "the stale attempt to stop", timeoutMs: 15_000 });
+        });
+      await s.startWorker({ leaseMs: 60_000 }, { transfer: faultyTransfer({ dir }, stolen) });
+      const job = await s.job("reel.mov", "reel.mov", { type: "move", options: { strategy } });
+      await waitFor(() => s.logLines.some((l) => l.includes("job stopped: lease lost")), { what: "the stale attempt to stop", timeoutMs: 15_000 });
 
-    expect(commitsLogged(dir)).toEqual([]);
-    expect(existsSync(s.path("dst/reel.mov"))).toBe(false);
-    expect(existsSync(s.path("src/reel.mov"))).toBe(true);
-    expect(stagingLeft(s.path("dst"))).toEqual([]);
-    expect(await s.row(job.id)).toMatchObject({ status: "RUNNING", worker_id: "thief", attempts: 2, phase: null, committed_at: null });
-    const kinds = await s.kinds(job.id);
-    expect(kinds.slice(-2)).toEqual(["reclaimed", "started"]);
-    expect(kinds).not.toContain("committed");
-  }, T);
+      expect(commitsLogged(dir)).toEqual([]);
+      expect(existsSync(s.path("dst/reel.mov"))).toBe(false);
+      expect(existsSync(s.path("src/reel.mov"))).toBe(true);
+      // A copy's staging is removed. A rename writes its commit marker before the fence and leaves it
+      // when refused: it tells the next attempt that nothing was renamed (the engine's design,
+      // transfer.test.ts "a rename's commit marker"); that attempt removes it.
+      expect(stagingLeft(s.path("dst"))).toEqual(strategy === "direct" ? [] : [`.ketter-${job.id}.moved`]);
+      expect(await s.row(job.id)).toMatchObject({ status: "RUNNING", worker_id: "thief", attempts: 2, phase: null, committed_at: null });
+      const kinds = await s.kinds(job.id);
+      expect(kinds.slice(-2)).toEqual(["reclaimed", "started"]);
+      expect(kinds).not.toContain("committed");
+    }, T);
+  }
 });

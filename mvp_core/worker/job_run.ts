@@ -22,6 +22,7 @@ import {
   releaseJob,
   renewJobLease,
   scheduleRetry,
+  type WorkerRef,
 } from "../jobs/lifecycle.ts";
 import { type EventLevel, type JobRow, TERMINAL_STATUSES } from "../jobs/types.ts";
 import type { Logger } from "../log/log.ts";
@@ -39,7 +40,6 @@ import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
 import { FenceHooks } from "./fence_hooks.ts";
 import { LeaseKeeper } from "./lease.ts";
-import { limitReadRate } from "./throttle.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
 const CLAIM_RETRY_MS = 5_000;
@@ -72,7 +72,8 @@ export interface JobRunSettings {
 export interface JobRunDeps {
   sql: Sql;
   queue: JobQueue;
-  workerId: string;
+  /** This worker: its id holds the lease, its site is what the claim checks. */
+  worker: WorkerRef;
   log: Logger;
   settings: JobRunSettings;
   openEndpoint: OpenEndpoint;
@@ -91,6 +92,9 @@ const ENGINE_EVENT_LEVEL = {
   committed: "info",
   source_removed: "info",
   source_kept: "warn",
+  compared: "info",
+  mirrored: "info",
+  files_failed: "warn",
 } as const satisfies Record<EngineEvent["kind"], EventLevel>;
 
 /** The job's failure as recorded: the engine's code and retry decision, or INTERNAL_ERROR (not retried) for anything else. */
@@ -118,6 +122,8 @@ export class JobRun {
   /** Settles run() when the engine does not stop after crash(). */
   private abandon: (err: Error) => void = () => undefined;
   private readonly abandoned = new Promise<never>((_, reject) => (this.abandon = reject));
+  /** The claimed job's site (null: any site): where Redis hands it back to. */
+  private site: string | null = null;
 
   constructor(
     readonly jobId: string,
@@ -164,7 +170,7 @@ export class JobRun {
       // Postgres (or Redis) unreachable: park the delivery for a while rather than hand it straight
       // back, which would spin on the outage. If even that fails, the reconciler finds the job later.
       this.log.error("claiming the job failed; delivery parked for a retry", { err, delayMs: CLAIM_RETRY_MS });
-      await this.deps.queue.retryLater(this.jobId, this.deps.workerId, CLAIM_RETRY_MS).catch((e: unknown) => this.log.error("parking the delivery failed", { err: e }));
+      await this.deps.queue.retryLater(this.jobId, this.deps.worker.id, CLAIM_RETRY_MS).catch((e: unknown) => this.log.error("parking the delivery failed", { err: e }));
       return;
     }
     if (!job) return;
@@ -195,35 +201,42 @@ export class JobRun {
   // ---- claim ---------------------------------------------------------------------------------
 
   private async claim(): Promise<JobRow | null> {
-    const { sql, queue, workerId, settings } = this.deps;
+    const { sql, queue, worker, settings } = this.deps;
     let sentAt = Date.now();
-    let claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
-    if (!claim.claimed && claim.job?.leaseExpired && (claim.job.status === "RUNNING" || claim.job.status === "CANCELLING")) {
+    let claim = await claimJob(sql, this.jobId, worker, settings.leaseMs);
+    if (!claim.claimed && claim.job?.leaseExpired && !claim.job.misplaced && (claim.job.status === "RUNNING" || claim.job.status === "CANCELLING")) {
       // Delivered before the reaper recorded the previous worker's death: take it back here.
-      const outcome = await reclaimJob(sql, this.jobId, workerId);
+      const outcome = await reclaimJob(sql, this.jobId, worker);
       if (outcome) this.log.warn("job reclaimed from a worker whose lease expired", { outcome });
       // Claim again even when this call changed nothing: a reaper may have just reclaimed it, and
       // the state read above is stale either way.
       sentAt = Date.now();
-      claim = await claimJob(sql, this.jobId, workerId, settings.leaseMs);
+      claim = await claimJob(sql, this.jobId, worker, settings.leaseMs);
     }
     if (claim.claimed) {
       const job = claim.job;
-      this.fence = { jobId: this.jobId, workerId, attempt: job.attempts };
+      this.site = job.site;
+      this.fence = { jobId: this.jobId, worker, attempt: job.attempts };
       this.startLease(this.fence, sentAt);
       // Postgres holds the lease that matters; the first renewal restores Redis's copy if this fails.
-      await queue.startLease(this.jobId, workerId, settings.leaseMs).catch((err: unknown) => this.log.warn("recording the lease in Redis failed", { err }));
-      this.log.info("job started", { attempt: job.attempts, maxAttempts: job.max_attempts, type: job.type, resume: job.committed_at !== null });
+      await queue.startLease(this.jobId, worker.id, settings.leaseMs, this.site).catch((err: unknown) => this.log.warn("recording the lease in Redis failed", { err }));
+      this.log.info("job started", { attempt: job.attempts, maxAttempts: job.max_attempts, type: job.type, site: job.site ?? "any", resume: job.committed_at !== null });
       return job;
     }
     const state = claim.job;
     if (state === null || TERMINAL_STATUSES.includes(state.status)) {
-      await queue.drop(this.jobId, workerId, true);
+      await queue.drop(this.jobId, worker.id, true);
+    } else if (state.misplaced) {
+      // Not this site's job (a stale list entry): only this delivery goes; the reconciler puts the
+      // job on the list of the site Postgres names.
+      await queue.drop(this.jobId, worker.id, false);
+      this.log.warn("delivery refused: the job belongs to another site", { jobSite: state.site ?? "any" });
+      return null;
     } else if (state.status === "RETRY_WAIT" && (state.dueInMs ?? 0) > 0) {
-      await queue.retryLater(this.jobId, workerId, state.dueInMs ?? 0);
+      await queue.retryLater(this.jobId, worker.id, state.dueInMs ?? 0);
     } else {
       // Running on another worker (a duplicate delivery): that worker acks it when done.
-      await queue.drop(this.jobId, workerId, false);
+      await queue.drop(this.jobId, worker.id, false);
     }
     this.log.info("delivery not claimed", { status: state?.status ?? "missing" });
     return null;
@@ -233,11 +246,11 @@ export class JobRun {
 
   /** Renewals go to Postgres first (the truth), then Redis, so Redis always expires last. */
   private startLease(fence: Fence, claimSentAt: number): void {
-    const { sql, queue, workerId, settings } = this.deps;
+    const { sql, queue, worker, settings } = this.deps;
     this.lease = new LeaseKeeper({
       leaseMs: settings.leaseMs,
       renew: () => renewJobLease(sql, fence, settings.leaseMs),
-      renewRedis: () => queue.renewLease(this.jobId, workerId, settings.leaseMs),
+      renewRedis: () => queue.renewLease(this.jobId, worker.id, settings.leaseMs, this.site),
       onCancelling: () => this.stop("cancel"),
       onLost: (why) => {
         // Another worker may take the job once the lease expires: stop before two engines share its staging.
@@ -272,12 +285,11 @@ export class JobRun {
           sourcePath: job.source_path,
           targetPath: job.target_path,
           mode: job.type,
-          ...(job.options.strategy ? { strategy: job.options.strategy } : {}),
-          ...(job.options.verify ? { verify: job.options.verify } : {}),
-          ...(job.options.overwrite !== undefined ? { overwrite: job.options.overwrite } : {}),
+          // The options were validated against the engine's own schema when the job was created.
+          ...job.options,
         },
         {
-          source: limitReadRate(source, deps.settings.maxBytesPerSec),
+          source,
           target,
           signal,
           onProgress: (p) => this.onProgress(p),
@@ -285,7 +297,7 @@ export class JobRun {
           hooks: this.fenceHooks.hooks(),
           // An earlier attempt recorded that the data arrived: only finish what follows the commit.
           resume: { committed: job.committed_at !== null },
-          ...(deps.engineOptions ? { options: deps.engineOptions } : {}),
+          options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },
         },
       );
     } finally {
@@ -361,14 +373,14 @@ export class JobRun {
   }
 
   private async recordDone(result: TransferResult): Promise<void> {
-    const { sql, queue, workerId } = this.deps;
+    const { sql, queue, worker } = this.deps;
     const data = { strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}) };
     const ours = await this.persist("done", () => completeJob(sql, this.fence!, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
     if (ours) {
-      await this.persist("ack", () => queue.ack(this.jobId, workerId));
+      await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job done", data);
     } else {
-      await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
+      await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
       this.log.warn("transfer finished but the job was no longer this attempt's; nothing recorded");
     }
   }
@@ -380,25 +392,25 @@ export class JobRun {
   }
 
   private async recordStop(job: JobRow, err: unknown): Promise<void> {
-    const { sql, queue, workerId, settings } = this.deps;
+    const { sql, queue, worker, settings } = this.deps;
     const fence = this.fence!;
     const reason = this.stopReason;
     const failure = this.failure(err);
     if (reason === "lost") {
-      await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
+      await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
       this.log.warn("job stopped: lease lost; it will be reclaimed");
       return;
     }
     if (reason === "cancel" && (await this.persist("cancelled", () => markCancelled(sql, fence)))) {
-      await this.persist("ack", () => queue.ack(this.jobId, workerId));
+      await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job cancelled");
       return;
     }
     if (reason === "shutdown" || reason === "cancel") {
       // (cancel here: a cancel notice Postgres does not confirm; hand the job back rather than lose it.)
       const outcome = await this.persist("released", () => releaseJob(sql, fence));
-      if (outcome === "released") await this.persist("release", () => queue.release(this.jobId, workerId));
-      else await this.persist("drop", () => queue.drop(this.jobId, workerId, outcome === "cancelled"));
+      if (outcome === "released") await this.persist("release", () => queue.release(this.jobId, worker.id, job.site));
+      else await this.persist("drop", () => queue.drop(this.jobId, worker.id, outcome === "cancelled"));
       this.log.warn(outcome === "released" ? `job released back to the queue (${reason})` : `job ${outcome ?? "not ours"} at ${reason}`);
       return;
     }
@@ -409,14 +421,14 @@ export class JobRun {
       const delayMs = retryDelayMs(job.attempts, settings.retryBaseMs, settings.retryMaxMs);
       const extraAttempt = job.attempts >= job.max_attempts;
       const outcome = await this.persist("retry", () => scheduleRetry(sql, fence, failure, delayMs, { extraAttempt }));
-      if (outcome === "retry") await this.persist("retry", () => queue.retryLater(this.jobId, workerId, delayMs));
-      else await this.persist("drop", () => queue.drop(this.jobId, workerId, outcome === "cancelled"));
+      if (outcome === "retry") await this.persist("retry", () => queue.retryLater(this.jobId, worker.id, delayMs));
+      else await this.persist("drop", () => queue.drop(this.jobId, worker.id, outcome === "cancelled"));
       this.log.warn(outcome === "retry" ? "attempt failed; retry scheduled" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, attempt: job.attempts, delayMs, extraAttempt });
       return;
     }
     const outcome = await this.persist("failed", () => failJob(sql, fence, failure));
-    if (outcome) await this.persist("ack", () => queue.ack(this.jobId, workerId));
-    else await this.persist("drop", () => queue.drop(this.jobId, workerId, false));
+    if (outcome) await this.persist("ack", () => queue.ack(this.jobId, worker.id));
+    else await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
     const msg = outcome === "failed" ? "job failed" : outcome === "done" ? "job done; the data arrived but what follows the commit failed" : `attempt failed; job ${outcome ?? "not ours"}`;
     this.log.error(msg, { code: failure.code, error: failure.message, retryable: failure.retryable, attempt: job.attempts });
   }

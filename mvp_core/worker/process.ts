@@ -1,8 +1,9 @@
 /**
  * The worker process: reads config, connects Postgres and Redis, installs the last-resort guard,
- * runs jobs, and on SIGTERM/SIGINT drains within the grace period. `bun run worker` (main.ts) runs
+ * runs its site's jobs, and on SIGTERM/SIGINT drains within the grace period, then exits 130/143. `bun run worker` (main.ts) runs
  * it as is; the worker's fault-injection tests run it with a wrapped engine (fault_entry.ts).
  */
+import { onStopSignals, SIGNAL_EXIT, type StopSignal } from "../cli/process.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { connectDb } from "../db/client.ts";
 import { createLogger } from "../log/log.ts";
@@ -13,11 +14,11 @@ import { installEscapeGuard } from "./escape_guard.ts";
 import type { TransferFn } from "./job_run.ts";
 import { Worker } from "./worker.ts";
 
-/** Runs the worker process until a signal stops it; exits 1 when it cannot start. */
+/** Runs the worker process until a signal stops it; exits 2 on bad configuration, 1 when it cannot start. */
 export function runWorkerProcess(overrides: { transfer?: TransferFn; engineOptions?: Partial<EngineOptions> } = {}): void {
   start(overrides).catch((err: unknown) => {
     console.error(err instanceof ConfigError ? err.message : err);
-    process.exit(1);
+    process.exit(err instanceof ConfigError ? 2 : 1);
   });
 }
 
@@ -33,6 +34,7 @@ async function start(overrides: { transfer?: TransferFn; engineOptions?: Partial
     redis,
     redisUrl: config.redisUrl,
     prefix: config.redisKeyPrefix,
+    site: config.site,
     log,
     settings: config.worker,
     openEndpoint: (portal, signal) => openPortalEndpoint(portal, config.secretKey, { signal }),
@@ -41,22 +43,21 @@ async function start(overrides: { transfer?: TransferFn; engineOptions?: Partial
   });
 
   let stopping: Promise<void> | undefined;
-  const shutdown = (signal: string) =>
+  const shutdown = (signal: StopSignal) =>
     (stopping ??= (async () => {
       log.info("worker shutdown requested", { signal });
       await worker.close();
       await sql.end({ timeout: 5 });
       redis.disconnect();
     })());
-  const exitAfter = (signal: string) =>
+  onStopSignals((signal) =>
     void shutdown(signal).then(
-      () => process.exit(0),
+      () => process.exit(SIGNAL_EXIT[signal]),
       (err: unknown) => {
         log.error("worker shutdown failed", { error: err });
         process.exit(1);
       },
-    );
-  process.on("SIGINT", () => exitAfter("SIGINT"));
-  process.on("SIGTERM", () => exitAfter("SIGTERM"));
+    ),
+  );
   await worker.start();
 }

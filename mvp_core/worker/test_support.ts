@@ -4,13 +4,14 @@
  * Postgres and Redis, each with its own key prefix.
  */
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import type Redis from "ioredis";
 import type { Sql } from "postgres";
 import { appendEvent } from "../jobs/events.ts";
 import { createJob } from "../jobs/repository.ts";
 import type { JobEventRow, JobOptions, JobRow, JobStatus } from "../jobs/types.ts";
+import { connectDb } from "../db/client.ts";
 import { createLogger, type Logger } from "../log/log.ts";
 import { openPortalEndpoint } from "../portals/endpoints.ts";
 import { createPortal, type PortalRow } from "../portals/repository.ts";
@@ -18,7 +19,6 @@ import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
 import { waitFor } from "../testing/ports.ts";
 import type { TestSshd } from "../testing/sshd.ts";
-import { connectDb } from "../db/client.ts";
 import { testDatabaseUrl, testRedisPrefix, testRedisUrl, testSql, uniqueId } from "../testing/services.ts";
 import { transfer } from "../transfer_engine/index.ts";
 import { Worker, type WorkerDeps, type WorkerSettings } from "./worker.ts";
@@ -39,6 +39,19 @@ export const FAST: WorkerSettings = {
   progressWriteMs: 100,
 };
 
+/** Where a scenario's world lives; each defaults to the run's shared one. */
+export interface ScenarioOptions {
+  /** A Redis of the test's own (e.g. one it restarts). */
+  redisUrl?: string;
+  /** A database of the test's own (e.g. one whose `sites` it controls). */
+  databaseUrl?: string;
+  /**
+   * The site of the scenario's portals and workers. Default: the host name, as every process's
+   * KETTER_SITE defaults to, so tests sharing the run's database all see one site.
+   */
+  site?: string;
+}
+
 /** One test's world: its database rows, Redis prefix, folders and workers; clean() removes them. */
 export class Scenario {
   readonly prefix = testRedisPrefix();
@@ -53,35 +66,40 @@ export class Scenario {
   private workers: Worker[] = [];
   private procs: Bun.Subprocess[] = [];
   private extraPortals: string[] = [];
+  readonly site: string;
 
-  private readonly redisUrl: string | undefined;
-  private readonly databaseUrl: string | undefined;
-
-  /**
-   * `redisUrl` / `databaseUrl`: a Redis or a migrated database of the test's own (e.g. on a server
-   * it stops and restarts); by default the run's shared ones.
-   */
   constructor(
     readonly name: string,
-    servers: { redisUrl?: string; databaseUrl?: string } = {},
+    private readonly opts: ScenarioOptions = {},
   ) {
-    this.redisUrl = servers.redisUrl;
-    this.databaseUrl = servers.databaseUrl;
+    this.site = opts.site ?? hostname();
     this.log = createLogger("worker-test", "debug", { test: name }, (line) => this.logLines.push(line));
   }
 
-  /** Connects, creates `src/` and `dst/` folders and a local portal on each. */
+  private get redisUrl(): string | undefined {
+    return this.opts.redisUrl;
+  }
+
+  /** Connects, creates `src/` and `dst/` folders and a local portal (at the scenario's site) on each. */
   async setup(): Promise<this> {
-    this.sql = this.databaseUrl ? connectDb(this.databaseUrl, { max: 8, applicationName: "ketter-test" }) : await (sharedSql ??= testSql(16));
+    this.sql = this.opts.databaseUrl ? connectDb(this.opts.databaseUrl, { max: 16, applicationName: "ketter-test" }) : await (sharedSql ??= testSql(16));
     this.redis = connectRedis(await this.redisURL(), { name: "worker-test" });
     this.redis.on("error", (err: Error) => this.log.warn("test redis connection error", { err }));
     this.queue = new JobQueue({ redis: this.redis, prefix: this.prefix });
     this.dir = await mkdtemp(path.join(tmpdir(), "ketter-worker-test-"));
     await mkdir(this.path("src"));
     await mkdir(this.path("dst"));
-    this.source = await createPortal(this.sql, { name: `src-${uniqueId()}`, kind: "local", rootPath: this.path("src") }, SECRET);
-    this.target = await createPortal(this.sql, { name: `dst-${uniqueId()}`, kind: "local", rootPath: this.path("dst") }, SECRET);
+    this.source = await createPortal(this.sql, { name: `src-${uniqueId()}`, kind: "local", rootPath: this.path("src"), site: this.site }, SECRET);
+    this.target = await createPortal(this.sql, { name: `dst-${uniqueId()}`, kind: "local", rootPath: this.path("dst"), site: this.site }, SECRET);
     return this;
+  }
+
+  /** A local portal on a new folder `rel` of this test's folder at `site`; deleted by clean(). */
+  async localPortal(rel: string, site: string): Promise<PortalRow> {
+    await mkdir(this.path(rel), { recursive: true });
+    const portal = await createPortal(this.sql, { name: `${rel.replaceAll("/", "-")}-${uniqueId()}`, kind: "local", rootPath: this.path(rel), site }, SECRET);
+    this.extraPortals.push(portal.id);
+    return portal;
   }
 
   private async redisURL(): Promise<string> {
@@ -102,22 +120,22 @@ export class Scenario {
     return data;
   }
 
-  /** Creates a QUEUED job through the API's repository; enqueues it unless told not to. */
+  /** Creates a QUEUED job through the API's repository (routed to its site); enqueues it unless told not to. */
   async job(
     sourcePath: string,
     targetPath: string,
-    opts: { type?: "copy" | "move"; options?: JobOptions; maxAttempts?: number; enqueue?: boolean; target?: PortalRow } = {},
+    opts: { type?: "copy" | "move"; options?: JobOptions; maxAttempts?: number; enqueue?: boolean; source?: PortalRow; target?: PortalRow } = {},
   ): Promise<JobRow> {
     const { job } = await createJob(this.sql, {
       type: opts.type ?? "copy",
-      sourcePortalId: this.source.id,
+      sourcePortalId: (opts.source ?? this.source).id,
       sourcePath,
       targetPortalId: (opts.target ?? this.target).id,
       targetPath,
       options: opts.options ?? {},
       maxAttempts: opts.maxAttempts ?? 3,
     });
-    if (opts.enqueue ?? true) await this.queue.enqueue(job.id);
+    if (opts.enqueue ?? true) await this.queue.enqueue(job.id, job.site);
     return job;
   }
 
@@ -141,13 +159,14 @@ export class Scenario {
     return portal;
   }
 
-  /** Starts an in-process worker on this scenario's prefix. */
-  async startWorker(overrides: Partial<WorkerSettings> = {}, deps: Partial<Pick<WorkerDeps, "openEndpoint" | "transfer" | "engineOptions">> = {}): Promise<Worker> {
+  /** Starts an in-process worker on this scenario's prefix, for its site unless `deps.site` says another. */
+  async startWorker(overrides: Partial<WorkerSettings> = {}, deps: Partial<Pick<WorkerDeps, "openEndpoint" | "transfer" | "engineOptions" | "site">> = {}): Promise<Worker> {
     const w = new Worker({
       sql: this.sql,
       redis: this.redis,
       redisUrl: await this.redisURL(),
       prefix: this.prefix,
+      site: deps.site ?? this.site,
       log: this.log,
       settings: { ...FAST, ...overrides },
       openEndpoint: deps.openEndpoint ?? ((portal, signal) => openPortalEndpoint(portal, SECRET, { signal })),
@@ -159,7 +178,10 @@ export class Scenario {
     return w;
   }
 
-  /** Spawns the real worker process on this scenario's database, Redis and prefix (`entry`: e.g. the fault-injection entry). */
+  /**
+   * Spawns the real worker process on this scenario's database, Redis, prefix and site (`env`
+   * overrides, e.g. KETTER_SITE; `entry`: e.g. the fault-injection entry).
+   */
   async spawnWorker(
     env: Record<string, string> = {},
     entry = "mvp_core/worker/main.ts",
@@ -170,10 +192,11 @@ export class Scenario {
       env: {
         ...process.env,
         NODE_ENV: "test",
-        DATABASE_URL: this.databaseUrl ?? (await testDatabaseUrl()),
+        DATABASE_URL: this.opts.databaseUrl ?? (await testDatabaseUrl()),
         DATABASE_POOL_MAX: "4",
         REDIS_URL: await this.redisURL(),
         REDIS_KEY_PREFIX: this.prefix,
+        KETTER_SITE: this.site,
         LOG_LEVEL: "debug",
         KETTER_SECRET_KEY: SECRET.toString("hex"),
         WORKER_CONCURRENCY: "2",
@@ -244,12 +267,17 @@ export class Scenario {
     await Promise.all(this.workers.map((w) => w.close()));
     const k = this.queue.keys;
     const workerIds = await this.redis.zrange(k.workers, 0, -1);
-    await this.redis.del(k.pending, k.leases, k.owners, k.delayed, k.members, k.workers, ...workerIds.flatMap((w) => [this.queue.processingKey(w), `${k.workerPrefix}${w}`]));
+    const routes = await this.redis.smembers(k.sites);
+    await this.redis.del(
+      k.routes, k.sites, k.leases, k.owners, k.delayed, k.members, k.workers,
+      ...routes.map((r) => `${k.pendingPrefix}${r}`),
+      ...workerIds.flatMap((w) => [this.queue.processingKey(w), `${k.workerPrefix}${w}`]),
+    );
     const portals = [this.source.id, this.target.id, ...this.extraPortals];
     await this.sql`delete from jobs where source_portal_id in ${this.sql(portals)} or target_portal_id in ${this.sql(portals)}`;
     await this.sql`delete from portals where id in ${this.sql(portals)}`;
     this.redis.disconnect();
-    if (this.databaseUrl) await this.sql.end({ timeout: 1 });
+    if (this.opts.databaseUrl) await this.sql.end({ timeout: 1 });
     await rm(this.dir, { recursive: true, force: true });
   }
 }

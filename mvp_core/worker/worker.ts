@@ -1,15 +1,18 @@
 /**
- * The worker process's engine room: reserves jobs from the queue (BLMOVE on a dedicated connection,
- * with a timeout so shutdown is noticed), runs up to `concurrency` of them, listens for cancels,
- * publishes a heartbeat, and runs the reaper, the retry promoter and the reconciler.
+ * The worker process's engine room: reserves jobs from the queue (BLMOVE on dedicated connections,
+ * with a timeout so shutdown is noticed) — from its site's list and from the any-site list — runs up
+ * to `concurrency` of them, listens for cancels, publishes a heartbeat, and runs the reaper, the
+ * retry promoter and the reconciler.
  */
 import { hostname } from "node:os";
 import type Redis from "ioredis";
 import type { Sql } from "postgres";
 import type { WorkerConfig } from "../config/config.ts";
+import type { WorkerRef } from "../jobs/lifecycle.ts";
 import type { Logger } from "../log/log.ts";
 import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
+import { registerSite } from "../sites/repository.ts";
 import type { EngineOptions } from "../transfer_engine/index.ts";
 import type { OpenEndpoint } from "./endpoints.ts";
 import { runAttributed } from "./escape_guard.ts";
@@ -33,6 +36,8 @@ export interface WorkerDeps {
   /** For the worker's own blocking and subscriber connections. */
   redisUrl: string;
   prefix: string;
+  /** The site this worker runs for (KETTER_SITE): it takes that site's jobs and any-site jobs. */
+  site: string;
   log: Logger;
   settings: WorkerSettings;
   openEndpoint: OpenEndpoint;
@@ -44,12 +49,14 @@ export interface WorkerDeps {
 export class Worker {
   /** Unique per process start: host, pid and a random suffix. */
   readonly id: string;
+  readonly site: string;
   readonly queue: JobQueue;
   private readonly log: Logger;
   private readonly startedAt = new Date().toISOString();
   private readonly runs = new Map<string, { run: JobRun; done: Promise<void> }>();
   private readonly slotWaiters: Array<() => void> = [];
-  private blocking: Redis | undefined;
+  /** One BLMOVE connection per list this worker reads: its site's and the any-site list. */
+  private blocking: Redis[] = [];
   private subscriber: Redis | undefined;
   private unsubscribe: (() => Promise<void>) | undefined;
   private tickers: Ticker[] = [];
@@ -60,8 +67,14 @@ export class Worker {
 
   constructor(private readonly deps: WorkerDeps) {
     this.id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+    this.site = deps.site;
     this.queue = new JobQueue({ redis: deps.redis, prefix: deps.prefix });
-    this.log = deps.log.child({ workerId: this.id });
+    this.log = deps.log.child({ workerId: this.id, site: this.site });
+  }
+
+  /** Who this worker is, as job events record it. */
+  get ref(): WorkerRef {
+    return { id: this.id, site: this.site };
   }
 
   /** Number of jobs running now. */
@@ -72,10 +85,16 @@ export class Worker {
   /** Registers the heartbeat, subscribes to cancels, starts maintenance and the reserve loop. */
   async start(): Promise<void> {
     const { settings, sql, redisUrl } = this.deps;
-    this.blocking = connectRedis(redisUrl, { name: `ketter-worker-blocking`, blocking: true });
+    // The lists it reads: its site's, and (null) the any-site list.
+    const lists: Array<string | null> = [this.site, null];
+    this.blocking = lists.map((site) => connectRedis(redisUrl, { name: `ketter-worker-blocking-${site ?? "any"}`, blocking: true }));
     this.subscriber = connectRedis(redisUrl, { name: `ketter-worker-cancels` });
-    for (const conn of [this.blocking, this.subscriber]) conn.on("error", (err: Error) => this.log.warn("redis connection error", { err }));
+    for (const conn of [...this.blocking, this.subscriber]) conn.on("error", (err: Error) => this.log.warn("redis connection error", { err }));
 
+    // Postgres learns the site (and, if it is the only one ever seen, hands it the portals from
+    // before sites existed) before this worker takes any job.
+    const adopted = await registerSite(sql, this.site);
+    if (adopted.portals + adopted.jobs > 0) this.log.info("adopted portals and jobs registered before sites existed", { portals: adopted.portals, jobs: adopted.jobs });
     // Fails fast (a few retries) when Redis is unreachable, before anything waits on it.
     await this.beat();
     // SUBSCRIBE sent before ioredis's ready check (INFO) finished makes that check fail: wait for it.
@@ -83,7 +102,7 @@ export class Worker {
     this.unsubscribe = await this.queue.subscribeCancels(this.subscriber, (jobId) => this.runs.get(jobId)?.run.stop("cancel"));
 
     // Reconcile once at start: jobs may have been waiting in Postgres while no worker ran.
-    await reconcileOnce(sql, this.queue, this.id, this.log);
+    await reconcileOnce(sql, this.queue, this.ref, this.log);
     // close() was called while starting: it already ran its steps, so start nothing more.
     if (this.stopping) return;
 
@@ -92,16 +111,16 @@ export class Worker {
     const reapMs = Math.max(100, Math.min(1000, Math.floor(settings.leaseMs / 2)));
     this.tickers.push(
       every("reaper", reapMs, async () => {
-        await reapOnce(sql, this.queue, this.id, this.log);
+        await reapOnce(sql, this.queue, this.ref, this.log);
         await promoteOnce(this.queue);
       }, this.log),
       every("reconciler", settings.reconcileMs, async () => {
-        const n = await reconcileOnce(sql, this.queue, this.id, this.log);
+        const n = await reconcileOnce(sql, this.queue, this.ref, this.log);
         if (n > 0) this.log.info("reconciler restored jobs", { count: n });
       }, this.log),
       this.watchEventLoop(),
     );
-    this.loopDone = this.loop();
+    this.loopDone = Promise.all(lists.map((site, i) => this.loop(site, this.blocking[i]!))).then(() => undefined);
     this.log.info("worker started", { concurrency: settings.concurrency, leaseMs: settings.leaseMs, prefix: this.deps.prefix });
   }
 
@@ -134,9 +153,9 @@ export class Worker {
     this.stopping = true;
     this.log.info("worker stopping", { running: this.runs.size, graceMs: settings.shutdownGraceMs });
     this.wakeSlotWaiters();
-    // Ends a BLMOVE in flight now; a job it moved at this instant stays in our processing list and
-    // removeWorker below hands it back.
-    this.blocking?.disconnect();
+    // Ends the BLMOVEs in flight now; a job one moved at this instant stays in our processing list
+    // and removeWorker below hands it back.
+    for (const conn of this.blocking) conn.disconnect();
     await this.loopDone;
     await Promise.all(this.tickers.map((t) => t.stop()));
 
@@ -163,12 +182,17 @@ export class Worker {
   private async beat(): Promise<void> {
     const { settings } = this.deps;
     await this.queue.heartbeat(
-      { id: this.id, host: hostname(), pid: process.pid, startedAt: this.startedAt, running: this.runs.size, concurrency: settings.concurrency },
+      { id: this.id, site: this.site, host: hostname(), pid: process.pid, startedAt: this.startedAt, running: this.runs.size, concurrency: settings.concurrency },
       settings.leaseMs,
     );
   }
 
-  private async loop(): Promise<void> {
+  /**
+   * Reserves from one list (`site`: this worker's, or null for the any-site list). Both loops wait
+   * while every slot is busy; when both deliver for the last free slot, the later job goes straight
+   * back to the front of its list for whoever is free next.
+   */
+  private async loop(site: string | null, blocking: Redis): Promise<void> {
     const { settings } = this.deps;
     const pollMs = settings.pollMs ?? 1000;
     while (!this.stopping) {
@@ -178,15 +202,20 @@ export class Worker {
       }
       let jobId: string | null;
       try {
-        jobId = await this.queue.reserve(this.blocking!, this.id, pollMs);
+        jobId = await this.queue.reserve(blocking, this.id, site, pollMs);
       } catch (err) {
         if (this.stopping) break;
-        this.log.warn("reserving a job failed; retrying", { err });
+        this.log.warn("reserving a job failed; retrying", { err, list: site ?? "any site" });
         await Bun.sleep(1000);
         continue;
       }
       // A job reserved as shutdown began stays in our processing list; removeWorker hands it back.
-      if (jobId !== null && !this.stopping) this.launch(jobId);
+      if (jobId === null || this.stopping) continue;
+      if (this.runs.size >= settings.concurrency && !this.runs.has(jobId)) {
+        await this.queue.release(jobId, this.id, site).catch((err: unknown) => this.log.warn("handing back a delivery with no free slot failed; the reaper returns it", { jobId, err }));
+        continue;
+      }
+      this.launch(jobId);
     }
   }
 
@@ -199,7 +228,7 @@ export class Worker {
     const deps: JobRunDeps = {
       sql: this.deps.sql,
       queue: this.queue,
-      workerId: this.id,
+      worker: this.ref,
       log: this.log,
       settings: {
         leaseMs: this.deps.settings.leaseMs,

@@ -3,11 +3,22 @@ import { Elysia } from "elysia";
 import { z } from "zod";
 import { listEvents, listJobs } from "../../jobs/repository.ts";
 import type { AppDeps } from "../deps.ts";
-import { doc } from "../openapi.ts";
-import { cancelJob, findJob, retry, submitJob } from "./service.ts";
+import { doc, responses } from "../openapi.ts";
+import type { JobRow } from "../../jobs/types.ts";
+import { cancelJob, findJob, retry, submitJob, waitingReasons } from "./service.ts";
 import { EventListQuery, EventView, eventView, examples, JobCreate, JobCreateHeaders, JobListQuery, JobParams, JobView, jobView } from "./schemas.ts";
 
 const tags = ["jobs"];
+
+/** Views of `jobs`, each with what it waits for. */
+async function views(deps: AppDeps, jobs: JobRow[]) {
+  const reasons = await waitingReasons(deps, jobs);
+  return jobs.map((j, i) => jobView(j, reasons[i]));
+}
+
+async function view(deps: AppDeps, job: JobRow) {
+  return (await views(deps, [job]))[0]!;
+}
 
 /** The jobs feature module. */
 export function jobsModule(deps: AppDeps) {
@@ -19,17 +30,19 @@ export function jobsModule(deps: AppDeps) {
         set.status = 201;
         if (!created) set.headers["idempotent-replayed"] = "true";
         set.headers.location = `/jobs/${job.id}`;
-        return jobView(job);
+        return view(deps, job);
       },
       {
-        body: JobCreate,
+        // JSON only: without it the plugin would also advertise form bodies, which answer 415.
+        parse: "json",
+        body: JobCreate.meta({ examples: [examples.create] }),
         headers: JobCreateHeaders,
+        response: responses({ 201: { description: "The job, QUEUED", schema: JobView, example: { ...examples.view, status: "QUEUED", strategy: null, attempts: 0 } } }, [400, 409, 413, 415, 422]),
         detail: doc({
           summary: "Create a job",
           description:
-            "Copies or moves `source.path` of one portal to `target.path` of another (or the same) portal. The job is committed with its `created` and `queued` events, then handed to the workers; it answers 201 even if Redis is down (the job waits in Postgres). Repeating a request with the same Idempotency-Key returns the same job (header Idempotent-Replayed: true).",
-          tags, operationId: "createJob", bodyExample: examples.create, errors: [400, 409, 413, 415, 422],
-          responses: { 201: { description: "The job, QUEUED", schema: JobView, example: { ...examples.view, status: "QUEUED", strategy: null, attempts: 0 } } },
+            "Copies or moves `source.path` of one portal to `target.path` of another (or the same) portal. The target's parent folder must exist unless `options.createParents` is true. The job runs at the site of its local end (`site`), or at any site when both ends are sftp; a job between two local portals of different sites is refused (422 CROSS_SITE: reach one side over SSH with an sftp portal). The job is committed with its `created` and `queued` events, then handed to that site's workers; it answers 201 even if Redis is down (the job waits in Postgres). Repeating a request with the same Idempotency-Key returns the same job (header Idempotent-Replayed: true).",
+          tags, operationId: "createJob",
         }),
       },
     )
@@ -42,22 +55,20 @@ export function jobsModule(deps: AppDeps) {
           ...(query.portal ? { portalId: query.portal } : {}),
           ...(query.cursor ? { cursor: query.cursor } : {}),
         });
-        return { jobs: page.jobs.map((j) => jobView(j)), nextCursor: page.nextCursor };
+        return { jobs: await views(deps, page.jobs), nextCursor: page.nextCursor };
       },
       {
         query: JobListQuery,
-        detail: doc({
-          summary: "List jobs", description: "Newest first. Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.",
-          tags, operationId: "listJobs", errors: [400, 422],
-          responses: { 200: { description: "A page of jobs", schema: z.object({ jobs: z.array(JobView), nextCursor: z.string().nullable() }), example: { jobs: [examples.view], nextCursor: null } } },
-        }),
+        response: responses({ 200: { description: "A page of jobs", schema: z.object({ jobs: z.array(JobView), nextCursor: z.string().nullable() }), example: { jobs: [examples.view], nextCursor: null } } }, [400, 422]),
+        detail: doc({ summary: "List jobs", description: "Newest first. Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.", tags, operationId: "listJobs" }),
       },
     )
-    .get("/jobs/:id", async ({ params }) => jobView(await findJob(deps, params.id)), {
+    .get("/jobs/:id", async ({ params }) => view(deps, await findJob(deps, params.id)), {
       params: JobParams,
+      response: responses({ 200: { description: "The job", schema: JobView, example: examples.view } }, [404, 422]),
       detail: doc({
-        summary: "Get a job", description: "Status, strategy, attempts, progress (files and bytes, rate, ETA), error and timestamps.",
-        tags, operationId: "getJob", errors: [404, 422], responses: { 200: { description: "The job", schema: JobView, example: examples.view } },
+        summary: "Get a job", description: "Status, strategy, site, attempts, progress (files and bytes, rate, ETA), error, timestamps, and — while it waits — what it waits for (e.g. no live worker for its site).",
+        tags, operationId: "getJob",
       }),
     })
     .get(
@@ -66,26 +77,22 @@ export function jobsModule(deps: AppDeps) {
       {
         params: JobParams,
         query: EventListQuery,
-        detail: doc({
-          summary: "A job's event log", description: "Oldest first. Poll with `after` = the id of the last event seen.",
-          tags, operationId: "listJobEvents", errors: [404, 422],
-          responses: { 200: { description: "Events", schema: z.object({ events: z.array(EventView) }), example: { events: [examples.event] } } },
-        }),
+        response: responses({ 200: { description: "Events", schema: z.object({ events: z.array(EventView) }), example: { events: [examples.event] } } }, [404, 422]),
+        detail: doc({ summary: "A job's event log", description: "Oldest first. Poll with `after` = the id of the last event seen.", tags, operationId: "listJobEvents" }),
       },
     )
-    .post("/jobs/:id/cancel", async ({ params }) => jobView(await cancelJob(deps, params.id)), {
+    .post("/jobs/:id/cancel", async ({ params }) => view(deps, await cancelJob(deps, params.id)), {
       params: JobParams,
+      response: responses({ 200: { description: "The job after the request", schema: JobView, example: { ...examples.view, status: "CANCELLING" } } }, [404, 409, 422]),
       detail: doc({
         summary: "Cancel a job",
         description: "A job not yet running is CANCELLED at once; a running one becomes CANCELLING until its worker stops. Repeating is harmless; DONE or FAILED jobs answer 409.",
-        tags, operationId: "cancelJob", errors: [404, 409, 422], responses: { 200: { description: "The job after the request", schema: JobView, example: { ...examples.view, status: "CANCELLING" } } },
+        tags, operationId: "cancelJob",
       }),
     })
-    .post("/jobs/:id/retry", async ({ params }) => jobView(await retry(deps, params.id)), {
+    .post("/jobs/:id/retry", async ({ params }) => view(deps, await retry(deps, params.id)), {
       params: JobParams,
-      detail: doc({
-        summary: "Retry a job", description: "Only FAILED or CANCELLED jobs: back to QUEUED with a fresh attempt budget.",
-        tags, operationId: "retryJob", errors: [404, 409, 422], responses: { 200: { description: "The job, QUEUED again", schema: JobView, example: { ...examples.view, status: "QUEUED" } } },
-      }),
+      response: responses({ 200: { description: "The job, QUEUED again", schema: JobView, example: { ...examples.view, status: "QUEUED" } } }, [404, 409, 422]),
+      detail: doc({ summary: "Retry a job", description: "Only FAILED or CANCELLED jobs: back to QUEUED with a fresh attempt budget.", tags, operationId: "retryJob" }),
     });
 }

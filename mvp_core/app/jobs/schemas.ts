@@ -1,19 +1,23 @@
 /** Request and response shapes of /jobs, and the row → response view (progress, rate, ETA). */
 import { z } from "zod";
 import { EVENT_KINDS, JOB_STATUSES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
+import { TRANSFER_MODES, transferOptionsShape } from "../../transfer_engine/index.ts";
+import { apiMessage } from "../errors.ts";
+import { classicShape } from "../engine_schema.ts";
 import { text } from "../text.ts";
+
+/** The engine's transfer options, key for key (one definition: transfer_engine/spec.ts). */
+const transferOptions = classicShape(transferOptionsShape);
 
 const portalRef = z.object({
   portal: z.uuid("must be a portal id (UUID) as returned by GET /portals"),
   path: text().min(1, "must name a file or folder inside the portal").max(4096).meta({ description: "relative to the portal root (an absolute path inside the root is accepted)" }),
 }).strict();
 
-/** Job options; omitted ones take the engine defaults shown. */
+/** Job options: the engine's transfer options (one definition, transfer_engine/spec.ts) and the job's own; omitted ones take the defaults shown. */
 export const JobOptionsInput = z
   .object({
-    strategy: z.enum(["auto", "direct", "zip"]).default("auto").meta({ description: "auto picks zip for folders with many small files" }),
-    verify: z.enum(["size", "checksum"]).default("checksum"),
-    overwrite: z.boolean().default(false).meta({ description: "replace an existing target" }),
+    ...transferOptions,
     maxAttempts: z.number().int().min(1).max(100).optional().meta({ description: "attempts before FAILED (default: JOB_MAX_ATTEMPTS)" }),
   })
   .strict();
@@ -21,10 +25,10 @@ export const JobOptionsInput = z
 /** POST /jobs. */
 export const JobCreate = z
   .object({
-    type: z.enum(["copy", "move"]),
+    type: z.enum(TRANSFER_MODES),
     source: portalRef,
     target: portalRef,
-    options: JobOptionsInput.default({ strategy: "auto", verify: "checksum", overwrite: false }),
+    options: JobOptionsInput.prefault({}),
   })
   .strict();
 export type JobCreate = z.infer<typeof JobCreate>;
@@ -93,12 +97,15 @@ const iso = z.string().nullable();
 /** A job as the API shows it. */
 export const JobView = z.object({
   id: z.uuid(),
-  type: z.enum(["copy", "move"]),
+  type: z.enum(TRANSFER_MODES),
   status: z.enum(JOB_STATUSES),
   source: z.object({ portal: z.string(), path: z.string() }),
   target: z.object({ portal: z.string(), path: z.string() }),
-  options: z.object({ strategy: z.string().optional(), verify: z.string().optional(), overwrite: z.boolean().optional() }),
+  options: z.object(transferOptions).partial(),
   strategy: z.string().nullable().meta({ description: "how the data moved: direct, zip or rename (resumed: an earlier attempt committed it and none recorded how)" }),
+  site: z.string().nullable().meta({ description: "the site whose workers run it (where its local end is); null: any site (both ends sftp)" }),
+  workerId: z.string().nullable().meta({ description: "the worker running it now, or the last one that did" }),
+  waitingFor: z.string().nullable().meta({ description: "QUEUED or RETRY_WAIT: what it waits for, e.g. \"no live worker for site srvtrf: …\"; null otherwise" }),
   attempts: z.number().int(),
   maxAttempts: z.number().int(),
   progress: z.object({
@@ -121,8 +128,8 @@ export type JobView = z.infer<typeof JobView>;
 
 const isoOrNull = (d: Date | null) => (d ? d.toISOString() : null);
 
-/** Row → view; rate and ETA are averages over the running attempt. */
-export function jobView(j: JobRow, now = Date.now()): JobView {
+/** Row → view; rate and ETA are averages over the running attempt; `waitingFor` comes from the workers' liveness. */
+export function jobView(j: JobRow, waitingFor: string | null = null, now = Date.now()): JobView {
   const running = j.status === "RUNNING" || j.status === "CANCELLING";
   const elapsedS = running && j.started_at ? (now - j.started_at.getTime()) / 1000 : 0;
   const rate = running && elapsedS > 0 && j.bytes_done > 0 ? j.bytes_done / elapsedS : null;
@@ -135,6 +142,9 @@ export function jobView(j: JobRow, now = Date.now()): JobView {
     target: { portal: j.target_portal_id, path: j.target_path },
     options: j.options,
     strategy: j.strategy,
+    site: j.site,
+    workerId: j.worker_id,
+    waitingFor,
     attempts: j.attempts,
     maxAttempts: j.max_attempts,
     progress: {
@@ -146,7 +156,7 @@ export function jobView(j: JobRow, now = Date.now()): JobView {
       bytesPerSecond: rate === null ? null : Math.round(rate),
       etaSeconds: rate && remaining !== null ? Math.round(remaining / rate) : null,
     },
-    error: j.error_code ? { code: j.error_code, message: j.error_message } : null,
+    error: j.error_code ? { code: j.error_code, message: j.error_message === null ? null : apiMessage(j.error_message, j.error_code) } : null,
     createdAt: j.created_at.toISOString(),
     startedAt: isoOrNull(j.started_at),
     finishedAt: isoOrNull(j.finished_at),
@@ -167,7 +177,10 @@ export const EventView = z.object({
 
 /** Event row → view. */
 export function eventView(e: JobEventRow): z.infer<typeof EventView> {
-  return { id: e.id, at: e.at.toISOString(), level: e.level, kind: e.kind, message: e.message, data: e.data };
+  // Failure events carry the engine's message (in `message` and `data.message`): API words here too.
+  const code = typeof e.data.code === "string" ? e.data.code : null;
+  const data = typeof e.data.message === "string" ? { ...e.data, message: apiMessage(e.data.message, code) } : e.data;
+  return { id: e.id, at: e.at.toISOString(), level: e.level, kind: e.kind, message: apiMessage(e.message, code), data };
 }
 
 const now = "2026-11-25T10:00:00.000Z";
@@ -177,15 +190,15 @@ export const examples = {
     type: "copy",
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
-    options: { strategy: "auto", verify: "checksum", overwrite: false, maxAttempts: 3 },
+    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true, maxAttempts: 3 },
   },
   view: {
     id: "9a7e3c1b-4d2f-4b6a-8e5c-3f1a2b9c8d70", type: "copy", status: "RUNNING",
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
-    options: { strategy: "auto", verify: "checksum", overwrite: false }, strategy: "direct", attempts: 1, maxAttempts: 3,
+    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true }, strategy: "direct", site: "lab-1", workerId: "lab-1:4242:k3x9q1", waitingFor: null, attempts: 1, maxAttempts: 3,
     progress: { filesDone: 120, filesTotal: 480, bytesDone: 52_428_800_000, bytesTotal: 209_715_200_000, percent: 25, bytesPerSecond: 110_000_000, etaSeconds: 1430 },
     error: null, createdAt: now, startedAt: now, finishedAt: null, updatedAt: now, nextAttemptAt: null,
   },
-  event: { id: 17, at: now, level: "info", kind: "started", message: "attempt 1 of 3 on worker lab-1", data: {} },
+  event: { id: 17, at: now, level: "info", kind: "started", message: "attempt 1 of 3 started on worker lab-1:4242:k3x9q1 (site lab-1)", data: { attempt: 1, maxAttempts: 3, workerId: "lab-1:4242:k3x9q1", site: "lab-1" } },
 };

@@ -6,30 +6,31 @@
 import { createJob, JobError, getJob, requestCancel, retryJob } from "../../jobs/repository.ts";
 import type { JobRow } from "../../jobs/types.ts";
 import type { AppDeps } from "../deps.ts";
+import { liveness, type Liveness, waitingFor } from "../sites/service.ts";
 import type { JobCreate } from "./schemas.ts";
 
 const DEFAULT_REDIS_TIMEOUT_MS = 1_000;
 
-/** Runs a Redis step with a deadline; a failure is logged, never thrown (Postgres already holds the truth). */
-async function bestEffort(deps: AppDeps, what: string, jobId: string, step: () => Promise<unknown>): Promise<boolean> {
+/** A Redis call bounded by the request's Redis deadline. */
+function withDeadline<T>(deps: AppDeps, pending: Promise<T>): Promise<T> {
   const ms = deps.redisTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const pending = step();
   // After the deadline the outcome no longer matters: the timeout was already reported.
   pending.catch(() => undefined);
+  const deadline = new Promise<T>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
+  });
+  return Promise.race([pending, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** Runs a Redis step with a deadline; a failure is logged, never thrown (Postgres already holds the truth). */
+async function bestEffort(deps: AppDeps, what: string, jobId: string, step: () => Promise<unknown>): Promise<boolean> {
   try {
-    await Promise.race([
-      pending,
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
-      }),
-    ]);
+    await withDeadline(deps, step());
     return true;
   } catch (err) {
     deps.log.warn(`${what} failed; the reconciler will repair it`, { jobId, error: err });
     return false;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -47,8 +48,8 @@ export async function submitJob(deps: AppDeps, input: JobCreate, idempotencyKey:
     ...(idempotencyKey ? { idempotencyKey } : {}),
   });
   // A replay re-enqueues too: if the first attempt's enqueue was lost, this repairs it (enqueue is idempotent).
-  if (result.job.status === "QUEUED") await bestEffort(deps, "enqueue", result.job.id, () => deps.queue.enqueue(result.job.id));
-  if (result.created) deps.log.info("job created", { jobId: result.job.id, type: result.job.type });
+  if (result.job.status === "QUEUED") await bestEffort(deps, "enqueue", result.job.id, () => deps.queue.enqueue(result.job.id, result.job.site));
+  if (result.created) deps.log.info("job created", { jobId: result.job.id, type: result.job.type, site: result.job.site ?? "any" });
   return result;
 }
 
@@ -70,7 +71,31 @@ export async function cancelJob(deps: AppDeps, id: string): Promise<JobRow> {
 /** Retries a FAILED or CANCELLED job. */
 export async function retry(deps: AppDeps, id: string): Promise<JobRow> {
   const job = await retryJob(deps.sql, id);
-  await bestEffort(deps, "enqueue", id, () => deps.queue.enqueue(id));
+  await bestEffort(deps, "enqueue", id, () => deps.queue.enqueue(id, job.site));
   deps.log.info("job retried", { jobId: id });
   return job;
+}
+
+/** How long a liveness reading is reused: waiting reasons may lag a worker's start by this much. */
+const LIVENESS_TTL_MS = 500;
+const livenessCache = new WeakMap<AppDeps, { at: number; value: Promise<Liveness | Error> }>();
+
+/**
+ * Live workers per site, read at most every LIVENESS_TTL_MS per app (POST /jobs and GET /jobs show
+ * a reason for every waiting job, and must not cost a Redis round trip each); an Error when Redis
+ * cannot be read within the request's Redis deadline.
+ */
+function currentLiveness(deps: AppDeps): Promise<Liveness | Error> {
+  const cached = livenessCache.get(deps);
+  if (cached && performance.now() - cached.at < LIVENESS_TTL_MS) return cached.value;
+  const value = withDeadline(deps, deps.queue.liveWorkers()).then(liveness, (err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+  livenessCache.set(deps, { at: performance.now(), value });
+  return value;
+}
+
+/** What each job waits for (null unless QUEUED or RETRY_WAIT), reading worker liveness only when one waits. */
+export async function waitingReasons(deps: AppDeps, jobs: readonly JobRow[]): Promise<Array<string | null>> {
+  if (!jobs.some((j) => j.status === "QUEUED" || j.status === "RETRY_WAIT")) return jobs.map(() => null);
+  const live = await currentLiveness(deps);
+  return jobs.map((j) => waitingFor(j, live));
 }

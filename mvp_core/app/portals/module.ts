@@ -2,13 +2,21 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import { checkPortal } from "../../portals/endpoints.ts";
-import { createPortal, deletePortal, getPortal, listPortals, PortalError, updatePortal } from "../../portals/repository.ts";
+import { createPortal, deletePortal, getPortal, listPortals, type NewPortal, PortalError, updatePortal } from "../../portals/repository.ts";
+import { portalWarnings } from "../../portals/warnings.ts";
+import { defaultPortalSite } from "../../sites/repository.ts";
 import type { AppDeps } from "../deps.ts";
-import { doc } from "../openapi.ts";
-import { examples, PortalCheckView, PortalCreate, PortalParams, PortalUpdate, PortalView, portalCheckView, portalView } from "./schemas.ts";
+import { doc, responses } from "../openapi.ts";
+import { examples, PortalCheckView, PortalCreate, PortalParams, PortalSaved, PortalUpdate, PortalView, portalCheckView, portalView } from "./schemas.ts";
 
 const tags = ["portals"];
 const CHECK_TIMEOUT_MS = 10_000;
+
+/** The portal to create: a local one without `site` gets the default site (see defaultPortalSite). */
+async function withSite(deps: AppDeps, body: PortalCreate): Promise<NewPortal> {
+  if (body.kind === "sftp") return body;
+  return { ...body, site: body.site ?? (await defaultPortalSite(deps.sql, deps.site)) };
+}
 
 async function mustGet(deps: AppDeps, id: string) {
   const p = await getPortal(deps.sql, id);
@@ -21,48 +29,52 @@ export function portalsModule(deps: AppDeps) {
   const log = deps.log.child({ module: "portals" });
   return new Elysia({ name: "portals" })
     .get("/portals", async () => ({ portals: (await listPortals(deps.sql)).map(portalView) }), {
-      detail: doc({
-        summary: "List portals", tags, operationId: "listPortals",
-        responses: { 200: { description: "Every portal, by name", schema: z.object({ portals: z.array(PortalView) }), example: { portals: [examples.view] } } },
-      }),
+      response: responses({ 200: { description: "Every portal, by name", schema: z.object({ portals: z.array(PortalView) }), example: { portals: [examples.view] } } }),
+      detail: doc({ summary: "List portals", tags, operationId: "listPortals" }),
     })
     .post(
       "/portals",
       async ({ body, set }) => {
-        const p = await createPortal(deps.sql, body, deps.secretKey);
-        log.info("portal created", { portalId: p.id, name: p.name, kind: p.kind });
+        const p = await createPortal(deps.sql, await withSite(deps, body), deps.secretKey);
+        const warnings = await portalWarnings(p, deps.site);
+        log.info("portal created", { portalId: p.id, name: p.name, kind: p.kind, site: p.site, allowedSites: p.allowed_sites, warnings: warnings.map((w) => w.code) });
         set.status = 201;
-        return portalView(p);
+        return { ...portalView(p), warnings };
       },
       {
-        body: PortalCreate,
+        parse: "json",
+        body: PortalCreate.meta({ examples: [examples.createLocal, examples.createSftp, examples.createLocalAtSite] }),
+        response: responses({ 201: { description: "Created; `warnings` says what to fix before jobs can use it", schema: PortalSaved, example: examples.saved } }, [400, 409, 413, 415, 422]),
         detail: doc({
           summary: "Register a portal",
-          description: "A local folder, or a folder on an SFTP host. The password or private key is stored encrypted (AES-256-GCM) and never returned. Pin the host key (from POST /portals/{id}/check) before jobs can use an sftp portal.",
-          tags, operationId: "createPortal", bodyExample: examples.createLocal, errors: [400, 409, 413, 415, 422],
-          responses: { 201: { description: "Created", schema: PortalView, example: examples.view } },
+          description:
+            "A local folder at a site (the machine whose disk holds it; `site` defaults to the only site ever seen), or a folder on an SFTP host that every site — or only `allowedSites` — may reach. The password or private key is stored encrypted (AES-256-GCM) and never returned. The portal is saved even when its root cannot be seen yet; `warnings` then says so (ROOT_NOT_FOUND: create the folder; the API looks only at folders of its own site). Pin the host key (from POST /portals/{id}/check) before jobs can use an sftp portal.",
+          tags, operationId: "createPortal",
         }),
       },
     )
     .get("/portals/:id", async ({ params }) => portalView(await mustGet(deps, params.id)), {
       params: PortalParams,
-      detail: doc({ summary: "Get a portal", tags, operationId: "getPortal", errors: [404, 422], responses: { 200: { description: "The portal", schema: PortalView, example: examples.view } } }),
+      response: responses({ 200: { description: "The portal", schema: PortalView, example: examples.view } }, [404, 422]),
+      detail: doc({ summary: "Get a portal", tags, operationId: "getPortal" }),
     })
     .patch(
       "/portals/:id",
       async ({ params, body }) => {
         const p = await updatePortal(deps.sql, params.id, body, deps.secretKey);
-        log.info("portal updated", { portalId: p.id, fields: Object.keys(body) });
-        return portalView(p);
+        const warnings = await portalWarnings(p, deps.site);
+        log.info("portal updated", { portalId: p.id, fields: Object.keys(body), warnings: warnings.map((w) => w.code) });
+        return { ...portalView(p), warnings };
       },
       {
         params: PortalParams,
-        body: PortalUpdate,
+        parse: "json",
+        body: PortalUpdate.meta({ examples: [{ hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" }] }),
+        response: responses({ 200: { description: "Updated; `warnings` as for POST /portals", schema: PortalSaved, example: { ...examples.saved, warnings: [] } } }, [400, 404, 409, 413, 415, 422]),
         detail: doc({
           summary: "Update a portal",
-          description: "Changes any subset of fields. `auth` replaces the stored secret; `hostKeyFingerprint: null` unpins. Moving the root, host or port is refused while active jobs use the portal.",
-          tags, operationId: "updatePortal", bodyExample: { hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" }, errors: [400, 404, 409, 413, 415, 422],
-          responses: { 200: { description: "Updated", schema: PortalView, example: examples.view } },
+          description: "Changes any subset of fields. `auth` replaces the stored secret; `hostKeyFingerprint: null` unpins. Moving the root, host, port, `site` or `allowedSites` is refused while active jobs use the portal.",
+          tags, operationId: "updatePortal",
         }),
       },
     )
@@ -76,10 +88,9 @@ export function portalsModule(deps: AppDeps) {
       },
       {
         params: PortalParams,
-        detail: doc({
-          summary: "Delete a portal", description: "Refused (409) while active jobs use it; finished jobs keep their history.",
-          tags, operationId: "deletePortal", errors: [404, 409, 422], responses: { 204: { description: "Deleted" } },
-        }),
+        // 204 has no body: an empty schema (the plugin renders a `null` schema as a broken content map).
+        response: responses({ 204: { description: "Deleted (no body)", schema: z.unknown() } }, [404, 409, 422]),
+        detail: doc({ summary: "Delete a portal", description: "Refused (409) while active jobs use it; finished jobs keep their history.", tags, operationId: "deletePortal" }),
       },
     )
     .post(
@@ -92,11 +103,11 @@ export function portalsModule(deps: AppDeps) {
       },
       {
         params: PortalParams,
+        response: responses({ 200: { description: "What the check found", schema: PortalCheckView, example: examples.check } }, [404, 422]),
         detail: doc({
           summary: "Check a portal",
           description: "Connects and reports reachability, free space and (sftp) the host-key fingerprint the server presented, so a person can pin it with PATCH. Connection failures are reported in the body, not as an HTTP error.",
-          tags, operationId: "checkPortal", errors: [404, 422],
-          responses: { 200: { description: "What the check found", schema: PortalCheckView, example: examples.check } },
+          tags, operationId: "checkPortal",
         }),
       },
     );

@@ -24,7 +24,13 @@ afterAll(async () => {
 });
 
 interface OpenApiDoc {
-  paths: Record<string, Record<string, { operationId: string; requestBody?: { content: Record<string, { schema: unknown; example?: unknown }> }; responses: Record<string, unknown>; parameters: { name: string; in: string }[] }>>;
+  paths: Record<string, Record<string, {
+    operationId: string;
+    security?: unknown[];
+    requestBody?: { content: Record<string, { schema: { examples?: unknown[] } }> };
+    responses: Record<string, { description: string; content?: Record<string, { schema: { examples?: unknown[] } }> }>;
+    parameters?: { name: string; in: string }[];
+  }>>;
   components: { securitySchemes: Record<string, unknown> };
 }
 
@@ -33,17 +39,34 @@ describe("Swagger UI", () => {
     const doc = (await (await fetch(`${base}/swagger/json`)).json()) as OpenApiDoc;
     const ops = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods).map(([m, op]) => ({ key: `${m.toUpperCase()} ${path}`, op })));
     expect(ops.map((o) => o.key).sort()).toEqual([
-      "DELETE /portals/{id}", "GET /health", "GET /jobs", "GET /jobs/{id}", "GET /jobs/{id}/events", "GET /portals", "GET /portals/{id}",
-      "PATCH /portals/{id}", "POST /jobs", "POST /jobs/{id}/cancel", "POST /jobs/{id}/retry", "POST /portals", "POST /portals/{id}/check",
+      "DELETE /portals/{id}", "DELETE /sites/{name}", "GET /health", "GET /jobs", "GET /jobs/{id}", "GET /jobs/{id}/events", "GET /metrics", "GET /portals", "GET /portals/{id}",
+      "GET /sites", "PATCH /portals/{id}", "POST /jobs", "POST /jobs/{id}/cancel", "POST /jobs/{id}/retry", "POST /portals", "POST /portals/{id}/check",
     ]);
     for (const { key, op } of ops) {
       const ok = Object.keys(op.responses).filter((s) => s.startsWith("2"));
       expect(ok.length, key).toBeGreaterThan(0);
-      if (key.startsWith("POST /jobs") && key === "POST /jobs") expect(op.requestBody?.content["application/json"]?.example, key).toBeDefined();
+      // Every success with a body carries an example; every error is the one Error body, described.
+      for (const status of ok.filter((s) => s !== "204")) {
+        const content = op.responses[status]!.content ?? {};
+        expect(Object.keys(content), `${key} ${status}`).toEqual([key === "GET /metrics" ? "text/plain" : "application/json"]);
+        expect(Object.values(content)[0]!.schema.examples?.length, `${key} ${status}`).toBe(1);
+      }
+      if (key !== "GET /health" && key !== "GET /metrics") expect(Object.keys(op.responses), key).toContain("401");
+      for (const [status, r] of Object.entries(op.responses).filter(([s]) => s >= "400")) expect(r.description, `${key} ${status}`).not.toMatch(/^Response for status/);
+      // Only JSON bodies are advertised (a form body would answer 415), each with an example.
+      if (op.requestBody) {
+        expect(Object.keys(op.requestBody.content), key).toEqual(["application/json"]);
+        expect(op.requestBody.content["application/json"]!.schema.examples?.length, key).toBeGreaterThan(0);
+      }
     }
+    expect(doc.paths["/health"]!.get!.security).toEqual([]);
+    expect(doc.paths["/metrics"]!.get!.security).toEqual([]);
     const createJob = doc.paths["/jobs"]!.post!;
-    expect(createJob.parameters.map((p) => `${p.in}:${p.name}`)).toContain("header:idempotency-key");
-    expect(doc.paths["/jobs"]!.get!.parameters.map((p) => p.name).sort()).toEqual(["cursor", "limit", "portal", "status"]);
+    expect(createJob.parameters!.map((p) => `${p.in}:${p.name}`)).toContain("header:idempotency-key");
+    expect(Object.keys(createJob.responses).sort()).toEqual(["201", "400", "401", "409", "413", "415", "422"]);
+    // zod's own JSON Schema keeps the query parameters whose parsing transforms them.
+    expect(doc.paths["/jobs"]!.get!.parameters!.map((p) => p.name).sort()).toEqual(["cursor", "limit", "portal", "status"]);
+    expect(doc.paths["/jobs/{id}/events"]!.get!.parameters!.map((p) => `${p.in}:${p.name}`).sort()).toEqual(["path:id", "query:after", "query:limit"]);
     expect(doc.components.securitySchemes.bearer).toBeDefined();
   });
 
@@ -93,6 +116,9 @@ describe("Swagger UI", () => {
       const op = page.locator("#operations-jobs-createJob");
       await op.locator(".opblock-summary").click();
       await op.locator("button.try-out__btn").click();
+      // "Try it out" starts from the documented example, which creates the target's parents.
+      const prefilled = JSON.parse(await op.locator("textarea.body-param__text").inputValue()) as { options?: { createParents?: boolean } };
+      expect(prefilled.options?.createParents).toBe(true);
       const body = { type: "copy", source: { portal: a.id, path: sourcePath }, target: { portal: b.id, path: "incoming/shoot" }, options: { verify: "size" } };
       await op.locator("textarea.body-param__text").fill(JSON.stringify(body, null, 2));
       await op.locator("button.execute").click();

@@ -1,0 +1,118 @@
+/**
+ * Step 5, commit: the verified staging entry is renamed onto the target. Without overwrite the
+ * rename refuses an existing target (someone may have created it meanwhile). With overwrite a file
+ * replaces a file atomically; otherwise the old target is first renamed to `.ketter-<id>.old`, the
+ * staging entry takes its name, then the old one is removed. A crash between those two renames
+ * leaves the old target under `.old`: recoverStaging() puts it back before a retry starts.
+ *
+ * Moving the old target aside is also the last check that it does not hold the source: whatever
+ * check.ts could prove, if the source's path is gone once the old target moved, the source was
+ * inside it — the old target goes back and nothing is replaced.
+ */
+import type { Entry } from "../endpoints/endpoint.ts";
+import { TransferError, isTransferError } from "../errors.ts";
+import { normalizeRel, showPath } from "../paths.ts";
+import type { StatPrefetch } from "./prefetch.ts";
+import type { Run } from "../run.ts";
+
+/** Renames staging onto `targetPath`; returns whether an existing target was replaced. */
+export async function commit(run: Run, stagingPath: string, targetPath: string): Promise<boolean> {
+  const { target } = run;
+  // Past this point cancellation is not honoured: a half-done commit is worse than a finished one.
+  if (!run.spec.overwrite) {
+    // One step: a rename without replace refuses a target that appeared meanwhile.
+    try {
+      await target.rename(stagingPath, targetPath);
+    } catch (err) {
+      if (isTransferError(err) && err.code === "TARGET_EXISTS") {
+        throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} appeared while the transfer ran; nothing was replaced — allow overwrite to replace it`, { cause: err });
+      }
+      throw err;
+    }
+    return false;
+  }
+  const existing = await target.stat(targetPath);
+  if (existing === null) {
+    await target.rename(stagingPath, targetPath);
+    return false;
+  }
+  const staged = await target.stat(stagingPath);
+  if (existing.type === "file" && staged?.type === "file") {
+    await target.rename(stagingPath, targetPath, { replace: true });
+    return true;
+  }
+  await swapIn(run, stagingPath, targetPath, existing);
+  return true;
+}
+
+async function swapIn(run: Run, stagingPath: string, targetPath: string, existing: Entry): Promise<void> {
+  const { target, names } = run;
+  await target.remove(names.old, { recursive: true });
+  await moveAside(run, targetPath);
+  try {
+    await target.rename(stagingPath, targetPath);
+  } catch (err) {
+    await target.rename(names.old, targetPath);
+    throw err;
+  }
+  await target.remove(names.old, { recursive: existing.type === "dir" });
+}
+
+/**
+ * Renames the existing target to `.old`, then proves the source's path still names something: if
+ * it does not, the source was inside the old target (or is it), so the target goes back and
+ * SOURCE_INSIDE_TARGET is raised. Not cancellable: the target is never left aside by a cancel.
+ */
+export async function moveAside(run: Run, targetPath: string): Promise<void> {
+  const { target, names } = run;
+  await target.rename(targetPath, names.old);
+  let there: boolean;
+  try {
+    there = (await run.source.stat(normalizeRel(run.spec.sourcePath))) !== null;
+  } catch (err) {
+    await target.rename(names.old, targetPath);
+    throw err;
+  }
+  if (!there) {
+    await target.rename(names.old, targetPath);
+    throw new TransferError("SOURCE_INSIDE_TARGET", `the source ${showPath(run.source, run.spec.sourcePath)} lies inside the target ${showPath(run.target, run.spec.targetPath)} (it vanished when the target was moved aside): replacing the target would delete the source; nothing was replaced — choose another target`);
+  }
+}
+
+/**
+ * Run before every transfer: finishes or undoes what a crashed attempt with the same id left next
+ * to the target. The staging entry and archives are only ever copies, so they are deleted; an
+ * `.old` entry without a target is the previous target mid-swap, so it is put back.
+ */
+export async function recoverStaging(run: Run, targetPath: string, early?: StatPrefetch): Promise<boolean> {
+  const { target, names } = run;
+  const stat = (p: string): Promise<Entry | null> => (early ? early.stat(p) : target.stat(p));
+  let found = false;
+  const old = await stat(names.old);
+  if (old !== null) {
+    found = true;
+    if ((await target.stat(targetPath)) === null) await target.rename(names.old, targetPath);
+    else await target.remove(names.old, { recursive: true });
+  }
+  for (const p of [names.staging, names.zips]) {
+    if ((await stat(p)) !== null) {
+      found = true;
+      await target.remove(p, { recursive: true });
+    }
+  }
+  if (found) run.emit({ kind: "staging_recovered", message: "removed what an earlier attempt with this id left behind", data: { staging: names.staging } });
+  return found;
+}
+
+/** Removes staging leftovers (and with `marker`, a move's marker) after a failure; never throws over the original error. */
+export async function discardStaging(run: Run, { marker = false }: { marker?: boolean } = {}): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  for (const p of marker ? [run.names.staging, run.names.zips, run.names.moved] : [run.names.staging, run.names.zips]) {
+    try {
+      await run.target.remove(p, { recursive: true });
+    } catch (err) {
+      failures.push(err);
+    }
+  }
+  return failures;
+}

@@ -1,0 +1,148 @@
+/**
+ * Step 2, plan: picks the strategy and the hash, splits the zip archives and checks free space.
+ * `auto` sends a folder as zip when it holds many small files (per-file cost dominates: one open,
+ * create and close per file on each side, plus a round trip per file on a remote endpoint), and
+ * file by file otherwise. A move within one file system, where the target can rename from the
+ * source, is a rename (see docs/engine.md).
+ */
+import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
+import { TransferError } from "../errors.ts";
+import { LOCAL_HASHES, pickHash } from "../hash.ts";
+import { parentRel } from "../paths.ts";
+import type { Run } from "../run.ts";
+import type { StatPrefetch } from "./prefetch.ts";
+import type { Manifest } from "./scan.ts";
+import { sameFileSystem } from "./check.ts";
+
+/** What the transfer step will do. */
+export interface Plan {
+  strategy: "direct" | "zip" | "rename";
+  reason: string;
+  /** Null with size-only verification. */
+  hash: HashAlgorithm | null;
+  /** True when the destination cannot hash next to the data and the engine reads files back itself. */
+  hashByReadBack: boolean;
+  /** Zip: the archives' contents, in order. */
+  archives: Entry[][];
+  /** Files sent one by one (all of them with direct; the too-large ones with zip). */
+  directFiles: Entry[];
+  /** Zip: the source endpoint packs the (single) archive itself. */
+  packedBySource: boolean;
+  /** Bytes the destination needs free before anything is written. */
+  requiredBytes: number;
+}
+
+const BLOCK = 4096;
+const roundUp = (n: number): number => Math.ceil(n / BLOCK) * BLOCK;
+/** Local header + data descriptor + central directory record, without the name. */
+const ZIP_ENTRY_OVERHEAD = 30 + 16 + 46;
+
+/**
+ * Decides how to move `m`; `allowRename` is false after a rename attempt found two devices.
+ * `early` may hold the free space, asked at the start beside the target's stats.
+ */
+export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath: string, { allowRename = true, early }: { allowRename?: boolean; early?: StatPrefetch } = {}): Promise<Plan> {
+  const { spec, source, target, opts } = run;
+  if (allowRename && canRename(run)) {
+    return { strategy: "rename", reason: "a move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0 };
+  }
+  const [srcCaps, dstCaps] = await Promise.all([source.capabilities({ signal: run.signal }), target.capabilities({ signal: run.signal })]);
+
+  let hash: HashAlgorithm | null = null;
+  let hashByReadBack = false;
+  if (spec.verify === "checksum") {
+    // The source side is hashed in this process while reading, so it must be one we compute here.
+    const computable = srcCaps.hashes.filter((h) => LOCAL_HASHES.includes(h));
+    hash = pickHash(computable.length > 0 ? computable : LOCAL_HASHES, dstCaps.hashes);
+    if (hash === null) {
+      hash = pickHash(LOCAL_HASHES, LOCAL_HASHES);
+      hashByReadBack = true;
+      run.emit({ kind: "fallback", message: `no hash both ends compute; reading the destination back to hash it with ${hash}`, data: { source: srcCaps.hashes, target: dstCaps.hashes } });
+    }
+  }
+
+  const smallFiles = m.files.filter((f) => f.size < opts.zipSmallFileBytes).length;
+  let strategy: "direct" | "zip";
+  let reason: string;
+  if (spec.strategy === "direct") [strategy, reason] = ["direct", "requested"];
+  else if (spec.strategy === "zip") [strategy, reason] = ["zip", "requested"];
+  else if (m.kind === "dir" && smallFiles >= opts.zipMinSmallFiles) {
+    [strategy, reason] = ["zip", `${smallFiles} files under ${opts.zipSmallFileBytes} bytes (threshold ${opts.zipMinSmallFiles})`];
+  } else [strategy, reason] = ["direct", `${smallFiles} small files (zip from ${opts.zipMinSmallFiles})`];
+
+  if (strategy === "zip" && m.kind === "file") {
+    [strategy, reason] = ["direct", "a single file gains nothing from an archive"];
+    run.emit({ kind: "fallback", message: "zip requested for a single file; sending it directly" });
+  }
+  if (strategy === "zip" && (!dstCaps.unzip || target.unzip === undefined)) {
+    [strategy, reason] = ["direct", `${target.label} cannot unpack archives`];
+    run.emit({ kind: "fallback", message: `zip planned but ${target.label} cannot unpack archives; sending files directly` });
+  }
+
+  let archives: Entry[][] = [];
+  let directFiles = m.files;
+  let packedBySource = false;
+  if (strategy === "zip") {
+    ({ archives, directFiles } = splitArchives(m.files, run));
+    if (srcCaps.packZip && source.packZip !== undefined) {
+      // The source's own hashes stand in for hashing while reading, so it must offer the chosen one.
+      packedBySource = archives.length === 1 && directFiles.length === 0 && (hash === null || srcCaps.hashes.includes(hash));
+      if (!packedBySource) run.emit({ kind: "fallback", message: "the source could pack the folder itself, but this one needs several archives, direct files or a hash the source lacks; packing through reads instead" });
+    }
+  }
+
+  const dataBytes = m.files.reduce((n, f) => n + roundUp(f.size), 0) + m.dirs.length * BLOCK;
+  const archiveBytes = archives.reduce((max, a) => Math.max(max, a.reduce((n, f) => n + f.size + ZIP_ENTRY_OVERHEAD + 2 * Buffer.byteLength(f.path), 22)), 0);
+  const requiredBytes = dataBytes + roundUp(archiveBytes) + opts.spaceMarginBytes;
+  let space = await (early ? early.space(parentRel(targetPath)) : target.space(parentRel(targetPath), { signal: run.signal }));
+  // The early answer predates the scan: ask again before refusing on it.
+  if (early && space.freeBytes < requiredBytes) space = await target.space(parentRel(targetPath), { signal: run.signal });
+  if (space.freeBytes < requiredBytes) {
+    throw new TransferError("NO_SPACE", `not enough free space at ${target.label}: need ${fmtBytes(requiredBytes)}, ${fmtBytes(space.freeBytes)} free; free some space or choose another target`, {
+      details: { requiredBytes, freeBytes: space.freeBytes },
+    });
+  }
+  return { strategy, reason, hash, hashByReadBack, archives, directFiles, packedBySource, requiredBytes };
+}
+
+function canRename(run: Run): boolean {
+  const { spec, target, locations } = run;
+  if (spec.mode !== "move" || spec.strategy !== "auto" || target.renameFrom === undefined) return false;
+  return locations !== null && sameFileSystem(locations);
+}
+
+/** Groups files into archives within the entry/byte limits; files too large for plain zip go direct. */
+export function splitArchives(files: Entry[], run: Run): { archives: Entry[][]; directFiles: Entry[] } {
+  const { zipMaxEntries, zipMaxArchiveBytes, zipMaxEntryBytes } = run.opts;
+  const archives: Entry[][] = [];
+  const directFiles: Entry[] = [];
+  let cur: Entry[] = [];
+  let curBytes = 22;
+  for (const f of files) {
+    const cost = f.size + ZIP_ENTRY_OVERHEAD + 2 * Buffer.byteLength(f.path);
+    if (f.size >= zipMaxEntryBytes || cost + 22 > zipMaxArchiveBytes) {
+      directFiles.push(f);
+      continue;
+    }
+    if (cur.length >= zipMaxEntries || curBytes + cost > zipMaxArchiveBytes) {
+      archives.push(cur);
+      cur = [];
+      curBytes = 22;
+    }
+    cur.push(f);
+    curBytes += cost;
+  }
+  if (cur.length > 0) archives.push(cur);
+  return { archives, directFiles };
+}
+
+/** "1.5 GiB"-style sizes for messages. */
+export function fmtBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
