@@ -3,11 +3,11 @@
  * root that owns the cross-cutting parts — request id, bearer token, JSON bodies, error mapping
  * and the access log. Tests drive it through `app.handle(new Request(...))` or `app.listen`.
  */
-import { Elysia } from "elysia";
+import { Elysia, NotFoundError } from "elysia";
 import type { AppDeps } from "./deps.ts";
 import { errorBody, toApiError } from "./errors.ts";
 import { healthModule } from "./health/module.ts";
-import { bearerChecker, checkBodyHeaders, isPublicPath, parseJsonBody } from "./http.ts";
+import { allowedMethods, bearerChecker, checkBodyHeaders, isPublicPath, parseJsonBody } from "./http.ts";
 import { jobsModule } from "./jobs/module.ts";
 import { metricsModule } from "./metrics/module.ts";
 import { openapiModule } from "./openapi.ts";
@@ -45,10 +45,14 @@ export function createApp(deps: AppDeps) {
     .onParse(({ request, contentType }) => parseJsonBody(request, contentType))
     .onError(({ error, request, set }) => {
       const m = metaOf(request);
-      const { error: e, internal } = toApiError(error, m.id);
-      if (internal) log.error("request failed", { requestId: m.id, method: request.method, path: pathOf(request.url), error });
+      const path = pathOf(request.url);
+      const { error: e, internal } = toApiError(error, m.id, error instanceof NotFoundError ? methodsFor(path) : []);
+      if (internal) log.error("request failed", { requestId: m.id, method: request.method, path, error });
       set.status = e.status; // read back by the access log
-      return Response.json(errorBody(e), { status: e.status, headers: { "x-request-id": m.id, ...(e.status === 401 ? { "www-authenticate": 'Bearer realm="ketter"' } : {}) } });
+      const headers: Record<string, string> = { "x-request-id": m.id };
+      if (e.status === 401) headers["www-authenticate"] = 'Bearer realm="ketter"';
+      if (e.status === 405) headers.allow = (e.details.allowed as string[]).join(", ");
+      return Response.json(errorBody(e), { status: e.status, headers });
     })
     .onAfterResponse(({ request, set }) => {
       const m = metaOf(request);
@@ -61,6 +65,10 @@ export function createApp(deps: AppDeps) {
     .use(portalsModule(deps))
     .use(jobsModule(deps))
     .use(sitesModule(deps));
+
+  // Every route is registered by now; the table is built once, at the first wrong method.
+  let methods: ((path: string) => string[]) | undefined;
+  const methodsFor = (path: string) => (methods ??= allowedMethods(root.routes))(path);
   return root;
 }
 

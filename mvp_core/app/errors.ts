@@ -118,8 +118,12 @@ export function apiMessage(message: string, code?: string | null): string {
   return m;
 }
 
-/** Maps any thrown value to an ApiError; `internal` is true when it was not the client's fault. */
-export function toApiError(err: unknown, requestId: string): { error: ApiError; internal: boolean } {
+/**
+ * Maps any thrown value to an ApiError; `internal` is true when it was not the client's fault.
+ * `allowed`: the methods the request's path answers to, when some route serves it (a NotFoundError
+ * there means the method is wrong: 405, with the methods in details.allowed for the Allow header).
+ */
+export function toApiError(err: unknown, requestId: string, allowed: readonly string[] = []): { error: ApiError; internal: boolean } {
   if (err instanceof ApiError) return { error: err, internal: false };
   // Elysia wraps what a parse hook throws.
   if (err instanceof ParseError && err.cause instanceof ApiError) return { error: err.cause, internal: false };
@@ -131,6 +135,9 @@ export function toApiError(err: unknown, requestId: string): { error: ApiError; 
   if (err instanceof PortalError) return { error: new ApiError(PORTAL_STATUS[err.code], PORTAL_CODE[err.code], err.message, err.details), internal: false };
   if (err instanceof JobError) return { error: new ApiError(JOB_STATUS[err.code], JOB_CODE[err.code] ?? err.code, err.message, err.details), internal: false };
   if (err instanceof SiteError) return { error: new ApiError(SITE_STATUS[err.code], SITE_CODE[err.code], err.message, err.details), internal: false };
+  if (err instanceof NotFoundError && allowed.length > 0) {
+    return { error: new ApiError(405, "METHOD_NOT_ALLOWED", `this method is not allowed here; use ${allowed.join(", ")} (see /swagger)`, { allowed }), internal: false };
+  }
   if (err instanceof NotFoundError) return { error: new ApiError(404, "ROUTE_NOT_FOUND", "no such route; see /swagger for the API"), internal: false };
   if (err instanceof ParseError) return { error: new ApiError(400, "INVALID_BODY", "the request body could not be read; send JSON with Content-Type: application/json"), internal: false };
   if (isTransferError(err)) {

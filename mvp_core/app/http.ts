@@ -9,10 +9,12 @@ import { ApiError } from "./errors.ts";
 export const MAX_BODY_BYTES = 64 * 1024;
 
 /**
- * Bun.serve's own cap (it answers beyond it without JSON). Far above MAX_BODY_BYTES so that a
- * declared Content-Length is refused by checkBodyHeaders first, with a JSON answer.
+ * Bun.serve's own cap. Beyond it Bun answers 413 itself, with no body at all, before the app sees
+ * the request; so it is lifted out of the way, and the app enforces MAX_BODY_BYTES in JSON: a
+ * declared Content-Length from the headers alone (checkBodyHeaders), a chunked body while reading
+ * it (parseJsonBody stops at the limit, so nothing larger is ever buffered).
  */
-export const SERVER_MAX_BODY_BYTES = 1024 * 1024;
+export const SERVER_MAX_BODY_BYTES = Number.MAX_SAFE_INTEGER;
 
 /** Routes anyone may call, token or not: health and metrics (scraped without credentials), the API's documentation. */
 export function isPublicPath(path: string): boolean {
@@ -40,14 +42,52 @@ export function checkBodyHeaders(request: Request): void {
   }
 }
 
+/**
+ * For a path some route serves, the methods it answers (HEAD wherever GET is); empty for a path no
+ * route serves. Built from the app's registered routes, so a 405's Allow header is never stale.
+ */
+export function allowedMethods(routes: readonly { method: string; path: string }[]): (path: string) => string[] {
+  const table = routes.map((r) => ({
+    method: r.method.toUpperCase(),
+    pattern: new RegExp(`^${r.path.split("/").map((seg) => (seg.startsWith(":") ? "[^/]+" : seg === "*" ? ".*" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))).join("/")}$`),
+  }));
+  return (path) => {
+    const methods = new Set(table.filter((r) => r.pattern.test(path)).map((r) => r.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods].sort();
+  };
+}
+
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+/** The body as UTF-8 text, read only up to MAX_BODY_BYTES. Bytes that are not UTF-8 are refused, never replaced by U+FFFD. */
+async function readBody(request: Request): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body) {
+    const reader = request.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_BODY_BYTES) {
+        // The answer is decided; what the client sends after the limit is never read.
+        await reader.cancel();
+        throw new ApiError(413, "BODY_TOO_LARGE", `request body is larger than the limit; the limit is ${MAX_BODY_BYTES} bytes`, { limit: MAX_BODY_BYTES });
+      }
+      chunks.push(value);
+    }
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new ApiError(400, "INVALID_BODY", "request body is not valid UTF-8; send the JSON encoded as UTF-8");
+  }
+}
 
 /** Parses a JSON body with messages a person can act on; an empty body parses as null. */
 export async function parseJsonBody(request: Request, contentType: string): Promise<unknown> {
-  const text = await request.text();
-  if (Buffer.byteLength(text) > MAX_BODY_BYTES) {
-    throw new ApiError(413, "BODY_TOO_LARGE", `request body is larger than the limit; the limit is ${MAX_BODY_BYTES} bytes`, { limit: MAX_BODY_BYTES });
-  }
+  const text = await readBody(request);
   if (text.trim() === "") return null;
   if (!JSON_TYPE.test(contentType)) {
     throw new ApiError(415, "UNSUPPORTED_MEDIA_TYPE", `Content-Type ${JSON.stringify(contentType || "(none)")} is not accepted; send the body as JSON with Content-Type: application/json`);

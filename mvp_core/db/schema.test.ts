@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Sql } from "postgres";
 import { testSql, uniqueId } from "../testing/services.ts";
+import { STRATEGIES_USED } from "../transfer_engine/index.ts";
 
 let sql: Sql;
 let portalId: string;
@@ -53,6 +54,26 @@ describe("schema constraints", () => {
     await expect(insertJob({ status: "DONE" })).rejects.toThrow(/jobs_finished_iff_terminal/);
     await expect(insertJob({ status: "FAILED", finished_at: new Date() })).rejects.toThrow(/jobs_failed_has_error/);
     await expect(insertJob({ attempts: 4, max_attempts: 3 })).rejects.toThrow(/jobs_attempts_within_max/);
+  });
+
+  test("every strategy the engine reports is accepted, and the constraint allows exactly those", async () => {
+    // One source of truth: STRATEGIES_USED (transfer_engine). A value added there without a
+    // migration fails the inserts; a value the constraint allows that the engine never reports fails the comparison.
+    for (const strategy of STRATEGIES_USED) {
+      const id = await insertJob({ strategy });
+      const [job] = await sql<{ strategy: string }[]>`select strategy from jobs where id = ${id}`;
+      expect(job!.strategy).toBe(strategy);
+    }
+    const [check] = await sql<{ def: string }[]>`
+      select pg_get_constraintdef(oid) as def from pg_constraint where conname = 'jobs_strategy_check' and conrelid = 'jobs'::regclass`;
+    const allowed = [...check!.def.matchAll(/'([^']+)'::text/g)].map((m) => m[1]).sort();
+    expect(allowed).toEqual([...STRATEGIES_USED].sort());
+    await expect(insertJob({ strategy: "teleport" })).rejects.toThrow(/jobs_strategy_check/);
+  });
+
+  test("a job's phase is one of the guarded steps", async () => {
+    for (const phase of ["commit", "committed", "remove_source"]) await insertJob({ phase });
+    await expect(insertJob({ phase: "verify" })).rejects.toThrow(/jobs_phase_check/);
   });
 
   test("an unknown event kind is rejected", async () => {

@@ -10,6 +10,17 @@
  *   RUNNING ──worker shutting down──▶ QUEUED (released; the attempt is not counted)
  *   RUNNING ──lease expired (worker died)──▶ QUEUED (reclaimed) | FAILED (no attempts left)
  *
+ * Fencing: the attempt number is a token. Every statement that records something for a running
+ * attempt names its Fence (job, worker, attempt) in its WHERE, so the writes of an attempt whose
+ * job was reclaimed (and perhaps claimed again, even by the same worker) change nothing.
+ *
+ * Once `committed_at` is set the data arrived, and the job can only end DONE: a failure is
+ * recorded as DONE with the error kept as a warning, a lost worker's job is queued again (with an
+ * extra attempt when it had none left) so that a later attempt finishes what follows the commit,
+ * and a cancel no longer stops it. `phase` non-null (the commit fence was passed) means the data
+ * may have arrived: a lost worker's job is then also queued again rather than failed, and the
+ * engine's commit marker tells the next attempt which it was.
+ *
  * A worker claims only jobs its site may run (the claim itself checks the job's site and its
  * portals' placement), and every event it writes carries its id and site.
  */
@@ -30,6 +41,13 @@ export interface WorkerRef {
   site: string;
 }
 
+/** Who may write for a running attempt: the job, the worker running it and the attempt number (the fencing token). */
+export interface Fence {
+  jobId: string;
+  worker: WorkerRef;
+  attempt: number;
+}
+
 /**
  * What claimJob decided. When refused, `job` (null: no such job) says why; `misplaced`: this
  * worker's site may not run it (it belongs to `site`, or one of its portals is not reachable here).
@@ -37,6 +55,15 @@ export interface WorkerRef {
 export type Claim =
   | { claimed: true; job: JobRow }
   | { claimed: false; job: { status: JobStatus; leaseExpired: boolean; dueInMs: number | null; site: string | null; misplaced: boolean } | null };
+
+/** A guarded step of the engine (transfer_engine's GuardedStep), as recorded in `phase`. */
+export type GuardedStepName = "commit" | "remove_source";
+
+/** recordStep's verdict: the step may go ahead, the job is being cancelled, or the lease is not provably this attempt's. */
+export type StepVerdict = "granted" | "cancelling" | "lost";
+
+/** Most attempts a job may have (jobs.max_attempts check); a job whose data may have arrived gets extra ones up to it. */
+export const ATTEMPTS_CEILING = 100;
 
 const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
 
@@ -65,7 +92,8 @@ function misplacedAt(sql: Sql, site: string) {
 /**
  * Takes a QUEUED job (or a RETRY_WAIT one whose backoff elapsed) for `worker`: RUNNING, one more
  * attempt, a lease of `leaseMs`, and a `started` event. Only one worker can win this update, so a
- * job delivered twice runs once; a worker of the wrong site never wins it.
+ * job delivered twice runs once; a worker of the wrong site never wins it. The returned row's
+ * `attempts` is the new attempt's fencing token.
  */
 export async function claimJob(sql: Sql, jobId: string, worker: WorkerRef, leaseMs: number): Promise<Claim> {
   return inTransaction(sql, async (tx) => {
@@ -78,8 +106,9 @@ export async function claimJob(sql: Sql, jobId: string, worker: WorkerRef, lease
         and not ${misplacedAt(tx, worker.site)}
       returning *`;
     if (job) {
-      await appendEvent(tx, jobId, "started", `attempt ${job.attempts} of ${job.max_attempts} started on worker ${worker.id} (site ${worker.site})`, {
-        data: by(worker, { attempt: job.attempts, maxAttempts: job.max_attempts }),
+      const resume = job.committed_at !== null ? "; its data already arrived, it only finishes what follows the commit" : "";
+      await appendEvent(tx, jobId, "started", `attempt ${job.attempts} of ${job.max_attempts} started on worker ${worker.id} (site ${worker.site})${resume}`, {
+        data: by(worker, { attempt: job.attempts, maxAttempts: job.max_attempts, ...(resume ? { resume: true } : {}) }),
       });
       return { claimed: true, job };
     }
@@ -93,177 +122,273 @@ export async function claimJob(sql: Sql, jobId: string, worker: WorkerRef, lease
 }
 
 /**
- * Extends the lease of a job this worker runs. Returns its status (CANCELLING means: stop it), or
- * null when the job is no longer this worker's (reclaimed elsewhere, or finished).
+ * Extends the lease of a job this attempt runs. Returns its status (CANCELLING means: stop it), or
+ * null when the job is no longer this attempt's (reclaimed elsewhere, or finished). An expired
+ * lease not yet reclaimed may still be renewed: reclaiming takes the row lock this update takes,
+ * so exactly one of the two wins, and a reclaimed job fails this fence.
  */
-export async function renewJobLease(sql: Sql, jobId: string, workerId: string, leaseMs: number): Promise<JobStatus | null> {
+export async function renewJobLease(sql: Sql, fence: Fence, leaseMs: number): Promise<JobStatus | null> {
   const [row] = await sql<{ status: JobStatus }[]>`
     update jobs set lease_expires_at = now() + ${ms(leaseMs)}::interval, heartbeat_at = now()
-    where id = ${jobId} and worker_id = ${workerId} and status in ('RUNNING', 'CANCELLING')
+    where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
     returning status`;
   return row?.status ?? null;
 }
 
-/** Stores progress counters of a job this worker runs (callers throttle). */
-export async function recordProgress(
-  sql: Sql,
-  jobId: string,
-  workerId: string,
-  p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number },
-): Promise<void> {
-  await sql`
-    update jobs set files_done = ${p.filesDone}, files_total = ${p.filesTotal}, bytes_done = ${p.bytesDone}, bytes_total = ${p.bytesTotal}
-    where id = ${jobId} and worker_id = ${workerId} and status in ('RUNNING', 'CANCELLING')`;
+/**
+ * The fence before a guarded step: one statement that proves this attempt still holds an unexpired
+ * lease (checked against the clock when the row is locked, not when the statement was sent),
+ * records the step in `phase`, and extends the lease so the step has a whole lease ahead of it.
+ * The commit needs RUNNING (a cancel requested before it wins); a move's source removal follows a
+ * commit, so CANCELLING does not stop it.
+ */
+export async function recordStep(sql: Sql, fence: Fence, step: GuardedStepName, leaseMs: number): Promise<StepVerdict> {
+  const statuses = step === "commit" ? ["RUNNING"] : ["RUNNING", "CANCELLING"];
+  const [row] = await sql<{ status: JobStatus }[]>`
+    update jobs set phase = ${step}, lease_expires_at = now() + ${ms(leaseMs)}::interval, heartbeat_at = now()
+    where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt}
+      and status = any(${statuses}) and lease_expires_at > clock_timestamp()
+    returning status`;
+  if (row) return "granted";
+  const [now] = await sql<{ status: JobStatus; ours: boolean }[]>`
+    select status, (worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and lease_expires_at > clock_timestamp()) as ours
+    from jobs where id = ${fence.jobId}`;
+  return now?.ours && now.status === "CANCELLING" ? "cancelling" : "lost";
 }
 
-/** Appends an event of a job `worker` runs, and stores the strategy when the engine announces it. */
+/**
+ * Records, durably, that this attempt's data arrived (`committed_at`). The fact stays true after
+ * the lease is gone, so the attempt number alone fences it: it lands while the job is still this
+ * attempt's, or was reclaimed from it and not yet claimed again. False when a later attempt exists.
+ */
+export async function recordCommitted(sql: Sql, fence: Fence): Promise<boolean> {
+  const rows = await sql`
+    update jobs set committed_at = coalesce(committed_at, now()), phase = 'committed'
+    where id = ${fence.jobId} and attempts = ${fence.attempt}
+      and ((worker_id = ${fence.worker.id} and status in ('RUNNING', 'CANCELLING')) or (worker_id is null and status = 'QUEUED'))
+    returning id`;
+  return rows.length === 1;
+}
+
+/** Stores progress counters of a job this attempt runs (callers throttle). False when refused. */
+export async function recordProgress(
+  sql: Sql,
+  fence: Fence,
+  p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number },
+): Promise<boolean> {
+  const rows = await sql`
+    update jobs set files_done = ${p.filesDone}, files_total = ${p.filesTotal}, bytes_done = ${p.bytesDone}, bytes_total = ${p.bytesTotal}
+    where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
+    returning id`;
+  return rows.length === 1;
+}
+
+/**
+ * Appends an event of a running attempt, and stores the strategy when the engine announces it.
+ * False (nothing written) when the job is no longer this attempt's. The job row is locked FOR KEY
+ * SHARE, so a reclaim cannot slip between the check and the insert.
+ */
 export async function recordRunEvent(
   sql: Sql,
-  jobId: string,
-  worker: WorkerRef,
+  fence: Fence,
   kind: EventKind,
   message: string,
   opts: { level?: EventLevel; data?: Record<string, unknown>; strategy?: string } = {},
-): Promise<void> {
-  await inTransaction(sql, async (tx) => {
-    if (opts.strategy) await tx`update jobs set strategy = ${opts.strategy} where id = ${jobId}`;
-    await appendEvent(tx, jobId, kind, message, { level: opts.level ?? "info", data: by(worker, opts.data) });
+): Promise<boolean> {
+  return inTransaction(sql, async (tx) => {
+    const ours = opts.strategy
+      ? await tx`
+          update jobs set strategy = ${opts.strategy}
+          where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
+          returning id`
+      : await tx`
+          select id from jobs
+          where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
+          for key share`;
+    if (ours.length === 0) return false;
+    await appendEvent(tx, fence.jobId, kind, message, { level: opts.level ?? "info", data: by(fence.worker, opts.data) });
+    return true;
   });
 }
 
 /**
  * RUNNING (or CANCELLING: the cancel came after the data was committed) → DONE, with the final
- * counters and a `done` event. False when the job is no longer this worker's.
+ * counters and a `done` event. A `resumed` result (an earlier attempt moved the data; this one only
+ * finished the move) keeps the totals and the strategy the job already had. False when the job is
+ * no longer this attempt's.
  */
 export async function completeJob(
   sql: Sql,
-  jobId: string,
-  worker: WorkerRef,
+  fence: Fence,
   result: { strategy: string; files: number; bytes: number; data: Record<string, unknown> },
 ): Promise<boolean> {
   return inTransaction(sql, async (tx) => {
+    const resumed = result.strategy === "resumed";
     const [job] = await tx<JobRow[]>`
       update jobs set status = 'DONE', finished_at = now(), lease_expires_at = null, next_attempt_at = null,
-        strategy = ${result.strategy}, files_done = ${result.files}, files_total = ${result.files},
-        bytes_done = ${result.bytes}, bytes_total = ${result.bytes}, error_code = null, error_message = null
-      where id = ${jobId} and worker_id = ${worker.id} and status in ('RUNNING', 'CANCELLING')
+        strategy = ${resumed ? tx`coalesce(strategy, ${result.strategy})` : tx`${result.strategy}`},
+        files_total = ${resumed ? tx`coalesce(files_total, ${result.files})` : tx`${result.files}`},
+        bytes_total = ${resumed ? tx`coalesce(bytes_total, ${result.bytes})` : tx`${result.bytes}`},
+        files_done = ${resumed ? tx`coalesce(files_total, ${result.files})` : tx`${result.files}`},
+        bytes_done = ${resumed ? tx`coalesce(bytes_total, ${result.bytes})` : tx`${result.bytes}`},
+        error_code = null, error_message = null
+      where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
       returning *`;
     if (!job) return false;
-    await appendEvent(tx, jobId, "done", `${result.files} files, ${result.bytes} bytes transferred (${result.strategy})`, { data: by(worker, result.data) });
+    const what = resumed
+      ? `finished a transfer an earlier attempt had committed (${job.files_total ?? 0} files, ${job.bytes_total ?? 0} bytes, ${job.strategy})`
+      : `${result.files} files, ${result.bytes} bytes transferred (${result.strategy})`;
+    await appendEvent(tx, fence.jobId, "done", what, { data: by(fence.worker, result.data) });
     return true;
   });
 }
 
-/** CANCELLING → CANCELLED by the worker that stopped the engine. */
-async function cancelIfRequested(tx: Sql, jobId: string, worker: WorkerRef, why: string): Promise<boolean> {
+/** CANCELLING → CANCELLED by the attempt that stopped the engine; never once the data arrived. */
+async function cancelIfRequested(tx: Sql, fence: Fence, why: string): Promise<boolean> {
   const [job] = await tx<JobRow[]>`
     update jobs set status = 'CANCELLED', finished_at = now(), lease_expires_at = null, next_attempt_at = null
-    where id = ${jobId} and worker_id = ${worker.id} and status = 'CANCELLING'
+    where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'CANCELLING'
+      and committed_at is null
     returning *`;
   if (!job) return false;
-  await appendEvent(tx, jobId, "cancelled", why, { data: by(worker) });
+  await appendEvent(tx, fence.jobId, "cancelled", why, { data: by(fence.worker) });
   return true;
 }
 
-/** CANCELLING → CANCELLED once the engine stopped and cleaned its staging. False when not this worker's. */
-export async function markCancelled(sql: Sql, jobId: string, worker: WorkerRef): Promise<boolean> {
-  return inTransaction(sql, (tx) => cancelIfRequested(tx, jobId, worker, "cancelled; the transfer stopped and its staging was removed"));
+/** CANCELLING → CANCELLED once the engine stopped and cleaned its staging. False when not this attempt's. */
+export async function markCancelled(sql: Sql, fence: Fence): Promise<boolean> {
+  return inTransaction(sql, (tx) => cancelIfRequested(tx, fence, "cancelled; the transfer stopped and its staging was removed"));
 }
 
 /**
  * RUNNING → RETRY_WAIT, due in `delayMs`, keeping the error visible, with a `retry_scheduled` event.
- * A job whose cancel was requested meanwhile is CANCELLED instead. null: not this worker's job.
+ * `extraAttempt`: the attempt budget is spent but the data may have arrived, so one more attempt is
+ * granted to finish (max_attempts grows by one, up to 100). A job whose cancel was requested
+ * meanwhile is CANCELLED instead. null: not this attempt's.
  */
-export async function scheduleRetry(sql: Sql, jobId: string, worker: WorkerRef, failure: JobFailure, delayMs: number): Promise<"retry" | "cancelled" | null> {
+export async function scheduleRetry(
+  sql: Sql,
+  fence: Fence,
+  failure: JobFailure,
+  delayMs: number,
+  opts: { extraAttempt?: boolean } = {},
+): Promise<"retry" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
       update jobs set status = 'RETRY_WAIT', next_attempt_at = now() + ${ms(delayMs)}::interval,
-        error_code = ${failure.code}, error_message = ${failure.message}, worker_id = null, lease_expires_at = null
-      where id = ${jobId} and worker_id = ${worker.id} and status = 'RUNNING'
+        error_code = ${failure.code}, error_message = ${failure.message}, worker_id = null, lease_expires_at = null,
+        max_attempts = ${opts.extraAttempt ? tx`greatest(max_attempts, least(attempts + 1, ${ATTEMPTS_CEILING}))` : tx`max_attempts`}
+      where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
     if (job) {
-      await appendEvent(tx, jobId, "retry_scheduled", `attempt ${job.attempts} of ${job.max_attempts} failed (${failure.code}); retrying in ${(delayMs / 1000).toFixed(1)} s`, {
+      await appendEvent(tx, fence.jobId, "retry_scheduled", `attempt ${job.attempts} of ${job.max_attempts} failed (${failure.code}); retrying in ${(delayMs / 1000).toFixed(1)} s`, {
         level: "warn",
-        data: by(worker, { code: failure.code, message: failure.message, attempt: job.attempts, maxAttempts: job.max_attempts, delayMs: Math.round(delayMs), nextAttemptAt: job.next_attempt_at }),
+        data: by(fence.worker, {
+          code: failure.code, message: failure.message, attempt: job.attempts, maxAttempts: job.max_attempts, delayMs: Math.round(delayMs), nextAttemptAt: job.next_attempt_at,
+          ...(opts.extraAttempt ? { extraAttempt: true } : {}),
+        }),
       });
       return "retry";
     }
-    return (await cancelIfRequested(tx, jobId, worker, "cancelled while the failed attempt was stopping")) ? "cancelled" : null;
+    return (await cancelIfRequested(tx, fence, "cancelled while the failed attempt was stopping")) ? "cancelled" : null;
   });
 }
 
-/** RUNNING → FAILED with the error code and a `failed` event (or CANCELLED when a cancel was requested). */
-export async function failJob(sql: Sql, jobId: string, worker: WorkerRef, failure: JobFailure): Promise<"failed" | "cancelled" | null> {
+/**
+ * RUNNING → FAILED with the error code and a `failed` event (or CANCELLED when a cancel was
+ * requested). A job whose data arrived never fails: it becomes DONE with the error kept as a
+ * warning (what followed the commit, e.g. removing a move's source, did not finish).
+ */
+export async function failJob(sql: Sql, fence: Fence, failure: JobFailure): Promise<"failed" | "done" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
-      update jobs set status = 'FAILED', finished_at = now(), error_code = ${failure.code}, error_message = ${failure.message},
-        lease_expires_at = null, next_attempt_at = null
-      where id = ${jobId} and worker_id = ${worker.id} and status = 'RUNNING'
+      update jobs set status = case when committed_at is null then 'FAILED' else 'DONE' end, finished_at = now(),
+        error_code = ${failure.code}, error_message = ${failure.message}, lease_expires_at = null, next_attempt_at = null
+      where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
     if (job) {
+      const data = by(fence.worker, { code: failure.code, message: failure.message, retryable: failure.retryable, attempt: job.attempts, maxAttempts: job.max_attempts });
+      if (job.status === "DONE") {
+        await appendEvent(tx, fence.jobId, "done", `the data arrived, but what follows the commit did not finish: ${failure.code}: ${failure.message}`, { level: "warn", data: { ...data, dataArrived: true } });
+        return "done";
+      }
       const why = failure.retryable ? `no attempts left (${job.attempts} of ${job.max_attempts})` : "not retryable";
-      await appendEvent(tx, jobId, "failed", `${failure.code}: ${failure.message} (${why})`, {
-        level: "error",
-        data: by(worker, { code: failure.code, message: failure.message, retryable: failure.retryable, attempt: job.attempts, maxAttempts: job.max_attempts }),
-      });
+      await appendEvent(tx, fence.jobId, "failed", `${failure.code}: ${failure.message} (${why})`, { level: "error", data });
       return "failed";
     }
-    return (await cancelIfRequested(tx, jobId, worker, "cancelled while the attempt was failing")) ? "cancelled" : null;
+    return (await cancelIfRequested(tx, fence, "cancelled while the attempt was failing")) ? "cancelled" : null;
   });
 }
 
 /**
  * RUNNING → QUEUED when the worker shuts down before the job finished: the attempt is given back
  * (it was interrupted, not failed) and a `released` event recorded. A job whose cancel was requested
- * is CANCELLED instead. null: not this worker's job.
+ * is CANCELLED instead. null: not this attempt's.
  */
-export async function releaseJob(sql: Sql, jobId: string, worker: WorkerRef): Promise<"released" | "cancelled" | null> {
+export async function releaseJob(sql: Sql, fence: Fence): Promise<"released" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
       update jobs set status = 'QUEUED', attempts = greatest(attempts - 1, 0), worker_id = null,
         lease_expires_at = null, heartbeat_at = null
-      where id = ${jobId} and worker_id = ${worker.id} and status = 'RUNNING'
+      where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
     if (job) {
-      await appendEvent(tx, jobId, "released", `worker ${worker.id} (site ${worker.site}) is shutting down; job returned to the queue`, { level: "warn", data: by(worker) });
+      await appendEvent(tx, fence.jobId, "released", `worker ${fence.worker.id} (site ${fence.worker.site}) is shutting down; job returned to the queue`, { level: "warn", data: by(fence.worker) });
       return "released";
     }
-    return (await cancelIfRequested(tx, jobId, worker, "cancelled while the worker was shutting down")) ? "cancelled" : null;
+    return (await cancelIfRequested(tx, fence, "cancelled while the worker was shutting down")) ? "cancelled" : null;
   });
 }
 
 /**
  * Takes back a job whose lease expired (its worker died or lost Postgres): RUNNING → QUEUED with a
  * `reclaimed` event, or FAILED (WORKER_LOST) when that was its last attempt; CANCELLING →
- * CANCELLED. Does nothing (null) while the lease is still valid, so reaper and reconciler may both
- * call it: exactly one of them records the transition.
+ * CANCELLED. A job whose data arrived, or may have (the commit fence was passed), is queued again
+ * instead, with an extra attempt when it had none left, so the next attempt finishes it. Does
+ * nothing (null) while the lease is still valid, so reaper and reconciler may both call it: exactly
+ * one of them records the transition.
  */
-export async function reclaimJob(sql: Sql, jobId: string, reaper: WorkerRef): Promise<"reclaimed" | "failed" | "cancelled" | null> {
+export async function reclaimJob(sql: Sql, jobId: string, reaper: WorkerRef): Promise<"reclaimed" | "failed" | "cancelled" | "done" | null> {
   return inTransaction(sql, async (tx) => {
-    const [prev] = await tx<{ status: JobStatus; worker_id: string | null; attempts: number; max_attempts: number }[]>`
-      select status, worker_id, attempts, max_attempts from jobs
+    const [prev] = await tx<{ status: JobStatus; worker_id: string | null; attempts: number; max_attempts: number; committed: boolean; past_commit_fence: boolean }[]>`
+      select status, worker_id, attempts, max_attempts, committed_at is not null as committed, phase is not null as past_commit_fence from jobs
       where id = ${jobId} and status in ('RUNNING', 'CANCELLING') and coalesce(lease_expires_at < now(), true)
       for update`;
     if (!prev) return null;
     const lost = `worker ${prev.worker_id ?? "(unknown)"} stopped renewing its lease`;
     // workerId/site name the worker that noticed (any site's reaper may), previousWorker the lost one.
     const data = by(reaper, { previousWorker: prev.worker_id, attempt: prev.attempts, maxAttempts: prev.max_attempts });
-    if (prev.status === "CANCELLING") {
+    if (prev.status === "CANCELLING" && !prev.committed) {
       await tx`update jobs set status = 'CANCELLED', finished_at = now(), lease_expires_at = null where id = ${jobId}`;
       // The engine names staging after the job id; a retry of this job cleans what is left.
       await appendEvent(tx, jobId, "cancelled", `${lost} while cancelling; cancelled (a retry removes any staging left behind)`, { level: "warn", data });
       return "cancelled";
     }
-    if (prev.attempts >= prev.max_attempts) {
+    const finishing = prev.committed || prev.past_commit_fence;
+    if (prev.attempts >= prev.max_attempts && !(finishing && prev.attempts < ATTEMPTS_CEILING)) {
       const message = `${lost} during the last attempt (${prev.attempts} of ${prev.max_attempts})`;
+      if (prev.committed) {
+        // Only at the attempts ceiling: the data arrived, so it ends DONE, honestly labelled.
+        await tx`update jobs set status = 'DONE', finished_at = now(), error_code = 'WORKER_LOST', error_message = ${message}, lease_expires_at = null where id = ${jobId}`;
+        await appendEvent(tx, jobId, "done", `the data arrived, but ${message}`, { level: "warn", data: { ...data, code: "WORKER_LOST", dataArrived: true } });
+        return "done";
+      }
       await tx`
         update jobs set status = 'FAILED', finished_at = now(), error_code = 'WORKER_LOST', error_message = ${message}, lease_expires_at = null
         where id = ${jobId}`;
       await appendEvent(tx, jobId, "failed", `WORKER_LOST: ${message}`, { level: "error", data: { ...data, code: "WORKER_LOST", retryable: false } });
       return "failed";
     }
-    await tx`update jobs set status = 'QUEUED', worker_id = null, lease_expires_at = null, heartbeat_at = null where id = ${jobId}`;
-    await appendEvent(tx, jobId, "reclaimed", `${lost}; job returned to the queue`, { level: "warn", data });
+    const extra = prev.attempts >= prev.max_attempts;
+    await tx`
+      update jobs set status = 'QUEUED', worker_id = null, lease_expires_at = null, heartbeat_at = null,
+        max_attempts = ${extra ? prev.attempts + 1 : prev.max_attempts}
+      where id = ${jobId}`;
+    const why = prev.committed ? "; its data already arrived, the next attempt finishes it" : finishing ? "; it had reached its commit, the next attempt finds out whether the data arrived" : "";
+    await appendEvent(tx, jobId, "reclaimed", `${lost}${why}; job returned to the queue${extra ? " with one extra attempt" : ""}`, {
+      level: "warn",
+      data: { ...data, ...(finishing ? { finishing: true } : {}), ...(extra ? { extraAttempt: true } : {}) },
+    });
     return "reclaimed";
   });
 }

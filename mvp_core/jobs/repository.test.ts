@@ -129,6 +129,49 @@ describe("jobs repository", () => {
     expect(await code(listEvents(sql, crypto.randomUUID(), { limit: 1 }))).toBe("NOT_FOUND");
   });
 
+  test("listJobs: a portal that is both source and target lists its job once; several statuses merge in order across pages", async () => {
+    const sql = await db();
+    const [a, b] = [await portal(), await portal()];
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push((await createJob(sql, spec(a, i % 2 === 0 ? a : b, { targetPath: `t${i}` }))).job.id);
+    for (const i of [1, 4]) await requestCancel(sql, ids[i]!);
+    const pages = async (opts: { statuses?: ("QUEUED" | "CANCELLED")[] }) => {
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await listJobs(sql, { portalId: a.id, limit: 2, ...opts, ...(cursor ? { cursor } : {}) });
+        seen.push(...page.jobs.map((j) => j.id));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+      return seen;
+    };
+    expect(await pages({})).toEqual([...ids].reverse());
+    expect(await pages({ statuses: ["QUEUED", "CANCELLED", "QUEUED"] })).toEqual([...ids].reverse());
+    expect(await pages({ statuses: ["CANCELLED"] })).toEqual([ids[4]!, ids[1]!]);
+  });
+
+  test("a cursor whose date is not on the calendar is refused as BAD_CURSOR, never a server error", async () => {
+    const sql = await db();
+    const id = crypto.randomUUID();
+    const cursor = (at: string) => Buffer.from(JSON.stringify([at, id])).toString("base64url");
+    for (const at of ["0000-01-01T00:00:00.000000Z", "2026-02-30T00:00:00.000000Z", "2026-04-31T12:00:00.000000Z", "2025-02-29T00:00:00.000000Z", "1900-02-29T00:00:00.000000Z", "2026-13-01T00:00:00.000000Z", "2026-00-10T00:00:00.000000Z", "2026-01-00T00:00:00.000000Z", "2026-01-01T24:00:00.000000Z", "2026-01-01T23:60:00.000000Z", "2026-01-01T23:59:60.000000Z"]) {
+      expect(`${at}: ${await code(listJobs(sql, { limit: 1, cursor: cursor(at) }))}`).toBe(`${at}: BAD_CURSOR`);
+    }
+    for (const at of ["2024-02-29T00:00:00.000000Z", "2000-02-29T23:59:59.999999Z", "0001-01-01T00:00:00.000000Z", "2026-04-30T00:00:00.000000Z"]) {
+      expect((await listJobs(sql, { limit: 1, cursor: cursor(at) })).jobs).toBeArray();
+    }
+  });
+
+  test("a job whose data arrived cannot be cancelled; a retry forgets its commit", async () => {
+    const sql = await db();
+    const [a, b] = [await portal(), await portal()];
+    const job = (await createJob(sql, spec(a, b))).job;
+    await sql`update jobs set status = 'RUNNING', attempts = 1, phase = 'committed', committed_at = now() where id = ${job.id}`;
+    expect(await code(requestCancel(sql, job.id))).toBe("INVALID_STATE");
+    await sql`update jobs set status = 'CANCELLED', finished_at = now() where id = ${job.id}`;
+    expect(await retryJob(sql, job.id)).toMatchObject({ status: "QUEUED", phase: null, committed_at: null });
+  });
+
   test("sites: a job runs at its local end's site; across two sites it is refused; a retry routes it afresh", async () => {
     const sql = await db();
     const [lab, lab2, srv] = [await portal("/data/in", "lab"), await portal("/data/out", "lab"), await portal("/srv/in", "srvtrf")];

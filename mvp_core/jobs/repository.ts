@@ -8,7 +8,7 @@ import { isSameOrInside, PortalPathError, resolvePortalPath } from "../portals/p
 import type { PortalRow } from "../portals/repository.ts";
 import { adoptUnsited } from "../sites/repository.ts";
 import { type Placement, type RouteProblem, routeJob } from "../sites/routing.ts";
-import type { EventKind, JobEventRow, JobOptions, JobRow, JobStatus, JobType } from "./types.ts";
+import { type EventKind, type JobEventRow, type JobOptions, type JobRow, type JobStatus, type JobType, TERMINAL_STATUSES } from "./types.ts";
 
 /** What creating a job takes; paths as the person gave them (relative, or absolute inside the root). */
 export interface NewJob {
@@ -237,6 +237,23 @@ function encodeCursor(at: string, id: string): string {
   return Buffer.from(JSON.stringify([at, id])).toString("base64url");
 }
 
+const CURSOR_AT = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.\d{6}Z$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * True when `at` (the cursor's UTC time) names a real instant Postgres accepts: year 1 or later
+ * (there is no year 0), a month's real days (no 30 February, no 31 April), hours, minutes and
+ * seconds in range. Date.parse is no help: it rolls 30 February over to 2 March.
+ */
+function isCalendarTime(at: string): boolean {
+  const m = CURSOR_AT.exec(at);
+  if (!m) return false;
+  const [y, mo, d, h, mi, s] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][mo - 1];
+  return y >= 1 && days !== undefined && d >= 1 && d <= days && h <= 23 && mi <= 59 && s <= 59;
+}
+
 function decodeCursor(cursor: string): [string, string] {
   const bad = () => new JobError("BAD_CURSOR", "cursor is not one this API returned; omit it to start again from the newest job", { field: "cursor" });
   let parsed: unknown;
@@ -247,29 +264,68 @@ function decodeCursor(cursor: string): [string, string] {
   }
   if (
     !Array.isArray(parsed) || parsed.length !== 2 ||
-    typeof parsed[0] !== "string" || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(parsed[0]) || Number.isNaN(Date.parse(parsed[0])) ||
-    typeof parsed[1] !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(parsed[1])
+    typeof parsed[0] !== "string" || !isCalendarTime(parsed[0]) ||
+    typeof parsed[1] !== "string" || !UUID.test(parsed[1])
   ) {
     throw bad();
   }
   return [parsed[0], parsed[1]];
 }
 
-/** Jobs newest first, optionally only some statuses and/or those touching one portal (as source or target). */
-export async function listJobs(
-  sql: Sql,
-  opts: { statuses?: readonly JobStatus[]; portalId?: string; limit: number; cursor?: string },
-): Promise<JobPage> {
+/** What GET /jobs filters by. */
+export interface JobListOptions {
+  statuses?: readonly JobStatus[];
+  portalId?: string;
+  limit: number;
+  cursor?: string;
+}
+
+/**
+ * The list statement (exported so a test can EXPLAIN exactly it). Each combination of filters is
+ * one or more branches, each the first `limit + 1` rows of one index range in list order: per
+ * status (an index over `status = any(…)` is not in created_at order across statuses) and per side
+ * of `portal` (source OR target would otherwise scan one index and filter by the other column).
+ * The branches are merged (UNION drops a job whose source and target are both the portal) and
+ * only the page's rows are read from the table. Migration 0004 holds the indexes.
+ *
+ * A filter is written as a one-value range (`col >= v and col <= v`) with its column leading the
+ * branch's ORDER BY, not as `col = v`: with an equality the planner may read a frequent portal or
+ * status off the created_at index and filter the rest (cheaper by its model when the heap must be
+ * visited), which for a portal or status whose jobs are all old walks the whole newer history —
+ * the million rows removed by filter of issue 13. Written this way, only the filter's own index
+ * yields the order without a sort, and btree still starts at the cursor inside the range
+ * (EXPLAIN: the same buffers as with the equality).
+ */
+export function jobListStatement(sql: Sql, opts: JobListOptions) {
   const after = opts.cursor ? decodeCursor(opts.cursor) : null;
-  const rows = await sql<(JobRow & { cursor_at: string })[]>`
-    select *, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at
-    from jobs
-    where true
-      ${opts.statuses?.length ? sql`and status = any(${opts.statuses as string[]})` : sql``}
-      ${opts.portalId ? sql`and (source_portal_id = ${opts.portalId} or target_portal_id = ${opts.portalId})` : sql``}
-      ${after ? sql`and (created_at, id) < (${after[0]}::text::timestamptz, ${after[1]}::uuid)` : sql``}
-    order by created_at desc, id desc
-    limit ${opts.limit + 1}`;
+  const n = opts.limit + 1;
+  const statuses: (JobStatus | null)[] = opts.statuses?.length ? [...new Set(opts.statuses)] : [null];
+  const sides: ("source_portal_id" | "target_portal_id" | null)[] = opts.portalId ? ["source_portal_id", "target_portal_id"] : [null];
+  const branches = sides.flatMap((side) =>
+    statuses.map((status) => {
+      const where = [
+        side ? sql`${sql(side)} >= ${opts.portalId!}::uuid and ${sql(side)} <= ${opts.portalId!}::uuid` : null,
+        status ? sql`status >= ${status} and status <= ${status}` : null,
+        after ? sql`(created_at, id) < (${after[0]}::text::timestamptz, ${after[1]}::uuid)` : null,
+      ].reduce((all, c) => (c ? sql`${all} and ${c}` : all), sql`true`);
+      const bySide = side ? sql`${sql(side)}, ` : sql``;
+      const byStatus = status ? sql`status, ` : sql``;
+      return sql`(select id, created_at from jobs where ${where} order by ${bySide}${byStatus}created_at desc, id desc limit ${n})`;
+    }),
+  );
+  const merged = branches.reduce((all, b) => sql`${all} union ${b}`);
+  return sql<(JobRow & { cursor_at: string })[]>`
+    with page as (
+      select id, created_at from (${merged}) as b order by created_at desc, id desc limit ${n}
+    )
+    select jobs.*, to_char(jobs.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at
+    from page join jobs on jobs.id = page.id
+    order by page.created_at desc, page.id desc`;
+}
+
+/** Jobs newest first, optionally only some statuses and/or those touching one portal (as source or target). */
+export async function listJobs(sql: Sql, opts: JobListOptions): Promise<JobPage> {
+  const rows = await jobListStatement(sql, opts);
   const more = rows.length > opts.limit;
   const page = rows.slice(0, opts.limit);
   const last = page[page.length - 1];
@@ -306,6 +362,10 @@ export async function requestCancel(sql: Sql, id: string): Promise<{ job: JobRow
   return sql.begin(async (txn) => {
     const tx = txn as unknown as Sql;
     const job = await lockJob(tx, id);
+    if (job.committed_at !== null && !TERMINAL_STATUSES.includes(job.status)) {
+      // The data arrived; what is left (a move's source removal) must finish, or the job would end half-moved.
+      throw new JobError("INVALID_STATE", `job ${id} has already delivered its data and is finishing; it cannot be cancelled`, { status: job.status, committed: true });
+    }
     switch (job.status) {
       case "CANCELLING":
       case "CANCELLED":
@@ -353,7 +413,7 @@ export async function retryJob(sql: Sql, id: string): Promise<JobRow> {
     // Its portals may have moved to another site since (allowed while no job was active): route it afresh.
     const site = siteOf(src, dst);
     const [row] = await tx<JobRow[]>`
-      update jobs set status = 'QUEUED', attempts = 0, site = ${site}, strategy = null, files_done = 0, files_total = null,
+      update jobs set status = 'QUEUED', attempts = 0, site = ${site}, strategy = null, phase = null, committed_at = null, files_done = 0, files_total = null,
         bytes_done = 0, bytes_total = null, error_code = null, error_message = null, worker_id = null,
         lease_expires_at = null, heartbeat_at = null, next_attempt_at = null, started_at = null, finished_at = null
       where id = ${id} returning *`;

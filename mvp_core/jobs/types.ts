@@ -24,6 +24,13 @@ export const EVENT_KINDS = [
 export type EventKind = (typeof EVENT_KINDS)[number];
 export type EventLevel = "debug" | "info" | "warn" | "error";
 
+/**
+ * Guarded steps an attempt was allowed to take (migration 0004): the commit fence passed
+ * (`commit`), the data arrived (`committed`, with committed_at), a move's source removal began
+ * (`remove_source`). Set from the commit fence on, so non-null means "the data may have arrived".
+ */
+export type JobPhase = "commit" | "committed" | "remove_source";
+
 /** Options a job carries to the engine (validated by the API against the engine's own schema, stored as jsonb). */
 export type JobOptions = Partial<TransferOptions>;
 
@@ -53,6 +60,9 @@ export interface JobRow {
   lease_expires_at: Date | null;
   heartbeat_at: Date | null;
   next_attempt_at: Date | null;
+  phase: JobPhase | null;
+  /** When an attempt recorded that the data arrived; from then on the job can only end DONE. */
+  committed_at: Date | null;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;

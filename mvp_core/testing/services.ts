@@ -41,21 +41,47 @@ async function run(cmd: string[]): Promise<void> {
   if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}: ${err || out}`);
 }
 
-async function startPostgres(): Promise<string> {
+/** A Postgres cluster of its own: `kill()` stops it abruptly (as a crash would), `restart()` starts it again on the same port and data, `stop()` also removes it. */
+export interface PostgresServer {
+  /** The maintenance database `postgres` as user `ketter`. */
+  url: string;
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a throw-away Postgres cluster on a free loopback port. Without fsync (only a machine crash
+ * needs it); `crashSafe` keeps synchronous commits, so a commit that answered survives `kill()` —
+ * without it, the last few hundred milliseconds of commits are lost there, as a test of faults must not.
+ */
+export async function startPostgresServer(opts: { crashSafe?: boolean } = {}): Promise<PostgresServer> {
   const bin = postgresBinDir();
   const dir = await mkdtemp(join(tmpdir(), "ketter-pg-"));
   if (process.getuid?.() === 0) chownSync(dir, Number(Bun.spawnSync(["id", "-u", "postgres"]).stdout.toString().trim()), Number(Bun.spawnSync(["id", "-g", "postgres"]).stdout.toString().trim()));
   const data = join(dir, "data");
   const port = await freePort();
   await run(asPostgresUser([join(bin, "initdb"), "-D", data, "-U", "ketter", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]));
-  // Durability is irrelevant for a throw-away test cluster; speed is not.
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`;
-  await run(asPostgresUser([join(bin, "pg_ctl"), "-D", data, "-o", opts, "-l", join(dir, "log"), "-w", "start"]));
-  stops.push(async () => {
-    await run(asPostgresUser([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])).catch(() => {});
+  const settings = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=${opts.crashSafe ? "on" : "off"} -c full_page_writes=off -c max_connections=200`;
+  const start = () => run(asPostgresUser([join(bin, "pg_ctl"), "-D", data, "-o", settings, "-l", join(dir, "log"), "-w", "start"]));
+  const kill = () => run(asPostgresUser([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"]));
+  const stop = async () => {
+    await kill().catch(() => {}); // already stopped by the test, or never started
     await rm(dir, { recursive: true, force: true });
-  });
-  return `postgres://ketter@127.0.0.1:${port}/postgres`;
+  };
+  try {
+    await start();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url: `postgres://ketter@127.0.0.1:${port}/postgres`, kill, restart: start, stop };
+}
+
+async function startPostgres(): Promise<string> {
+  const server = await startPostgresServer();
+  stops.push(server.stop);
+  return server.url;
 }
 
 /** URL of a reachable Postgres server (maintenance database), starting one on first use. */
@@ -64,9 +90,12 @@ export function postgresServerUrl(): Promise<string> {
   return postgresServer;
 }
 
-/** Creates an empty database of its own on the test server; dropped after the run. */
-export async function createEmptyDatabase(): Promise<string> {
-  const serverUrl = await postgresServerUrl();
+/**
+ * Creates an empty database of its own on the run's test server (dropped after the run), or on
+ * `onServer` (a server the caller started and removes whole).
+ */
+export async function createEmptyDatabase(onServer?: string): Promise<string> {
+  const serverUrl = onServer ?? (await postgresServerUrl());
   const name = `ketter_test_${uniqueId()}`;
   const admin = connectDb(serverUrl, { max: 1 });
   try {
@@ -74,21 +103,27 @@ export async function createEmptyDatabase(): Promise<string> {
   } finally {
     await admin.end();
   }
-  stops.unshift(async () => {
-    const a = connectDb(serverUrl, { max: 1 });
-    await a.unsafe(`drop database if exists ${name} with (force)`).finally(() => a.end());
-  });
+  if (!onServer) {
+    stops.unshift(async () => {
+      const a = connectDb(serverUrl, { max: 1 });
+      await a.unsafe(`drop database if exists ${name} with (force)`).finally(() => a.end());
+    });
+  }
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
+/** A new database with the production migrations applied, on `onServer` (default: the run's test server). */
+export async function createMigratedDatabase(onServer?: string): Promise<string> {
+  const url = await createEmptyDatabase(onServer);
+  await migrateUp(url);
+  return url;
+}
+
 /** URL of this run's database with the production migrations applied (created once per run). */
 export function testDatabaseUrl(): Promise<string> {
-  migratedDatabase ??= createEmptyDatabase().then(async (url) => {
-    await migrateUp(url);
-    return url;
-  });
+  migratedDatabase ??= createMigratedDatabase();
   return migratedDatabase;
 }
 

@@ -1,10 +1,16 @@
 /**
  * One delivery of one job on this worker, as named steps: claim (in Postgres), open the endpoints,
- * transfer (the engine, with the lease renewed alongside), then record the outcome (done, retry,
+ * transfer (the engine, with the lease kept alongside), then record the outcome (done, retry,
  * failed, cancelled or released) in Postgres first and in Redis second.
+ *
+ * Fencing: every write names this attempt (lifecycle.ts Fence); the engine's guarded steps (the
+ * commit, a move's source removal) wait for a fence statement that proves the lease
+ * (fence_hooks.ts); the lease keeper stops the engine when the lease cannot be confirmed in time.
  */
 import type { Sql } from "postgres";
 import {
+  ATTEMPTS_CEILING,
+  type Fence,
   type JobFailure,
   claimJob,
   completeJob,
@@ -32,14 +38,22 @@ import {
 } from "../transfer_engine/index.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
+import { FenceHooks } from "./fence_hooks.ts";
+import { LeaseKeeper } from "./lease.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
 const CLAIM_RETRY_MS = 5_000;
 /** Tries of each outcome-recording step (250 ms, doubling, between them: ~4 s in all). */
 const PERSIST_ATTEMPTS = 5;
+/** Code of the retryable failure recorded when an error escaped the job's code path (escape_guard.ts). */
+export const UNCAUGHT_ERROR_CODE = "UNCAUGHT_ERROR";
 
-/** Why the worker stopped a job before the engine finished: a cancel request, its own shutdown, or losing the job's lease. */
-export type StopReason = "cancel" | "shutdown" | "lost";
+/**
+ * Why the worker stopped a job before the engine finished: a cancel request, its own shutdown,
+ * losing the job's lease (or failing to prove it at a guarded step), or an error that escaped the
+ * job's code path.
+ */
+export type StopReason = "cancel" | "shutdown" | "lost" | "crashed";
 
 /** The engine's transfer(), passed in so tests can wrap it. */
 export type TransferFn = (spec: TransferSpecInput, ctx: TransferContext) => Promise<TransferResult>;
@@ -99,9 +113,15 @@ export class JobRun {
   private lastProgressWrite = 0;
   private latestProgress: Progress | null = null;
   private progressTimer: ReturnType<typeof setTimeout> | undefined;
-  private renewTimer: ReturnType<typeof setTimeout> | undefined;
-  private lastRenewedAt = 0;
+  private lease: LeaseKeeper | undefined;
+  private fenceHooks: FenceHooks | undefined;
+  private fence: Fence | undefined;
   private finished = false;
+  /** The error that escaped this job's code path, when crash() was called. */
+  private escaped: unknown;
+  /** Settles run() when the engine does not stop after crash(). */
+  private abandon: (err: Error) => void = () => undefined;
+  private readonly abandoned = new Promise<never>((_, reject) => (this.abandon = reject));
   /** The claimed job's site (null: any site): where Redis hands it back to. */
   private site: string | null = null;
 
@@ -110,14 +130,35 @@ export class JobRun {
     private readonly deps: JobRunDeps,
   ) {
     this.log = deps.log.child({ jobId });
+    this.abandoned.catch(() => undefined); // raced in run(); unused when the engine stops in time
   }
 
-  /** Asks the running engine to stop; the first reason wins. */
+  /**
+   * Asks the running engine to stop; the first reason wins. A cancel that arrives once the commit
+   * fence was passed is ignored: the data is (being) committed, and the job ends DONE.
+   */
   stop(reason: StopReason): void {
+    if (reason === "cancel" && this.fenceHooks?.pastCommitFence) {
+      this.log.info("cancel requested after the commit; finishing the job");
+      return;
+    }
     if (this.stopReason !== null) return;
     this.stopReason = reason;
     this.log.info("stopping job", { reason });
     this.controller.abort(reason);
+  }
+
+  /**
+   * Called by the last-resort guard when an error escaped this job's code path (say a connection's
+   * error event nobody listened to): the engine is stopped and the attempt recorded as a retryable
+   * failure. An engine that does not stop within a lease is abandoned; its guarded steps are fenced.
+   */
+  crash(err: unknown): void {
+    if (this.finished) return;
+    this.escaped ??= err;
+    this.stop("crashed");
+    const timer = setTimeout(() => this.abandon(new Error("the engine did not stop after an escaped error")), this.deps.settings.leaseMs);
+    timer.unref?.();
   }
 
   /** Claims, runs and records the job. */
@@ -134,10 +175,13 @@ export class JobRun {
     }
     if (!job) return;
     try {
-      this.startRenewal();
       let result: TransferResult;
       try {
-        result = await this.transfer(job);
+        const transferring = this.transfer(job);
+        transferring.catch((err: unknown) => {
+          if (this.finished) this.log.warn("an abandoned engine stopped at last", { err });
+        });
+        result = await Promise.race([transferring, this.abandoned]);
       } catch (err) {
         await this.writes;
         await this.recordStop(job, err);
@@ -149,7 +193,7 @@ export class JobRun {
       this.log.error("recording the job outcome failed; its lease will expire and the job will be reclaimed", { err });
     } finally {
       this.finished = true;
-      clearTimeout(this.renewTimer);
+      this.lease?.stop();
       clearTimeout(this.progressTimer);
     }
   }
@@ -158,6 +202,7 @@ export class JobRun {
 
   private async claim(): Promise<JobRow | null> {
     const { sql, queue, worker, settings } = this.deps;
+    let sentAt = Date.now();
     let claim = await claimJob(sql, this.jobId, worker, settings.leaseMs);
     if (!claim.claimed && claim.job?.leaseExpired && !claim.job.misplaced && (claim.job.status === "RUNNING" || claim.job.status === "CANCELLING")) {
       // Delivered before the reaper recorded the previous worker's death: take it back here.
@@ -165,15 +210,18 @@ export class JobRun {
       if (outcome) this.log.warn("job reclaimed from a worker whose lease expired", { outcome });
       // Claim again even when this call changed nothing: a reaper may have just reclaimed it, and
       // the state read above is stale either way.
+      sentAt = Date.now();
       claim = await claimJob(sql, this.jobId, worker, settings.leaseMs);
     }
     if (claim.claimed) {
-      this.site = claim.job.site;
+      const job = claim.job;
+      this.site = job.site;
+      this.fence = { jobId: this.jobId, worker, attempt: job.attempts };
+      this.startLease(this.fence, sentAt);
       // Postgres holds the lease that matters; the first renewal restores Redis's copy if this fails.
       await queue.startLease(this.jobId, worker.id, settings.leaseMs, this.site).catch((err: unknown) => this.log.warn("recording the lease in Redis failed", { err }));
-      this.lastRenewedAt = Date.now();
-      this.log.info("job started", { attempt: claim.job.attempts, maxAttempts: claim.job.max_attempts, type: claim.job.type, site: claim.job.site ?? "any" });
-      return claim.job;
+      this.log.info("job started", { attempt: job.attempts, maxAttempts: job.max_attempts, type: job.type, site: job.site ?? "any", resume: job.committed_at !== null });
+      return job;
     }
     const state = claim.job;
     if (state === null || TERMINAL_STATUSES.includes(state.status)) {
@@ -196,36 +244,22 @@ export class JobRun {
 
   // ---- lease ---------------------------------------------------------------------------------
 
-  /** Renews the lease every third of its length: Postgres first (the truth), then Redis, so Redis always expires last. */
-  private startRenewal(): void {
-    const every = Math.max(100, Math.floor(this.deps.settings.leaseMs / 3));
-    const tick = async () => {
-      if (this.finished) return;
-      await this.renewOnce();
-      if (!this.finished && this.stopReason !== "lost") this.renewTimer = setTimeout(tick, every);
-    };
-    this.renewTimer = setTimeout(tick, every);
-  }
-
-  private async renewOnce(): Promise<void> {
+  /** Renewals go to Postgres first (the truth), then Redis, so Redis always expires last. */
+  private startLease(fence: Fence, claimSentAt: number): void {
     const { sql, queue, worker, settings } = this.deps;
-    try {
-      const status = await renewJobLease(sql, this.jobId, worker.id, settings.leaseMs);
-      if (status === null) {
-        this.log.warn("job is no longer this worker's (reclaimed or finished elsewhere)");
+    this.lease = new LeaseKeeper({
+      leaseMs: settings.leaseMs,
+      renew: () => renewJobLease(sql, fence, settings.leaseMs),
+      renewRedis: () => queue.renewLease(this.jobId, worker.id, settings.leaseMs, this.site),
+      onCancelling: () => this.stop("cancel"),
+      onLost: (why) => {
+        // Another worker may take the job once the lease expires: stop before two engines share its staging.
+        this.log.warn("lease lost; stopping the engine", { why });
         this.stop("lost");
-        return;
-      }
-      this.lastRenewedAt = Date.now();
-      if (status === "CANCELLING") this.stop("cancel");
-      if (!(await queue.renewLease(this.jobId, worker.id, settings.leaseMs, this.site))) {
-        this.log.warn("another worker holds this job's lease in Redis; Postgres says it is ours");
-      }
-    } catch (err) {
-      this.log.warn("lease renewal failed", { err });
-      // Past most of the lease another worker may take the job: stop before two engines share its staging.
-      if (Date.now() - this.lastRenewedAt > settings.leaseMs * 0.8) this.stop("lost");
-    }
+      },
+      log: this.log,
+    });
+    this.lease.start(claimSentAt);
   }
 
   // ---- transfer ------------------------------------------------------------------------------
@@ -233,6 +267,16 @@ export class JobRun {
   private async transfer(job: JobRow): Promise<TransferResult> {
     const { deps } = this;
     const signal = this.controller.signal;
+    this.fenceHooks = new FenceHooks({
+      sql: deps.sql,
+      fence: this.fence!,
+      leaseMs: deps.settings.leaseMs,
+      lease: this.lease!,
+      log: this.log,
+      stopReason: () => this.stopReason,
+      stop: (reason) => this.stop(reason),
+      committedBefore: job.committed_at !== null,
+    });
     const { source, target } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
     try {
       return await deps.transfer(
@@ -250,6 +294,9 @@ export class JobRun {
           signal,
           onProgress: (p) => this.onProgress(p),
           onEvent: (e) => this.onEngineEvent(e),
+          hooks: this.fenceHooks.hooks(),
+          // An earlier attempt recorded that the data arrived: only finish what follows the commit.
+          resume: { committed: job.committed_at !== null },
           options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },
         },
       );
@@ -258,8 +305,13 @@ export class JobRun {
     }
   }
 
-  private enqueueWrite(what: string, write: () => Promise<void>): void {
-    this.writes = this.writes.then(write).catch((err: unknown) => this.log.warn(`recording ${what} failed`, { err }));
+  private enqueueWrite(what: string, write: () => Promise<boolean>): void {
+    this.writes = this.writes
+      .then(write)
+      .then((recorded) => {
+        if (!recorded) this.log.debug(`${what} not recorded: the job is no longer this attempt's`);
+      })
+      .catch((err: unknown) => this.log.warn(`recording ${what} failed`, { err }));
   }
 
   private onEngineEvent(e: EngineEvent): void {
@@ -267,7 +319,7 @@ export class JobRun {
     const strategy = e.kind === "strategy_chosen" && typeof e.data?.strategy === "string" ? e.data.strategy : undefined;
     this.log[level](e.message, { event: e.kind });
     this.enqueueWrite(`event ${e.kind}`, () =>
-      recordRunEvent(this.deps.sql, this.jobId, this.deps.worker, e.kind, e.message, { level, data: e.data ?? {}, ...(strategy ? { strategy } : {}) }),
+      recordRunEvent(this.deps.sql, this.fence!, e.kind, e.message, { level, data: e.data ?? {}, ...(strategy ? { strategy } : {}) }),
     );
   }
 
@@ -298,8 +350,7 @@ export class JobRun {
     const p = this.latestProgress;
     if (this.finished || !p || (p.phase !== "plan" && p.phase !== "transfer")) return;
     this.lastProgressWrite = Date.now();
-    const { sql, worker } = this.deps;
-    this.enqueueWrite("progress", () => recordProgress(sql, this.jobId, worker.id, p));
+    this.enqueueWrite("progress", () => recordProgress(this.deps.sql, this.fence!, p));
   }
 
   // ---- outcome -------------------------------------------------------------------------------
@@ -324,49 +375,61 @@ export class JobRun {
   private async recordDone(result: TransferResult): Promise<void> {
     const { sql, queue, worker } = this.deps;
     const data = { strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}) };
-    const ours = await this.persist("done", () => completeJob(sql, this.jobId, worker, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
+    const ours = await this.persist("done", () => completeJob(sql, this.fence!, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
     if (ours) {
       await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job done", data);
     } else {
       await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
-      this.log.warn("transfer finished but the job was no longer this worker's; nothing recorded");
+      this.log.warn("transfer finished but the job was no longer this attempt's; nothing recorded");
     }
+  }
+
+  private failure(err: unknown): JobFailure {
+    if (this.stopReason !== "crashed") return failureOf(err);
+    const e = this.escaped;
+    return { code: UNCAUGHT_ERROR_CODE, message: `an error escaped the job's code path: ${e instanceof Error ? e.message : String(e)}`, retryable: true };
   }
 
   private async recordStop(job: JobRow, err: unknown): Promise<void> {
     const { sql, queue, worker, settings } = this.deps;
+    const fence = this.fence!;
     const reason = this.stopReason;
-    const failure = failureOf(err);
+    const failure = this.failure(err);
     if (reason === "lost") {
       await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
-      this.log.warn("job stopped: lease lost");
+      this.log.warn("job stopped: lease lost; it will be reclaimed");
       return;
     }
-    if (reason === "cancel" && (await this.persist("cancelled", () => markCancelled(sql, this.jobId, worker)))) {
+    if (reason === "cancel" && (await this.persist("cancelled", () => markCancelled(sql, fence)))) {
       await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job cancelled");
       return;
     }
     if (reason === "shutdown" || reason === "cancel") {
       // (cancel here: a cancel notice Postgres does not confirm; hand the job back rather than lose it.)
-      const outcome = await this.persist("released", () => releaseJob(sql, this.jobId, worker));
+      const outcome = await this.persist("released", () => releaseJob(sql, fence));
       if (outcome === "released") await this.persist("release", () => queue.release(this.jobId, worker.id, job.site));
       else await this.persist("drop", () => queue.drop(this.jobId, worker.id, outcome === "cancelled"));
       this.log.warn(outcome === "released" ? `job released back to the queue (${reason})` : `job ${outcome ?? "not ours"} at ${reason}`);
       return;
     }
-    if (failure.retryable && job.attempts < job.max_attempts) {
+    // Past the commit fence the data may have arrived: a later attempt must be able to finish it,
+    // even when the attempt budget is spent (lifecycle.ts grants one more).
+    const mayHaveArrived = this.fenceHooks?.pastCommitFence === true || job.phase !== null;
+    if (failure.retryable && (job.attempts < job.max_attempts || (mayHaveArrived && job.attempts < ATTEMPTS_CEILING))) {
       const delayMs = retryDelayMs(job.attempts, settings.retryBaseMs, settings.retryMaxMs);
-      const outcome = await this.persist("retry", () => scheduleRetry(sql, this.jobId, worker, failure, delayMs));
+      const extraAttempt = job.attempts >= job.max_attempts;
+      const outcome = await this.persist("retry", () => scheduleRetry(sql, fence, failure, delayMs, { extraAttempt }));
       if (outcome === "retry") await this.persist("retry", () => queue.retryLater(this.jobId, worker.id, delayMs));
       else await this.persist("drop", () => queue.drop(this.jobId, worker.id, outcome === "cancelled"));
-      this.log.warn(outcome === "retry" ? "attempt failed; retry scheduled" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, attempt: job.attempts, delayMs });
+      this.log.warn(outcome === "retry" ? "attempt failed; retry scheduled" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, attempt: job.attempts, delayMs, extraAttempt });
       return;
     }
-    const outcome = await this.persist("failed", () => failJob(sql, this.jobId, worker, failure));
+    const outcome = await this.persist("failed", () => failJob(sql, fence, failure));
     if (outcome) await this.persist("ack", () => queue.ack(this.jobId, worker.id));
     else await this.persist("drop", () => queue.drop(this.jobId, worker.id, false));
-    this.log.error(outcome === "failed" ? "job failed" : `attempt failed; job ${outcome ?? "not ours"}`, { code: failure.code, error: failure.message, retryable: failure.retryable, attempt: job.attempts });
+    const msg = outcome === "failed" ? "job failed" : outcome === "done" ? "job done; the data arrived but what follows the commit failed" : `attempt failed; job ${outcome ?? "not ours"}`;
+    this.log.error(msg, { code: failure.code, error: failure.message, retryable: failure.retryable, attempt: job.attempts });
   }
 }

@@ -82,7 +82,7 @@ export class Scenario {
 
   /** Connects, creates `src/` and `dst/` folders and a local portal (at the scenario's site) on each. */
   async setup(): Promise<this> {
-    this.sql = this.opts.databaseUrl ? connectDb(this.opts.databaseUrl, { max: 16 }) : await (sharedSql ??= testSql(16));
+    this.sql = this.opts.databaseUrl ? connectDb(this.opts.databaseUrl, { max: 16, applicationName: "ketter-test" }) : await (sharedSql ??= testSql(16));
     this.redis = connectRedis(await this.redisURL(), { name: "worker-test" });
     this.redis.on("error", (err: Error) => this.log.warn("test redis connection error", { err }));
     this.queue = new JobQueue({ redis: this.redis, prefix: this.prefix });
@@ -178,10 +178,16 @@ export class Scenario {
     return w;
   }
 
-  /** Spawns the real worker process on this scenario's database, Redis, prefix and site (`env` overrides, e.g. KETTER_SITE). */
-  async spawnWorker(env: Record<string, string> = {}): Promise<{ proc: Bun.Subprocess<"ignore", "pipe", "pipe">; output: () => string }> {
+  /**
+   * Spawns the real worker process on this scenario's database, Redis, prefix and site (`env`
+   * overrides, e.g. KETTER_SITE; `entry`: e.g. the fault-injection entry).
+   */
+  async spawnWorker(
+    env: Record<string, string> = {},
+    entry = "mvp_core/worker/main.ts",
+  ): Promise<{ proc: Bun.Subprocess<"ignore", "pipe", "pipe">; output: () => string }> {
     const chunks: string[] = [];
-    const proc = Bun.spawn(["bun", "mvp_core/worker/main.ts"], {
+    const proc = Bun.spawn(["bun", entry], {
       cwd: path.resolve(import.meta.dir, "../.."),
       env: {
         ...process.env,
@@ -270,8 +276,8 @@ export class Scenario {
     const portals = [this.source.id, this.target.id, ...this.extraPortals];
     await this.sql`delete from jobs where source_portal_id in ${this.sql(portals)} or target_portal_id in ${this.sql(portals)}`;
     await this.sql`delete from portals where id in ${this.sql(portals)}`;
-    if (this.opts.databaseUrl) await this.sql.end();
     this.redis.disconnect();
+    if (this.opts.databaseUrl) await this.sql.end({ timeout: 1 });
     await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -15,6 +15,7 @@ import { connectRedis } from "../queue/redis.ts";
 import { registerSite } from "../sites/repository.ts";
 import type { EngineOptions } from "../transfer_engine/index.ts";
 import type { OpenEndpoint } from "./endpoints.ts";
+import { runAttributed } from "./escape_guard.ts";
 import { JobRun, type JobRunDeps, type TransferFn } from "./job_run.ts";
 import { promoteOnce, reapOnce, reconcileOnce } from "./maintenance.ts";
 import { type Ticker, every } from "./ticker.ts";
@@ -241,7 +242,8 @@ export class Worker {
       ...(this.deps.engineOptions ? { engineOptions: this.deps.engineOptions } : {}),
     };
     const run = new JobRun(jobId, deps);
-    const done = run.run().finally(() => {
+    // Everything the job starts runs in its context, so an error escaping it is charged to it (escape_guard.ts).
+    const done = runAttributed(run, () => run.run()).finally(() => {
       this.runs.delete(jobId);
       this.wakeSlotWaiters();
     });

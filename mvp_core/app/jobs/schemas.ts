@@ -4,13 +4,14 @@ import { EVENT_KINDS, JOB_STATUSES, type JobEventRow, type JobRow } from "../../
 import { TRANSFER_MODES, transferOptionsShape } from "../../transfer_engine/index.ts";
 import { apiMessage } from "../errors.ts";
 import { classicShape } from "../engine_schema.ts";
+import { text } from "../text.ts";
 
 /** The engine's transfer options, key for key (one definition: transfer_engine/spec.ts). */
 const transferOptions = classicShape(transferOptionsShape);
 
 const portalRef = z.object({
   portal: z.uuid("must be a portal id (UUID) as returned by GET /portals"),
-  path: z.string().min(1, "must name a file or folder inside the portal").max(4096).meta({ description: "relative to the portal root (an absolute path inside the root is accepted)" }),
+  path: text().min(1, "must name a file or folder inside the portal").max(4096).meta({ description: "relative to the portal root (an absolute path inside the root is accepted)" }),
 }).strict();
 
 /** Job options: the engine's transfer options (one definition, transfer_engine/spec.ts) and the job's own; omitted ones take the defaults shown. */
@@ -34,8 +35,7 @@ export type JobCreate = z.infer<typeof JobCreate>;
 
 /** POST /jobs headers. */
 export const JobCreateHeaders = z.object({
-  "idempotency-key": z
-    .string()
+  "idempotency-key": text()
     .min(1)
     .max(255)
     .regex(/^[\x21-\x7e]+$/, "must be 1-255 printable ASCII characters without spaces")
@@ -80,7 +80,7 @@ export const JobListQuery = z
     status: statusList.optional(),
     portal: z.uuid("must be a portal id (UUID)").optional().meta({ description: "jobs whose source or target is this portal" }),
     limit: intParam(1, 200, 50),
-    cursor: z.string().max(512).optional().meta({ description: "nextCursor of the previous page" }),
+    cursor: text().max(512).optional().meta({ description: "nextCursor of the previous page" }),
   })
   .strict();
 
@@ -102,7 +102,7 @@ export const JobView = z.object({
   source: z.object({ portal: z.string(), path: z.string() }),
   target: z.object({ portal: z.string(), path: z.string() }),
   options: z.object(transferOptions).partial(),
-  strategy: z.string().nullable().meta({ description: "strategy the engine chose (direct, zip, rename)" }),
+  strategy: z.string().nullable().meta({ description: "how the data moved: direct, zip or rename (resumed: an earlier attempt committed it and none recorded how)" }),
   site: z.string().nullable().meta({ description: "the site whose workers run it (where its local end is); null: any site (both ends sftp)" }),
   workerId: z.string().nullable().meta({ description: "the worker running it now, or the last one that did" }),
   waitingFor: z.string().nullable().meta({ description: "QUEUED or RETRY_WAIT: what it waits for, e.g. \"no live worker for site srvtrf: …\"; null otherwise" }),

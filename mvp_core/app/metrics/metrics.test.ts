@@ -69,7 +69,7 @@ describe("GET /metrics", () => {
     const reclaimed = (await f.call<JobView>("POST", "/jobs", { headers: auth, body: body("reclaimed.mov") })).json;
     const gone = { id: "gone-worker", site: f.deps.site };
     expect((await claimJob(f.sql, retried.id, gone, 60_000)).claimed).toBe(true);
-    expect(await scheduleRetry(f.sql, retried.id, gone, { code: "CONNECTION_LOST", message: "reset (test)", retryable: true }, 60_000)).toBe("retry");
+    expect(await scheduleRetry(f.sql, { jobId: retried.id, worker: gone, attempt: 1 }, { code: "CONNECTION_LOST", message: "reset (test)", retryable: true }, 60_000)).toBe("retry");
     expect((await claimJob(f.sql, reclaimed.id, gone, 1)).claimed).toBe(true);
     await waitFor(async () => (await reclaimJob(f.sql, reclaimed.id, { id: "metrics-test", site: f.deps.site })) === "reclaimed", { what: "the 1 ms lease to lapse" });
     await f.queue.heartbeat({ id: "metrics-test-worker", site: f.deps.site, host: "lab", pid: 1, startedAt: new Date().toISOString(), running: 1, concurrency: 4 }, 60_000);

@@ -1,25 +1,23 @@
 /** Request and response shapes of /portals, and the row → response view. Secrets are write-only. */
 import { z } from "zod";
 import type { PortalCheck } from "../../portals/endpoints.ts";
+import { text } from "../text.ts";
 import type { PortalRow } from "../../portals/repository.ts";
 import { SiteName } from "../../sites/names.ts";
 import { apiMessage } from "../errors.ts";
 
-const name = z
-  .string()
+const name = text()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
   .meta({ example: "lab-footage" });
-const rootPath = z
-  .string()
+const rootPath = text()
   .max(4096)
   .regex(/^\/[^\x00-\x1f\x7f]*$/, "must be an absolute folder path such as /data/footage, without control characters")
   .refine((p) => !p.split("/").includes(".."), 'must not contain ".."')
   .meta({ example: "/data/footage" });
-const host = z.string().min(1).max(253).regex(/^[^\s/@\x00-\x1f\x7f]+$/, "must be a host name or IP address without spaces, control characters, '/' or '@'").meta({ example: "srvtrf.lab" });
+const host = text().min(1).max(253).regex(/^[^\s/@\x00-\x1f\x7f]+$/, "must be a host name or IP address without spaces, control characters, '/' or '@'").meta({ example: "srvtrf.lab" });
 const port = z.number().int().min(1).max(65535);
-const username = z.string().min(1).max(64).regex(/^[^\s:@\x00-\x1f\x7f]+$/, "must not contain spaces, control characters, ':' or '@'").meta({ example: "ketter" });
-const fingerprint = z
-  .string()
+const username = text().min(1).max(64).regex(/^[^\s:@\x00-\x1f\x7f]+$/, "must not contain spaces, control characters, ':' or '@'").meta({ example: "ketter" });
+const fingerprint = text()
   .regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'must look like "SHA256:" + 43 base64 characters, as POST /portals/{id}/check reports it')
   .meta({ example: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" });
 
@@ -32,12 +30,12 @@ const allowedSites = z
   .meta({ description: "only workers of these sites may use this sftp portal, most preferred first (a job between two sftp portals runs at the first site both allow); omit or null: every site", example: ["srvtrf", "lab-1"] });
 
 const auth = z.discriminatedUnion("method", [
-  z.object({ method: z.literal("password"), password: z.string().min(1).max(1024) }).strict(),
+  z.object({ method: z.literal("password"), password: text().min(1).max(1024) }).strict(),
   z
     .object({
       method: z.literal("key"),
-      privateKey: z.string().min(1).max(16 * 1024).refine((k) => k.includes("PRIVATE KEY"), "must be a PEM/OpenSSH private key (-----BEGIN … PRIVATE KEY-----)"),
-      passphrase: z.string().min(1).max(1024).optional(),
+      privateKey: text().min(1).max(16 * 1024).refine((k) => k.includes("PRIVATE KEY"), "must be a PEM/OpenSSH private key (-----BEGIN … PRIVATE KEY-----)"),
+      passphrase: text().min(1).max(1024).optional(),
     })
     .strict(),
 ]);
