@@ -10,6 +10,7 @@ import { fromSystemError, isTransferError } from "./errors.ts";
 import { createThrottle } from "./rate_limit.ts";
 import { checkPaths, createParentFolders, probeTargetInsideSource } from "./steps/check.ts";
 import { copyFiles } from "./steps/copy_direct.ts";
+import { recheckSource } from "./steps/recheck.ts";
 import { cleanupPhase, markerMeansCommitted, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
@@ -182,6 +183,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     });
     run.progress.flush();
     throwIfCancelled(run.signal);
+    await timed("transfer", () => recheckSource(run, send.files, sourcePath));
     // Files that failed on their own (skipFileErrors) leave the staging tree before it is verified.
     let sent = await dropFailed(run, send, staging);
 
