@@ -28,6 +28,12 @@ import type { Sql } from "postgres";
 import { appendEvent } from "./events.ts";
 import type { EventKind, EventLevel, JobRow, JobStatus } from "./types.ts";
 
+
+/**
+ * An attempt that stops before its commit has verified nothing: its progress counters go back to 0
+ * (a cancelled copy once showed 100 % with no file done). After the commit they stay.
+ */
+const NOTHING_VERIFIED_SQL = "files_done = case when committed_at is null then 0 else files_done end, bytes_done = case when committed_at is null then 0 else bytes_done end";
 /** A failure as the worker records it: a stable code, a message for people, and whether it may be retried. */
 export interface JobFailure {
   code: string;
@@ -246,7 +252,7 @@ export async function completeJob(
 /** CANCELLING → CANCELLED by the attempt that stopped the engine; never once the data arrived. */
 async function cancelIfRequested(tx: Sql, fence: Fence, why: string): Promise<boolean> {
   const [job] = await tx<JobRow[]>`
-    update jobs set status = 'CANCELLED', finished_at = now(), lease_expires_at = null, next_attempt_at = null
+    update jobs set status = 'CANCELLED', finished_at = now(), lease_expires_at = null, next_attempt_at = null, ${tx.unsafe(NOTHING_VERIFIED_SQL)}
     where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'CANCELLING'
       and committed_at is null
     returning *`;
@@ -275,7 +281,7 @@ export async function scheduleRetry(
 ): Promise<"retry" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
-      update jobs set status = 'RETRY_WAIT', next_attempt_at = now() + ${ms(delayMs)}::interval,
+      update jobs set status = 'RETRY_WAIT', next_attempt_at = now() + ${ms(delayMs)}::interval, ${tx.unsafe(NOTHING_VERIFIED_SQL)},
         error_code = ${failure.code}, error_message = ${failure.message}, worker_id = null, lease_expires_at = null,
         max_attempts = ${opts.extraAttempt ? tx`greatest(max_attempts, least(attempts + 1, ${ATTEMPTS_CEILING}))` : tx`max_attempts`}
       where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
@@ -302,7 +308,7 @@ export async function scheduleRetry(
 export async function failJob(sql: Sql, fence: Fence, failure: JobFailure): Promise<"failed" | "done" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
-      update jobs set status = case when committed_at is null then 'FAILED' else 'DONE' end, finished_at = now(),
+      update jobs set status = case when committed_at is null then 'FAILED' else 'DONE' end, finished_at = now(), ${tx.unsafe(NOTHING_VERIFIED_SQL)},
         error_code = ${failure.code}, error_message = ${failure.message}, lease_expires_at = null, next_attempt_at = null
       where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
@@ -328,7 +334,7 @@ export async function failJob(sql: Sql, fence: Fence, failure: JobFailure): Prom
 export async function releaseJob(sql: Sql, fence: Fence): Promise<"released" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
-      update jobs set status = 'QUEUED', attempts = greatest(attempts - 1, 0), worker_id = null,
+      update jobs set status = 'QUEUED', attempts = greatest(attempts - 1, 0), worker_id = null, ${tx.unsafe(NOTHING_VERIFIED_SQL)},
         lease_expires_at = null, heartbeat_at = null
       where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
