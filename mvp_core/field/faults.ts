@@ -22,7 +22,20 @@ export async function waitUntilMidTransfer(api: FieldApi, id: string, timeoutMs:
   }
 }
 
-const percent = (job: Job) => (job.progress.bytesTotal ? `${Math.round((job.progress.bytesDone / job.progress.bytesTotal) * 100)} %` : "?");
+/** Polls until the job is QUEUED with a `waitingFor` containing `reason` (a dead worker's job, back from the reaper); throws after `timeoutMs`. */
+export async function waitUntilQueued(api: FieldApi, id: string, reason: string, timeoutMs: number): Promise<Job> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await api.getJob(id);
+    if (job.status === "QUEUED" && job.waitingFor?.includes(reason)) return job;
+    if (["DONE", "FAILED", "CANCELLED"].includes(job.status)) throw new Error(`job ${id} ended ${job.status} instead of waiting for "${reason}"`);
+    if (Date.now() > deadline) throw new Error(`job ${id} still ${job.status} (waitingFor ${JSON.stringify(job.waitingFor)}) after ${timeoutMs / 1000} s, expected QUEUED waiting for "${reason}"`);
+    await Bun.sleep(250);
+  }
+}
+
+/** How far the job got, e.g. "40 %". */
+export const percent = (job: Job) => (job.progress.bytesTotal ? `${Math.round((job.progress.bytesDone / job.progress.bytesTotal) * 100)} %` : "?");
 
 /** The worker running the job, from its latest `started` event (worker ids are host:pid:random). */
 async function workerOf(api: FieldApi, jobId: string): Promise<string> {
