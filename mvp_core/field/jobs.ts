@@ -12,7 +12,7 @@ import type { Direction } from "./measure.ts";
 /** What was done to the stack while the job ran. */
 export type Fault = "none" | "worker_kill" | "sshd_restart";
 
-const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
+const TERMINAL = new Set(["DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"]);
 
 /** One field-test job: what it was, what happened, what the checks found. */
 export interface JobOutcome {
