@@ -32,7 +32,7 @@ async function running(): Promise<Fence> {
   return { jobId: row!.id, worker, attempt: c.job.attempts };
 }
 
-const verified = (path: string, size = 4096): FileOutcome => ({ path, size, state: "verified", hash: { algorithm: "xxh128", value: `h-${path}` } });
+const verified = (path: string, size = 4096): FileOutcome => ({ path, size, state: "verified", hash: { algorithm: "xxh64", value: `h-${path}` } });
 const skipped = (path: string): FileOutcome => ({ path, size: 10, state: "skipped" });
 const failed = (path: string, code = "PERMISSION_DENIED"): FileOutcome => ({ path, size: 7, state: "failed", error: { code, message: `cannot read ${path}` } });
 
@@ -56,7 +56,7 @@ describe("job_files", () => {
     const all = await rows(fence.jobId);
     expect(all.every((r) => r.attempts === 1)).toBe(true);
     expect(all.find((r) => r.path === "d7/f7")).toMatchObject({ state: "failed", error_code: "PERMISSION_DENIED", hash_value: null });
-    expect(all.find((r) => r.path === "d0/f0")).toMatchObject({ state: "verified", hash_algorithm: "xxh128", hash_value: "h-d0/f0", error_code: null });
+    expect(all.find((r) => r.path === "d0/f0")).toMatchObject({ state: "verified", hash_algorithm: "xxh64", hash_value: "h-d0/f0", error_code: null });
 
     // Another attempt's write (a stale fence) changes nothing.
     expect(await recordFiles(sql, { ...fence, attempt: fence.attempt + 1 }, crypto.randomUUID(), [verified("d7/f7")])).toBe(false);

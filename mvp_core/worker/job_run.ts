@@ -307,9 +307,19 @@ export class JobRun {
           onEvent: (e) => this.onEngineEvent(e),
           onFiles: (batch) => files.add(batch),
           ...(only ? { only } : {}),
-          // The files' outcomes land before the commit is recorded: a job resumed after it (which
+          // The outcomes known before the commit (skipped, failed) land before it is taken, the
+          // verified ones before it is recorded: a job resumed after a crash there (a resumed run
           // reports no files) still ends DONE_WITH_ERRORS when files had failed.
-          hooks: { ...fenced, committed: async () => { await files.settled(); await fenced.committed?.(); } },
+          hooks: {
+            beforeStep: async (step) => {
+              if (step === "commit") await files.settled();
+              await fenced.beforeStep?.(step);
+            },
+            committed: async () => {
+              await files.settled();
+              await fenced.committed?.();
+            },
+          },
           // An earlier attempt recorded that the data arrived: only finish what follows the commit.
           resume: { committed: job.committed_at !== null },
           options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },

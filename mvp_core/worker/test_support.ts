@@ -21,6 +21,7 @@ import { waitFor } from "../testing/ports.ts";
 import type { TestSshd } from "../testing/sshd.ts";
 import { testDatabaseUrl, testRedisPrefix, testRedisUrl, testSql, uniqueId } from "../testing/services.ts";
 import { transfer } from "../transfer_engine/index.ts";
+import type { OpenEndpoint } from "./endpoints.ts";
 import { Worker, type WorkerDeps, type WorkerSettings } from "./worker.ts";
 
 const SECRET = Buffer.alloc(32, 7);
@@ -169,7 +170,7 @@ export class Scenario {
       site: deps.site ?? this.site,
       log: this.log,
       settings: { ...FAST, ...overrides },
-      openEndpoint: deps.openEndpoint ?? ((portal, signal) => openPortalEndpoint(portal, SECRET, { signal })),
+      openEndpoint: deps.openEndpoint ?? openTestEndpoint,
       transfer: deps.transfer ?? transfer,
       ...(deps.engineOptions ? { engineOptions: deps.engineOptions } : {}),
     });
@@ -281,6 +282,9 @@ export class Scenario {
     await rm(this.dir, { recursive: true, force: true });
   }
 }
+
+/** Opens a portal's endpoint with the test key, as the worker does: what a test's own openEndpoint wraps. */
+export const openTestEndpoint: OpenEndpoint = (portal, signal) => openPortalEndpoint(portal, SECRET, { signal });
 
 /** True when both files hold the same bytes. */
 export async function sameBytes(a: string, b: string): Promise<boolean> {
