@@ -97,7 +97,7 @@ describe("job_files", () => {
     expect(partial).toMatchObject({ status: "DONE_WITH_ERRORS", error_code: "FILES_FAILED", scope: "all" });
     expect(partial.error_message).toContain('"c" (PERMISSION_DENIED)');
     const [done] = await sql<{ level: string; data: { files: unknown } }[]>`select level, data from job_events where job_id = ${first.jobId} and kind = 'done'`;
-    expect(done).toMatchObject({ level: "warn", data: { files: { total: 5, skipped: 1, verified: 2, failed: 2 } } });
+    expect(done).toMatchObject({ level: "warn", data: { outcomes: { total: 5, skipped: 1, verified: 2, failed: 2 } } });
 
     const again = await retryJob(sql, first.jobId);
     expect(again).toMatchObject({ status: "QUEUED", scope: "failed", error_code: null });

@@ -254,7 +254,7 @@ export async function completeJob(
       ? `finished a transfer an earlier attempt had committed (${job.files_total ?? 0} files, ${job.bytes_total ?? 0} bytes, ${job.strategy})`
       : `${result.files} files, ${result.bytes} bytes transferred (${result.strategy})`;
     const message = files.total > 0 ? `${what}; ${describeTally(files)}${failed ? `: ${failed.message}` : ""}` : what;
-    await appendEvent(tx, fence.jobId, "done", message, { level: failed ? "warn" : "info", data: by(fence.worker, { ...result.data, files }) });
+    await appendEvent(tx, fence.jobId, "done", message, { level: failed ? "warn" : "info", data: by(fence.worker, { ...result.data, ...(files.total > 0 ? { outcomes: files } : {}) }) });
     return true;
   });
 }

@@ -126,7 +126,7 @@ describe("per-file truth through the worker", () => {
     expect(existsSync(s.path("dst/take/clip_3.bin"))).toBe(false);
     await expectTargetComplete(s, names.filter((n) => n !== "clip_3.bin"));
     expect((await eventsOf(s, job.id, "files_failed"))[0]!.data).toMatchObject({ failed: 1 });
-    expect((await eventsOf(s, job.id, "done"))[0]).toMatchObject({ level: "warn", data: { files: { total: 8, verified: 7, failed: 1 } } });
+    expect((await eventsOf(s, job.id, "done"))[0]).toMatchObject({ level: "warn", data: { outcomes: { total: 8, verified: 7, failed: 1 } } });
     const others = identities(s.path("dst/take"));
 
     unreadable.clear();
