@@ -2,7 +2,7 @@
 // sync sends nothing, a file that cannot be read fails alone (DONE_WITH_ERRORS) and its retry sends
 // only it, a move keeps only the failed file's source, a mirror removes nothing while a file failed,
 // and a worker killed in the middle of a sync leaves every target file old or new.
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { copyFile, mkdir } from "node:fs/promises";
 import path from "node:path";
@@ -14,21 +14,12 @@ import type { Endpoint } from "../transfer_engine/index.ts";
 import { withOverrides } from "../transfer_engine/endpoints/testing.ts";
 import type { OpenEndpoint } from "./endpoints.ts";
 import { faultyTransfer, pointFile } from "./fault_injection.ts";
-import { openTestEndpoint, sameBytes, Scenario } from "./test_support.ts";
+import { openTestEndpoint, sameBytes, type Scenario, scenarioPerTest } from "./test_support.ts";
 
 const T = 60_000;
 const ENTRY = "mvp_core/worker/fault_entry.ts";
 
-let scenario: Scenario | undefined;
-afterEach(async () => {
-  await scenario?.clean();
-  scenario = undefined;
-});
-
-async function setup(name: string): Promise<Scenario> {
-  scenario = await new Scenario(name).setup();
-  return scenario;
-}
+const setup = scenarioPerTest();
 
 /** `count` files `clip_<i>.bin` of about `bytes` under src/take. */
 async function take(s: Scenario, count: number, bytes = 4096): Promise<string[]> {
@@ -61,6 +52,15 @@ function unreadableSource(s: Scenario, unreadable: Set<string>): OpenEndpoint {
       },
     });
   };
+}
+
+/** A worker whose source cannot read `bad` (until the returned set is emptied), over `count` files under src/take. */
+async function unreadableWorld(name: string, count: number, bad: string[]): Promise<{ s: Scenario; names: string[]; unreadable: Set<string> }> {
+  const s = await setup(name);
+  const names = await take(s, count);
+  const unreadable = new Set(bad);
+  await s.startWorker({}, { openEndpoint: unreadableSource(s, unreadable) });
+  return { s, names, unreadable };
 }
 
 /** POST /jobs/{id}/retry as the API does it: Postgres first, then the queue. */
@@ -113,10 +113,7 @@ describe("per-file truth through the worker", () => {
   }, T);
 
   test("a file unreadable mid-run fails alone (DONE_WITH_ERRORS); the retry sends only that file and ends DONE", async () => {
-    const s = await setup("partial-retry");
-    const names = await take(s, 8);
-    const unreadable = new Set(["take/clip_3.bin"]);
-    await s.startWorker({}, { openEndpoint: unreadableSource(s, unreadable) });
+    const { s, names, unreadable } = await unreadableWorld("partial-retry", 8, ["take/clip_3.bin"]);
     const job = await s.job("take", "take", { options: { skipFileErrors: true, strategy: "direct" } });
     const partial = await s.waitForStatus(job.id, "DONE_WITH_ERRORS");
     expect(partial).toMatchObject({ error_code: "FILES_FAILED", files_total: 7, committed_at: expect.any(Date) });
@@ -143,10 +140,7 @@ describe("per-file truth through the worker", () => {
   }, T);
 
   test("a move with a failed file keeps that source and removes the rest; its retry moves the last one", async () => {
-    const s = await setup("partial-move");
-    const names = await take(s, 6);
-    const unreadable = new Set(["take/clip_2.bin"]);
-    await s.startWorker({}, { openEndpoint: unreadableSource(s, unreadable) });
+    const { s, names, unreadable } = await unreadableWorld("partial-move", 6, ["take/clip_2.bin"]);
     const job = await s.job("take", "take", { type: "move", options: { skipFileErrors: true, strategy: "direct" } });
     const partial = await s.waitForStatus(job.id, "DONE_WITH_ERRORS");
     expect(readdirSync(s.path("src/take"))).toEqual(["clip_2.bin"]);
@@ -162,10 +156,7 @@ describe("per-file truth through the worker", () => {
   }, T);
 
   test("mirror removes nothing while a file failed, and the retry of the failed files never mirrors", async () => {
-    const s = await setup("mirror-failed");
-    const names = await take(s, 6);
-    const unreadable = new Set<string>();
-    await s.startWorker({}, { openEndpoint: unreadableSource(s, unreadable) });
+    const { s, names, unreadable } = await unreadableWorld("mirror-failed", 6, []);
     const first = await s.job("take", "take");
     await s.waitForStatus(first.id, "DONE");
     writeFileSync(s.path("dst/take/extra.txt"), "only at the target");

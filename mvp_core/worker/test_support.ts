@@ -3,6 +3,7 @@
  * in-process workers and real worker processes (`bun mvp_core/worker/main.ts`) on the test
  * Postgres and Redis, each with its own key prefix.
  */
+import { afterEach } from "bun:test";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
@@ -281,6 +282,19 @@ export class Scenario {
     if (this.opts.databaseUrl) await this.sql.end({ timeout: 1 });
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * For a test file whose tests each use one Scenario: returns `setup(name)`, which builds it, and
+ * registers the cleanup of the current one after each test.
+ */
+export function scenarioPerTest(): (name: string) => Promise<Scenario> {
+  let current: Scenario | undefined;
+  afterEach(async () => {
+    await current?.clean();
+    current = undefined;
+  });
+  return async (name) => (current = await new Scenario(name).setup());
 }
 
 /** Opens a portal's endpoint with the test key, as the worker does: what a test's own openEndpoint wraps. */

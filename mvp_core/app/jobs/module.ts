@@ -19,11 +19,13 @@ async function views(deps: AppDeps, jobs: JobRow[]) {
   return jobs.map((j, i) => jobView(j, reasons[i]));
 }
 
-/** One job's view, with its files counted by state. */
-async function view(deps: AppDeps, job: JobRow) {
-  const [reasons, files] = await Promise.all([waitingReasons(deps, [job]), countFiles(deps.sql, job.id)]);
+/** One job's view, with its files counted by state (`fresh`: a job just created has none, no query needed). */
+async function view(deps: AppDeps, job: JobRow, fresh = false) {
+  const [reasons, files] = await Promise.all([waitingReasons(deps, [job]), fresh ? NO_FILES : countFiles(deps.sql, job.id)]);
   return jobView(job, reasons[0], files);
 }
+
+const NO_FILES = { total: 0, skipped: 0, verified: 0, failed: 0 };
 
 /** The jobs feature module. */
 export function jobsModule(deps: AppDeps) {
@@ -35,7 +37,8 @@ export function jobsModule(deps: AppDeps) {
         set.status = 201;
         if (!created) set.headers["idempotent-replayed"] = "true";
         set.headers.location = `/jobs/${job.id}`;
-        return view(deps, job);
+        // POST /jobs is the API's hot path: a new job's files are known to be none.
+        return view(deps, job, created);
       },
       {
         // JSON only: without it the plugin would also advertise form bodies, which answer 415.
