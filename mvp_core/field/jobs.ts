@@ -88,7 +88,7 @@ export function summarizeEvents(events: readonly Pick<JobEvent, "kind">[]): Arra
 }
 
 /**
- * Polls the job until it is DONE, FAILED or CANCELLED, or `timeoutMs` passed (then returns it as it
+ * Polls the job until it is DONE, DONE_WITH_ERRORS, FAILED or CANCELLED, or `timeoutMs` passed (then returns it as it
  * is). When `signal` aborts (Ctrl-C), the job is cancelled and waited for, so cleanup can delete its
  * portals, and the abort reason is thrown.
  */
