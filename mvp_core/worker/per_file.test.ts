@@ -112,6 +112,18 @@ describe("per-file truth through the worker", () => {
     await expectTargetComplete(s, names);
   }, T);
 
+  test("a single-file job has one row, whose path is empty (the source itself)", async () => {
+    const s = await setup("single-file");
+    await take(s, 1);
+    await s.startWorker();
+    const job = await s.job("take/clip_0.bin", "clip_0.bin");
+    await s.waitForStatus(job.id, "DONE");
+    expect((await listFiles(s.sql, job.id, { limit: 10 })).files).toEqual([expect.objectContaining({ path: "", state: "verified", size: 4096 })]);
+    const again = await s.job("take/clip_0.bin", "clip_0.bin", { options: { sync: "checksum" } });
+    await s.waitForStatus(again.id, "DONE");
+    expect((await listFiles(s.sql, again.id, { limit: 10 })).files).toEqual([expect.objectContaining({ path: "", state: "skipped" })]);
+  }, T);
+
   test("a file unreadable mid-run fails alone (DONE_WITH_ERRORS); the retry sends only that file and ends DONE", async () => {
     const { s, names, unreadable } = await unreadableWorld("partial-retry", 8, ["take/clip_3.bin"]);
     const job = await s.job("take", "take", { options: { skipFileErrors: true, strategy: "direct" } });

@@ -11,7 +11,8 @@
 --    byte-wise (collation "C"): the cursor of GET /jobs/{id}/files is the last path seen.
 create table job_files (
   job_id         uuid not null references jobs (id) on delete cascade,
-  path           text collate "C" not null check (path <> ''),
+  -- Relative to the job's source: empty when the source is a single file (the file itself).
+  path           text collate "C" not null,
   size           bigint not null check (size >= 0),
   state          text not null check (state in ('skipped', 'verified', 'failed')),
   hash_algorithm text,
