@@ -15,7 +15,7 @@ export async function waitUntilMidTransfer(api: FieldApi, id: string, timeoutMs:
     const job = await api.getJob(id);
     const total = job.progress.bytesTotal ?? 0;
     if (job.status === "RUNNING" && job.progress.bytesDone > 0 && job.progress.bytesDone < total) return job;
-    if (["DONE", "FAILED", "CANCELLED"].includes(job.status)) throw new Error(`job ${id} was ${job.status} before the fault could be injected (make the large dataset larger)`);
+    if (["DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"].includes(job.status)) throw new Error(`job ${id} was ${job.status} before the fault could be injected (make the large dataset larger)`);
     if (Date.now() > deadline) throw new Error(`job ${id} still ${job.status} with ${job.progress.bytesDone} bytes done after ${timeoutMs / 1000} s`);
     // Progress reaches Postgres at most once a second; poll faster than that to hit the first write.
     await Bun.sleep(50);

@@ -18,7 +18,7 @@ export type JobDirection = Direction | "srvtrf-to-srvtrf";
 /** Which part of the run a job belongs to: the transfers and faults, or the sites checks. */
 export type Scenario = "main" | "sites";
 
-const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
+const TERMINAL = new Set(["DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"]);
 
 /** One field-test job: what it was, what happened, what the checks found. */
 export interface JobOutcome {
@@ -107,7 +107,7 @@ export function summarizeEvents(events: readonly Pick<JobEvent, "kind">[]): Arra
 }
 
 /**
- * Polls the job until it is DONE, FAILED or CANCELLED, or `timeoutMs` passed (then returns it as it
+ * Polls the job until it is DONE, DONE_WITH_ERRORS, FAILED or CANCELLED, or `timeoutMs` passed (then returns it as it
  * is). When `signal` aborts (Ctrl-C), the job is cancelled and waited for, so cleanup can delete its
  * portals, and the abort reason is thrown.
  */

@@ -200,6 +200,9 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     run.progress.phase("commit", sent.files.length, sent.bytes);
     const replaced = await timed("commit", async () => {
       await beside;
+      // What is known before the commit (skipped, failed) reaches the caller before it: an attempt
+      // that dies after the commit must not take a failed file's outcome with it.
+      run.ledger.flush();
       await run.hooks.beforeStep?.("commit");
       if (cmp !== null) await mergeInto(run, sent, staging, targetPath, cmp.targetTree);
       const replaced = cmp === null ? await commit(run, staging, targetPath) : true;

@@ -24,6 +24,7 @@ import {
   scheduleRetry,
   type WorkerRef,
 } from "../jobs/lifecycle.ts";
+import { failedPaths } from "../jobs/files.ts";
 import { type EventLevel, type JobRow, TERMINAL_STATUSES } from "../jobs/types.ts";
 import type { Logger } from "../log/log.ts";
 import type { JobQueue } from "../queue/queue.ts";
@@ -39,6 +40,7 @@ import {
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
 import { FenceHooks } from "./fence_hooks.ts";
+import { FileOutcomes } from "./file_outcomes.ts";
 import { LeaseKeeper } from "./lease.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
@@ -116,6 +118,8 @@ export class JobRun {
   private lease: LeaseKeeper | undefined;
   private fenceHooks: FenceHooks | undefined;
   private fence: Fence | undefined;
+  /** This attempt's file outcomes, on their way to job_files. */
+  private files: FileOutcomes | undefined;
   private finished = false;
   /** The error that escaped this job's code path, when crash() was called. */
   private escaped: unknown;
@@ -183,11 +187,11 @@ export class JobRun {
         });
         result = await Promise.race([transferring, this.abandoned]);
       } catch (err) {
-        await this.writes;
+        await Promise.all([this.writes, this.files?.settled()]);
         await this.recordStop(job, err);
         return;
       }
-      await this.writes;
+      await Promise.all([this.writes, this.files?.settled()]);
       await this.recordDone(result);
     } catch (err) {
       this.log.error("recording the job outcome failed; its lease will expire and the job will be reclaimed", { err });
@@ -277,6 +281,12 @@ export class JobRun {
       stop: (reason) => this.stop(reason),
       committedBefore: job.committed_at !== null,
     });
+    const files = (this.files = new FileOutcomes(deps.sql, this.fence!, this.log));
+    const fenced = this.fenceHooks.hooks();
+    // A retry of a DONE_WITH_ERRORS job sends only the files that failed, into the existing target;
+    // a mirror there would see every other file as one the (filtered) source lacks: never.
+    const only = job.scope === "failed" ? await failedPaths(deps.sql, job.id) : undefined;
+    if (only) this.log.info("retry of the failed files", { files: only.length });
     const { source, target } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
     try {
       return await deps.transfer(
@@ -287,6 +297,7 @@ export class JobRun {
           mode: job.type,
           // The options were validated against the engine's own schema when the job was created.
           ...job.options,
+          ...(only ? { mirror: false } : {}),
         },
         {
           source,
@@ -294,7 +305,21 @@ export class JobRun {
           signal,
           onProgress: (p) => this.onProgress(p),
           onEvent: (e) => this.onEngineEvent(e),
-          hooks: this.fenceHooks.hooks(),
+          onFiles: (batch) => files.add(batch),
+          ...(only ? { only } : {}),
+          // The outcomes known before the commit (skipped, failed) land before it is taken, the
+          // verified ones before it is recorded: a job resumed after a crash there (a resumed run
+          // reports no files) still ends DONE_WITH_ERRORS when files had failed.
+          hooks: {
+            beforeStep: async (step) => {
+              if (step === "commit") await files.settled();
+              await fenced.beforeStep?.(step);
+            },
+            committed: async () => {
+              await files.settled();
+              await fenced.committed?.();
+            },
+          },
           // An earlier attempt recorded that the data arrived: only finish what follows the commit.
           resume: { committed: job.committed_at !== null },
           options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },
@@ -374,8 +399,15 @@ export class JobRun {
 
   private async recordDone(result: TransferResult): Promise<void> {
     const { sql, queue, worker } = this.deps;
-    const data = { strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}) };
-    const ours = await this.persist("done", () => completeJob(sql, this.fence!, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
+    const data = {
+      strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, fileCounts: result.fileCounts,
+      ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}), ...(result.mirrored ? { mirrored: result.mirrored } : {}),
+    };
+    const files = this.files!;
+    await this.persist("file outcomes", () => files.writeSetAside());
+    // Every run but a resumed one reported all its files: the rows it did not touch are settled.
+    const outcomes = result.strategy === "resumed" ? {} : { outcomes: { token: files.token } };
+    const ours = await this.persist("done", () => completeJob(sql, this.fence!, { strategy: result.strategy, files: result.files, bytes: result.bytes, data, ...outcomes }));
     if (ours) {
       await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job done", data);
