@@ -205,7 +205,9 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       run.ledger.flush();
       await run.hooks.beforeStep?.("commit");
       if (cmp !== null) await mergeInto(run, sent, staging, targetPath, cmp.targetTree);
-      const replaced = cmp === null ? await commit(run, staging, targetPath) : true;
+      // A single file that failed on its own (skipFileErrors) leaves nothing to commit.
+      const nothing = sent.kind === "file" && sent.files.length === 0;
+      const replaced = cmp === null && !nothing ? await commit(run, staging, targetPath) : cmp !== null;
       committed = true;
       return replaced;
     });
@@ -216,7 +218,8 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (run.ledger.counts.failed > 0) {
       run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
     }
-    const mirrored = cmp !== null && run.spec.mirror && run.ledger.counts.failed === 0 ? await mirror(run, m, targetPath, cmp.targetTree) : 0;
+    // A retry of failed files (only) sees a part of the source: a mirror then would remove the rest.
+    const mirrored = cmp !== null && run.spec.mirror && run.only === null && run.ledger.counts.failed === 0 ? await mirror(run, m, targetPath, cmp.targetTree) : 0;
     if (cmp !== null) await finishMerge(run, m, targetPath, cmp.targetTree);
 
     // A move removes only what is proven at the target: sent and verified, or found equal by content.
