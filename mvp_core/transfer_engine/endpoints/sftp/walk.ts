@@ -57,13 +57,46 @@ export function walk(host: RemoteHost, path: string, opts: OpOptions = {}): Asyn
   });
 }
 
-/** One `find` streams the whole tree: one round trip instead of one per folder. */
+/** One `find` streams the whole tree: one round trip instead of one per folder (deflated by the rooted walk). */
 async function* walkFind(host: RemoteHost, tools: RemoteTools, rel: string, signal?: AbortSignal): AsyncIterable<Entry> {
   const records = new FindRecords();
-  for await (const chunk of host.stream(walkCommand(tools, host.root, rel), rel, "walk", signal)) {
+  const raw = host.stream(walkCommand(tools, host.root, rel), rel, "walk", signal);
+  for await (const chunk of rooted(tools) ? inflated(raw) : raw) {
     for (const r of records.push(chunk)) if (r.entry) yield r.entry;
   }
   records.end(rel);
+}
+
+/** The zlib stream `deflated` decompressed as it arrives (a failure of either side ends both). */
+async function* inflated(deflated: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  const ds = new DecompressionStream("deflate");
+  const writer = ds.writable.getWriter();
+  const pump = (async () => {
+    try {
+      for await (const chunk of deflated) await writer.write(chunk);
+      await writer.close();
+    } catch (err) {
+      await writer.abort(err).catch(() => undefined);
+      throw err;
+    }
+  })();
+  pump.catch(() => undefined); // its failure surfaces as the reader's, and is rethrown below
+  const reader = ds.readable.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      yield value;
+    }
+  } catch (err) {
+    await pump.catch((e: unknown) => {
+      throw e; // the remote side's error (PATH_ESCAPE, a lost connection…) says more than the inflater's
+    });
+    throw err;
+  } finally {
+    reader.releaseLock();
+  }
+  await pump;
 }
 
 /** Breadth-first readdir with several folders in flight (no shell available). */
