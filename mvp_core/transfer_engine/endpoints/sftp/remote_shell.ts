@@ -54,7 +54,7 @@ function sh(script: string, args: readonly string[]): string {
 
 /** Commands whose presence changes the plan; probed in one exec. */
 export const PROBED_COMMANDS = [
-  "sha256sum", "md5sum", "sha1sum", "b2sum", "unzip", "bsdtar", "zip", "find", "sed", "xargs", "cat", "tail", "rm", "df", "stat",
+  "sha256sum", "md5sum", "sha1sum", "b2sum", "unzip", "bsdtar", "zip", "find", "sed", "xargs", "cat", "tail", "rm", "df", "stat", "xxhsum",
 ] as const;
 export type RemoteCommand = (typeof PROBED_COMMANDS)[number];
 
@@ -111,12 +111,13 @@ const COREUTILS_HASHES: Partial<Record<HashAlgorithm, RemoteCommand>> = { sha1: 
 
 /**
  * Hash algorithms the remote computes in one command over many files. A host with perl hashes only
- * through the rooted hasher (crc32, and md5/sha1/sha256 with perl's Digest modules): the engine
- * picks CRC-32 whenever both ends offer it, so nothing faster is given up.
+ * through the rooted hasher (crc32, md5/sha1/sha256 with perl's Digest modules, and xxh64/xxh3/
+ * xxh128 with xxhsum over the files it opened): a host without xxhsum gets CRC-32 (or, for an
+ * ASC MHL, sha1) next to the data instead of xxh3 read back over the network.
  */
 export function remoteHashes(t: RemoteTools): HashAlgorithm[] {
   if (!t.shell) return [];
-  if (rooted(t)) return t.perlDigest ? ["crc32", "sha1", "sha256", "md5"] : ["crc32"];
+  if (rooted(t)) return [...(t.commands.has("xxhsum") ? (["xxh3", "xxh64", "xxh128"] as const) : []), "crc32", ...(t.perlDigest ? (["sha1", "sha256", "md5"] as const) : [])];
   if (!t.commands.has("xargs")) return [];
   return (Object.keys(COREUTILS_HASHES) as HashAlgorithm[]).filter((a) => t.commands.has(COREUTILS_HASHES[a]!));
 }

@@ -1,0 +1,117 @@
+/**
+ * Chain of custody, after the destination is verified and before the commit (docs/mhl.md): the new
+ * ASC MHL generation (process `transfer`) of the verified files, appended to the history that now
+ * sits in the staging tree (the source's, carried with the data) — or, for a sync, to the target's
+ * — and written into the staging tree, so it lands with the commit: atomically with the folder, or
+ * renamed into place after the data files by a sync. Each file written is read back and compared.
+ * Only verified files are listed: failed ones left the staging tree before this step.
+ */
+import os from "node:os";
+import type { MhlHashFormat } from "../../mhl/index.ts";
+import pkg from "../../../package.json" with { type: "json" };
+import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
+import { EndpointMhlFs } from "../endpoints/mhl_fs.ts";
+import { TransferError } from "../errors.ts";
+import { baseRel, joinRel, parentRel, showPath } from "../paths.ts";
+import type { Run } from "../run.ts";
+import type { Custody } from "./mhl_source.ts";
+import type { Manifest } from "./scan.ts";
+
+/** What a transfer recorded in the ASC MHL (also the `mhl` of its result). */
+export interface MhlRecord {
+  /** The hash format of the new generation (the verification hash). */
+  format: HashAlgorithm;
+  /** Files listed in the new generation. */
+  files: number;
+  /** Source files checked against the source's history before they were committed. */
+  sourceChecked: number;
+  /** The history appended to: carried from the source, the existing target's (sync), or a new one. */
+  appendedTo: Custody["baseFrom"];
+  /** The new manifests, relative to the target folder, with their generation numbers. */
+  manifests: { path: string; sequence: number }[];
+}
+
+/** The generation's files written into the staging tree, and the folders made for them. */
+export interface WrittenGeneration {
+  record: MhlRecord;
+  /** As entries relative to the folder, for a sync's renames (after every data file). */
+  files: Entry[];
+  dirs: Entry[];
+}
+
+const MANIFEST_MODE = 0o644;
+const FOLDER_MODE = 0o755;
+
+/**
+ * Builds the generation for `sent` (verified; their destination hashes in `hashes`) and writes it
+ * into `staging`. `whole`: `sent` is the whole folder (directory hashes are then computed);
+ * false for a sync or when files failed (a generation of a subset, guidelines 2.5.3).
+ */
+export async function writeGeneration(run: Run, custody: Custody, full: Manifest, sent: Manifest, staging: string, targetPath: string, alg: HashAlgorithm, hashes: ReadonlyMap<string, string>, whole: boolean): Promise<WrittenGeneration> {
+  const mhl = await import("../../mhl/index.ts");
+  const files = sent.files.map((f) => {
+    const digest = hashes.get(f.path);
+    if (digest === undefined) throw new TransferError("VERIFY_FAILED", `${JSON.stringify(f.path)} has no verified ${alg} hash to record; retry the transfer`);
+    return { path: f.path, size: f.size, lastModified: new Date(f.mtimeMs), hashes: { ...custody.extra.get(f.path), [alg]: digest } };
+  });
+  let gen: Awaited<ReturnType<typeof mhl.buildGeneration>>;
+  try {
+    gen = await mhl.buildGeneration({
+      rootName: baseRel(targetPath),
+      createdAt: new Date(),
+      creator: {
+        tool: { name: "Ketter", version: pkg.version },
+        hostName: os.hostname(),
+        comment: `Ketter ${run.spec.mode} ${run.spec.id}: ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)}`,
+      },
+      process: "transfer",
+      // An MHL format: assertMhlOptions refused any other, and the plan picks from MHL_HASH_PREFERENCE.
+      hashFormat: alg as MhlHashFormat,
+      files,
+      directories: whole ? full.dirs.map((d) => ({ path: d.path, lastModified: new Date(d.mtimeMs) })) : [],
+      directoryHashes: whole,
+    }, custody.base);
+  } catch (err) {
+    if (err instanceof mhl.MhlError) throw new TransferError("UNSUPPORTED", `the ASC MHL generation cannot be written: ${err.message}`, { details: err.details ?? {} });
+    throw err;
+  }
+  if (gen.failed.length > 0) {
+    const shown = gen.failed.slice(0, 5).map((f) => `${JSON.stringify(f.path)} (${f.format} ${f.actual}, ${f.expected} recorded)`).join("; ");
+    throw new TransferError("MHL_MISMATCH", `${gen.failed.length} file(s) differ from what the target's ASC MHL history records for them: ${shown}; a history records footage that does not change — copy to a new target, or replace this one (overwrite)`, {
+      details: { files: gen.failed.slice(0, 50) },
+    });
+  }
+  const present = new Set([...full.dirs.map((d) => d.path), ""]);
+  const written: WrittenGeneration = {
+    record: { format: alg, files: files.length - gen.ignored.length, sourceChecked: custody.checked, appendedTo: custody.baseFrom, manifests: gen.manifests.map((m) => ({ path: joinRel(joinRel(m.historyPath, mhl.ASCMHL_DIR), m.fileName), sequence: m.sequence })) },
+    files: [],
+    dirs: [],
+  };
+  for (const w of gen.writes) {
+    const dir = parentRel(w.path);
+    if (!present.has(dir)) {
+      await run.target.mkdir(joinRel(staging, dir), { mode: FOLDER_MODE, signal: run.signal });
+      present.add(dir);
+      written.dirs.push({ path: dir, type: "dir", size: 0, mtimeMs: Date.now(), mode: FOLDER_MODE });
+    }
+    await writeChecked(run, joinRel(staging, w.path), w.bytes);
+    written.files.push({ path: w.path, type: "file", size: w.bytes.length, mtimeMs: Date.now(), mode: MANIFEST_MODE });
+  }
+  return written;
+}
+
+/** Writes `bytes` to `path` (a staging name) and reads them back: a manifest is never taken on trust. */
+async function writeChecked(run: Run, path: string, bytes: Uint8Array): Promise<void> {
+  const w = await run.target.openWrite(path, { mode: MANIFEST_MODE, size: bytes.length, signal: run.signal });
+  try {
+    await w.write(bytes);
+    await w.close();
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+  const back = await new EndpointMhlFs(run.target, "", { signal: run.signal, entries: [] }).readFile(`/${path}`);
+  if (back === null || Buffer.compare(Buffer.from(back), Buffer.from(bytes)) !== 0) {
+    throw new TransferError("VERIFY_FAILED", `the ASC MHL file ${showPath(run.target, path)} did not read back as written; retry the transfer`);
+  }
+}
