@@ -220,7 +220,8 @@ export async function recordRunEvent(
 export async function completeJob(
   sql: Sql,
   fence: Fence,
-  result: { strategy: string; files: number; bytes: number; data: Record<string, unknown> },
+  /** strategy null: a verify job (migration 0008), which moved no data. */
+  result: { strategy: string | null; files: number; bytes: number; data: Record<string, unknown> },
 ): Promise<boolean> {
   return inTransaction(sql, async (tx) => {
     const resumed = result.strategy === "resumed";
@@ -237,6 +238,7 @@ export async function completeJob(
     if (!job) return false;
     const what = resumed
       ? `finished a transfer an earlier attempt had committed (${job.files_total ?? 0} files, ${job.bytes_total ?? 0} bytes, ${job.strategy})`
+      : result.strategy === null ? `${result.files} files verified against their ASC MHL history`
       : `${result.files} files, ${result.bytes} bytes transferred (${result.strategy})`;
     await appendEvent(tx, fence.jobId, "done", what, { data: by(fence.worker, result.data) });
     return true;

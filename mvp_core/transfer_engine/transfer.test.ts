@@ -59,7 +59,7 @@ describe("copy", () => {
     const r = await run({ sourcePath: "f.bin", targetPath: "g.bin", mode: "copy" });
     expect(treeDiff(snapshot(abs("g.bin")), before)).toEqual([]);
     expect(treeDiff(snapshot(abs("f.bin")), before)).toEqual([]);
-    expect(r).toMatchObject({ strategy: "direct", files: 1, bytes: 1_500_000, verified: { mode: "checksum", algorithm: "crc32", files: 1 } });
+    expect(r).toMatchObject({ strategy: "direct", files: 1, bytes: 1_500_000, verified: { mode: "checksum", algorithm: "xxh3", files: 1 } });
     expect(leftovers(dir)).toEqual([]);
   });
 

@@ -34,7 +34,10 @@ import {
   type TransferContext,
   type TransferResult,
   type TransferSpecInput,
+  type Endpoint,
   isTransferError,
+  mismatchError,
+  verifyHistory,
 } from "../transfer_engine/index.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
@@ -57,6 +60,14 @@ export type StopReason = "cancel" | "shutdown" | "lost" | "crashed";
 
 /** The engine's transfer(), passed in so tests can wrap it. */
 export type TransferFn = (spec: TransferSpecInput, ctx: TransferContext) => Promise<TransferResult>;
+
+/** What a finished job records with DONE: how the data moved (null: a verify job moved none), counts, the done event's data. */
+interface Finished {
+  strategy: string | null;
+  files: number;
+  bytes: number;
+  data: Record<string, unknown>;
+}
 
 /** Timings and limits a job run needs from the worker's configuration. */
 export interface JobRunSettings {
@@ -175,7 +186,7 @@ export class JobRun {
     }
     if (!job) return;
     try {
-      let result: TransferResult;
+      let result: Finished;
       try {
         const transferring = this.transfer(job);
         transferring.catch((err: unknown) => {
@@ -264,7 +275,7 @@ export class JobRun {
 
   // ---- transfer ------------------------------------------------------------------------------
 
-  private async transfer(job: JobRow): Promise<TransferResult> {
+  private async transfer(job: JobRow): Promise<Finished> {
     const { deps } = this;
     const signal = this.controller.signal;
     this.fenceHooks = new FenceHooks({
@@ -277,16 +288,19 @@ export class JobRun {
       stop: (reason) => this.stop(reason),
       committedBefore: job.committed_at !== null,
     });
-    const { source, target } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
+    const { source, target, mhl } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
     try {
-      return await deps.transfer(
+      if (job.type === "verify") return await this.verify(job, source);
+      const result = await deps.transfer(
         {
           id: job.id,
           sourcePath: job.source_path,
           targetPath: job.target_path,
           mode: job.type,
-          // The options were validated against the engine's own schema when the job was created.
+          // The options were validated against the engine's own schema when the job was created;
+          // without its own `mhl`, the target portal's default applies (read now, as the job runs).
           ...job.options,
+          mhl: job.options.mhl ?? mhl,
         },
         {
           source,
@@ -300,9 +314,25 @@ export class JobRun {
           options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },
         },
       );
+      return finishedTransfer(result);
     } finally {
-      await Promise.all([source.close(), target.close()].map((p) => p.catch((err: unknown) => this.log.warn("closing an endpoint failed", { err }))));
+      await Promise.all([...new Set([source, target])].map((e) => e.close().catch((err: unknown) => this.log.warn("closing an endpoint failed", { err }))));
     }
+  }
+
+  /**
+   * A verify job: the folder against its ASC MHL history (the engine's verifyHistory); with the
+   * job's own `mhl` option (never a portal default: verifying must not write unasked) the
+   * verification is recorded as an in-place generation. Problems fail the job (MHL_MISMATCH, not
+   * retried), every one listed in its `verified` event.
+   */
+  private async verify(job: JobRow, endpoint: Endpoint): Promise<Finished> {
+    const r = await verifyHistory(
+      { id: job.id, path: job.source_path, hash: job.options.hash ?? "auto", record: job.options.mhl === true },
+      { endpoint, signal: this.controller.signal, onProgress: (p) => this.onProgress({ ...p, phase: "transfer" }), onEvent: (e) => this.onEngineEvent(e) },
+    );
+    if (!r.ok) throw mismatchError(r);
+    return { strategy: null, files: r.verified, bytes: 0, data: { verified: r.verified, durationMs: r.durationMs, ...(r.recorded ? { recorded: r.recorded } : {}) } };
   }
 
   private enqueueWrite(what: string, write: () => Promise<boolean>): void {
@@ -372,10 +402,10 @@ export class JobRun {
     }
   }
 
-  private async recordDone(result: TransferResult): Promise<void> {
+  private async recordDone(result: Finished): Promise<void> {
     const { sql, queue, worker } = this.deps;
-    const data = { strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}) };
-    const ours = await this.persist("done", () => completeJob(sql, this.fence!, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
+    const { data } = result;
+    const ours = await this.persist("done", () => completeJob(sql, this.fence!, result));
     if (ours) {
       await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job done", data);
@@ -432,4 +462,10 @@ export class JobRun {
     const msg = outcome === "failed" ? "job failed" : outcome === "done" ? "job done; the data arrived but what follows the commit failed" : `attempt failed; job ${outcome ?? "not ours"}`;
     this.log.error(msg, { code: failure.code, error: failure.message, retryable: failure.retryable, attempt: job.attempts });
   }
+}
+
+/** A transfer's result as recorded with DONE. */
+function finishedTransfer(r: TransferResult): Finished {
+  const data = { strategy: r.strategy, files: r.files, bytes: r.bytes, durationsMs: r.durationsMs, verified: r.verified, ...(r.sourceKept ? { sourceKept: r.sourceKept.length } : {}), ...(r.mhl ? { mhl: r.mhl } : {}) };
+  return { strategy: r.strategy, files: r.files, bytes: r.bytes, data };
 }

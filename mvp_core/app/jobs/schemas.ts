@@ -1,7 +1,7 @@
 /** Request and response shapes of /jobs, and the row → response view (progress, rate, ETA). */
 import { z } from "zod";
-import { EVENT_KINDS, JOB_STATUSES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
-import { TRANSFER_MODES, transferOptionsShape } from "../../transfer_engine/index.ts";
+import { EVENT_KINDS, JOB_STATUSES, JOB_TYPES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
+import { transferOptionsShape } from "../../transfer_engine/index.ts";
 import { apiMessage } from "../errors.ts";
 import { classicShape } from "../engine_schema.ts";
 import { text } from "../text.ts";
@@ -22,15 +22,19 @@ export const JobOptionsInput = z
   })
   .strict();
 
-/** POST /jobs. */
+/** POST /jobs: a copy or move from source to target, or a verify of the source folder against its ASC MHL history (no target). */
 export const JobCreate = z
   .object({
-    type: z.enum(TRANSFER_MODES),
+    type: z.enum(JOB_TYPES).meta({ description: "copy, move, or verify: check the source folder against its ascmhl/ history in place (options: hash; mhl records the verification as a new generation)" }),
     source: portalRef,
-    target: portalRef,
+    target: portalRef.optional().meta({ description: "required for copy and move; a verify job has none" }),
     options: JobOptionsInput.prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((j, ctx) => {
+    if (j.type === "verify" && j.target !== undefined) ctx.addIssue({ code: "custom", path: ["target"], message: "a verify job checks its source folder in place: leave target out" });
+    if (j.type !== "verify" && j.target === undefined) ctx.addIssue({ code: "custom", path: ["target"], message: `a ${j.type} job needs a target: { "portal": …, "path": … }` });
+  });
 export type JobCreate = z.infer<typeof JobCreate>;
 
 /** POST /jobs headers. */
@@ -97,10 +101,10 @@ const iso = z.string().nullable();
 /** A job as the API shows it. */
 export const JobView = z.object({
   id: z.uuid(),
-  type: z.enum(TRANSFER_MODES),
+  type: z.enum(JOB_TYPES),
   status: z.enum(JOB_STATUSES),
   source: z.object({ portal: z.string(), path: z.string() }),
-  target: z.object({ portal: z.string(), path: z.string() }),
+  target: z.object({ portal: z.string(), path: z.string() }).meta({ description: "a verify job's is its source (it checks that folder in place)" }),
   options: z.object(transferOptions).partial(),
   strategy: z.string().nullable().meta({ description: "how the data moved: direct, zip or rename (resumed: an earlier attempt committed it and none recorded how)" }),
   site: z.string().nullable().meta({ description: "the site whose workers run it (where its local end is); null: any site (both ends sftp)" }),
