@@ -26,7 +26,7 @@ import { conflicts, finishMerge, mergeInto, mirror, refuseConflicts } from "./st
 import { TransferError } from "./errors.ts";
 import type { Entry } from "./endpoints/endpoint.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
-import { assertMhlOptions, checkBeforeSending, checkSentHashes, readCustody } from "./steps/mhl_source.ts";
+import { assertMhlOptions, checkBeforeSending, checkSentHashes, historyToSend, readCustody } from "./steps/mhl_source.ts";
 import { type WrittenGeneration, writeGeneration } from "./steps/mhl_write.ts";
 import { verify } from "./steps/verify.ts";
 import { transferZip } from "./steps/copy_zip.ts";
@@ -137,7 +137,10 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   }
 
   if (run.spec.mhl === true) {
-    if (m.kind === "dir") run.custody = await timed("plan", () => readCustody(run, m, send, sourcePath, targetPath, cmp?.targetTree ?? null));
+    if (m.kind === "dir") {
+      run.custody = await timed("plan", () => readCustody(run, m, send, sourcePath, targetPath, cmp?.targetTree ?? null));
+      send = historyToSend(run, run.custody, send);
+    }
     else run.emit({ kind: "fallback", message: "mhl: an ASC MHL history belongs to a folder, and the source is a single file; it is copied without one" });
   }
 

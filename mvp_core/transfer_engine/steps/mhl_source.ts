@@ -21,6 +21,9 @@ import type { Run } from "../run.ts";
 import type { TransferSpec } from "../spec.ts";
 import type { Manifest } from "./scan.ts";
 
+/** The folder of a history (mhl/naming.ts ASCMHL_DIR; the library is loaded only with mhl). */
+const ASCMHL_DIR = "ascmhl";
+
 /** What the engine knows of the histories of one transfer. */
 export interface Custody {
   /** The source folder's history; null when it carries none. */
@@ -80,6 +83,22 @@ export async function readCustody(run: Run, m: Manifest, send: Manifest, sourceP
     }
   }
   return { source, base, baseFrom, known, recorded: recordedFormat(send, known), extra: new Map(), checked: 0 };
+}
+
+/**
+ * What travels of the source's own history files. Appending to the target's history (it continues
+ * the source's), the source has nothing it lacks: its shorter chain file must not replace the
+ * target's, so no ascmhl file travels (they count as already there). Otherwise they travel like any
+ * file, and the new generation's chain file replaces the copied one in the staging tree.
+ */
+export function historyToSend(run: Run, custody: Custody, send: Manifest): Manifest {
+  if (custody.baseFrom !== "target") return send;
+  const inHistory = (f: Entry): boolean => f.path.split("/").includes(ASCMHL_DIR);
+  const kept = send.files.filter((f) => inHistory(f));
+  if (kept.length === 0) return send;
+  run.ledger.skipped(kept);
+  const files = send.files.filter((f) => !inHistory(f));
+  return { ...send, files, bytes: files.reduce((n, f) => n + f.size, 0) };
 }
 
 /**

@@ -47,8 +47,10 @@ const FOLDER_MODE = 0o755;
  * into `staging`. `whole`: `sent` is the whole folder (directory hashes are then computed);
  * false for a sync or when files failed (a generation of a subset, guidelines 2.5.3).
  */
-export async function writeGeneration(run: Run, custody: Custody, full: Manifest, sent: Manifest, staging: string, targetPath: string, alg: HashAlgorithm, hashes: ReadonlyMap<string, string>, whole: boolean): Promise<WrittenGeneration> {
+export async function writeGeneration(run: Run, custody: Custody, full: Manifest, sent: Manifest, staging: string, targetPath: string, alg: HashAlgorithm, hashes: ReadonlyMap<string, string>, whole: boolean): Promise<WrittenGeneration | null> {
   const mhl = await import("../../mhl/index.ts");
+  // A sync that sent no footage (only history files, or nothing) has nothing to record.
+  if (!whole && sent.files.every((f) => f.path.split("/").includes(mhl.ASCMHL_DIR))) return null;
   const files = sent.files.map((f) => {
     const digest = hashes.get(f.path);
     if (digest === undefined) throw new TransferError("VERIFY_FAILED", `${JSON.stringify(f.path)} has no verified ${alg} hash to record; retry the transfer`);
