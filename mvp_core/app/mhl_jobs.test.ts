@@ -1,0 +1,149 @@
+// ASC MHL through the API (issue 16), run by a real worker process: a portal's `mhl` default makes
+// a copy write a generation at the target (a job's own option wins); a verify job checks a folder
+// against its history in place — DONE when it matches, FAILED (MHL_MISMATCH) listing what does not,
+// and with `mhl` it records the verification; the request shapes of verify jobs are checked.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { checkHistory } from "../transfer_engine/mhl_testing.ts";
+import { waitFor } from "../testing/ports.ts";
+import { testDatabaseUrl, testRedisUrl, uniqueId } from "../testing/services.ts";
+import type { HealthView } from "./health/module.ts";
+import type { JobView } from "./jobs/schemas.ts";
+import type { PortalView } from "./portals/schemas.ts";
+import { apiFixture, type ApiFixture } from "./test_support.ts";
+
+let f: ApiFixture;
+let worker: Subprocess<"ignore", "pipe", "pipe">;
+const workerOutput: string[] = [];
+
+async function drain(stream: ReadableStream<Uint8Array>): Promise<void> {
+  const decoder = new TextDecoder();
+  for await (const chunk of stream) workerOutput.push(decoder.decode(chunk));
+}
+
+beforeAll(async () => {
+  f = await apiFixture();
+  worker = Bun.spawn(["bun", "mvp_core/worker/main.ts"], {
+    cwd: join(import.meta.dir, "../.."),
+    env: {
+      ...process.env,
+      NODE_ENV: "test",
+      DATABASE_URL: await testDatabaseUrl(),
+      DATABASE_POOL_MAX: "4",
+      REDIS_URL: await testRedisUrl(),
+      REDIS_KEY_PREFIX: f.prefix,
+      KETTER_SECRET_KEY: f.deps.secretKey.toString("hex"),
+      LOG_LEVEL: "warn",
+      WORKER_RECONCILE_MS: "300",
+      WORKER_SHUTDOWN_GRACE_MS: "2000",
+    },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  void drain(worker.stdout);
+  void drain(worker.stderr);
+  await waitFor(async () => (await f.call<HealthView>("GET", "/health")).json.workers.live === 1, { what: `the worker to send a heartbeat (output: ${workerOutput.join("")})`, timeoutMs: 30_000 });
+}, 60_000);
+
+afterAll(async () => {
+  worker.kill("SIGTERM");
+  await worker.exited;
+  await f.close();
+});
+
+async function finished(id: string): Promise<JobView> {
+  let job: JobView | undefined;
+  await waitFor(async () => ["DONE", "FAILED", "CANCELLED"].includes((job = (await f.call<JobView>("GET", `/jobs/${id}`)).json).status), {
+    what: `job ${id} to finish (worker output: ${workerOutput.join("").slice(-2000)})`, timeoutMs: 45_000, intervalMs: 20,
+  });
+  return job!;
+}
+
+async function events(id: string): Promise<{ kind: string; message: string; data: Record<string, unknown> }[]> {
+  return (await f.call<{ events: { kind: string; message: string; data: Record<string, unknown> }[] }>("GET", `/jobs/${id}/events`)).json.events;
+}
+
+async function portal(mhl?: boolean): Promise<{ view: PortalView; root: string }> {
+  const root = await f.tempDir();
+  const { status, json } = await f.call<PortalView>("POST", "/portals", { body: { kind: "local", name: `mhl_${uniqueId()}`, rootPath: root, ...(mhl === undefined ? {} : { mhl }) } });
+  expect(status).toBe(201);
+  return { view: json, root };
+}
+
+async function card(root: string): Promise<void> {
+  await mkdir(join(root, "A002", "Clips"), { recursive: true });
+  await writeFile(join(root, "A002", "Clips", "C001.mov"), crypto.getRandomValues(new Uint8Array(60_000)));
+  await writeFile(join(root, "A002", "Sidecar.txt"), "scene 4, take 2\n");
+}
+
+describe("ASC MHL jobs through the API", () => {
+  test("a portal's mhl default makes a copy write a generation at the target; a job's own mhl: false wins", async () => {
+    const lab = await portal();
+    const srv = await portal(true);
+    expect(srv.view.mhl).toBe(true);
+    expect(lab.view.mhl).toBe(false);
+    await card(lab.root);
+    const job = (await f.call<JobView>("POST", "/jobs", { body: { type: "copy", source: { portal: lab.view.id, path: "A002" }, target: { portal: srv.view.id, path: "A002" } } })).json;
+    expect(job.options.mhl).toBeUndefined(); // the portal's default applies when the job runs
+    expect((await finished(job.id)).status).toBe("DONE");
+    const { invalid, verification } = await checkHistory(join(srv.root, "A002"));
+    expect(invalid).toEqual([]);
+    expect(verification).toMatchObject({ ok: true });
+    expect(verification.verified).toHaveLength(2);
+    const evs = await events(job.id);
+    expect(evs.find((e) => e.kind === "committed")?.message).toContain("ASC MHL generation 1 (xxh3, 2 files) recorded");
+    expect(evs.find((e) => e.kind === "done")?.data).toMatchObject({ mhl: { format: "xxh3", files: 2 } });
+
+    const off = (await f.call<JobView>("POST", "/jobs", { body: { type: "copy", source: { portal: lab.view.id, path: "A002" }, target: { portal: srv.view.id, path: "A002-plain" }, options: { mhl: false } } })).json;
+    expect((await finished(off.id)).status).toBe("DONE");
+    expect(existsSync(join(srv.root, "A002-plain", "ascmhl"))).toBe(false);
+
+    const patched = await f.call<PortalView>("PATCH", `/portals/${srv.view.id}`, { body: { mhl: false } });
+    expect(patched.json.mhl).toBe(false);
+  });
+
+  test("a verify job: DONE when the folder matches; FAILED with MHL_MISMATCH listing a tampered file; mhl records it", async () => {
+    const lab = await portal();
+    await card(lab.root);
+    const copy = (await f.call<JobView>("POST", "/jobs", { body: { type: "copy", source: { portal: lab.view.id, path: "A002" }, target: { portal: lab.view.id, path: "A002-copy" }, options: { mhl: true } } })).json;
+    expect((await finished(copy.id)).status).toBe("DONE");
+
+    const created = await f.call<JobView>("POST", "/jobs", { body: { type: "verify", source: { portal: lab.view.id, path: "A002-copy" } } });
+    expect(created.status).toBe(201);
+    expect(created.json).toMatchObject({ type: "verify", source: { path: "A002-copy" }, target: { portal: lab.view.id, path: "A002-copy" } });
+    const ok = await finished(created.json.id);
+    expect(ok).toMatchObject({ status: "DONE", strategy: null, progress: { filesDone: 2 } });
+    expect((await events(ok.id)).find((e) => e.kind === "verified")?.data).toMatchObject({ ok: true, verified: 2 });
+
+    await writeFile(join(lab.root, "A002-copy", "Sidecar.txt"), "scene 4, take 3\n");
+    const bad = await finished((await f.call<JobView>("POST", "/jobs", { body: { type: "verify", source: { portal: lab.view.id, path: "A002-copy" } } })).json.id);
+    expect(bad).toMatchObject({ status: "FAILED", attempts: 1, error: { code: "MHL_MISMATCH", message: expect.stringContaining("Sidecar.txt") } });
+    expect((await events(bad.id)).find((e) => e.kind === "verified")?.data).toMatchObject({ ok: false, mismatched: [{ path: "Sidecar.txt", format: "xxh3" }] });
+
+    const recorded = await finished((await f.call<JobView>("POST", "/jobs", { body: { type: "verify", source: { portal: lab.view.id, path: "A002-copy" }, options: { mhl: true } } })).json.id);
+    expect(recorded.status).toBe("FAILED"); // still a mismatch, now also on record
+    const names = (await readdir(join(lab.root, "A002-copy", "ascmhl"))).filter((n) => n.endsWith(".mhl")).sort();
+    expect(names).toHaveLength(2);
+    const text = await readFile(join(lab.root, "A002-copy", "ascmhl", names[1]!), "utf8");
+    expect(text).toContain("<process>in-place</process>");
+    expect(text).toMatch(/Sidecar\.txt<\/path>\s*<xxh3 action="failed"/);
+    expect((await checkHistory(join(lab.root, "A002-copy"))).invalid).toEqual([]);
+  });
+
+  test("request shapes: a verify job takes no target, a copy needs one, a hash must be known", async () => {
+    const lab = await portal();
+    const withTarget = await f.call("POST", "/jobs", { body: { type: "verify", source: { portal: lab.view.id, path: "x" }, target: { portal: lab.view.id, path: "y" } } });
+    expect(withTarget.status).toBe(422);
+    expect(withTarget.json.error?.message).toContain("leave target out");
+    const without = await f.call("POST", "/jobs", { body: { type: "copy", source: { portal: lab.view.id, path: "x" } } });
+    expect(without.status).toBe(422);
+    expect(without.json.error?.message).toContain("needs a target");
+    const hash = await f.call("POST", "/jobs", { body: { type: "copy", source: { portal: lab.view.id, path: "x" }, target: { portal: lab.view.id, path: "y" }, options: { hash: "xxh4" } } });
+    expect(hash.status).toBe(422);
+    expect(hash.json.error?.message).toContain("options.hash");
+  });
+});
