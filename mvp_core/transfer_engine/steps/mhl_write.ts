@@ -29,6 +29,8 @@ export interface MhlRecord {
   appendedTo: Custody["baseFrom"];
   /** The new manifests, relative to the target folder, with their generation numbers. */
   manifests: { path: string; sequence: number }[];
+  /** Building the generation (directory hashes, XML, C4, chain) and writing and reading back its files. */
+  durationMs: number;
 }
 
 /** The generation's files written into the staging tree, and the folders made for them. */
@@ -48,6 +50,7 @@ const FOLDER_MODE = 0o755;
  * false for a sync or when files failed (a generation of a subset, guidelines 2.5.3).
  */
 export async function writeGeneration(run: Run, custody: Custody, full: Manifest, sent: Manifest, staging: string, targetPath: string, alg: HashAlgorithm, hashes: ReadonlyMap<string, string>, whole: boolean): Promise<WrittenGeneration | null> {
+  const t0 = performance.now();
   const mhl = await import("../../mhl/index.ts");
   // A sync that sent no footage (only history files, or nothing) has nothing to record.
   if (!whole && sent.files.every((f) => f.path.split("/").includes(mhl.ASCMHL_DIR))) return null;
@@ -85,7 +88,7 @@ export async function writeGeneration(run: Run, custody: Custody, full: Manifest
   }
   const present = new Set([...full.dirs.map((d) => d.path), ""]);
   const written: WrittenGeneration = {
-    record: { format: alg, files: files.length - gen.ignored.length, sourceChecked: custody.checked, appendedTo: custody.baseFrom, manifests: gen.manifests.map((m) => ({ path: joinRel(joinRel(m.historyPath, mhl.ASCMHL_DIR), m.fileName), sequence: m.sequence })) },
+    record: { format: alg, files: files.length - gen.ignored.length, sourceChecked: custody.checked, appendedTo: custody.baseFrom, manifests: gen.manifests.map((m) => ({ path: joinRel(joinRel(m.historyPath, mhl.ASCMHL_DIR), m.fileName), sequence: m.sequence })), durationMs: 0 },
     files: [],
     dirs: [],
   };
@@ -99,6 +102,7 @@ export async function writeGeneration(run: Run, custody: Custody, full: Manifest
     await writeChecked(run, joinRel(staging, w.path), w.bytes);
     written.files.push({ path: w.path, type: "file", size: w.bytes.length, mtimeMs: Date.now(), mode: MANIFEST_MODE });
   }
+  written.record.durationMs = Math.round((performance.now() - t0) * 10) / 10;
   return written;
 }
 
