@@ -56,7 +56,7 @@ describe("portal checks", () => {
 
     // Plain checks first: bun's toMatchObject writes its asymmetric matchers into the received object.
     expect(by["portal.good"]?.value).toContain("host key matches");
-    expect(by["portal.good"]?.value).toContain("tools: sh unzip zip xxh3 xxh64 xxh128");
+    expect(by["portal.good"]?.value).toContain("tools: sh unzip zip crc32 xxh3 xxh128 xxh64");
     expect(by["portal.good"]?.status).toBe("ok");
 
     expect(by["portal.moved-key"]?.value).toContain(`pinned ${OTHER_FINGERPRINT}`);

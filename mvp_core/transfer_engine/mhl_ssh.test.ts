@@ -67,6 +67,9 @@ describe("ASC MHL over SSH", () => {
     expect(verification).toMatchObject({ ok: true });
     expect(verification.verified).toHaveLength(3);
     expect(leftovers(s.root)).toEqual([]);
+    // Without an ASC MHL, auto takes what the server computes cheapest: CRC-32, computed as it writes.
+    const plain = await transfer({ sourcePath: name, targetPath: `${name}-plain`, mode: "copy" }, { source: local, target: remote });
+    expect(plain.verified.algorithm).toBe("crc32");
   }, T);
 
   test("push with a history (scenario 02, zip): checked in xxh64, carried and appended on the remote", async () => {

@@ -58,7 +58,7 @@ export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
 
 /** Optional abilities; the engine plans around them and records a fallback when one is missing. */
 export interface Capabilities {
-  /** Hash algorithms computed next to the data (locally, or by one remote command over many files). */
+  /** Hash algorithms computed next to the data (locally, or by one remote command over many files), cheapest there first. */
   hashes: readonly HashAlgorithm[];
   unzip: boolean;
   packZip: boolean;

@@ -3,7 +3,8 @@
  * ASC MHL generation (process `transfer`) of the verified files, appended to the history that now
  * sits in the staging tree (the source's, carried with the data) — or, for a sync, to the target's
  * — and written into the staging tree, so it lands with the commit: atomically with the folder, or
- * renamed into place after the data files by a sync. Each file written is read back and compared.
+ * renamed into place after the data files by a sync. Each file written is hashed where it landed
+ * (next to the data, like the copy's verification) and compared with the bytes meant.
  * Only verified files are listed: failed ones left the staging tree before this step.
  */
 import os from "node:os";
@@ -12,6 +13,7 @@ import pkg from "../../../package.json" with { type: "json" };
 import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { EndpointMhlFs } from "../endpoints/mhl_fs.ts";
 import { TransferError } from "../errors.ts";
+import { createHasher } from "../hash.ts";
 import { baseRel, joinRel, parentRel, showPath } from "../paths.ts";
 import type { Run } from "../run.ts";
 import type { Custody } from "./mhl_source.ts";
@@ -99,15 +101,16 @@ export async function writeGeneration(run: Run, custody: Custody, full: Manifest
       present.add(dir);
       written.dirs.push({ path: dir, type: "dir", size: 0, mtimeMs: Date.now(), mode: FOLDER_MODE });
     }
-    await writeChecked(run, joinRel(staging, w.path), w.bytes);
+    await write(run, joinRel(staging, w.path), w.bytes);
     written.files.push({ path: w.path, type: "file", size: w.bytes.length, mtimeMs: Date.now(), mode: MANIFEST_MODE });
   }
+  await checkWritten(run, gen.writes.map((w) => ({ path: joinRel(staging, w.path), bytes: w.bytes })), alg);
   written.record.durationMs = Math.round((performance.now() - t0) * 10) / 10;
   return written;
 }
 
-/** Writes `bytes` to `path` (a staging name) and reads them back: a manifest is never taken on trust. */
-async function writeChecked(run: Run, path: string, bytes: Uint8Array): Promise<void> {
+/** Writes `bytes` to `path` (a staging name). */
+async function write(run: Run, path: string, bytes: Uint8Array): Promise<void> {
   const w = await run.target.openWrite(path, { mode: MANIFEST_MODE, size: bytes.length, signal: run.signal });
   try {
     await w.write(bytes);
@@ -116,8 +119,29 @@ async function writeChecked(run: Run, path: string, bytes: Uint8Array): Promise<
     await w.abort();
     throw err;
   }
-  const back = await new EndpointMhlFs(run.target, "", { signal: run.signal, entries: [] }).readFile(`/${path}`);
-  if (back === null || Buffer.compare(Buffer.from(back), Buffer.from(bytes)) !== 0) {
-    throw new TransferError("VERIFY_FAILED", `the ASC MHL file ${showPath(run.target, path)} did not read back as written; retry the transfer`);
+}
+
+/**
+ * A manifest is never taken on trust: the files written are hashed where they landed, in one
+ * call (a remote's one command; a remote without the hash reads them back), against the bytes meant.
+ */
+async function checkWritten(run: Run, files: readonly { path: string; bytes: Uint8Array }[], alg: HashAlgorithm): Promise<void> {
+  const nearby = (await run.target.capabilities({ signal: run.signal })).hashes.includes(alg);
+  const got = nearby ? await run.target.hashFiles(files.map((f) => f.path), alg, { signal: run.signal }) : null;
+  const fs = new EndpointMhlFs(run.target, "", { signal: run.signal, entries: [] });
+  for (const f of files) {
+    const h = createHasher(alg);
+    h.update(f.bytes);
+    const want = h.digest();
+    let have = got?.get(f.path);
+    if (got === null) {
+      const back = await fs.readFile(`/${f.path}`);
+      if (back !== null) {
+        const b = createHasher(alg);
+        b.update(back);
+        have = b.digest();
+      }
+    }
+    if (have !== want) throw new TransferError("VERIFY_FAILED", `the ASC MHL file ${showPath(run.target, f.path)} did not land as written (${alg} ${have ?? "missing"}, expected ${want}); retry the transfer`);
   }
 }

@@ -7,7 +7,7 @@
  */
 import type { Capabilities, Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { TransferError } from "../errors.ts";
-import { HASH_PREFERENCE, LOCAL_HASHES, MHL_HASH_PREFERENCE, pickHash } from "../hash.ts";
+import { LOCAL_HASHES, MHL_HASH_PREFERENCE, isMhlHash, pickHash } from "../hash.ts";
 import { parentRel } from "../paths.ts";
 import type { Run } from "../run.ts";
 import type { StatPrefetch } from "./prefetch.ts";
@@ -100,9 +100,10 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
  * The verification hash. An explicit `hash` is used as asked (read back from a target that cannot
  * compute it). `auto`: the format the source's ASC MHL history records, when the target computes
  * it next to the data (one read of the source then verifies it against its history and the copy);
- * else the first of the preference both ends compute next to the data — the source's list counts
- * because a source that packs its own folder also hashes it; else one the target computes, the
- * source being hashed here as it streams; else read back and hashed here.
+ * else the first in the target's own list (cheapest there first; with an ASC MHL, only its
+ * formats) that the source computes next to the data too — the source's list counts because a
+ * source that packs its own folder also hashes it; else one the target computes, the source being
+ * hashed here as it streams; else read back and hashed here (xxh3, or CRC-32 without an MHL).
  */
 function chooseHash(run: Run, srcCaps: Capabilities, dstCaps: Capabilities): { hash: HashAlgorithm; hashByReadBack: boolean } {
   const { spec } = run;
@@ -114,11 +115,11 @@ function chooseHash(run: Run, srcCaps: Capabilities, dstCaps: Capabilities): { h
   }
   const recorded = run.custody?.recorded ?? null;
   if (recorded !== null && dstCaps.hashes.includes(recorded)) return { hash: recorded, hashByReadBack: false };
-  const preference = mhl ? MHL_HASH_PREFERENCE : HASH_PREFERENCE;
+  const preference = mhl ? dstCaps.hashes.filter(isMhlHash) : dstCaps.hashes;
   const computable = srcCaps.hashes.filter((h) => LOCAL_HASHES.includes(h));
   const hash = pickHash(computable.length > 0 ? computable : LOCAL_HASHES, dstCaps.hashes, preference) ?? pickHash(LOCAL_HASHES, dstCaps.hashes, preference);
   if (hash !== null) return { hash, hashByReadBack: false };
-  const fallback = pickHash(LOCAL_HASHES, LOCAL_HASHES, preference) as HashAlgorithm;
+  const fallback = pickHash(LOCAL_HASHES, LOCAL_HASHES, mhl ? MHL_HASH_PREFERENCE : LOCAL_HASHES) as HashAlgorithm;
   run.emit({ kind: "fallback", message: `no hash both ends compute; reading the destination back to hash it with ${fallback}`, data: { source: srcCaps.hashes, target: dstCaps.hashes } });
   return { hash: fallback, hashByReadBack: true };
 }

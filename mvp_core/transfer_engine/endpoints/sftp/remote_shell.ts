@@ -112,12 +112,14 @@ const COREUTILS_HASHES: Partial<Record<HashAlgorithm, RemoteCommand>> = { sha1: 
 /**
  * Hash algorithms the remote computes in one command over many files. A host with perl hashes only
  * through the rooted hasher (crc32, md5/sha1/sha256 with perl's Digest modules, and xxh64/xxh3/
- * xxh128 with xxhsum over the files it opened): a host without xxhsum gets CRC-32 (or, for an
- * ASC MHL, sha1) next to the data instead of xxh3 read back over the network.
+ * xxh128 with xxhsum over the files it opened). CRC-32 comes first: the remote writers compute it
+ * while writing what Ketter streams, so verifying a push with it costs no second read (xxh3 would
+ * re-read every file: +35-60 % on 10,000 small files); an ASC MHL needs an MHL format, so it gets
+ * xxh3 — or, on a host without xxhsum, sha1 next to the data instead of xxh3 read back.
  */
 export function remoteHashes(t: RemoteTools): HashAlgorithm[] {
   if (!t.shell) return [];
-  if (rooted(t)) return [...(t.commands.has("xxhsum") ? (["xxh3", "xxh64", "xxh128"] as const) : []), "crc32", ...(t.perlDigest ? (["sha1", "sha256", "md5"] as const) : [])];
+  if (rooted(t)) return ["crc32", ...(t.commands.has("xxhsum") ? (["xxh3", "xxh128", "xxh64"] as const) : []), ...(t.perlDigest ? (["sha1", "sha256", "md5"] as const) : [])];
   if (!t.commands.has("xargs")) return [];
   return (Object.keys(COREUTILS_HASHES) as HashAlgorithm[]).filter((a) => t.commands.has(COREUTILS_HASHES[a]!));
 }

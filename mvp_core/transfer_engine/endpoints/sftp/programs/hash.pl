@@ -17,12 +17,17 @@ else { die "ketter-hash: unknown algorithm $alg\n" }
 $/ = "\0";
 if (exists $XXH{$alg}) {
   # Handles opened from here on stay open across exec (perl marks those above $^F close-on-exec).
+  # As many files per xxhsum as the open-files limit leaves room for: each exec costs a few ms.
   $^F = 1 << 20;
+  require POSIX;
+  my $per = (POSIX::sysconf(POSIX::_SC_OPEN_MAX()) || 1024) - 64;
+  $per = 4096 if $per > 4096;
+  $per = 16 if $per < 16;
   my @batch;
   while (defined(my $p = <STDIN>)) {
     chomp $p;
     push @batch, [$p, open_file($p)];
-    if (@batch >= 256) { xxhsum($XXH{$alg}, \@batch); @batch = () }
+    if (@batch >= $per) { xxhsum($XXH{$alg}, \@batch); @batch = () }
   }
   xxhsum($XXH{$alg}, \@batch) if @batch;
   exit 0;
@@ -42,7 +47,7 @@ while (defined(my $p = <STDIN>)) {
 sub xxhsum {
   my ($h, $batch) = @_;
   my %path = map { (fileno($_->[1]) => $_->[0]) } @$batch;
-  open(my $out, "-|", "xxhsum", "-H$h", map { "/dev/fd/" . fileno($_->[1]) } @$batch) or die "xxhsum: $!\n";
+  open(my $out, "-|", "xxhsum", "-q", "-H$h", map { "/dev/fd/" . fileno($_->[1]) } @$batch) or die "xxhsum: $!\n";
   local $/ = "\n";
   while (my $l = <$out>) {
     chomp $l;
