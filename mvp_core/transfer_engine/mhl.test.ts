@@ -65,6 +65,18 @@ describe("ASC MHL on transfer", () => {
     expect(leftovers(dir)).toEqual([]);
   });
 
+  test("a big job's generation (built on the helper thread) lists every file and verifies", async () => {
+    const files: Record<string, number> = {};
+    for (let i = 0; i < 1_200; i++) files[`d${i % 12}/f${i}.bin`] = 64;
+    writeTree(abs("src"), files);
+    const r = await run({});
+    expect(r.mhl).toMatchObject({ files: 1_200, manifests: [{ sequence: 1 }] });
+    const { invalid, verification } = await checkHistory(abs("dst"));
+    expect(invalid).toEqual([]);
+    expect(verification.ok).toBe(true);
+    expect(verification.verified).toHaveLength(1_200);
+  });
+
   test("a source carrying a history (reference scenario 02) is checked in its recorded xxh64 in the same read, carried, and appended as generation 3", async () => {
     copyScenario("scenario_02/file_server/A002R2EC", abs("src"));
     const r = await run({});

@@ -27,7 +27,7 @@ import { TransferError } from "./errors.ts";
 import type { Entry } from "./endpoints/endpoint.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
 import { assertMhlOptions, checkBeforeSending, checkSentHashes, historyToSend, readCustody } from "./steps/mhl_source.ts";
-import { type WrittenGeneration, writeGeneration } from "./steps/mhl_write.ts";
+import { type PreparedGeneration, type WrittenGeneration, prepareGeneration, writeGeneration } from "./steps/mhl_write.ts";
 import { verify } from "./steps/verify.ts";
 import { transferZip } from "./steps/copy_zip.ts";
 
@@ -211,16 +211,23 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     // beside it (a round trip or three less over a WAN), and must land before the commit.
     const beside = Promise.all([folderAttributes, writeCommitMarker(run)]);
     beside.catch(() => undefined);
+    // The generation is built beside the verification, from the source hashes it then proves.
+    const prepare = (files: Manifest): Promise<PreparedGeneration | null> | null => run.custody === null || p.hash === null ? null
+      : prepareGeneration(run, run.custody, m, files, targetPath, p.hash, hashes, cmp === null && run.only === null && run.ledger.counts.failed === 0);
+    let preparing = prepare(sent);
+    preparing?.catch(() => undefined); // awaited below unless the verification fails first
     run.progress.phase("verify", sent.files.length, sent.bytes);
     const verified = await timed("verify", () => verify(run, sent, staging, p, hashes));
+    const verifiedAll = sent;
     sent = await dropFailed(run, sent, staging);
+    if (sent !== verifiedAll) preparing = prepare(sent); // files failed their verification: they are not recorded
     run.emit({ kind: "verified", message: `${verified.files} files verified (${verified.algorithm ?? "size"})`, data: { files: verified.files, ...(verified.algorithm ? { algorithm: verified.algorithm } : {}) } });
     let generation: WrittenGeneration | null = null;
-    if (run.custody !== null && p.hash !== null) {
-      const custody = run.custody;
-      const alg = p.hash;
+    const prepared = await timed("verify", async () => preparing);
+    if (prepared !== null && run.custody !== null && p.hash !== null) {
+      const [custody, alg] = [run.custody, p.hash];
       await beside; // folder attributes first: writing the generation changes its folder
-      generation = await timed("verify", () => writeGeneration(run, custody, m, sent, staging, targetPath, alg, hashes, cmp === null && run.only === null && run.ledger.counts.failed === 0));
+      generation = await timed("verify", () => writeGeneration(run, custody, prepared, m, staging, alg));
     }
     throwIfCancelled(run.signal);
 

@@ -8,16 +8,20 @@
  * Only verified files are listed: failed ones left the staging tree before this step.
  */
 import os from "node:os";
-import type { MhlHashFormat } from "../../mhl/index.ts";
+import type { GenerationResult, MhlHashFormat } from "../../mhl/index.ts";
 import pkg from "../../../package.json" with { type: "json" };
-import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
+import type { Endpoint, Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { EndpointMhlFs } from "../endpoints/mhl_fs.ts";
 import { TransferError } from "../errors.ts";
 import { createHasher } from "../hash.ts";
 import { baseRel, joinRel, parentRel, showPath } from "../paths.ts";
 import type { Run } from "../run.ts";
+import { buildAside } from "./mhl_build.ts";
 import type { Custody } from "./mhl_source.ts";
 import type { Manifest } from "./scan.ts";
+
+/** The folder of a history (mhl/naming.ts; the library itself is loaded only with an MHL). */
+const ASCMHL_DIR = "ascmhl";
 
 /** What a transfer recorded in the ASC MHL (also the `mhl` of its result). */
 export interface MhlRecord {
@@ -31,7 +35,7 @@ export interface MhlRecord {
   appendedTo: Custody["baseFrom"];
   /** The new manifests, relative to the target folder, with their generation numbers. */
   manifests: { path: string; sequence: number }[];
-  /** Building the generation (directory hashes, XML, C4, chain) and writing and reading back its files. */
+  /** Building the generation (directory hashes, XML, C4, chain; beside the verification) and writing and checking its files. */
   durationMs: number;
 }
 
@@ -46,51 +50,60 @@ export interface WrittenGeneration {
 const MANIFEST_MODE = 0o644;
 const FOLDER_MODE = 0o755;
 
+/** A generation built and not yet written. */
+export interface PreparedGeneration {
+  gen: GenerationResult;
+  /** Files it lists (the input's, less those an ignore pattern left out). */
+  files: number;
+  buildMs: number;
+}
+
 /**
- * Builds the generation for `sent` (verified; their destination hashes in `hashes`) and writes it
- * into `staging`. `whole`: `sent` is the whole folder (directory hashes are then computed);
- * false for a sync or when files failed (a generation of a subset, guidelines 2.5.3).
+ * Builds the generation of `sent` — their hashes in `hashes` are the source's, which the
+ * destination's verification proves — so it can run beside that verification (on a helper thread
+ * for big jobs). `whole`: `sent` is the whole folder (directory hashes are then computed); false
+ * for a sync or when files failed (a generation of a subset, guidelines 2.5.3). Null: a sync that
+ * sent no footage (only history files, or nothing) has nothing to record.
  */
-export async function writeGeneration(run: Run, custody: Custody, full: Manifest, sent: Manifest, staging: string, targetPath: string, alg: HashAlgorithm, hashes: ReadonlyMap<string, string>, whole: boolean): Promise<WrittenGeneration | null> {
+export async function prepareGeneration(run: Run, custody: Custody, full: Manifest, sent: Manifest, targetPath: string, alg: HashAlgorithm, hashes: ReadonlyMap<string, string>, whole: boolean): Promise<PreparedGeneration | null> {
   const t0 = performance.now();
-  const mhl = await import("../../mhl/index.ts");
-  // A sync that sent no footage (only history files, or nothing) has nothing to record.
-  if (!whole && sent.files.every((f) => f.path.split("/").includes(mhl.ASCMHL_DIR))) return null;
+  if (!whole && sent.files.every((f) => f.path.split("/").includes(ASCMHL_DIR))) return null;
   const files = sent.files.map((f) => {
     const digest = hashes.get(f.path);
     if (digest === undefined) throw new TransferError("VERIFY_FAILED", `${JSON.stringify(f.path)} has no verified ${alg} hash to record; retry the transfer`);
     return { path: f.path, size: f.size, lastModified: new Date(f.mtimeMs), hashes: { ...custody.extra.get(f.path), [alg]: digest } };
   });
-  let gen: Awaited<ReturnType<typeof mhl.buildGeneration>>;
-  try {
-    gen = await mhl.buildGeneration({
-      rootName: baseRel(targetPath),
-      createdAt: new Date(),
-      creator: {
-        tool: { name: "Ketter", version: pkg.version },
-        hostName: os.hostname(),
-        comment: `Ketter ${run.spec.mode} ${run.spec.id}: ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)}`,
-      },
-      process: "transfer",
-      // An MHL format: assertMhlOptions refused any other, and the plan picks from MHL_HASH_PREFERENCE.
-      hashFormat: alg as MhlHashFormat,
-      files,
-      directories: whole ? full.dirs.map((d) => ({ path: d.path, lastModified: new Date(d.mtimeMs) })) : [],
-      directoryHashes: whole,
-    }, custody.base);
-  } catch (err) {
-    if (err instanceof mhl.MhlError) throw new TransferError("UNSUPPORTED", `the ASC MHL generation cannot be written: ${err.message}`, { details: err.details ?? {} });
-    throw err;
-  }
+  const gen = await buildAside({
+    rootName: baseRel(targetPath),
+    createdAt: new Date(),
+    creator: {
+      tool: { name: "Ketter", version: pkg.version },
+      hostName: os.hostname(),
+      comment: `Ketter ${run.spec.mode} ${run.spec.id}: ${shown(run.source, run.spec.sourcePath)} to ${shown(run.target, run.spec.targetPath)}`,
+    },
+    process: "transfer",
+    // An MHL format: assertMhlOptions refused any other, and the plan picks only those with an MHL.
+    hashFormat: alg as MhlHashFormat,
+    files,
+    directories: whole ? full.dirs.map((d) => ({ path: d.path, lastModified: new Date(d.mtimeMs) })) : [],
+    directoryHashes: whole,
+  }, custody.base);
   if (gen.failed.length > 0) {
-    const shown = gen.failed.slice(0, 5).map((f) => `${JSON.stringify(f.path)} (${f.format} ${f.actual}, ${f.expected} recorded)`).join("; ");
-    throw new TransferError("MHL_MISMATCH", `${gen.failed.length} file(s) differ from what the target's ASC MHL history records for them: ${shown}; a history records footage that does not change — copy to a new target, or replace this one (overwrite)`, {
+    const list = gen.failed.slice(0, 5).map((f) => `${JSON.stringify(f.path)} (${f.format} ${f.actual}, ${f.expected} recorded)`).join("; ");
+    throw new TransferError("MHL_MISMATCH", `${gen.failed.length} file(s) differ from what the target's ASC MHL history records for them: ${list}; a history records footage that does not change — copy to a new target, or replace this one (overwrite)`, {
       details: { files: gen.failed.slice(0, 50) },
     });
   }
+  return { gen, files: files.length - gen.ignored.length, buildMs: performance.now() - t0 };
+}
+
+/** Writes a prepared generation into `staging` and checks what landed; `full`: the source's listing (which folders exist there). */
+export async function writeGeneration(run: Run, custody: Custody, prepared: PreparedGeneration, full: Manifest, staging: string, alg: HashAlgorithm): Promise<WrittenGeneration> {
+  const t0 = performance.now();
+  const { gen } = prepared;
   const present = new Set([...full.dirs.map((d) => d.path), ""]);
   const written: WrittenGeneration = {
-    record: { format: alg, files: files.length - gen.ignored.length, sourceChecked: custody.checked, appendedTo: custody.baseFrom, manifests: gen.manifests.map((m) => ({ path: joinRel(joinRel(m.historyPath, mhl.ASCMHL_DIR), m.fileName), sequence: m.sequence })), durationMs: 0 },
+    record: { format: alg, files: prepared.files, sourceChecked: custody.checked, appendedTo: custody.baseFrom, manifests: gen.manifests.map((m) => ({ path: joinRel(joinRel(m.historyPath, ASCMHL_DIR), m.fileName), sequence: m.sequence })), durationMs: 0 },
     files: [],
     dirs: [],
   };
@@ -105,8 +118,13 @@ export async function writeGeneration(run: Run, custody: Custody, full: Manifest
     written.files.push({ path: w.path, type: "file", size: w.bytes.length, mtimeMs: Date.now(), mode: MANIFEST_MODE });
   }
   await checkWritten(run, gen.writes.map((w) => ({ path: joinRel(staging, w.path), bytes: w.bytes })), alg);
-  written.record.durationMs = Math.round((performance.now() - t0) * 10) / 10;
+  written.record.durationMs = Math.round((prepared.buildMs + performance.now() - t0) * 10) / 10;
   return written;
+}
+
+/** A path as the manifest's comment shows it (no JSON quotes inside the XML). */
+function shown(endpoint: Endpoint, rel: string): string {
+  return JSON.parse(showPath(endpoint, rel)) as string;
 }
 
 /** Writes `bytes` to `path` (a staging name). */
