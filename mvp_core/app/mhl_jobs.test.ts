@@ -6,59 +6,30 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { checkHistory } from "../transfer_engine/mhl_testing.ts";
 import { waitFor } from "../testing/ports.ts";
-import { testDatabaseUrl, testRedisUrl, uniqueId } from "../testing/services.ts";
-import type { HealthView } from "./health/module.ts";
+import { uniqueId } from "../testing/services.ts";
 import type { JobView } from "./jobs/schemas.ts";
 import type { PortalView } from "./portals/schemas.ts";
-import { apiFixture, type ApiFixture } from "./test_support.ts";
+import { apiFixture, type ApiFixture, startWorkerProcess, type WorkerProcess } from "./test_support.ts";
 
 let f: ApiFixture;
-let worker: Subprocess<"ignore", "pipe", "pipe">;
-const workerOutput: string[] = [];
-
-async function drain(stream: ReadableStream<Uint8Array>): Promise<void> {
-  const decoder = new TextDecoder();
-  for await (const chunk of stream) workerOutput.push(decoder.decode(chunk));
-}
+let worker: WorkerProcess;
 
 beforeAll(async () => {
   f = await apiFixture();
-  worker = Bun.spawn(["bun", "mvp_core/worker/main.ts"], {
-    cwd: join(import.meta.dir, "../.."),
-    env: {
-      ...process.env,
-      NODE_ENV: "test",
-      DATABASE_URL: await testDatabaseUrl(),
-      DATABASE_POOL_MAX: "4",
-      REDIS_URL: await testRedisUrl(),
-      REDIS_KEY_PREFIX: f.prefix,
-      KETTER_SECRET_KEY: f.deps.secretKey.toString("hex"),
-      LOG_LEVEL: "warn",
-      WORKER_RECONCILE_MS: "300",
-      WORKER_SHUTDOWN_GRACE_MS: "2000",
-    },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  void drain(worker.stdout);
-  void drain(worker.stderr);
-  await waitFor(async () => (await f.call<HealthView>("GET", "/health")).json.workers.live === 1, { what: `the worker to send a heartbeat (output: ${workerOutput.join("")})`, timeoutMs: 30_000 });
+  worker = await startWorkerProcess(f);
 }, 60_000);
 
 afterAll(async () => {
-  worker.kill("SIGTERM");
-  await worker.exited;
-  await f.close();
+  await worker?.stop();
+  await f?.close();
 });
 
 async function finished(id: string): Promise<JobView> {
   let job: JobView | undefined;
   await waitFor(async () => ["DONE", "FAILED", "CANCELLED"].includes((job = (await f.call<JobView>("GET", `/jobs/${id}`)).json).status), {
-    what: `job ${id} to finish (worker output: ${workerOutput.join("").slice(-2000)})`, timeoutMs: 45_000, intervalMs: 20,
+    what: `job ${id} to finish (worker output: ${worker.output().slice(-2000)})`, timeoutMs: 45_000, intervalMs: 20,
   });
   return job!;
 }
