@@ -1,5 +1,5 @@
 /** `bun run api`: reads config, connects Postgres and Redis, listens, and shuts down cleanly on SIGINT/SIGTERM. */
-import { onlyHelpOrVersion, onStopSignals, SIGNAL_EXIT, VERSION, type StopSignal } from "../cli/process.ts";
+import { exitAfterStop, onlyHelpOrVersion, VERSION } from "../cli/process.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { connectDb } from "../db/client.ts";
 import { createLogger } from "../log/log.ts";
@@ -35,24 +35,14 @@ async function main(): Promise<void> {
   app.listen({ hostname: config.api.host, port: config.api.port, maxRequestBodySize: SERVER_MAX_BODY_BYTES });
   log.info("api listening", { url: config.api.url, auth: config.api.token ? "bearer" : "none", swagger: `${config.api.url}/swagger`, site: config.site });
 
-  let stopping: Promise<void> | undefined;
-  const shutdown = (signal: StopSignal) =>
-    (stopping ??= (async () => {
-      log.info("api stopping", { signal });
-      await app.stop();
-      await sql.end({ timeout: 5 });
-      redis.disconnect();
-      log.info("api stopped");
-    })());
-  onStopSignals((signal) =>
-    void shutdown(signal).then(
-      () => process.exit(SIGNAL_EXIT[signal]),
-      (err: unknown) => {
-        log.error("api shutdown failed", { error: err });
-        process.exit(1);
-      },
-    ),
-  );
+  exitAfterStop(async (signal) => {
+    log.info("api stopping", { signal });
+    await app.stop();
+    await sql.end({ timeout: 5 });
+    redis.disconnect();
+    log.info("api stopped");
+  }, (err) => log.error("api shutdown failed", { error: err }));
+
 }
 
 const early = onlyHelpOrVersion("ketter-api", USAGE, process.argv.slice(2));

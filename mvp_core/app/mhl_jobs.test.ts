@@ -28,7 +28,7 @@ afterAll(async () => {
 
 async function finished(id: string): Promise<JobView> {
   let job: JobView | undefined;
-  await waitFor(async () => ["DONE", "FAILED", "CANCELLED"].includes((job = (await f.call<JobView>("GET", `/jobs/${id}`)).json).status), {
+  await waitFor(async () => ["DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"].includes((job = (await f.call<JobView>("GET", `/jobs/${id}`)).json).status), {
     what: `job ${id} to finish (worker output: ${worker.output().slice(-2000)})`, timeoutMs: 45_000, intervalMs: 20,
   });
   return job!;
@@ -87,13 +87,18 @@ describe("ASC MHL jobs through the API", () => {
     expect(created.status).toBe(201);
     expect(created.json).toMatchObject({ type: "verify", source: { path: "A002-copy" }, target: { portal: lab.view.id, path: "A002-copy" } });
     const ok = await finished(created.json.id);
-    expect(ok).toMatchObject({ status: "DONE", strategy: null, progress: { filesDone: 2 } });
+    // A verify job records no per-file outcomes (its problems are in its event and error).
+    expect(ok).toMatchObject({ status: "DONE", strategy: null, scope: "all", files: { total: 0, failed: 0 }, progress: { filesDone: 2 } });
     expect((await events(ok.id)).find((e) => e.kind === "verified")?.data).toMatchObject({ ok: true, verified: 2 });
 
     await writeFile(join(lab.root, "A002-copy", "Sidecar.txt"), "scene 4, take 3\n");
     const bad = await finished((await f.call<JobView>("POST", "/jobs", { body: { type: "verify", source: { portal: lab.view.id, path: "A002-copy" } } })).json.id);
     expect(bad).toMatchObject({ status: "FAILED", attempts: 1, error: { code: "MHL_MISMATCH", message: expect.stringContaining("Sidecar.txt") } });
     expect((await events(bad.id)).find((e) => e.kind === "verified")?.data).toMatchObject({ ok: false, mismatched: [{ path: "Sidecar.txt", format: "xxh3" }] });
+    expect(bad.files).toMatchObject({ total: 0 });
+    expect((await f.call<{ files: unknown[] }>("GET", `/jobs/${bad.id}/files`)).json.files).toEqual([]);
+    expect((await f.call("POST", `/jobs/${bad.id}/retry`)).json).toMatchObject({ status: "QUEUED", scope: "all" });
+    expect(await finished(bad.id)).toMatchObject({ status: "FAILED", error: { code: "MHL_MISMATCH" } });
 
     const recorded = await finished((await f.call<JobView>("POST", "/jobs", { body: { type: "verify", source: { portal: lab.view.id, path: "A002-copy" }, options: { mhl: true } } })).json.id);
     expect(recorded.status).toBe("FAILED"); // still a mismatch, now also on record
@@ -103,6 +108,33 @@ describe("ASC MHL jobs through the API", () => {
     expect(text).toContain("<process>in-place</process>");
     expect(text).toMatch(/Sidecar\.txt<\/path>\s*<xxh3 action="failed"/);
     expect((await checkHistory(join(lab.root, "A002-copy"))).invalid).toEqual([]);
+  });
+
+  test("with skipFileErrors a source file that contradicts its history fails alone (DONE_WITH_ERRORS, a job_files row); its retry sends it once it matches", async () => {
+    const lab = await portal();
+    const srv = await portal();
+    await card(lab.root);
+    const first = (await f.call<JobView>("POST", "/jobs", { body: { type: "copy", source: { portal: lab.view.id, path: "A002" }, target: { portal: lab.view.id, path: "A002-set" }, options: { mhl: true } } })).json;
+    expect((await finished(first.id)).status).toBe("DONE");
+    await writeFile(join(lab.root, "A002-set", "Sidecar.txt"), "scene 4, take 3\n");
+
+    const body = { type: "copy", source: { portal: lab.view.id, path: "A002-set" }, target: { portal: srv.view.id, path: "A002" }, options: { mhl: true, skipFileErrors: true } };
+    const job = await finished((await f.call<JobView>("POST", "/jobs", { body })).json.id);
+    expect(job).toMatchObject({ status: "DONE_WITH_ERRORS", error: { code: "FILES_FAILED" }, files: { failed: 1 } });
+    const failed = (await f.call<{ files: { path: string; error: { code: string; message: string } }[] }>("GET", `/jobs/${job.id}/files?state=failed`)).json.files;
+    expect(failed).toMatchObject([{ path: "Sidecar.txt", error: { code: "MHL_MISMATCH", message: expect.stringContaining("ASC MHL history") } }]);
+    expect(existsSync(join(srv.root, "A002", "Sidecar.txt"))).toBe(false);
+    const partial = await checkHistory(join(srv.root, "A002"));
+    expect(partial.invalid).toEqual([]);
+    expect(partial.verification.verified.map((v) => v.path)).toContain("Clips/C001.mov");
+
+    await writeFile(join(lab.root, "A002-set", "Sidecar.txt"), "scene 4, take 2\n");
+    expect((await f.call<JobView>("POST", `/jobs/${job.id}/retry`)).json).toMatchObject({ status: "QUEUED", scope: "failed" });
+    expect(await finished(job.id)).toMatchObject({ status: "DONE", files: { failed: 0 } });
+    expect(await readFile(join(srv.root, "A002", "Sidecar.txt"), "utf8")).toBe("scene 4, take 2\n");
+    const whole = await checkHistory(join(srv.root, "A002"));
+    expect(whole.invalid).toEqual([]);
+    expect(whole.verification).toMatchObject({ ok: true });
   });
 
   test("request shapes: a verify job takes no target, a copy needs one, a hash must be known", async () => {
@@ -116,5 +148,9 @@ describe("ASC MHL jobs through the API", () => {
     const hash = await f.call("POST", "/jobs", { body: { type: "copy", source: { portal: lab.view.id, path: "x" }, target: { portal: lab.view.id, path: "y" }, options: { hash: "xxh4" } } });
     expect(hash.status).toBe(422);
     expect(hash.json.error?.message).toContain("options.hash");
+    const perFile = await f.call("POST", "/jobs", { body: { type: "verify", source: { portal: lab.view.id, path: "x" }, options: { skipFileErrors: true, sync: "size" } } });
+    expect(perFile.status).toBe(422);
+    expect(perFile.json.error?.message).toContain("does not take skipFileErrors");
+    expect(perFile.json.error?.message).toContain("does not take sync");
   });
 });

@@ -193,7 +193,7 @@ async function runLayout(siteCount: number) {
     let stats: { done: number; failed: number; wrong_site: number; first_created: Date; last_finished: Date | null; lat: number[] } | undefined;
     try {
       await waitFor(async () => {
-        const [row] = await sql<{ open: number }[]>`select count(*)::int as open from jobs where status not in ('DONE', 'FAILED', 'CANCELLED')`;
+        const [row] = await sql<{ open: number }[]>`select count(*)::int as open from jobs where status not in ('DONE', 'DONE_WITH_ERRORS', 'FAILED', 'CANCELLED')`;
         return row!.open === 0;
       }, { what: "every job to finish", timeoutMs: 600_000, intervalMs: 200 });
       const [s] = await sql<NonNullable<typeof stats>[]>`

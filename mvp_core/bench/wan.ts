@@ -187,7 +187,7 @@ async function main(): Promise<number> {
     const pub = fs.readFileSync(path.join(tb.sshd.dir, "host_ed25519.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
     fs.writeFileSync(knownHosts, `* ${pub}\n`);
     // The CLI builds its cached bundle on the first start after a change: not inside a timed run.
-    Bun.spawnSync(["bun", path.resolve(import.meta.dir, "../transfer_engine/cli.ts"), "--help"], { stdout: "ignore" });
+    Bun.spawnSync(["bun", path.resolve(import.meta.dir, "../transfer_engine/cli/cli.ts"), "--help"], { stdout: "ignore" });
     samples = await runMatrix(opts, tb, serverCpu, src, knownHosts, log);
     if (opts.resumeRtt !== null) {
       if (tb.kind !== "netns") log("resume scenario skipped: it counts bytes on the wire, which needs the netns testbed (root)");

@@ -8,7 +8,7 @@ import path from "node:path";
 import { shq } from "./timed_run.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
-const CLI = path.join(REPO, "mvp_core/transfer_engine/cli.ts");
+const CLI = path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts");
 /** The cipher of every OpenSSH tool. */
 export const CIPHER = "aes128-gcm@openssh.com";
 

@@ -46,3 +46,22 @@ export function onStopSignals(handler: (signal: StopSignal) => void): void {
   process.on("SIGINT", () => handler("SIGINT"));
   process.on("SIGTERM", () => handler("SIGTERM"));
 }
+
+/**
+ * Runs `stop` once on the first SIGINT/SIGTERM (later signals wait for the same stop), then exits
+ * 130/143; a failing stop is logged through `onError` and exits 1. What every long-running
+ * process (API, worker) does at shutdown.
+ */
+export function exitAfterStop(stop: (signal: StopSignal) => Promise<void>, onError: (err: unknown) => void): void {
+  let stopping: Promise<void> | undefined;
+  onStopSignals((signal) => {
+    stopping ??= stop(signal);
+    void stopping.then(
+      () => process.exit(SIGNAL_EXIT[signal]),
+      (err: unknown) => {
+        onError(err);
+        process.exit(1);
+      },
+    );
+  });
+}

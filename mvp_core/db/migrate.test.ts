@@ -20,7 +20,7 @@ describe("migrations", () => {
     expect(files.length).toBeGreaterThan(0);
 
     expect(await migrateUp(url)).toEqual(files);
-    expect(await tables(url)).toEqual(["job_events", "jobs", "migrations", "portals", "sites"]);
+    expect(await tables(url)).toEqual(["job_events", "job_files", "jobs", "migrations", "portals", "sites"]);
     expect(await migrateUp(url)).toEqual([]);
     expect(await migrationStatus(url)).toEqual({ applied: files, pending: [], unknown: [] });
 
@@ -29,7 +29,7 @@ describe("migrations", () => {
     expect((await migrationStatus(url)).pending).toEqual(files);
 
     expect(await migrateUp(url)).toEqual(files);
-    expect(await tables(url)).toEqual(["job_events", "jobs", "migrations", "portals", "sites"]);
+    expect(await tables(url)).toEqual(["job_events", "job_files", "jobs", "migrations", "portals", "sites"]);
   });
 
   test("a failing migration leaves the schema as it was", async () => {

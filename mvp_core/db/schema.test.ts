@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Sql } from "postgres";
 import { testSql, uniqueId } from "../testing/services.ts";
+import { FILE_STATES, JOB_SCOPES, JOB_STATUSES, TERMINAL_STATUSES } from "../jobs/types.ts";
 import { STRATEGIES_USED } from "../transfer_engine/index.ts";
 
 let sql: Sql;
@@ -87,5 +88,29 @@ describe("schema constraints", () => {
     await expect(sql`insert into portals (name, kind, root_path, host) values (${name}, 'local', '/srv', 'h')`).rejects.toThrow(/portals_local_has_no_remote_fields/);
     await expect(sql`insert into portals (name, kind, root_path) values (${name}, 'local', 'relative/path')`).rejects.toThrow(/portals_root_path_check/);
     await expect(sql`insert into portals (name, kind, root_path) values ('bad name!', 'local', '/srv')`).rejects.toThrow(/portals_name_check/);
+  });
+
+  test("statuses, scopes and file states: the constraints allow exactly the code's lists; terminal means finished", async () => {
+    const allowed = async (name: string, table: string) => {
+      const [check] = await sql<{ def: string }[]>`select pg_get_constraintdef(oid) as def from pg_constraint where conname = ${name} and conrelid = ${table}::regclass`;
+      return [...check!.def.matchAll(/'([^']+)'::text/g)].map((m) => m[1]).sort();
+    };
+    expect(await allowed("jobs_status_check", "jobs")).toEqual([...JOB_STATUSES].sort());
+    expect(await allowed("jobs_scope_check", "jobs")).toEqual([...JOB_SCOPES].sort());
+    expect(await allowed("job_files_state_check", "job_files")).toEqual([...FILE_STATES].sort());
+    expect(await allowed("jobs_finished_iff_terminal", "jobs")).toEqual([...TERMINAL_STATUSES].sort());
+    await insertJob({ status: "DONE_WITH_ERRORS", finished_at: new Date() });
+    await expect(insertJob({ status: "DONE_WITH_ERRORS" })).rejects.toThrow(/jobs_finished_iff_terminal/);
+  });
+
+  test("job_files: a failed file needs its error, a hash needs its algorithm, paths are unique per job", async () => {
+    const id = await insertJob();
+    const token = crypto.randomUUID();
+    const file = (fields: Record<string, string>) => sql`insert into job_files ${sql({ job_id: id, path: "p", size: "1", state: "verified", attempt_token: token, ...fields })}`;
+    await expect(file({ state: "failed" })).rejects.toThrow(/job_files_failed_has_error/);
+    await expect(file({ hash_value: "abc" })).rejects.toThrow(/job_files_hash_pair/);
+    await expect(file({ state: "sent" })).rejects.toThrow(/job_files_state_check/);
+    await file({});
+    await expect(file({ state: "skipped" })).rejects.toThrow(/job_files_pkey/);
   });
 });

@@ -31,7 +31,7 @@ export interface SmokeOptions {
 }
 
 const DEFAULT_JOB_TIMEOUT_MS = 90_000;
-const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
+const TERMINAL = new Set(["DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"]);
 
 const PortalBody = z.object({ id: z.string(), name: z.string() });
 const JobBody = z.looseObject({

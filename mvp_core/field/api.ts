@@ -12,11 +12,21 @@ export class ApiError extends Error {
   }
 }
 
+const SiteState = z.looseObject({
+  name: z.string(),
+  live: z.number(),
+  workers: z.array(z.looseObject({ id: z.string() })),
+  queue: z.looseObject({ pending: z.number(), processing: z.number(), delayed: z.number() }),
+});
+/** One site as /health lists it: its live workers and queue. */
+export type SiteState = z.output<typeof SiteState>;
+
 const Health = z.looseObject({
   status: z.string(),
   database: z.looseObject({ ok: z.boolean() }),
   redis: z.looseObject({ ok: z.boolean() }),
   workers: z.object({ live: z.number(), ids: z.array(z.string()) }),
+  sites: z.array(SiteState),
   version: z.string(),
 });
 /** GET /health. */
@@ -44,6 +54,9 @@ const Job = z.looseObject({
   maxAttempts: z.number(),
   progress: z.looseObject({ filesDone: z.number(), bytesDone: z.number(), bytesTotal: z.number().nullable() }),
   error: z.object({ code: z.string(), message: z.string().nullable() }).nullable(),
+  site: z.string().nullable(),
+  workerId: z.string().nullable(),
+  waitingFor: z.string().nullable(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
@@ -117,6 +130,11 @@ export class FieldApi {
   /** DELETE /portals/{id}. */
   async deletePortal(id: string): Promise<void> {
     await this.call(z.unknown(), "DELETE", `/portals/${id}`);
+  }
+
+  /** DELETE /sites/{name}: retires a site (409 while a worker of it beats or something still needs it). */
+  async retireSite(name: string): Promise<void> {
+    await this.call(z.unknown(), "DELETE", `/sites/${encodeURIComponent(name)}`);
   }
 
   /** POST /jobs with an Idempotency-Key, so a repeated submit cannot create a second job. */

@@ -15,14 +15,27 @@ export async function waitUntilMidTransfer(api: FieldApi, id: string, timeoutMs:
     const job = await api.getJob(id);
     const total = job.progress.bytesTotal ?? 0;
     if (job.status === "RUNNING" && job.progress.bytesDone > 0 && job.progress.bytesDone < total) return job;
-    if (["DONE", "FAILED", "CANCELLED"].includes(job.status)) throw new Error(`job ${id} was ${job.status} before the fault could be injected (make the large dataset larger)`);
+    if (["DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"].includes(job.status)) throw new Error(`job ${id} was ${job.status} before the fault could be injected (make the large dataset larger)`);
     if (Date.now() > deadline) throw new Error(`job ${id} still ${job.status} with ${job.progress.bytesDone} bytes done after ${timeoutMs / 1000} s`);
     // Progress reaches Postgres at most once a second; poll faster than that to hit the first write.
     await Bun.sleep(50);
   }
 }
 
-const percent = (job: Job) => (job.progress.bytesTotal ? `${Math.round((job.progress.bytesDone / job.progress.bytesTotal) * 100)} %` : "?");
+/** Polls until the job is QUEUED with a `waitingFor` containing `reason` (a dead worker's job, back from the reaper); throws after `timeoutMs`. */
+export async function waitUntilQueued(api: FieldApi, id: string, reason: string, timeoutMs: number): Promise<Job> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await api.getJob(id);
+    if (job.status === "QUEUED" && job.waitingFor?.includes(reason)) return job;
+    if (["DONE", "FAILED", "CANCELLED"].includes(job.status)) throw new Error(`job ${id} ended ${job.status} instead of waiting for "${reason}"`);
+    if (Date.now() > deadline) throw new Error(`job ${id} still ${job.status} (waitingFor ${JSON.stringify(job.waitingFor)}) after ${timeoutMs / 1000} s, expected QUEUED waiting for "${reason}"`);
+    await Bun.sleep(250);
+  }
+}
+
+/** How far the job got, e.g. "40 %". */
+export const percent = (job: Job) => (job.progress.bytesTotal ? `${Math.round((job.progress.bytesDone / job.progress.bytesTotal) * 100)} %` : "?");
 
 /** The worker running the job, from its latest `started` event (worker ids are host:pid:random). */
 async function workerOf(api: FieldApi, jobId: string): Promise<string> {

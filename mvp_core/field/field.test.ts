@@ -2,13 +2,17 @@
 // The field run itself needs a running stack and is run by `bun run field`, not by `bun test`.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtemp, open, rm, unlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Health } from "./api.ts";
 import { datasetSpecs, verifyFolder, writeDataset, type DatasetSpec } from "./datasets.ts";
-import { eventLogProblems, type JobOutcome } from "./jobs.ts";
+import { eventLogProblems, ranOn, type JobOutcome } from "./jobs.ts";
 import { parseOptions, UsageError } from "./options.ts";
-import { buildTable, renderMarkdown, renderTerminalTable, type FieldReport } from "./report.ts";
+import { buildTable, failures, renderMarkdown, renderTerminalTable, siteCell, type FieldReport } from "./report.ts";
 import { skipReason, type ReferenceRun } from "./measure.ts";
+import { labSiteOf, PreflightError, sitesPreflight } from "./setup.ts";
+import { readDku, relayedUrl, urlTarget } from "./site2.ts";
+import { placementProblems, type SitesReport } from "./sites.ts";
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -106,13 +110,17 @@ describe("options", () => {
     expect(() => parseOptions(["--datasets", "small"])).toThrow(UsageError);
     expect(parseOptions(["--datasets", "small", "--no-faults"]).datasets).toEqual(["small"]);
     expect(() => parseOptions(["--bogus"])).toThrow(UsageError);
+    expect(parseOptions([]).sites).toBe(true);
+    expect(parseOptions(["--no-sites"]).sites).toBe(false);
+    expect(parseOptions(["--datasets", "small", "--no-faults", "--no-sites"])).toMatchObject({ sites: false, faults: false, datasets: ["small"] });
   });
 });
 
 function outcome(over: Partial<JobOutcome>): JobOutcome {
   return {
-    label: "large-copy-push-rtt0", dataset: "large", direction: "push", type: "copy", rttMs: 0, fault: "none", jobId: "j1", status: "DONE",
-    attempts: 1, strategy: "direct", files: 4, bytes: 1_000_000_000, seconds: 5, engineSeconds: 4.9, events: [{ kind: "done", count: 1 }], faultNote: null, problems: [],
+    label: "large-copy-push-rtt0", scenario: "main", dataset: "large", direction: "push", type: "copy", rttMs: 0, fault: "none", jobId: "j1", status: "DONE",
+    attempts: 1, strategy: "direct", files: 4, bytes: 1_000_000_000, seconds: 5, engineSeconds: 4.9, site: "lab", ranOn: [{ workerId: "vm:1:a", site: "lab" }],
+    events: [{ kind: "done", count: 1 }], faultNote: null, problems: [],
     ...over,
   };
 }
@@ -143,6 +151,120 @@ describe("report", () => {
     expect(md).toContain("- bad (j4): job ended FAILED (X: y)");
     expect(md).toContain("- cleanup: z");
     expect(md).toContain("## Faults");
+  });
+});
+
+describe("sites", () => {
+  const siteJobs = [
+    outcome({ label: "sites-site2-push", scenario: "sites", dataset: "small", jobId: "s1", site: "site-2", ranOn: [{ workerId: "vm:2:b", site: "site-2" }] }),
+    outcome({ label: "sites-sftp-to-sftp", scenario: "sites", dataset: "small", direction: "srvtrf-to-srvtrf", jobId: "s2", site: null, ranOn: [{ workerId: "vm:2:b", site: "site-2" }] }),
+    outcome({ label: "sites-site2-push-worker-kill", scenario: "sites", fault: "worker_kill", jobId: "s3", site: "site-2", ranOn: [{ workerId: "vm:2:b", site: "site-2" }, { workerId: "vm:3:c", site: "site-2" }] }),
+  ];
+  const sites = (problems: string[]): SitesReport => ({
+    lab: "lab", second: "site-2", kind: "netns", describe: "netns: a host beside LAB", workers: ["vm:2:b", "vm:3:c"],
+    checks: [
+      { name: "site-2 folder → SRVTRF runs at site-2", expected: "site site-2", seen: "site site-2; vm:2:b (site site-2)", job: "sites-site2-push", problems: [] },
+      { name: "LAB folder → site-2 folder refused", expected: "422 CROSS_SITE at POST /jobs", seen: "HTTP 422 CROSS_SITE: source portal …", job: null, problems },
+    ],
+    dku: { exitCode: 0, summary: { ok: 9, warn: 0, fail: 0 }, checks: [{ name: "worker", status: "ok", value: "2 live (lab: 1 live, 0 pending; site-2: 1 live, 0 pending)" }], sites: [], output: "" },
+  });
+  const report = (s: SitesReport | null): FieldReport => ({
+    when: "2026-11-25T02:00:00.000Z", runId: "r1", quick: true, command: "bun run field --quick", passed: true, durationS: 100,
+    machine: { host: "vm", nproc: 2, memGiB: 24, cpu: "cpu", kernel: "6", bun: "1.4.5", os: "Linux", loadAvgStart: [0.5, 0.4, 0.3], loadAvgEnd: [1, 0.8, 0.5] },
+    stack: { apiUrl: "http://127.0.0.1:8080", version: "3.0.0", workers: ["vm:1:a"] },
+    srvtrf: null, datasets: [{ name: "large", describe: "4 files" }], rttsMs: [0], table: buildTable([outcome({}), ...siteJobs], []),
+    jobs: [outcome({}), ...siteJobs], references: [], sites: s, notes: [], errors: [],
+  });
+
+  test("the sites jobs stay out of the comparison, moves and faults tables, and each job shows where it ran", () => {
+    expect(buildTable([outcome({}), ...siteJobs], [])).toHaveLength(1);
+    const md = renderMarkdown(report(sites([])));
+    expect(md).not.toContain("## Faults");
+    expect(md).toContain("## Sites");
+    expect(md).toContain("| sites-sftp-to-sftp | s2 | copy | DONE | any → site-2 |");
+    expect(md).toContain("| site-2 folder → SRVTRF runs at site-2 (`sites-site2-push`) | site site-2 | site site-2; vm:2:b (site site-2) | ok |");
+    expect(md).toContain("2 of 2 sites checks passed");
+    expect(md).toContain("| worker | ok | 2 live (lab: 1 live, 0 pending; site-2: 1 live, 0 pending) |");
+    expect(renderMarkdown(report(null))).not.toContain("## Sites");
+  });
+
+  test("a failed sites check is a failure of the run, listed with the others", () => {
+    const r = report(sites(["answered HTTP 201, expected 422 CROSS_SITE"]));
+    expect(failures(r)).toEqual(["sites: LAB folder → site-2 folder refused: answered HTTP 201, expected 422 CROSS_SITE"]);
+    const md = renderMarkdown(r);
+    expect(md).toContain("1 of 2 sites checks passed");
+    expect(md).toContain("| FAIL: answered HTTP 201, expected 422 CROSS_SITE |");
+  });
+
+  test("the site cell: routed site, and where the attempts ran when that differs", () => {
+    expect(siteCell({ site: "lab", ranOn: [{ workerId: "a", site: "lab" }] })).toBe("lab");
+    expect(siteCell({ site: null, ranOn: [] })).toBe("any");
+    expect(siteCell({ site: "site-2", ranOn: [{ workerId: "a", site: "lab" }] })).toBe("site-2 (ran at lab)");
+  });
+
+  test("placement: the routed site, every attempt's site and the last attempt's worker are judged", () => {
+    const ran = (...sites: string[]) => ({ site: "site-2", ranOn: sites.map((site, i) => ({ workerId: `vm:${i}:x`, site })) });
+    expect(placementProblems(ran("site-2", "site-2"), "site-2", ["site-2"], "vm:1:x")).toEqual([]);
+    expect(placementProblems(ran("site-2", "lab"), "site-2", ["site-2"])).toEqual(["an attempt ran on vm:1:x at site lab, expected site-2"]);
+    expect(placementProblems(ran("site-2"), "site-2", ["site-2"], "vm:9:x")).toEqual(["the last attempt ran on vm:0:x, expected vm:9:x"]);
+    expect(placementProblems({ site: "lab", ranOn: [] }, null, ["lab", "site-2"])).toEqual(["routed to site lab, expected any site", "no started event: it never ran"]);
+  });
+
+  test("ranOn reads each started event's worker and site", () => {
+    const events = [
+      { kind: "created", data: {} },
+      { kind: "started", data: { workerId: "vm:1:a", site: "lab", attempt: 1 } },
+      { kind: "reclaimed", data: {} },
+      { kind: "started", data: { workerId: "vm:2:b", site: "site-2" } },
+    ];
+    expect(ranOn(events)).toEqual([{ workerId: "vm:1:a", site: "lab" }, { workerId: "vm:2:b", site: "site-2" }]);
+  });
+
+  test("site-2's URLs point at the relays, keeping credentials, database and query", () => {
+    expect(relayedUrl("postgres://ketter:s3cret@127.0.0.1:5432/ketter?sslmode=disable", "198.18.7.1", 40001)).toBe("postgres://ketter:s3cret@198.18.7.1:40001/ketter?sslmode=disable");
+    expect(relayedUrl("redis://127.0.0.1:6379/0", "198.18.7.1", 40002)).toBe("redis://198.18.7.1:40002/0");
+    expect(relayedUrl("http://127.0.0.1:58080", "198.18.7.1", 40003)).toBe("http://198.18.7.1:40003/");
+    expect(urlTarget("redis://localhost/0", 6379)).toEqual({ host: "localhost", port: 6379 });
+    expect(urlTarget("postgres://u:p@127.0.0.1:55432/db", 5432)).toEqual({ host: "127.0.0.1", port: 55432 });
+  });
+
+  test("the DKU's JSON report is read for its verdict and its per-site worker lines; anything else is shown, not guessed", () => {
+    const json = JSON.stringify({
+      exitCode: 0, summary: { ok: 2, warn: 0, fail: 0 },
+      checks: [
+        { name: "worker", status: "ok", value: "2 live", details: { sites: [{ site: "lab", live: 1, pending: 0, processing: 0, delayed: 0 }, { site: "site-2", live: 1, pending: 0 }] } },
+        { name: "smoke", status: "ok", value: "copied" },
+      ],
+    });
+    const run = readDku(0, json, "");
+    expect(run.summary).toEqual({ ok: 2, warn: 0, fail: 0 });
+    expect(run.sites).toEqual([{ site: "lab", live: 1, pending: 0 }, { site: "site-2", live: 1, pending: 0 }]);
+    expect(run.checks.map((c) => c.name)).toEqual(["worker", "smoke"]);
+    const broken = readDku(2, "dku: KETTER_SITE: bad", "usage: …");
+    expect(broken).toMatchObject({ exitCode: 2, summary: null, checks: [], sites: [] });
+    expect(broken.output).toContain("KETTER_SITE: bad");
+  });
+
+  describe("preflight", () => {
+    // A worker id of this very process: on this host and alive, as findLocalWorker requires.
+    const here = `${hostname()}:${process.pid}:t3st`;
+    const health = (sites: Array<{ name: string; ids: string[] }>): Health => ({
+      status: "ok", database: { ok: true }, redis: { ok: true }, version: "3.0.0",
+      workers: { live: sites.flatMap((s) => s.ids).length, ids: sites.flatMap((s) => s.ids) },
+      sites: sites.map((s) => ({ name: s.name, live: s.ids.length, workers: s.ids.map((id) => ({ id })), queue: { pending: 0, processing: 0, delayed: 0 } })),
+    });
+
+    test("LAB's site is the site of the stack worker on this machine", () => {
+      expect(labSiteOf(health([{ name: "lab", ids: [here] }]))).toBe("lab");
+      expect(labSiteOf(health([{ name: "far", ids: ["elsewhere:1:x"] }]))).toBeUndefined();
+      expect(sitesPreflight(health([{ name: "far", ids: ["elsewhere:1:x"] }, { name: "lab", ids: [here] }]), "site-2")).toBe("lab");
+    });
+
+    test("refused: no stack worker here, the stack already at site-2, or site-2 busy", () => {
+      expect(() => sitesPreflight(health([{ name: "far", ids: ["elsewhere:1:x"] }]), "site-2")).toThrow(PreflightError);
+      expect(() => sitesPreflight(health([{ name: "site-2", ids: [here] }]), "site-2")).toThrow(/already runs for site site-2/);
+      expect(() => sitesPreflight(health([{ name: "lab", ids: [here] }, { name: "site-2", ids: ["elsewhere:2:y"] }]), "site-2")).toThrow(/already has live workers/);
+    });
   });
 });
 

@@ -12,13 +12,20 @@ import type { Direction } from "./measure.ts";
 /** What was done to the stack while the job ran. */
 export type Fault = "none" | "worker_kill" | "sshd_restart";
 
-const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
+/** Which way the bytes went: LAB (or another site) ⇄ SRVTRF, or between two folders of SRVTRF (sftp → sftp). */
+export type JobDirection = Direction | "srvtrf-to-srvtrf";
+
+/** Which part of the run a job belongs to: the transfers and faults, or the sites checks. */
+export type Scenario = "main" | "sites";
+
+const TERMINAL = new Set(["DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"]);
 
 /** One field-test job: what it was, what happened, what the checks found. */
 export interface JobOutcome {
   label: string;
+  scenario: Scenario;
   dataset: string;
-  direction: Direction;
+  direction: JobDirection;
   type: "copy" | "move";
   rttMs: number;
   fault: Fault;
@@ -32,6 +39,10 @@ export interface JobOutcome {
   seconds: number | null;
   /** First attempt started → finished (Postgres clock). */
   engineSeconds: number | null;
+  /** The site it was routed to (GET /jobs/{id} `site`; null: any site, both ends sftp). */
+  site: string | null;
+  /** Each attempt's worker and that worker's site, from the `started` events. */
+  ranOn: Array<{ workerId: string; site: string }>;
   /** Event kinds with their counts, in first-seen order ("progress" collapsed). */
   events: Array<{ kind: string; count: number }>;
   /** What the fault injection did (worker killed at 40 %, sshd down for 1 s…). */
@@ -43,8 +54,9 @@ export interface JobOutcome {
 /** A job to run and how to check it. */
 export interface JobPlan {
   label: string;
+  scenario: Scenario;
   dataset: string;
-  direction: Direction;
+  direction: JobDirection;
   rttMs: number;
   fault: Fault;
   request: JobRequest;
@@ -76,6 +88,13 @@ export function eventLogProblems(events: readonly Pick<JobEvent, "kind">[], type
   return problems;
 }
 
+/** Each attempt's worker and site, as its `started` event names them. */
+export function ranOn(events: readonly Pick<JobEvent, "kind" | "data">[]): Array<{ workerId: string; site: string }> {
+  return events
+    .filter((e) => e.kind === "started")
+    .map((e) => ({ workerId: typeof e.data.workerId === "string" ? e.data.workerId : "?", site: typeof e.data.site === "string" ? e.data.site : "?" }));
+}
+
 /** Event kinds with counts in first-seen order. */
 export function summarizeEvents(events: readonly Pick<JobEvent, "kind">[]): Array<{ kind: string; count: number }> {
   const out: Array<{ kind: string; count: number }> = [];
@@ -88,7 +107,7 @@ export function summarizeEvents(events: readonly Pick<JobEvent, "kind">[]): Arra
 }
 
 /**
- * Polls the job until it is DONE, FAILED or CANCELLED, or `timeoutMs` passed (then returns it as it
+ * Polls the job until it is DONE, DONE_WITH_ERRORS, FAILED or CANCELLED, or `timeoutMs` passed (then returns it as it
  * is). When `signal` aborts (Ctrl-C), the job is cancelled and waited for, so cleanup can delete its
  * portals, and the abort reason is thrown.
  */
@@ -117,9 +136,9 @@ const seconds = (from: string | null, to: string | null) => (from && to ? (Date.
 /** Submits the plan's job, injects the fault (if any), waits, and judges the outcome. */
 export async function runJob(api: FieldApi, plan: JobPlan, runId: string, signal: AbortSignal, inject?: FaultInjector): Promise<JobOutcome> {
   const outcome: JobOutcome = {
-    label: plan.label, dataset: plan.dataset, direction: plan.direction, type: plan.request.type, rttMs: plan.rttMs, fault: plan.fault,
+    label: plan.label, scenario: plan.scenario, dataset: plan.dataset, direction: plan.direction, type: plan.request.type, rttMs: plan.rttMs, fault: plan.fault,
     jobId: null, status: "NOT_SUBMITTED", attempts: 0, strategy: null, files: 0, bytes: 0, seconds: null, engineSeconds: null,
-    events: [], faultNote: null, problems: [],
+    site: null, ranOn: [], events: [], faultNote: null, problems: [],
   };
   const created = await api.createJob(plan.request, `field:${runId}:${plan.label}`);
   outcome.jobId = created.id;
@@ -137,6 +156,7 @@ export async function runJob(api: FieldApi, plan: JobPlan, runId: string, signal
   Object.assign(outcome, {
     status: job.status, attempts: job.attempts, strategy: job.strategy, files: job.progress.filesDone, bytes: job.progress.bytesDone,
     seconds: seconds(job.createdAt, job.finishedAt), engineSeconds: seconds(job.startedAt, job.finishedAt), events: summarizeEvents(events),
+    site: job.site, ranOn: ranOn(events),
   });
   if (job.status !== "DONE") {
     const why = job.error ? `${job.error.code}: ${job.error.message ?? ""}` : TERMINAL.has(job.status) ? "no error recorded" : `still ${job.status} after ${plan.timeoutMs / 1000} s`;

@@ -27,7 +27,7 @@ async function main(): Promise<number> {
     log(`${signal}: cancelling the running job, cleaning up and writing the report (again to quit at once)`);
     interrupt.abort(new Error(`interrupted by ${signal}`));
   });
-  const { report, paths, table } = await runField(opts, { api: config.api, command: ["bun run field", ...argv].join(" "), signal: interrupt.signal, log });
+  const { report, paths, table } = await runField(opts, { api: config.api, databaseUrl: config.databaseUrl, redisUrl: config.redisUrl, command: ["bun run field", ...argv].join(" "), signal: interrupt.signal, log });
   console.log(`\n${table}\n`);
   console.log(`${report.passed ? "PASS" : "FAIL"}: ${report.jobs.filter((j) => j.status === "DONE" && j.problems.length === 0).length} of ${report.jobs.length} jobs DONE and verified in ${report.durationS.toFixed(0)} s`);
   console.log(`report: ${paths.join("\n        ")}`);

@@ -9,6 +9,8 @@ export interface FieldOptions {
   rttsMs: number[];
   datasets: DatasetName[];
   faults: boolean;
+  /** Run the second site's checks (routing, a site without a worker, its DKU). */
+  sites: boolean;
   /** SRVTRF's loopback address (loopback link only). */
   address: string;
   /** SRVTRF on a loopback address with stream relays even as root, instead of the WAN testbed. */
@@ -24,14 +26,18 @@ export interface FieldOptions {
 }
 
 /** Printed with --help and after a usage error. */
-export const USAGE = `usage: bun run field [--quick] [--latency 0,2,20] [--datasets small,many,large] [--no-faults] [--help | --version]
+export const USAGE = `usage: bun run field [--quick] [--latency 0,2,20] [--datasets small,many,large] [--no-faults] [--no-sites] [--help | --version]
                      [--loopback] [--address 127.0.0.42] [--max-tool-seconds S] [--lab-dir DIR] [--docs-dir docs]
   Runs the field test LAB → SRVTRF against the running stack (bash mvp_core/infra/dev_up.sh first)
   and writes docs/field-test.md and docs/bench/field-*.json.
   --quick             smaller datasets (20 small files, 1,000 tiny files, 2 × 128 MiB): a couple of minutes
   --latency LIST      round-trip times in ms, 0 = no added delay (default 0,2,20)
   --datasets LIST     which datasets (default small,many,large; the faults need large)
-  --no-faults         skip the worker-kill and sshd-restart scenarios
+  --no-faults         skip the worker-kill and sshd-restart scenarios (and the kill of site-2's worker)
+  --no-sites          skip the second site: a worker with KETTER_SITE=site-2 (as root in its own network
+                      namespace, reaching Postgres, Redis and the API through relays; otherwise a plain
+                      second process), its local folder, where each job runs, the 422 CROSS_SITE refusal,
+                      site-2's worker killed mid-job (with the faults), and the DKU for site-2
   --loopback          SRVTRF on a loopback address with stream relays for latency, even as root
                       (as root the default is the WAN testbed: SRVTRF in its own network namespace
                       behind a veth, latency by a packet-level delay line; not root: always loopback)
@@ -58,7 +64,7 @@ export function parseOptions(argv: string[]): FieldOptions {
       args: argv,
       strict: true,
       options: {
-        quick: { type: "boolean" }, latency: { type: "string" }, datasets: { type: "string" }, "no-faults": { type: "boolean" },
+        quick: { type: "boolean" }, latency: { type: "string" }, datasets: { type: "string" }, "no-faults": { type: "boolean" }, "no-sites": { type: "boolean" },
         address: { type: "string" }, loopback: { type: "boolean" }, "max-tool-seconds": { type: "string" }, "lab-dir": { type: "string" }, "docs-dir": { type: "string" },
         help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "V" },
       },
@@ -80,7 +86,7 @@ export function parseOptions(argv: string[]): FieldOptions {
   const maxToolSeconds = Number(values["max-tool-seconds"] ?? (quick ? 60 : 120));
   if (!(maxToolSeconds > 0)) throw new UsageError("--max-tool-seconds must be a positive number");
   return {
-    quick, rttsMs: [...new Set(rttsMs)].sort((a, b) => a - b), datasets: DATASET_NAMES.filter((d) => datasets.includes(d)), faults, address, loopback: values.loopback === true, maxToolSeconds,
+    quick, rttsMs: [...new Set(rttsMs)].sort((a, b) => a - b), datasets: DATASET_NAMES.filter((d) => datasets.includes(d)), faults, sites: values["no-sites"] !== true, address, loopback: values.loopback === true, maxToolSeconds,
     labParent: values["lab-dir"], docsDir: values["docs-dir"] ?? "docs", help: values.help === true, version: values.version === true,
   };
 }

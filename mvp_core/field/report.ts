@@ -7,6 +7,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { JobOutcome } from "./jobs.ts";
 import type { Direction, ReferenceRun } from "./measure.ts";
+import type { SitesReport } from "./sites.ts";
 
 /** One row of the comparison: a dataset copied one way at one round-trip time. */
 export interface TableRow {
@@ -48,6 +49,8 @@ export interface FieldReport {
   table: TableRow[];
   jobs: JobOutcome[];
   references: ReferenceRun[];
+  /** The second site's checks; null when not run (--no-sites). Absent in reports older than sites. */
+  sites?: SitesReport | null;
   notes: string[];
   /** Problems outside a job (setup, a step that threw, cleanup). */
   errors: string[];
@@ -64,12 +67,13 @@ const DECISIONS = [
   "**sshd restart:** SRVTRF's sshd and every session are SIGKILLed mid-transfer and started again 1 s later on the same port and keys; the job must fail the attempt as retryable and finish on a later one (max attempts raised to 5 for fault jobs so the outcome is about recovery, not the budget).",
   "**Latency:** on the WAN testbed, each round-trip time is an address of SRVTRF whose packets wait half the round trip at each end's ingress in a packet-level delay line (iptables NFQUEUE and a small C program; this kernel has no netem): TCP's windows, ACK clocking and slow start see the real delay. On loopback, a user-space TCP relay in a child process delays every chunk by half the round trip in each direction: application data (SSH packets, SFTP requests and replies), not TCP ACKs.",
   "**Timing:** one run per cell, interleaved (Ketter, rsync, scp on the same data back to back, page cache equally warm). These 2-CPU machines drift between minutes, so differences under ~20 % are noise; the structure of the table (who wins where, and how time grows with latency) is what to read. rsync and scp verify nothing after copying; Ketter's time includes its SHA-256 verification on both ends.",
+  "**Second site:** the stack's worker is the first site (its KETTER_SITE); the command starts a second worker with `KETTER_SITE=site-2` and the stack worker's environment otherwise. As root on the WAN testbed, site-2 is a host of its own: a network namespace with its own veth to LAB, routed through LAB to SRVTRF (so its jobs cross the same delay lines); the stack's Postgres, Redis and API listen on LAB's loopback, which another namespace cannot reach, so a TCP relay per service (in LAB, on LAB's address of site-2's link) carries them and site-2's DATABASE_URL, REDIS_URL and KETTER_API_URL point there, as a real site's point at the facility's servers. Otherwise (not root, or --loopback) site-2 is a plain second process. Site-2 gets a local portal of its own (`site: site-2`); LAB's portal names the first site. Where a job ran is read from the API: the job's `site` and each `started` event's worker and site. Site-2's worker is killed with `kill -9` mid-job; the job must come back by lease expiry and a LAB worker's reaper to site-2's queue and wait there (`waitingFor`), never run at LAB. At the end site-2's worker stops (SIGTERM), its portal is deleted and the site retired (`DELETE /sites/site-2`), so the stack is left with one site as found.",
   "**Budget:** a reference tool is stopped after --max-tool-seconds, and not started at a higher latency when it was already stopped at a lower one or its two lower-latency times extrapolate past the limit (scp -r pays several round trips per file).",
 ];
 
 /** Ketter's copies next to the reference tools' runs of the same dataset, direction and latency. */
 export function buildTable(jobs: readonly JobOutcome[], refs: readonly ReferenceRun[]): TableRow[] {
-  return jobs
+  return mainJobs(jobs)
     .filter((j) => j.type === "copy" && j.fault === "none")
     .map((j) => {
       const ref = (tool: string) => refs.find((r) => r.tool === tool && r.dataset === j.dataset && r.direction === j.direction && r.rttMs === j.rttMs);
@@ -93,9 +97,25 @@ export function buildTable(jobs: readonly JobOutcome[], refs: readonly Reference
     });
 }
 
-/** Every job and reference problem, and every error outside a job, one line each. */
-export function failures(r: Pick<FieldReport, "jobs" | "errors">): string[] {
-  return [...r.jobs.flatMap((j) => j.problems.map((p) => `${j.label} (${j.jobId ?? "not submitted"}): ${p}`)), ...r.errors];
+/** The transfers and faults between LAB and SRVTRF (not the sites checks' jobs). */
+function mainJobs(jobs: readonly JobOutcome[]): Array<JobOutcome & { direction: Direction }> {
+  return jobs.filter((j): j is JobOutcome & { direction: Direction } => j.scenario === "main" && j.direction !== "srvtrf-to-srvtrf");
+}
+
+/** Every job problem, every failed sites check, and every error outside a job, one line each. */
+export function failures(r: Pick<FieldReport, "jobs" | "errors" | "sites">): string[] {
+  return [
+    ...r.jobs.flatMap((j) => j.problems.map((p) => `${j.label} (${j.jobId ?? "not submitted"}): ${p}`)),
+    ...(r.sites?.checks ?? []).flatMap((c) => c.problems.map((p) => `sites: ${c.name}: ${p}`)),
+    ...r.errors,
+  ];
+}
+
+/** Where a job was routed and where its attempts ran, e.g. "vm", "any → site-2", "site-2 (ran at vm, site-2)". */
+export function siteCell(j: Pick<JobOutcome, "site" | "ranOn">): string {
+  const ran = [...new Set(j.ranOn.map((r) => r.site))];
+  if (j.site === null) return ran.length ? `any → ${ran.join(", ")}` : "any";
+  return ran.length === 0 || (ran.length === 1 && ran[0] === j.site) ? j.site : `${j.site} (ran at ${ran.join(", ")})`;
 }
 
 const f2 = (n: number | null) => (n === null ? "—" : n.toFixed(2));
@@ -103,6 +123,7 @@ const f1 = (n: number | null) => (n === null ? "—" : n.toFixed(1));
 const ratio = (n: number | null, over: number | null = null) => (n === null ? "—" : `${over === null ? "" : "< "}${n.toFixed(2)}×`);
 const tool = (s: number | null, over: number | null) => (s !== null ? s.toFixed(2) : over !== null ? `> ${over}` : "—");
 const dir = (d: Direction) => (d === "push" ? "LAB → SRVTRF" : "SRVTRF → LAB");
+const yes = (problems: readonly string[]) => (problems.length ? `FAIL: ${problems.join("; ")}` : "ok");
 const cell = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
 
 function mdTable(head: string[], rows: string[][]): string {
@@ -132,13 +153,14 @@ export function renderMarkdown(r: FieldReport): string {
     "",
     `> Generated by \`${r.command}\` on ${r.when} (run ${r.runId}, ${r.durationS.toFixed(0)} s). Do not edit by hand: run the command again.`,
     "",
-    `**Result: ${r.passed ? "PASS" : "FAIL"}** — ${done} of ${r.jobs.length} jobs DONE with every byte verified, the source as expected and a complete event log${fails.length ? `; ${fails.length} problem(s) listed under "What failed and why"` : ""}.${r.quick ? " This was a `--quick` run (smaller datasets)." : ""}`,
+    `**Result: ${r.passed ? "PASS" : "FAIL"}** — ${done} of ${r.jobs.length} jobs DONE with every byte verified, the source as expected and a complete event log${r.sites ? `; ${r.sites.checks.filter((c) => c.problems.length === 0).length} of ${r.sites.checks.length} sites checks passed` : ""}${fails.length ? `; ${fails.length} problem(s) listed under "What failed and why"` : ""}.${r.quick ? " This was a `--quick` run (smaller datasets)." : ""}`,
     "",
     "## What ran, on what",
     "",
     `- **Machine:** ${r.machine.host}, ${r.machine.nproc} CPUs (${r.machine.cpu}), ${r.machine.memGiB} GiB RAM, ${r.machine.os} kernel ${r.machine.kernel}, Bun ${r.machine.bun}; load average ${r.machine.loadAvgStart.map((x) => x.toFixed(2)).join(" ")} at the start, ${r.machine.loadAvgEnd.map((x) => x.toFixed(2)).join(" ")} at the end (anything else running shares the CPUs with the measurements).`,
     `- **Stack (LAB):** the running API at ${r.stack.apiUrl} (version ${r.stack.version ?? "?"}), its queue and worker(s) ${r.stack.workers.join(", ") || "—"}; every job went API → queue → worker → engine.`,
   );
+  if (r.sites) out.push(`- **Second site:** \`${r.sites.second}\` beside LAB's \`${r.sites.lab}\`, ${r.sites.kind === "netns" ? "a host of its own in a network namespace" : "a second worker process on this host"} with a local folder of its own (see "Sites").`);
   if (r.srvtrf) {
     out.push(
       `- **SRVTRF:** a second host on this machine${r.srvtrf.link === "netns" ? " in a network namespace of its own, joined to LAB (the root namespace) by a veth pair" : ""}: its own OpenSSH \`sshd\` on ${r.srvtrf.address}:${r.srvtrf.port ?? "?"}, its own user \`${r.srvtrf.user ?? "?"}\`, client key, host key ${r.srvtrf.hostKeyFingerprint ?? "?"} and root folder \`${r.srvtrf.root ?? "?"}\`.`,
@@ -164,11 +186,11 @@ export function renderMarkdown(r: FieldReport): string {
     "",
   );
   if (refFails.length) out.push("Reference runs without a time: " + refFails.map((x) => `${x.tool} ${x.direction} ${x.dataset} ${x.rttMs} ms (${x.problems.join("; ")})`).join("; ") + ".", "");
-  const moves = r.jobs.filter((j) => j.type === "move" && j.fault === "none");
+  const moves = mainJobs(r.jobs).filter((j) => j.type === "move" && j.fault === "none");
   if (moves.length) {
     out.push("## Moves (0 ms)", "", mdTable(["dataset", "direction", "Ketter s", "engine s", "MB/s", "strategy", "status"], moves.map((j) => [j.dataset, dir(j.direction), f2(j.seconds), f2(j.engineSeconds), f1(j.seconds ? j.bytes / MB / j.seconds : null), j.strategy ?? "—", j.problems.length ? j.status : "DONE, verified, source gone"])), "");
   }
-  const faults = r.jobs.filter((j) => j.fault !== "none");
+  const faults = mainJobs(r.jobs).filter((j) => j.fault !== "none");
   if (faults.length) {
     out.push(
       "## Faults",
@@ -179,10 +201,11 @@ export function renderMarkdown(r: FieldReport): string {
       "",
     );
   }
+  if (r.sites) out.push(...renderSites(r.sites));
   out.push(
     "## Every job",
     "",
-    mdTable(["job", "id", "type", "status", "attempts", "strategy", "files", "bytes", "s", "events"], r.jobs.map((j) => [j.label, j.jobId ?? "—", j.type, j.status, String(j.attempts), j.strategy ?? "—", String(j.files), String(j.bytes), f2(j.seconds), eventSummary(j)])),
+    mdTable(["job", "id", "type", "status", "site", "attempts", "strategy", "files", "bytes", "s", "events"], r.jobs.map((j) => [j.label, j.jobId ?? "—", j.type, j.status, siteCell(j), String(j.attempts), j.strategy ?? "—", String(j.files), String(j.bytes), f2(j.seconds), eventSummary(j)])),
     "",
     "## What failed and why",
     "",
@@ -192,6 +215,27 @@ export function renderMarkdown(r: FieldReport): string {
   if (r.notes.length) out.push("## Notes", "", ...r.notes.map((n) => `- ${n}`), "");
   out.push("## Method and decisions", "", ...DECISIONS.map((d) => `- ${d}`), "");
   return out.join("\n");
+}
+
+/** The "Sites" section: how site-2 was made, each check, and what its DKU said. */
+export function renderSites(s: SitesReport): string[] {
+  const out = [
+    "## Sites",
+    "",
+    `LAB's site is \`${s.lab}\` (the stack's worker); the second site \`${s.second}\` is ${s.kind === "netns" ? "a host of its own" : "a second process on this host"}: ${s.describe}. Site-2's worker(s): ${s.workers.join(", ") || "—"}.`,
+    "",
+    mdTable(["check", "expected", "seen", "result"], s.checks.map((c) => [c.job ? `${c.name} (\`${c.job}\`)` : c.name, c.expected, c.seen, yes(c.problems)])),
+    "",
+  ];
+  if (s.dku) {
+    out.push(
+      `DKU at ${s.second} (\`KETTER_SITE=${s.second} bun run dku --json\`${s.kind === "netns" ? ", in site-2's namespace" : ""}): exit ${s.dku.exitCode ?? "by a signal"}${s.dku.summary ? `, ${s.dku.summary.ok} ok, ${s.dku.summary.warn} warn, ${s.dku.summary.fail} fail` : ""}.`,
+      "",
+      mdTable(["DKU check", "status", "value"], s.dku.checks.map((c) => [c.name, c.status, c.hint ? `${c.value} (hint: ${c.hint})` : c.value])),
+      "",
+    );
+  }
+  return out;
 }
 
 /** Writes docs/field-test.md, docs/bench/field-<time>.json and docs/bench/field-latest.json under `docsDir`. */

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { FieldApi, Portal } from "./api.ts";
 import type { DatasetName, Manifest } from "./datasets.ts";
 import { killWorkerMidJob, restartSshdMidTransfer } from "./faults.ts";
-import { runJob, type Fault, type FaultInjector, type JobOutcome } from "./jobs.ts";
+import { runJob, type Fault, type FaultInjector, type JobDirection, type JobOutcome, type Scenario } from "./jobs.ts";
 import { TOOLS, runReference, skipReason, type Direction, type ReferenceRun } from "./measure.ts";
 import type { Srvtrf, SrvtrfPortal } from "./setup.ts";
 import { inspectWorker, pickLocalWorker, spawnWorker, type OwnWorker } from "./workers.ts";
@@ -40,18 +40,20 @@ export interface ScenarioResults {
   notes: string[];
 }
 
-/** A path inside LAB and inside SRVTRF, as the portal sees it and as this machine sees it. */
-interface Place {
+/** A path inside a portal (LAB, SRVTRF, another site), as the portal sees it and as this machine sees it. */
+export interface Place {
   portal: Portal;
   rel: string;
   abs: string;
 }
 
-function labPlace(ctx: FieldContext, rel: string): Place {
+/** `rel` inside LAB's folder. */
+export function labPlace(ctx: FieldContext, rel: string): Place {
   return { portal: ctx.lab.portal, rel, abs: join(ctx.lab.root, rel) };
 }
 
-function srvPlace(ctx: FieldContext, rttMs: number, rel: string): Place {
+/** `rel` inside SRVTRF's root, through the portal with `rttMs` round trip. */
+export function srvPlace(ctx: FieldContext, rttMs: number, rel: string): Place {
   return { portal: portalAt(ctx, rttMs).portal, rel, abs: join(ctx.srv.sshd.root, rel) };
 }
 
@@ -68,9 +70,10 @@ function timeoutFor(expected: Manifest, fault: Fault): number {
   return 120_000 + (bytes / (10 * 1024 * 1024)) * 1000 + (fault === "none" ? 0 : 180_000);
 }
 
-async function job(
+/** Runs one Ketter job from `from` to `to` through the API and judges it (jobs.ts), logging the outcome. */
+export async function job(
   ctx: FieldContext,
-  what: { label: string; dataset: DatasetName; type: "copy" | "move"; direction: Direction; rttMs: number; fault?: Fault },
+  what: { label: string; dataset: DatasetName; type: "copy" | "move"; direction: JobDirection; rttMs: number; fault?: Fault; scenario?: Scenario },
   from: Place,
   to: Place,
   inject?: FaultInjector,
@@ -82,7 +85,7 @@ async function job(
   const outcome = await runJob(
     ctx.api,
     {
-      label: what.label, dataset: what.dataset, direction: what.direction, rttMs: what.rttMs, fault,
+      label: what.label, scenario: what.scenario ?? "main", dataset: what.dataset, direction: what.direction, rttMs: what.rttMs, fault,
       request: {
         type: what.type,
         source: { portal: from.portal.id, path: from.rel },
@@ -209,13 +212,14 @@ export async function runFaults(ctx: FieldContext, res: ScenarioResults, health:
   await rm(sshdOut.abs, { recursive: true, force: true });
 }
 
-/** Waits until /health lists the worker with `pid` (it has registered its heartbeat and listens for jobs). */
-async function waitForWorker(ctx: FieldContext, pid: number): Promise<void> {
+/** Waits until /health lists the worker with `pid` (it has registered its heartbeat and listens for jobs); returns its id. */
+export async function waitForWorker(ctx: Pick<FieldContext, "api">, pid: number): Promise<string> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const health = await ctx.api.health();
-    if (health.workers.ids.some((id) => id.split(":")[1] === String(pid))) return;
+    const id = health.workers.ids.find((w) => w.split(":")[1] === String(pid));
+    if (id !== undefined) return id;
     await Bun.sleep(200);
   }
-  throw new Error(`the extra worker (pid ${pid}) did not show up in /health within 30 s`);
+  throw new Error(`the worker started as pid ${pid} did not show up in /health within 30 s`);
 }

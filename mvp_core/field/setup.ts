@@ -13,6 +13,7 @@ import { type ScratchDisk, mountScratchDisk } from "../bench/scratch_disk.ts";
 import { startTestbed, type Testbed } from "../testing/testbed/testbed.ts";
 import type { TestSshd } from "../testing/sshd.ts";
 import { ApiError, type FieldApi, type Health, type Portal } from "./api.ts";
+import { findLocalWorker } from "./workers.ts";
 
 /** The stack is not there (or has no worker): main exits 2 with this message. */
 export class PreflightError extends Error {
@@ -134,14 +135,33 @@ export async function registerSrvtrfPortal(api: FieldApi, srv: Srvtrf, name: str
   return { portal: pinned, rttMs, host, port, seenFingerprint: first.hostKeyFingerprint };
 }
 
-/** LAB's folder (a fresh temp folder the worker sees at the same path, on its own file system when root) and its local portal. */
-export async function createLab(api: FieldApi, name: string, parent: string | undefined): Promise<{ root: string; portal: Portal; disk: ScratchDisk | null }> {
+/**
+ * LAB's site: the site of a live stack worker on this machine (LAB's folder is on this machine's
+ * disk), or undefined when none runs here (the API then defaults it, as for a one-machine install).
+ */
+export function labSiteOf(health: Health): string | undefined {
+  const id = findLocalWorker(health.workers.ids);
+  return id === null ? undefined : health.sites.find((s) => s.workers.some((w) => w.id === id))?.name;
+}
+
+/** The second site needs a stack worker here to copy, a first site of another name, and its own name free. */
+export function sitesPreflight(health: Health, second: string): string {
+  const lab = labSiteOf(health);
+  if (lab === undefined) throw new PreflightError(`no live worker of the stack runs on this machine (${health.workers.ids.join(", ") || "none"}): the second site copies its environment; run the field test on the stack's machine as its user, or pass --no-sites`);
+  if (lab === second) throw new PreflightError(`the stack's worker already runs for site ${second}; start it with another KETTER_SITE, or pass --no-sites`);
+  const busy = health.sites.find((s) => s.name === second && s.live > 0);
+  if (busy) throw new PreflightError(`site ${second} already has live workers (${busy.workers.map((w) => w.id).join(", ")}: another field run?); stop them, or pass --no-sites`);
+  return lab;
+}
+
+/** LAB's folder (a fresh temp folder the worker sees at the same path, on its own file system when root) and its local portal at `site`. */
+export async function createLab(api: FieldApi, name: string, parent: string | undefined, site: string | undefined): Promise<{ root: string; portal: Portal; disk: ScratchDisk | null }> {
   const root = await mkdtemp(join(parent ?? tmpdir(), "ketter-field-lab-"));
   let disk: ScratchDisk | null = null;
   try {
     disk = mountScratchDisk({ imageDir: parent ?? tmpdir(), at: root, bytes: SCRATCH_BYTES });
     for (const d of ["src", "movesrc", "back", "ref"]) await mkdir(join(root, d));
-    return { root, portal: await api.createPortal({ kind: "local", name, rootPath: root }), disk };
+    return { root, portal: await api.createPortal({ kind: "local", name, rootPath: root, ...(site ? { site } : {}) }), disk };
   } catch (err) {
     disk?.stop();
     await rm(root, { recursive: true, force: true });

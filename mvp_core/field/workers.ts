@@ -28,12 +28,19 @@ export function localPid(workerId: string): number | null {
   return host === hostname() && pid && /^\d+$/.test(pid) ? Number(pid) : null;
 }
 
-/** The first of `ids` (as /health lists them) whose process runs on this host and is still alive. */
-export function pickLocalWorker(ids: readonly string[]): string {
+/** The first of `ids` (as /health lists them) whose process runs on this host and is still alive, or null. */
+export function findLocalWorker(ids: readonly string[]): string | null {
   for (const id of ids) {
     const pid = localPid(id);
     if (pid !== null && existsSync(`/proc/${pid}`)) return id;
   }
+  return null;
+}
+
+/** Like findLocalWorker, but throws when there is none: the kill scenario needs a worker it can kill. */
+export function pickLocalWorker(ids: readonly string[]): string {
+  const id = findLocalWorker(ids);
+  if (id !== null) return id;
   throw new Error(`none of the live workers (${ids.join(", ") || "none"}) runs on this host (${hostname()}): the kill scenario needs a worker it can kill`);
 }
 
@@ -67,9 +74,17 @@ export interface OwnWorker {
   stop(): Promise<void>;
 }
 
-/** Starts `bun mvp_core/worker/main.ts` with `like`'s environment and folder. */
-export function spawnWorker(like: WorkerProcess): OwnWorker {
-  const proc = Bun.spawn(["bun", "mvp_core/worker/main.ts"], { cwd: like.cwd, env: like.env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+/** How a worker of another kind than the stack's runs: extra variables (e.g. KETTER_SITE), and a command prefix (e.g. nsenter into a network namespace, which execs in place: the pid stays bun's). */
+export interface WorkerVariant {
+  env?: Record<string, string>;
+  prefix?: string[];
+}
+
+/** Starts `bun mvp_core/worker/main.ts` with `like`'s environment (plus `variant.env`) and folder. */
+export function spawnWorker(like: WorkerProcess, variant: WorkerVariant = {}): OwnWorker {
+  const proc = Bun.spawn([...(variant.prefix ?? []), "bun", "mvp_core/worker/main.ts"], {
+    cwd: like.cwd, env: { ...like.env, ...variant.env }, stdin: "ignore", stdout: "pipe", stderr: "pipe",
+  });
   const tail: string[] = [];
   for (const stream of [proc.stdout, proc.stderr]) {
     void (async () => {

@@ -202,7 +202,8 @@ describe("fencing: the attempt number is a token", () => {
     expect(await recordProgress(sql, fresh, progress)).toBe(true);
     expect(await recordRunEvent(sql, fresh, "verified", "fresh", { strategy: "zip" })).toBe(true);
     expect(await markCancelled(sql, fresh)).toBe(true);
-    expect(await row(id)).toMatchObject({ status: "CANCELLED", strategy: "zip", files_done: 1, bytes_total: 20 });
+    // Cancelled before its commit: nothing was verified, so its progress goes back to 0 (totals stay).
+    expect(await row(id)).toMatchObject({ status: "CANCELLED", strategy: "zip", files_done: 0, bytes_total: 20 });
   });
 
   test("the step fence needs this attempt, RUNNING and an unexpired lease, records the step and extends the lease", async () => {

@@ -4,7 +4,7 @@
  * job delivered twice, a worker that lost its lease, or a cancel racing a failure can never move a
  * job twice. The API's side (create, cancel request, retry) lives in repository.ts.
  *
- *   QUEUED ──claim──▶ RUNNING ──▶ DONE | FAILED
+ *   QUEUED ──claim──▶ RUNNING ──▶ DONE | DONE_WITH_ERRORS (some files failed, skipFileErrors) | FAILED
  *   RUNNING ──retryable error──▶ RETRY_WAIT ──due, claim──▶ RUNNING
  *   RUNNING ──cancel requested (API)──▶ CANCELLING ──engine stopped──▶ CANCELLED
  *   RUNNING ──worker shutting down──▶ QUEUED (released; the attempt is not counted)
@@ -14,10 +14,11 @@
  * attempt names its Fence (job, worker, attempt) in its WHERE, so the writes of an attempt whose
  * job was reclaimed (and perhaps claimed again, even by the same worker) change nothing.
  *
- * Once `committed_at` is set the data arrived, and the job can only end DONE: a failure is
- * recorded as DONE with the error kept as a warning, a lost worker's job is queued again (with an
- * extra attempt when it had none left) so that a later attempt finishes what follows the commit,
- * and a cancel no longer stops it. `phase` non-null (the commit fence was passed) means the data
+ * Once `committed_at` is set the data arrived, and the job can only end DONE (DONE_WITH_ERRORS
+ * when job_files holds failed files; "DONE" below means either): a failure is recorded as DONE with
+ * the error kept as a warning, a lost worker's job is queued again (with an extra attempt when it
+ * had none left) so that a later attempt finishes what follows the commit, and a cancel no longer
+ * stops it. `phase` non-null (the commit fence was passed) means the data
  * may have arrived: a lost worker's job is then also queued again rather than failed, and the
  * engine's commit marker tells the next attempt which it was.
  *
@@ -26,8 +27,15 @@
  */
 import type { Sql } from "postgres";
 import { appendEvent } from "./events.ts";
+import { anyFileFailed, countFiles, describeTally, filesFailedError, settleFiles } from "./files.ts";
 import type { EventKind, EventLevel, JobRow, JobStatus } from "./types.ts";
 
+
+/**
+ * An attempt that stops before its commit has verified nothing: its progress counters go back to 0
+ * (a cancelled copy once showed 100 % with no file done). After the commit they stay.
+ */
+const NOTHING_VERIFIED_SQL = "files_done = case when committed_at is null then 0 else files_done end, bytes_done = case when committed_at is null then 0 else bytes_done end";
 /** A failure as the worker records it: a stable code, a message for people, and whether it may be retried. */
 export interface JobFailure {
   code: string;
@@ -213,7 +221,10 @@ export async function recordRunEvent(
 
 /**
  * RUNNING (or CANCELLING: the cancel came after the data was committed) → DONE, with the final
- * counters and a `done` event. A `resumed` result (an earlier attempt moved the data; this one only
+ * counters and a `done` event — or DONE_WITH_ERRORS when job_files holds failed files, with the
+ * error FILES_FAILED naming the first ones. `outcomes`: this attempt reported its files under that
+ * token (every run but a `resumed` one), so the rows it did not touch are settled first
+ * (files.ts settleFiles). A `resumed` result (an earlier attempt moved the data; this one only
  * finished the move) keeps the totals and the strategy the job already had. False when the job is
  * no longer this attempt's.
  */
@@ -221,7 +232,7 @@ export async function completeJob(
   sql: Sql,
   fence: Fence,
   /** strategy null: a verify job (migration 0008), which moved no data. */
-  result: { strategy: string | null; files: number; bytes: number; data: Record<string, unknown> },
+  result: { strategy: string | null; files: number; bytes: number; data: Record<string, unknown>; outcomes?: { token: string } },
 ): Promise<boolean> {
   return inTransaction(sql, async (tx) => {
     const resumed = result.strategy === "resumed";
@@ -236,11 +247,16 @@ export async function completeJob(
       where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
       returning *`;
     if (!job) return false;
+    if (result.outcomes) await settleFiles(tx, fence.jobId, result.outcomes.token, job.scope);
+    const files = await countFiles(tx, fence.jobId);
+    const failed = files.failed > 0 ? await filesFailedError(tx, fence.jobId, files) : null;
+    if (failed) await tx`update jobs set status = 'DONE_WITH_ERRORS', error_code = ${failed.code}, error_message = ${failed.message} where id = ${fence.jobId}`;
     const what = resumed
       ? `finished a transfer an earlier attempt had committed (${job.files_total ?? 0} files, ${job.bytes_total ?? 0} bytes, ${job.strategy})`
       : result.strategy === null ? `${result.files} files verified against their ASC MHL history`
       : `${result.files} files, ${result.bytes} bytes transferred (${result.strategy})`;
-    await appendEvent(tx, fence.jobId, "done", what, { data: by(fence.worker, result.data) });
+    const message = files.total > 0 ? `${what}; ${describeTally(files)}${failed ? `: ${failed.message}` : ""}` : what;
+    await appendEvent(tx, fence.jobId, "done", message, { level: failed ? "warn" : "info", data: by(fence.worker, { ...result.data, ...(files.total > 0 ? { outcomes: files } : {}) }) });
     return true;
   });
 }
@@ -248,7 +264,7 @@ export async function completeJob(
 /** CANCELLING → CANCELLED by the attempt that stopped the engine; never once the data arrived. */
 async function cancelIfRequested(tx: Sql, fence: Fence, why: string): Promise<boolean> {
   const [job] = await tx<JobRow[]>`
-    update jobs set status = 'CANCELLED', finished_at = now(), lease_expires_at = null, next_attempt_at = null
+    update jobs set status = 'CANCELLED', finished_at = now(), lease_expires_at = null, next_attempt_at = null, ${tx.unsafe(NOTHING_VERIFIED_SQL)}
     where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'CANCELLING'
       and committed_at is null
     returning *`;
@@ -277,7 +293,7 @@ export async function scheduleRetry(
 ): Promise<"retry" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
-      update jobs set status = 'RETRY_WAIT', next_attempt_at = now() + ${ms(delayMs)}::interval,
+      update jobs set status = 'RETRY_WAIT', next_attempt_at = now() + ${ms(delayMs)}::interval, ${tx.unsafe(NOTHING_VERIFIED_SQL)},
         error_code = ${failure.code}, error_message = ${failure.message}, worker_id = null, lease_expires_at = null,
         max_attempts = ${opts.extraAttempt ? tx`greatest(max_attempts, least(attempts + 1, ${ATTEMPTS_CEILING}))` : tx`max_attempts`}
       where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
@@ -304,13 +320,14 @@ export async function scheduleRetry(
 export async function failJob(sql: Sql, fence: Fence, failure: JobFailure): Promise<"failed" | "done" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
-      update jobs set status = case when committed_at is null then 'FAILED' else 'DONE' end, finished_at = now(),
+      update jobs set status = case when committed_at is null then 'FAILED' when ${anyFileFailed(tx)} then 'DONE_WITH_ERRORS' else 'DONE' end,
+        finished_at = now(), ${tx.unsafe(NOTHING_VERIFIED_SQL)},
         error_code = ${failure.code}, error_message = ${failure.message}, lease_expires_at = null, next_attempt_at = null
       where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
     if (job) {
       const data = by(fence.worker, { code: failure.code, message: failure.message, retryable: failure.retryable, attempt: job.attempts, maxAttempts: job.max_attempts });
-      if (job.status === "DONE") {
+      if (job.status !== "FAILED") {
         await appendEvent(tx, fence.jobId, "done", `the data arrived, but what follows the commit did not finish: ${failure.code}: ${failure.message}`, { level: "warn", data: { ...data, dataArrived: true } });
         return "done";
       }
@@ -330,7 +347,7 @@ export async function failJob(sql: Sql, fence: Fence, failure: JobFailure): Prom
 export async function releaseJob(sql: Sql, fence: Fence): Promise<"released" | "cancelled" | null> {
   return inTransaction(sql, async (tx) => {
     const [job] = await tx<JobRow[]>`
-      update jobs set status = 'QUEUED', attempts = greatest(attempts - 1, 0), worker_id = null,
+      update jobs set status = 'QUEUED', attempts = greatest(attempts - 1, 0), worker_id = null, ${tx.unsafe(NOTHING_VERIFIED_SQL)},
         lease_expires_at = null, heartbeat_at = null
       where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status = 'RUNNING'
       returning *`;
@@ -371,7 +388,7 @@ export async function reclaimJob(sql: Sql, jobId: string, reaper: WorkerRef): Pr
       const message = `${lost} during the last attempt (${prev.attempts} of ${prev.max_attempts})`;
       if (prev.committed) {
         // Only at the attempts ceiling: the data arrived, so it ends DONE, honestly labelled.
-        await tx`update jobs set status = 'DONE', finished_at = now(), error_code = 'WORKER_LOST', error_message = ${message}, lease_expires_at = null where id = ${jobId}`;
+        await tx`update jobs set status = case when ${anyFileFailed(tx)} then 'DONE_WITH_ERRORS' else 'DONE' end, finished_at = now(), error_code = 'WORKER_LOST', error_message = ${message}, lease_expires_at = null where id = ${jobId}`;
         await appendEvent(tx, jobId, "done", `the data arrived, but ${message}`, { level: "warn", data: { ...data, code: "WORKER_LOST", dataArrived: true } });
         return "done";
       }

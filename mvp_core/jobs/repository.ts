@@ -8,7 +8,7 @@ import { isSameOrInside, PortalPathError, resolvePortalPath } from "../portals/p
 import type { PortalRow } from "../portals/repository.ts";
 import { adoptUnsited } from "../sites/repository.ts";
 import { type Placement, type RouteProblem, routeJob } from "../sites/routing.ts";
-import { type EventKind, type JobEventRow, type JobOptions, type JobRow, type JobStatus, type JobType, TERMINAL_STATUSES } from "./types.ts";
+import { type EventKind, type JobEventRow, type JobOptions, type JobRow, type JobScope, type JobStatus, type JobType, RETRYABLE_STATUSES, TERMINAL_STATUSES } from "./types.ts";
 
 /** What creating a job takes; paths as the person gave them (relative, or absolute inside the root). */
 export interface NewJob {
@@ -358,7 +358,7 @@ async function addEvents(tx: Sql, jobId: string, events: { kind: EventKind; mess
 /**
  * Cancels a job. One that has not started yet is CANCELLED at once; a running one becomes
  * CANCELLING and `notifyWorker` tells the caller to signal the worker. Repeating is harmless;
- * a DONE or FAILED job is refused.
+ * a DONE, DONE_WITH_ERRORS or FAILED job is refused.
  */
 export async function requestCancel(sql: Sql, id: string): Promise<{ job: JobRow; notifyWorker: boolean }> {
   return sql.begin(async (txn) => {
@@ -373,6 +373,7 @@ export async function requestCancel(sql: Sql, id: string): Promise<{ job: JobRow
       case "CANCELLED":
         return { job, notifyWorker: job.status === "CANCELLING" };
       case "DONE":
+      case "DONE_WITH_ERRORS":
       case "FAILED":
         throw new JobError("INVALID_STATE", `job ${id} is ${job.status}; a finished job cannot be cancelled`, { status: job.status });
       case "QUEUED":
@@ -395,15 +396,18 @@ export async function requestCancel(sql: Sql, id: string): Promise<{ job: JobRow
 }
 
 /**
- * Puts a FAILED or CANCELLED job back to QUEUED with a fresh attempt budget and progress; the
- * caller enqueues it after this commits. Refused when a portal it uses was deleted meanwhile.
+ * Puts a FAILED, CANCELLED or DONE_WITH_ERRORS job back to QUEUED with a fresh attempt budget and
+ * progress; the caller enqueues it after this commits. A DONE_WITH_ERRORS job is retried with scope
+ * `failed`: its run sends only the files job_files holds as failed, into the existing target (and
+ * a job retried that way keeps that scope when it is retried again after FAILED or CANCELLED).
+ * Refused when a portal it uses was deleted meanwhile.
  */
 export async function retryJob(sql: Sql, id: string): Promise<JobRow> {
   return sql.begin(async (txn) => {
     const tx = txn as unknown as Sql;
     const job = await lockJob(tx, id);
-    if (job.status !== "FAILED" && job.status !== "CANCELLED") {
-      throw new JobError("INVALID_STATE", `job ${id} is ${job.status}; only FAILED or CANCELLED jobs can be retried`, { status: job.status });
+    if (!RETRYABLE_STATUSES.includes(job.status)) {
+      throw new JobError("INVALID_STATE", `job ${id} is ${job.status}; only ${RETRYABLE_STATUSES.join(", ")} jobs can be retried`, { status: job.status });
     }
     const live = await tx<Placement[]>`
       select id, name, kind, site, allowed_sites from portals where id in (${job.source_portal_id}, ${job.target_portal_id}) and deleted_at is null for share`;
@@ -414,13 +418,20 @@ export async function retryJob(sql: Sql, id: string): Promise<JobRow> {
     }
     // Its portals may have moved to another site since (allowed while no job was active): route it afresh.
     const site = siteOf(src, dst);
+    const scope: JobScope = job.status === "DONE_WITH_ERRORS" ? "failed" : job.scope;
     const [row] = await tx<JobRow[]>`
-      update jobs set status = 'QUEUED', attempts = 0, site = ${site}, strategy = null, phase = null, committed_at = null, files_done = 0, files_total = null,
+      update jobs set status = 'QUEUED', attempts = 0, site = ${site}, scope = ${scope}, strategy = null, phase = null, committed_at = null, files_done = 0, files_total = null,
         bytes_done = 0, bytes_total = null, error_code = null, error_message = null, worker_id = null,
         lease_expires_at = null, heartbeat_at = null, next_attempt_at = null, started_at = null, finished_at = null
       where id = ${id} returning *`;
+    const [failed] = await tx<{ n: number }[]>`select count(*)::int as n from job_files where job_id = ${id} and state = 'failed'`;
+    const only = scope === "failed" ? `; only the ${failed!.n} files that failed are sent, into the existing target` : "";
     await addEvents(tx, id, [
-      { kind: "retried", message: `retried through the API after ${job.status}`, data: { previousStatus: job.status, previousAttempts: job.attempts, previousError: job.error_code } },
+      {
+        kind: "retried",
+        message: `retried through the API after ${job.status}${only}`,
+        data: { previousStatus: job.status, previousAttempts: job.attempts, previousError: job.error_code, scope, ...(scope === "failed" ? { failedFiles: failed!.n } : {}) },
+      },
       { kind: "queued", message: queuedMessage(site), data: { site } },
     ]);
     return row!;

@@ -9,14 +9,14 @@ import { JOB_STATUSES, type JobStatus } from "./types.ts";
 /** Upper bounds (seconds) of the job-duration histogram: a one-file copy to a day-long folder. */
 export const DURATION_BUCKETS_S = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600] as const;
 
-/** Durations of DONE jobs (first start → done): `buckets[i]` = jobs ≤ DURATION_BUCKETS_S[i] (cumulative). */
+/** Durations of delivered jobs (DONE, DONE_WITH_ERRORS: first start → done): `buckets[i]` = jobs ≤ DURATION_BUCKETS_S[i] (cumulative). */
 export interface DurationHistogram {
   buckets: number[];
   count: number;
   sumSeconds: number;
 }
 
-/** Bytes and files of DONE jobs, by where they went and how. */
+/** Bytes and files of delivered jobs (DONE, DONE_WITH_ERRORS), by where they went and how. */
 export interface MovedTotals {
   /** `<source portal kind>_to_<target portal kind>`, e.g. local_to_sftp. */
   direction: string;
@@ -43,12 +43,12 @@ export async function jobStats(sql: Sql): Promise<JobStats> {
     sql<{ idx: number; n: number; sum: number }[]>`
       select width_bucket(extract(epoch from finished_at - started_at)::float8, ${sql.array([...DURATION_BUCKETS_S])}::float8[]) as idx,
              count(*)::int as n, sum(extract(epoch from finished_at - started_at))::float8 as sum
-      from jobs where status = 'DONE' and started_at is not null and finished_at is not null
+      from jobs where status in ('DONE', 'DONE_WITH_ERRORS') and started_at is not null and finished_at is not null
       group by 1`,
     sql<{ source_kind: string; target_kind: string; strategy: string | null; bytes: number; files: number }[]>`
       select s.kind as source_kind, t.kind as target_kind, j.strategy, sum(j.bytes_done)::float8 as bytes, sum(j.files_done)::float8 as files
       from jobs j join portals s on s.id = j.source_portal_id join portals t on t.id = j.target_portal_id
-      where j.status = 'DONE' group by 1, 2, 3`,
+      where j.status in ('DONE', 'DONE_WITH_ERRORS') group by 1, 2, 3`,
     sql<{ kind: string; n: number }[]>`select kind, count(*)::int as n from job_events where kind in ('retry_scheduled', 'reclaimed') group by kind`,
   ]);
   const byStatus = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;

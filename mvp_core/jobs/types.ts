@@ -1,10 +1,15 @@
 /** Row shapes and closed sets of the jobs tables, mirrored from db/migrations (keep them in step). */
 import { TRANSFER_MODES, type TransferOptions } from "../transfer_engine/index.ts";
 
-export const JOB_STATUSES = ["QUEUED", "RUNNING", "RETRY_WAIT", "CANCELLING", "DONE", "FAILED", "CANCELLED"] as const;
+/** DONE_WITH_ERRORS (migration 0007): some files failed (skipFileErrors), everything else was verified and committed. */
+export const JOB_STATUSES = ["QUEUED", "RUNNING", "RETRY_WAIT", "CANCELLING", "DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 /** Statuses from which a job never moves again (except by an explicit retry). */
-export const TERMINAL_STATUSES: readonly JobStatus[] = ["DONE", "FAILED", "CANCELLED"];
+export const TERMINAL_STATUSES: readonly JobStatus[] = ["DONE", "DONE_WITH_ERRORS", "FAILED", "CANCELLED"];
+/** Terminal statuses whose data arrived: the job's transfer was committed (all files, or all but the failed ones). */
+export const DELIVERED_STATUSES: readonly JobStatus[] = ["DONE", "DONE_WITH_ERRORS"];
+/** Statuses a job can be retried from (POST /jobs/{id}/retry); from DONE_WITH_ERRORS only the failed files travel. */
+export const RETRYABLE_STATUSES: readonly JobStatus[] = ["DONE_WITH_ERRORS", "FAILED", "CANCELLED"];
 /** Statuses that hold a portal in use (deleting it is refused). */
 export const ACTIVE_STATUSES: readonly JobStatus[] = ["QUEUED", "RUNNING", "RETRY_WAIT", "CANCELLING"];
 
@@ -31,6 +36,17 @@ export type EventLevel = "debug" | "info" | "warn" | "error";
  */
 export type JobPhase = "commit" | "committed" | "remove_source";
 
+/**
+ * What a run of the job sends (migration 0007): `all` its source, or `failed` only the files
+ * job_files holds as failed — set by a retry of a DONE_WITH_ERRORS job.
+ */
+export const JOB_SCOPES = ["all", "failed"] as const;
+export type JobScope = (typeof JOB_SCOPES)[number];
+
+/** A file's last outcome (job_files.state): the engine's FileOutcome states. */
+export const FILE_STATES = ["skipped", "verified", "failed"] as const;
+export type FileState = (typeof FILE_STATES)[number];
+
 /** Options a job carries to the engine (validated by the API against the engine's own schema, stored as jsonb). */
 export type JobOptions = Partial<TransferOptions>;
 
@@ -54,6 +70,8 @@ export interface JobRow {
   error_code: string | null;
   error_message: string | null;
   idempotency_key: string | null;
+  /** What a run sends: all files, or only the failed ones (migration 0007). */
+  scope: JobScope;
   /** The site that must run it (migration 0005); null: any site. */
   site: string | null;
   worker_id: string | null;
@@ -66,6 +84,21 @@ export interface JobRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  updated_at: Date;
+}
+
+/** One row of `job_files` (migration 0007). */
+export interface JobFileRow {
+  job_id: string;
+  path: string;
+  size: number;
+  state: FileState;
+  hash_algorithm: string | null;
+  hash_value: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  attempts: number;
+  attempt_token: string;
   updated_at: Date;
 }
 

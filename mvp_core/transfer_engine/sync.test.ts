@@ -183,6 +183,25 @@ describe("skipFileErrors: partial success, then a retry of only the failed files
     expect(fs.readdirSync(abs("src")).flatMap((d) => fs.readdirSync(abs(`src/${d}`)).map((f) => `${d}/${f}`))).toEqual(["d0/f0"]);
   });
 
+  test("a single file that fails on its own ends with nothing committed and nothing left; a retry of only it with mirror removes nothing else", async () => {
+    writeTree(dir, { "src/clip.mov": "clip", "dst-folder/keep": "keep", "dst-folder/other": "other" });
+    const unreadable = withOverrides(ep, {
+      openRead: (p: string, o?: OpOptions) => {
+        if (p.endsWith("clip.mov")) throw Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" });
+        return ep.openRead(p, o);
+      },
+    });
+    const r = await run({ sourcePath: "src/clip.mov", targetPath: "clip.mov", skipFileErrors: true, strategy: "direct" }, { source: unreadable });
+    expect(r.fileCounts).toEqual({ skipped: 0, verified: 0, failed: 1 });
+    expect(fs.existsSync(abs("clip.mov"))).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+    // Only + mirror: the retry sees one file of the source; the rest of the target must stay.
+    writeTree(dir, { "src2/keep": "keep", "src2/other": "other2" });
+    const retry = await run({ sourcePath: "src2", targetPath: "dst-folder", sync: "mtime", mirror: true }, { only: ["other"] });
+    expect(retry.fileCounts.verified).toBe(1);
+    expect(fs.readdirSync(abs("dst-folder")).sort()).toEqual(["keep", "other"]);
+  });
+
   test("without skipFileErrors one bad file fails the whole job and nothing is committed", async () => {
     writeTree(dir, { "src/a": "a", "src/b": "b" });
     const source = withOverrides(ep, {

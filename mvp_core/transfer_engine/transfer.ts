@@ -10,6 +10,7 @@ import { fromSystemError, isTransferError } from "./errors.ts";
 import { createThrottle } from "./rate_limit.ts";
 import { checkPaths, createParentFolders, probeTargetInsideSource } from "./steps/check.ts";
 import { copyFiles } from "./steps/copy_direct.ts";
+import { recheckSource } from "./steps/recheck.ts";
 import { cleanupPhase, markerMeansCommitted, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
 import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
@@ -202,6 +203,9 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     });
     run.progress.flush();
     throwIfCancelled(run.signal);
+    // A source file rewritten while it was read fails as SOURCE_CHANGED (retryable) first, rather
+    // than as a mismatch with its history below (not retryable): the history check skips it then.
+    await timed("transfer", () => recheckSource(run, send.files, sourcePath));
     // The hashes taken while sending, against the source's history, before anything is verified or committed.
     if (run.custody !== null && p.hash !== null) checkSentHashes(run, run.custody, send, p.hash, hashes);
     // Files that failed on their own (skipFileErrors) leave the staging tree before it is verified.
@@ -234,10 +238,16 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     run.progress.phase("commit", sent.files.length, sent.bytes);
     const replaced = await timed("commit", async () => {
       await beside;
+      // What is known before the commit (skipped, failed) reaches the caller before it: an attempt
+      // that dies after the commit must not take a failed file's outcome with it.
+      run.ledger.flush();
       await run.hooks.beforeStep?.("commit");
       // A sync renames the generation's files last, manifests before the chain that lists them.
       if (cmp !== null) await mergeInto(run, generation === null ? sent : withGeneration(sent, generation), staging, targetPath, cmp.targetTree);
-      const replaced = cmp === null ? await commit(run, staging, targetPath) : true;
+      // A single file that failed on its own (skipFileErrors) leaves nothing to commit (and has no
+      // generation: an ASC MHL history belongs to a folder).
+      const nothing = sent.kind === "file" && sent.files.length === 0;
+      const replaced = cmp === null && !nothing ? await commit(run, staging, targetPath) : cmp !== null;
       committed = true;
       return replaced;
     });
@@ -249,7 +259,8 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (run.ledger.counts.failed > 0) {
       run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
     }
-    const mirrored = cmp !== null && run.spec.mirror && run.ledger.counts.failed === 0 ? await mirror(run, m, targetPath, cmp.targetTree) : 0;
+    // A retry of failed files (only) sees a part of the source: a mirror then would remove the rest.
+    const mirrored = cmp !== null && run.spec.mirror && run.only === null && run.ledger.counts.failed === 0 ? await mirror(run, m, targetPath, cmp.targetTree) : 0;
     if (cmp !== null) await finishMerge(run, m, targetPath, cmp.targetTree);
 
     // A move removes only what is proven at the target: sent and verified, or found equal by content.

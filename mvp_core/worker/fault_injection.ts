@@ -31,6 +31,8 @@ export interface FaultPlan {
   throwAfterMs?: number;
   /** Reject a promise nobody awaits this long after the transfer started. */
   rejectAfterMs?: number;
+  /** Remove this (absolute) source file when the transfer phase starts: listed by the scan, gone when read. */
+  removeAtTransfer?: string;
 }
 
 /** The plan from its JSON form (the fault entry reads it from the environment); throws on a malformed one. */
@@ -111,11 +113,12 @@ export function faultyTransfer(plan: FaultPlan, inner: TransferFn = transfer): T
     if (!matched) return inner(spec, { ...ctx, hooks: wrapHooks({ dir: plan.dir }, jobId, ctx.hooks) });
     armEscapes(plan, jobId);
     const wrapped: TransferContext = { ...ctx, hooks: wrapHooks(plan, jobId, ctx.hooks) };
-    const freezeAt = plan.freezeAfterRemoved;
-    if (freezeAt !== undefined) {
+    const { freezeAfterRemoved: freezeAt, removeAtTransfer: doomed } = plan;
+    if (freezeAt !== undefined || doomed !== undefined) {
       wrapped.onProgress = (p) => {
         ctx.onProgress?.(p);
-        if (p.phase === "cleanup" && p.filesDone >= freezeAt && reach(plan.dir, jobId, "frozen")) freeze(60_000);
+        if (doomed !== undefined && p.phase === "transfer" && reach(plan.dir, jobId, "removed")) fs.rmSync(doomed);
+        if (freezeAt !== undefined && p.phase === "cleanup" && p.filesDone >= freezeAt && reach(plan.dir, jobId, "frozen")) freeze(60_000);
       };
     }
     return inner(spec, wrapped);

@@ -24,6 +24,7 @@ import {
   scheduleRetry,
   type WorkerRef,
 } from "../jobs/lifecycle.ts";
+import { failedPaths } from "../jobs/files.ts";
 import { type EventLevel, type JobRow, TERMINAL_STATUSES } from "../jobs/types.ts";
 import type { Logger } from "../log/log.ts";
 import type { JobQueue } from "../queue/queue.ts";
@@ -42,6 +43,7 @@ import {
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
 import { FenceHooks } from "./fence_hooks.ts";
+import { FileOutcomes } from "./file_outcomes.ts";
 import { LeaseKeeper } from "./lease.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
@@ -67,6 +69,11 @@ interface Finished {
   files: number;
   bytes: number;
   data: Record<string, unknown>;
+  /**
+   * This run reported every file it has to job_files (a transfer, not a resumed one): rows it did
+   * not touch are settled. A verify job records no files: its problems are in its event and error.
+   */
+  reportedFiles: boolean;
 }
 
 /** Timings and limits a job run needs from the worker's configuration. */
@@ -127,6 +134,8 @@ export class JobRun {
   private lease: LeaseKeeper | undefined;
   private fenceHooks: FenceHooks | undefined;
   private fence: Fence | undefined;
+  /** This attempt's file outcomes, on their way to job_files. */
+  private files: FileOutcomes | undefined;
   private finished = false;
   /** The error that escaped this job's code path, when crash() was called. */
   private escaped: unknown;
@@ -194,11 +203,11 @@ export class JobRun {
         });
         result = await Promise.race([transferring, this.abandoned]);
       } catch (err) {
-        await this.writes;
+        await Promise.all([this.writes, this.files?.settled()]);
         await this.recordStop(job, err);
         return;
       }
-      await this.writes;
+      await Promise.all([this.writes, this.files?.settled()]);
       await this.recordDone(result);
     } catch (err) {
       this.log.error("recording the job outcome failed; its lease will expire and the job will be reclaimed", { err });
@@ -288,6 +297,12 @@ export class JobRun {
       stop: (reason) => this.stop(reason),
       committedBefore: job.committed_at !== null,
     });
+    const files = (this.files = new FileOutcomes(deps.sql, this.fence!, this.log));
+    const fenced = this.fenceHooks.hooks();
+    // A retry of a DONE_WITH_ERRORS job sends only the files that failed, into the existing target;
+    // a mirror there would see every other file as one the (filtered) source lacks: never.
+    const only = job.scope === "failed" ? await failedPaths(deps.sql, job.id) : undefined;
+    if (only) this.log.info("retry of the failed files", { files: only.length });
     const { source, target, mhl } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
     try {
       if (job.type === "verify") return await this.verify(job, source);
@@ -301,6 +316,7 @@ export class JobRun {
           // without its own `mhl`, the target portal's default applies (read now, as the job runs).
           ...job.options,
           mhl: job.options.mhl ?? mhl,
+          ...(only ? { mirror: false } : {}),
         },
         {
           source,
@@ -308,7 +324,21 @@ export class JobRun {
           signal,
           onProgress: (p) => this.onProgress(p),
           onEvent: (e) => this.onEngineEvent(e),
-          hooks: this.fenceHooks.hooks(),
+          onFiles: (batch) => files.add(batch),
+          ...(only ? { only } : {}),
+          // The outcomes known before the commit (skipped, failed) land before it is taken, the
+          // verified ones before it is recorded: a job resumed after a crash there (a resumed run
+          // reports no files) still ends DONE_WITH_ERRORS when files had failed.
+          hooks: {
+            beforeStep: async (step) => {
+              if (step === "commit") await files.settled();
+              await fenced.beforeStep?.(step);
+            },
+            committed: async () => {
+              await files.settled();
+              await fenced.committed?.();
+            },
+          },
           // An earlier attempt recorded that the data arrived: only finish what follows the commit.
           resume: { committed: job.committed_at !== null },
           options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },
@@ -332,7 +362,7 @@ export class JobRun {
       { endpoint, signal: this.controller.signal, onProgress: (p) => this.onProgress({ ...p, phase: "transfer" }), onEvent: (e) => this.onEngineEvent(e) },
     );
     if (!r.ok) throw mismatchError(r);
-    return { strategy: null, files: r.verified, bytes: 0, data: { verified: r.verified, durationMs: r.durationMs, ...(r.recorded ? { recorded: r.recorded } : {}) } };
+    return { strategy: null, files: r.verified, bytes: 0, data: { verified: r.verified, durationMs: r.durationMs, ...(r.recorded ? { recorded: r.recorded } : {}) }, reportedFiles: false };
   }
 
   private enqueueWrite(what: string, write: () => Promise<boolean>): void {
@@ -405,7 +435,11 @@ export class JobRun {
   private async recordDone(result: Finished): Promise<void> {
     const { sql, queue, worker } = this.deps;
     const { data } = result;
-    const ours = await this.persist("done", () => completeJob(sql, this.fence!, result));
+    const files = this.files!;
+    await this.persist("file outcomes", () => files.writeSetAside());
+    // A run that reported all its files (a transfer, not a resumed one): the rows it did not touch are settled.
+    const outcomes = result.reportedFiles ? { outcomes: { token: files.token } } : {};
+    const ours = await this.persist("done", () => completeJob(sql, this.fence!, { strategy: result.strategy, files: result.files, bytes: result.bytes, data, ...outcomes }));
     if (ours) {
       await this.persist("ack", () => queue.ack(this.jobId, worker.id));
       this.log.info("job done", data);
@@ -466,6 +500,9 @@ export class JobRun {
 
 /** A transfer's result as recorded with DONE. */
 function finishedTransfer(r: TransferResult): Finished {
-  const data = { strategy: r.strategy, files: r.files, bytes: r.bytes, durationsMs: r.durationsMs, verified: r.verified, ...(r.sourceKept ? { sourceKept: r.sourceKept.length } : {}), ...(r.mhl ? { mhl: r.mhl } : {}) };
-  return { strategy: r.strategy, files: r.files, bytes: r.bytes, data };
+  const data = {
+    strategy: r.strategy, files: r.files, bytes: r.bytes, durationsMs: r.durationsMs, verified: r.verified, fileCounts: r.fileCounts,
+    ...(r.sourceKept ? { sourceKept: r.sourceKept.length } : {}), ...(r.mirrored ? { mirrored: r.mirrored } : {}), ...(r.mhl ? { mhl: r.mhl } : {}),
+  };
+  return { strategy: r.strategy, files: r.files, bytes: r.bytes, data, reportedFiles: r.strategy !== "resumed" };
 }

@@ -3,7 +3,7 @@
  * runs its site's jobs, and on SIGTERM/SIGINT drains within the grace period, then exits 130/143. `bun run worker` (main.ts) runs
  * it as is; the worker's fault-injection tests run it with a wrapped engine (fault_entry.ts).
  */
-import { onStopSignals, SIGNAL_EXIT, type StopSignal } from "../cli/process.ts";
+import { exitAfterStop } from "../cli/process.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { connectDb } from "../db/client.ts";
 import { createLogger } from "../log/log.ts";
@@ -42,22 +42,12 @@ async function start(overrides: { transfer?: TransferFn; engineOptions?: Partial
     ...(overrides.engineOptions ? { engineOptions: overrides.engineOptions } : {}),
   });
 
-  let stopping: Promise<void> | undefined;
-  const shutdown = (signal: StopSignal) =>
-    (stopping ??= (async () => {
-      log.info("worker shutdown requested", { signal });
-      await worker.close();
-      await sql.end({ timeout: 5 });
-      redis.disconnect();
-    })());
-  onStopSignals((signal) =>
-    void shutdown(signal).then(
-      () => process.exit(SIGNAL_EXIT[signal]),
-      (err: unknown) => {
-        log.error("worker shutdown failed", { error: err });
-        process.exit(1);
-      },
-    ),
-  );
+  exitAfterStop(async (signal) => {
+    log.info("worker shutdown requested", { signal });
+    await worker.close();
+    await sql.end({ timeout: 5 });
+    redis.disconnect();
+  }, (err) => log.error("worker shutdown failed", { error: err }));
+
   await worker.start();
 }

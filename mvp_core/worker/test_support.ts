@@ -3,6 +3,7 @@
  * in-process workers and real worker processes (`bun mvp_core/worker/main.ts`) on the test
  * Postgres and Redis, each with its own key prefix.
  */
+import { afterEach } from "bun:test";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
@@ -21,6 +22,7 @@ import { waitFor } from "../testing/ports.ts";
 import type { TestSshd } from "../testing/sshd.ts";
 import { testDatabaseUrl, testRedisPrefix, testRedisUrl, testSql, uniqueId } from "../testing/services.ts";
 import { transfer } from "../transfer_engine/index.ts";
+import type { OpenEndpoint } from "./endpoints.ts";
 import { Worker, type WorkerDeps, type WorkerSettings } from "./worker.ts";
 
 const SECRET = Buffer.alloc(32, 7);
@@ -169,7 +171,7 @@ export class Scenario {
       site: deps.site ?? this.site,
       log: this.log,
       settings: { ...FAST, ...overrides },
-      openEndpoint: deps.openEndpoint ?? ((portal, signal) => openPortalEndpoint(portal, SECRET, { signal })),
+      openEndpoint: deps.openEndpoint ?? openTestEndpoint,
       transfer: deps.transfer ?? transfer,
       ...(deps.engineOptions ? { engineOptions: deps.engineOptions } : {}),
     });
@@ -281,6 +283,22 @@ export class Scenario {
     await rm(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * For a test file whose tests each use one Scenario: returns `setup(name)`, which builds it, and
+ * registers the cleanup of the current one after each test.
+ */
+export function scenarioPerTest(): (name: string) => Promise<Scenario> {
+  let current: Scenario | undefined;
+  afterEach(async () => {
+    await current?.clean();
+    current = undefined;
+  });
+  return async (name) => (current = await new Scenario(name).setup());
+}
+
+/** Opens a portal's endpoint with the test key, as the worker does: what a test's own openEndpoint wraps. */
+export const openTestEndpoint: OpenEndpoint = (portal, signal) => openPortalEndpoint(portal, SECRET, { signal });
 
 /** True when both files hold the same bytes. */
 export async function sameBytes(a: string, b: string): Promise<boolean> {

@@ -196,7 +196,8 @@ describe("worker: cancel and retry", () => {
 
     const cancelled = await s.waitForStatus(job.id, "CANCELLED", 40_000);
     expect(cancelled.finished_at).not.toBeNull();
-    expect(cancelled.bytes_done).toBeLessThan(48 * 1024 * 1024);
+    // Nothing was verified: the job shows no progress (it once showed 100 % with no file done).
+    expect([cancelled.files_done, cancelled.bytes_done]).toEqual([0, 0]);
     expect((await s.kinds(job.id)).slice(-2)).toEqual(["cancel_requested", "cancelled"]);
     expect(existsSync(s.path("dst/big.mov"))).toBe(false);
     expect(stagingLeft(s.path("dst"))).toEqual([]);

@@ -1,6 +1,7 @@
 /** Request and response shapes of /jobs, and the row → response view (progress, rate, ETA). */
 import { z } from "zod";
-import { EVENT_KINDS, JOB_STATUSES, JOB_TYPES, type JobEventRow, type JobRow } from "../../jobs/types.ts";
+import type { FileTally } from "../../jobs/files.ts";
+import { DELIVERED_STATUSES, EVENT_KINDS, FILE_STATES, JOB_SCOPES, JOB_STATUSES, JOB_TYPES, type JobEventRow, type JobFileRow, type JobRow } from "../../jobs/types.ts";
 import { transferOptionsShape } from "../../transfer_engine/index.ts";
 import { apiMessage } from "../errors.ts";
 import { classicShape } from "../engine_schema.ts";
@@ -34,6 +35,13 @@ export const JobCreate = z
   .superRefine((j, ctx) => {
     if (j.type === "verify" && j.target !== undefined) ctx.addIssue({ code: "custom", path: ["target"], message: "a verify job checks its source folder in place: leave target out" });
     if (j.type !== "verify" && j.target === undefined) ctx.addIssue({ code: "custom", path: ["target"], message: `a ${j.type} job needs a target: { "portal": …, "path": … }` });
+    // A verify job checks the whole folder in place and passes or fails as one (MHL_MISMATCH lists
+    // every problem): it records no per-file outcomes, so the per-file options mean nothing to it.
+    if (j.type === "verify") {
+      const o = j.options;
+      const transferOnly = [o.sync !== "off" && "sync", o.mirror && "mirror", o.skipFileErrors && "skipFileErrors"].filter((k) => k !== false);
+      for (const k of transferOnly) ctx.addIssue({ code: "custom", path: ["options", k], message: `a verify job does not take ${k}: it checks the folder as a whole and fails with every problem listed (MHL_MISMATCH); leave ${k} out` });
+    }
   });
 export type JobCreate = z.infer<typeof JobCreate>;
 
@@ -50,24 +58,31 @@ export const JobCreateHeaders = z.object({
 /** Path parameter of every /jobs/{id} route. */
 export const JobParams = z.object({ id: z.uuid("must be a job id (UUID) as returned by POST /jobs") });
 
-// Elysia hands `status=A,B` and `status=A&status=B` over as arrays; both mean "any of these".
-const statusList = z
-  .preprocess(
-    (v) => (Array.isArray(v) ? v.join(",") : v),
-    z
-      .string()
-      .max(200)
-      .transform((s, ctx) => {
-        const list = s.split(",").map((x) => x.trim().toUpperCase()).filter(Boolean);
-        const bad = list.filter((x) => !(JOB_STATUSES as readonly string[]).includes(x));
-        if (bad.length || list.length === 0) {
-          ctx.addIssue({ code: "custom", message: `unknown status ${bad.join(",") || "(empty)"}; use one or more of ${JOB_STATUSES.join(",")}` });
-          return z.NEVER;
-        }
-        return list as (typeof JOB_STATUSES)[number][];
-      }),
-  )
-  .meta({ description: `comma-separated, e.g. QUEUED,RUNNING (${JOB_STATUSES.join(", ")})` });
+/**
+ * A query parameter listing values of `allowed` (`name=A,B` or `name=A&name=B`: Elysia hands the
+ * latter over as an array; both mean "any of these"), case-folded by `fold`.
+ */
+function listParam<T extends string>(name: string, allowed: readonly T[], fold: (s: string) => string, example: string) {
+  return z
+    .preprocess(
+      (v) => (Array.isArray(v) ? v.join(",") : v),
+      z
+        .string()
+        .max(200)
+        .transform((s, ctx) => {
+          const list = s.split(",").map((x) => fold(x.trim())).filter(Boolean);
+          const bad = list.filter((x) => !(allowed as readonly string[]).includes(x));
+          if (bad.length || list.length === 0) {
+            ctx.addIssue({ code: "custom", message: `unknown ${name} ${bad.join(",") || "(empty)"}; use one or more of ${allowed.join(",")}` });
+            return z.NEVER;
+          }
+          return list as T[];
+        }),
+    )
+    .meta({ description: `comma-separated, e.g. ${example} (${allowed.join(", ")})` });
+}
+
+const statusList = listParam("status", JOB_STATUSES, (s) => s.toUpperCase(), "QUEUED,RUNNING");
 
 const intParam = (min: number, max: number, def: number) =>
   z
@@ -96,7 +111,24 @@ export const EventListQuery = z
   })
   .strict();
 
+/** GET /jobs/{id}/files query. */
+export const FileListQuery = z
+  .object({
+    state: listParam("state", FILE_STATES, (s) => s.toLowerCase(), "failed").optional(),
+    limit: intParam(1, 1000, 100),
+    cursor: text().max(8192).optional().meta({ description: "nextCursor of the previous page" }),
+  })
+  .strict();
+
 const iso = z.string().nullable();
+
+/** A job's files by state. */
+export const FileCountsView = z.object({
+  total: z.number().int(),
+  skipped: z.number().int().meta({ description: "already at the target (sync): not sent" }),
+  verified: z.number().int().meta({ description: "sent, verified at the target and committed" }),
+  failed: z.number().int().meta({ description: "failed on their own (skipFileErrors): not at the target; GET /jobs/{id}/files?state=failed says why" }),
+});
 
 /** A job as the API shows it. */
 export const JobView = z.object({
@@ -107,6 +139,8 @@ export const JobView = z.object({
   target: z.object({ portal: z.string(), path: z.string() }).meta({ description: "a verify job's is its source (it checks that folder in place)" }),
   options: z.object(transferOptions).partial(),
   strategy: z.string().nullable().meta({ description: "how the data moved: direct, zip or rename (resumed: an earlier attempt committed it and none recorded how)" }),
+  scope: z.enum(JOB_SCOPES).meta({ description: "what a run sends: all (the source) or failed (only the files that failed: a retry of a DONE_WITH_ERRORS job)" }),
+  files: FileCountsView.nullable().meta({ description: "the job's files by outcome (GET /jobs/{id}/files lists them); in a job's own answers, null in GET /jobs lists" }),
   site: z.string().nullable().meta({ description: "the site whose workers run it (where its local end is); null: any site (both ends sftp)" }),
   workerId: z.string().nullable().meta({ description: "the worker running it now, or the last one that did" }),
   waitingFor: z.string().nullable().meta({ description: "QUEUED or RETRY_WAIT: what it waits for, e.g. \"no live worker for site srvtrf: …\"; null otherwise" }),
@@ -132,8 +166,8 @@ export type JobView = z.infer<typeof JobView>;
 
 const isoOrNull = (d: Date | null) => (d ? d.toISOString() : null);
 
-/** Row → view; rate and ETA are averages over the running attempt; `waitingFor` comes from the workers' liveness. */
-export function jobView(j: JobRow, waitingFor: string | null = null, now = Date.now()): JobView {
+/** Row → view; rate and ETA are averages over the running attempt; `waitingFor` comes from the workers' liveness; `files` from job_files. */
+export function jobView(j: JobRow, waitingFor: string | null = null, files: FileTally | null = null, now = Date.now()): JobView {
   const running = j.status === "RUNNING" || j.status === "CANCELLING";
   const elapsedS = running && j.started_at ? (now - j.started_at.getTime()) / 1000 : 0;
   const rate = running && elapsedS > 0 && j.bytes_done > 0 ? j.bytes_done / elapsedS : null;
@@ -146,6 +180,8 @@ export function jobView(j: JobRow, waitingFor: string | null = null, now = Date.
     target: { portal: j.target_portal_id, path: j.target_path },
     options: j.options,
     strategy: j.strategy,
+    scope: j.scope,
+    files,
     site: j.site,
     workerId: j.worker_id,
     waitingFor,
@@ -156,7 +192,7 @@ export function jobView(j: JobRow, waitingFor: string | null = null, now = Date.
       filesTotal: j.files_total,
       bytesDone: j.bytes_done,
       bytesTotal: j.bytes_total,
-      percent: j.bytes_total ? Math.min(100, Math.round((j.bytes_done / j.bytes_total) * 1000) / 10) : j.status === "DONE" ? 100 : null,
+      percent: j.bytes_total ? Math.min(100, Math.round((j.bytes_done / j.bytes_total) * 1000) / 10) : DELIVERED_STATUSES.includes(j.status) ? 100 : null,
       bytesPerSecond: rate === null ? null : Math.round(rate),
       etaSeconds: rate && remaining !== null ? Math.round(remaining / rate) : null,
     },
@@ -166,6 +202,30 @@ export function jobView(j: JobRow, waitingFor: string | null = null, now = Date.
     finishedAt: isoOrNull(j.finished_at),
     updatedAt: j.updated_at.toISOString(),
     nextAttemptAt: isoOrNull(j.next_attempt_at),
+  };
+}
+
+/** One file of a job as the API shows it. */
+export const FileView = z.object({
+  path: z.string().meta({ description: "relative to the job's source" }),
+  size: z.number(),
+  state: z.enum(FILE_STATES),
+  hash: z.object({ algorithm: z.string(), value: z.string() }).nullable().meta({ description: "the content hash verified at the target (checksum verification)" }),
+  error: z.object({ code: z.string(), message: z.string().nullable() }).nullable().meta({ description: "why it failed" }),
+  attempts: z.number().int().meta({ description: "how many attempts reported this file" }),
+  updatedAt: z.string(),
+});
+
+/** File row → view. */
+export function fileView(f: JobFileRow): z.infer<typeof FileView> {
+  return {
+    path: f.path,
+    size: f.size,
+    state: f.state,
+    hash: f.hash_algorithm !== null && f.hash_value !== null ? { algorithm: f.hash_algorithm, value: f.hash_value } : null,
+    error: f.error_code ? { code: f.error_code, message: f.error_message === null ? null : apiMessage(f.error_message, f.error_code) } : null,
+    attempts: f.attempts,
+    updatedAt: f.updated_at.toISOString(),
   };
 }
 
@@ -200,9 +260,10 @@ export const examples = {
     id: "9a7e3c1b-4d2f-4b6a-8e5c-3f1a2b9c8d70", type: "copy", status: "RUNNING",
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
-    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true }, strategy: "direct", site: "lab-1", workerId: "lab-1:4242:k3x9q1", waitingFor: null, attempts: 1, maxAttempts: 3,
+    options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true }, strategy: "direct", scope: "all", files: { total: 0, skipped: 0, verified: 0, failed: 0 }, site: "lab-1", workerId: "lab-1:4242:k3x9q1", waitingFor: null, attempts: 1, maxAttempts: 3,
     progress: { filesDone: 120, filesTotal: 480, bytesDone: 52_428_800_000, bytesTotal: 209_715_200_000, percent: 25, bytesPerSecond: 110_000_000, etaSeconds: 1430 },
     error: null, createdAt: now, startedAt: now, finishedAt: null, updatedAt: now, nextAttemptAt: null,
   },
+  file: { path: "A001/clip_0042.mov", size: 52_428_800, state: "failed", hash: null, error: { code: "PERMISSION_DENIED", message: "permission denied reading A001/clip_0042.mov" }, attempts: 1, updatedAt: now },
   event: { id: 17, at: now, level: "info", kind: "started", message: "attempt 1 of 3 started on worker lab-1:4242:k3x9q1 (site lab-1)", data: { attempt: 1, maxAttempts: 3, workerId: "lab-1:4242:k3x9q1", site: "lab-1" } },
 };

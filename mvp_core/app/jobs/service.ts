@@ -69,7 +69,7 @@ export async function cancelJob(deps: AppDeps, id: string): Promise<JobRow> {
   return job;
 }
 
-/** Retries a FAILED or CANCELLED job. */
+/** Retries a FAILED, CANCELLED or DONE_WITH_ERRORS job (that one: only its failed files). */
 export async function retry(deps: AppDeps, id: string): Promise<JobRow> {
   const job = await retryJob(deps.sql, id);
   await bestEffort(deps, "enqueue", id, () => deps.queue.enqueue(id, job.site));

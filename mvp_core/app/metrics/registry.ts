@@ -17,7 +17,7 @@ export interface MetricsSnapshot {
 
 const DURATION = "ketter_job_duration_seconds";
 
-const DURATION_HELP = "Seconds from a DONE job's first start to its end (retries included)";
+const DURATION_HELP = "Seconds from a DONE (or DONE_WITH_ERRORS) job's first start to its end (retries included)";
 
 /**
  * A histogram whose buckets come from SQL counts rather than from observe() calls. prom-client's
@@ -72,8 +72,8 @@ export function metricsRegistry(snap: MetricsSnapshot): Registry {
     const jobs = new Gauge({ name: "ketter_jobs", help: "Jobs in Postgres by status", labelNames: ["status"], registers });
     for (const [status, n] of Object.entries(snap.jobs.byStatus)) jobs.set({ status }, n);
     new SnapshotHistogram(registry, snap.jobs.durations);
-    const bytes = new Counter({ name: "ketter_moved_bytes_total", help: "Bytes of DONE jobs, by direction (source kind _to_ target kind) and strategy", labelNames: ["direction", "strategy"], registers });
-    const files = new Counter({ name: "ketter_moved_files_total", help: "Files of DONE jobs, by direction and strategy", labelNames: ["direction", "strategy"], registers });
+    const bytes = new Counter({ name: "ketter_moved_bytes_total", help: "Bytes of DONE and DONE_WITH_ERRORS jobs, by direction (source kind _to_ target kind) and strategy", labelNames: ["direction", "strategy"], registers });
+    const files = new Counter({ name: "ketter_moved_files_total", help: "Files of DONE and DONE_WITH_ERRORS jobs, by direction and strategy", labelNames: ["direction", "strategy"], registers });
     for (const m of snap.jobs.moved) {
       bytes.inc({ direction: m.direction, strategy: m.strategy }, m.bytes);
       files.inc({ direction: m.direction, strategy: m.strategy }, m.files);

@@ -39,7 +39,7 @@ describe("Swagger UI", () => {
     const doc = (await (await fetch(`${base}/swagger/json`)).json()) as OpenApiDoc;
     const ops = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods).map(([m, op]) => ({ key: `${m.toUpperCase()} ${path}`, op })));
     expect(ops.map((o) => o.key).sort()).toEqual([
-      "DELETE /portals/{id}", "DELETE /sites/{name}", "GET /health", "GET /jobs", "GET /jobs/{id}", "GET /jobs/{id}/events", "GET /metrics", "GET /portals", "GET /portals/{id}",
+      "DELETE /portals/{id}", "DELETE /sites/{name}", "GET /health", "GET /jobs", "GET /jobs/{id}", "GET /jobs/{id}/events", "GET /jobs/{id}/files", "GET /metrics", "GET /portals", "GET /portals/{id}",
       "GET /sites", "PATCH /portals/{id}", "POST /jobs", "POST /jobs/{id}/cancel", "POST /jobs/{id}/retry", "POST /portals", "POST /portals/{id}/check",
     ]);
     for (const { key, op } of ops) {

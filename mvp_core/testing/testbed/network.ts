@@ -12,6 +12,10 @@
  * namespace ketter-srvtrf-<i>, the interfaces ktlab<i>/ktsrv<i>, the subnet 198.18.0.0/15's <i>th
  * /24, the root namespace's iptables chain KETTER-WAN-<i> and the NFQUEUE numbers. A claim whose
  * owner died (SIGKILLed test process) is swept before its index is reused.
+ *
+ * A slot's role names its namespace: "srvtrf" (SRVTRF) or "site" (another LAB-side host, e.g. the
+ * field test's second site: ketter-site-<i>, interfaces ktlab<i>/ktsite<i>). The role is written
+ * into the claim so the sweep removes the right namespace.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -21,9 +25,13 @@ const MAX_INDEX = 511; // 198.18.0.0/15 holds 512 /24s; index 0 is left alone
 /** Paths (delayed addresses) a testbed can have; each takes one NFQUEUE number per namespace. */
 export const MAX_PATHS = 48;
 
+/** What a claimed slot's namespace plays: SRVTRF, or another host beside LAB (a second site). */
+export type HostRole = "srvtrf" | "site";
+
 /** Names and addresses of one testbed's network. */
 export interface NetworkNames {
   index: number;
+  role: HostRole;
   netns: string;
   labIf: string;
   srvIf: string;
@@ -33,11 +41,11 @@ export interface NetworkNames {
   srvAddress: string;
 }
 
-/** The names belonging to index `i`. */
-export function namesOf(i: number): NetworkNames {
+/** The names belonging to index `i` (with role "site": ketter-site-<i> and ktsite<i>). */
+export function namesOf(i: number, role: HostRole = "srvtrf"): NetworkNames {
   const prefix = `198.${18 + (i >> 8)}.${i & 255}`;
   return {
-    index: i, netns: `ketter-srvtrf-${i}`, labIf: `ktlab${i}`, srvIf: `ktsrv${i}`, chain: `KETTER-WAN-${i}`,
+    index: i, role, netns: `ketter-${role}-${i}`, labIf: `ktlab${i}`, srvIf: `${role === "srvtrf" ? "ktsrv" : "ktsite"}${i}`, chain: `KETTER-WAN-${i}`,
     labAddress: `${prefix}.1`, srvAddress: `${prefix}.2`,
   };
 }
@@ -56,8 +64,8 @@ export async function sh(argv: string[]): Promise<string> {
   return out;
 }
 
-/** Claims a free index (sweeping the leftovers of dead owners on the way). */
-export async function claimNetwork(): Promise<NetworkNames> {
+/** Claims a free index for a namespace playing `role` (sweeping the leftovers of dead owners on the way). */
+export async function claimNetwork(role: HostRole = "srvtrf"): Promise<NetworkNames> {
   fs.mkdirSync(CLAIMS, { recursive: true });
   const me = ownerId(process.pid);
   // Start at a pid-dependent index: parallel test processes rarely race for the same one.
@@ -69,8 +77,10 @@ export async function claimNetwork(): Promise<NetworkNames> {
       if (!(await sweepIfAbandoned(i))) continue;
       if (!tryMkdir(dir)) continue; // someone else took it while we swept
     }
+    // The role first: a sweeper that sees the owner file must find the role beside it.
+    fs.writeFileSync(path.join(dir, "role"), role);
     fs.writeFileSync(path.join(dir, "owner"), me);
-    return namesOf(i);
+    return namesOf(i, role);
   }
   throw new Error(`all ${MAX_INDEX} WAN testbed slots in ${CLAIMS} are taken by live processes`);
 }
@@ -101,6 +111,24 @@ export async function addPathRules(n: NetworkNames, p: { address: string; queue:
     await sh(["iptables", "-w", "-t", "raw", "-A", "PREROUTING", "-i", n.labIf, "-j", n.chain]);
   }
   await sh(["iptables", "-w", "-t", "raw", "-A", n.chain, "-s", p.address, "-j", "NFQUEUE", "--queue-num", String(p.queue)]);
+}
+
+/**
+ * Lets hosts `a` and `b` (two slots' namespaces) reach each other through LAB, as two hosts on two
+ * LAN segments behind a router would: LAB forwards between the two veth ends (per interface, so the
+ * machine's global ip_forward stays as it is), and each namespace routes the other's /24 via LAB.
+ * Packets to and from a delayed path of SRVTRF still pass its delay lines (raw PREROUTING sees
+ * forwarded packets too).
+ */
+export async function routeThroughLab(a: NetworkNames, b: NetworkNames): Promise<void> {
+  for (const n of [a, b]) fs.writeFileSync(`/proc/sys/net/ipv4/conf/${n.labIf}/forwarding`, "1");
+  await sh(["ip", "-n", a.netns, "route", "add", subnetOf(b), "via", a.labAddress]);
+  await sh(["ip", "-n", b.netns, "route", "add", subnetOf(a), "via", b.labAddress]);
+}
+
+/** The slot's /24. */
+function subnetOf(n: NetworkNames): string {
+  return n.labAddress.replace(/\.1$/, ".0/24");
 }
 
 /** Takes SRVTRF's end down (`up` false) or up again; LAB's end then has no carrier and drops what it sends. */
@@ -171,6 +199,7 @@ function ownerId(pid: number): string {
 /** Sweeps index `i` when its owner is gone; true when the index is free again. */
 async function sweepIfAbandoned(i: number): Promise<boolean> {
   let owner: string;
+  const role = claimRole(i);
   try {
     owner = fs.readFileSync(path.join(CLAIMS, String(i), "owner"), "utf8").trim();
   } catch (err) {
@@ -178,7 +207,7 @@ async function sweepIfAbandoned(i: number): Promise<boolean> {
     // No owner file: someone is claiming it right now, or died between mkdir and write long ago.
     const age = Date.now() - fs.statSync(path.join(CLAIMS, String(i))).mtimeMs;
     if (age < 60_000) return false;
-    await removeNetwork(namesOf(i));
+    await removeNetwork(namesOf(i, role));
     return true;
   }
   const pid = Number(owner.split(" ")[0]);
@@ -190,6 +219,16 @@ async function sweepIfAbandoned(i: number): Promise<boolean> {
     alive = false;
   }
   if (alive) return false;
-  await removeNetwork(namesOf(i));
+  await removeNetwork(namesOf(i, role));
   return true;
+}
+
+/** The role a slot was claimed for; claims older than roles were all SRVTRF's. */
+function claimRole(i: number): HostRole {
+  try {
+    return fs.readFileSync(path.join(CLAIMS, String(i), "role"), "utf8").trim() === "site" ? "site" : "srvtrf";
+  } catch (err) {
+    if ((err as { code?: string }).code !== "ENOENT") throw err;
+    return "srvtrf";
+  }
 }

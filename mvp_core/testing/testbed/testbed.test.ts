@@ -77,6 +77,28 @@ describe.skipIf(unavailable !== null)(`WAN testbed (netns)${unavailable ? ` — 
     expect(stats.atLab.dropped + stats.atSrvtrf.dropped).toBe(0);
   }, TIMEOUT_MS);
 
+  test("a host beside LAB has its own namespace, reaches SRVTRF's direct and delayed paths through LAB, and is removed by stop()", async () => {
+    const host = await tb.addHost();
+    const far = await tb.path({ rttMs: 40 });
+    const inHost = (command: string) => Bun.spawnSync([...host.exec, "bash", "-c", command], { stdout: "pipe", stderr: "pipe" });
+    // The host's own network stack: its namespace, its address; LAB's loopback services are not there.
+    const ns = (f: string): string => Bun.spawnSync(["stat", "-L", "-c", "%i", f]).stdout.toString().trim();
+    expect(inHost("stat -L -c %i /proc/self/ns/net").stdout.toString().trim()).toBe(ns(`/run/netns/${host.netns}`));
+    expect(inHost(`ip -br -4 addr`).stdout.toString()).toContain(`${host.address}/24`);
+    // Through LAB to sshd: its banner on the direct path and on the delayed one (whose delay line counts the packets).
+    const before = await tb.pathStats(far);
+    for (const p of [direct, far]) {
+      const r = inHost(`exec 3<>/dev/tcp/${p.host}/${p.port}; head -c 4 <&3`);
+      expect(r.stderr.toString()).toBe("");
+      expect(r.stdout.toString()).toBe("SSH-");
+    }
+    expect((await tb.pathStats(far)).atSrvtrf.passed).toBeGreaterThan(before.atSrvtrf.passed);
+    await host.stop();
+    expect(fs.existsSync(`/run/netns/${host.netns}`)).toBe(false);
+    expect(Bun.spawnSync(["ip", "-br", "-4", "addr"]).stdout.toString()).not.toContain(`${host.labAddress}/24`);
+    await host.stop(); // idempotent: the testbed's own stop() calls it again
+  }, TIMEOUT_MS);
+
   test("the wire counters count at least the bytes sent, and not much more", () => {
     const data = crypto.getRandomValues(new Uint8Array(16 * MiB)); // not compressible, in 16 MiB
     const before = tb.wireBytes();

@@ -25,6 +25,7 @@ import { type ScratchDisk, mountScratchDisk } from "../../bench/scratch_disk.ts"
 import { startLatencyRelay, type LatencyRelay } from "../latency_relay.ts";
 import { type SshdOptions, startSshd, type TestSshd } from "../sshd.ts";
 import { type DelayLine, type QueueStats, startDelayLine } from "./delay_line.ts";
+import { startHost, type TestbedHost } from "./host.ts";
 import { type NetworkNames, addPathRules, claimNetwork, createNetwork, pathOf, removeNetwork, setLink, wireBytes } from "./network.ts";
 
 /** How to build the testbed. */
@@ -78,6 +79,8 @@ export interface Testbed {
   wireBytes(): WireBytes;
   /** The delay line's counters for a path, at each end (netns only). */
   pathStats(p: TestbedPath): Promise<{ atLab: QueueStats; atSrvtrf: QueueStats }>;
+  /** Another host beside LAB in a namespace of its own, routed through LAB to SRVTRF (netns only; see host.ts). Stopped with the testbed at the latest. */
+  addHost(): Promise<TestbedHost>;
   /** Stops everything it started: sshd, delay lines, rules, namespace, veth, disks, folders. */
   stop(): Promise<void>;
 }
@@ -227,6 +230,11 @@ async function startNetnsTestbed(opts: TestbedOptions): Promise<Testbed> {
         const l = await delayLines();
         return { atLab: await l.lab.stats(queue), atSrvtrf: await l.srvtrf.stats(queue) };
       },
+      async addHost() {
+        const host = await startHost(names, opts.mtu);
+        down.add(() => host.stop());
+        return host;
+      },
       stop: () => down.run(),
     };
   } catch (err) {
@@ -267,6 +275,7 @@ async function startLoopbackTestbed(opts: TestbedOptions, why: string): Promise<
       restore: async () => unsupported("restoring the link"),
       wireBytes: () => unsupported("counting bytes on the wire"),
       pathStats: async () => unsupported("delay line counters"),
+      addHost: async () => unsupported("a host in a network namespace of its own"),
       stop: () => down.run(),
     };
   } catch (err) {

@@ -1,6 +1,6 @@
 /**
  * The conformance suite every Endpoint must pass (bun:test). `local.test.ts` runs it against
- * LocalEndpoint; the SSH endpoint runs the same suite. The endpoint must be rooted at an empty,
+ * the local adapter; the SSH adapter runs the same suite. The endpoint must be rooted at an empty,
  * writable scratch folder that is not the file system's root (the escape checks need an outside).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";

@@ -111,6 +111,35 @@ describe("transfer() over SSH", () => {
     }, TIMEOUT_MS);
   }
 
+  // Over SFTP a file shows only its size and a whole-second mtime: an in-place rewrite that restores
+  // both is caught by the remote source's inode and ctime, asked in one command after the copy.
+  for (const strategy of ["direct", "zip"] as const) {
+    test(`a remote source rewritten with touch -r after the scan (${strategy}) is SOURCE_CHANGED, nothing committed`, async () => {
+      const id = `case${++n}`;
+      sampleTree(path.join(s.root, id));
+      chownTree(path.join(s.root, id), s);
+      const victim = path.join(s.root, id, "a/plain.txt");
+      const st = fs.statSync(victim);
+      let rewritten = false;
+      const f = await transfer({ sourcePath: id, targetPath: `${id}-copy`, mode: "move", strategy, verify: "checksum" }, {
+        source: remote,
+        target: local,
+        options: { progressIntervalMs: 0 },
+        onProgress: (p) => {
+          if (rewritten || p.phase !== "plan") return;
+          rewritten = true;
+          fs.writeFileSync(victim, "HELLO"); // same size as "hello"
+          fs.utimesSync(victim, st.atime, st.mtime);
+        },
+      }).catch((e: unknown) => e);
+      expect(rewritten).toBe(true);
+      expect(f).toMatchObject({ code: "SOURCE_CHANGED" });
+      expect(fs.existsSync(path.join(localDir, `${id}-copy`))).toBe(false);
+      expect(fs.readFileSync(victim, "utf8")).toBe("HELLO");
+      expect(leftovers(localDir)).toEqual([]);
+    }, TIMEOUT_MS);
+  }
+
   test("move local → remote (auto picks zip) removes the source only after the copy is verified", async () => {
     const id = `case${++n}`;
     sampleTree(path.join(localDir, id));
