@@ -5,58 +5,27 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
-import type { Subprocess } from "bun";
 import { JobQueue } from "../queue/queue.ts";
 import { connectRedis } from "../queue/redis.ts";
 import { freePort, waitFor } from "../testing/ports.ts";
-import { testDatabaseUrl, testRedisUrl, uniqueId } from "../testing/services.ts";
+import { uniqueId } from "../testing/services.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
-import type { HealthView } from "./health/module.ts";
 import type { JobView } from "./jobs/schemas.ts";
 import type { PortalView } from "./portals/schemas.ts";
-import { apiFixture, type ApiFixture } from "./test_support.ts";
+import { apiFixture, type ApiFixture, startWorkerProcess, type WorkerProcess } from "./test_support.ts";
 
 let f: ApiFixture;
 let sshd: TestSshd;
-let worker: Subprocess<"ignore", "pipe", "pipe">;
-const workerOutput: string[] = [];
-
-async function drain(stream: ReadableStream<Uint8Array>): Promise<void> {
-  const decoder = new TextDecoder();
-  for await (const chunk of stream) workerOutput.push(decoder.decode(chunk));
-}
+let worker: WorkerProcess;
 
 beforeAll(async () => {
   [f, sshd] = await Promise.all([apiFixture(), startSshd()]);
-  worker = Bun.spawn(["bun", "mvp_core/worker/main.ts"], {
-    cwd: join(import.meta.dir, "../.."),
-    env: {
-      ...process.env,
-      NODE_ENV: "test",
-      DATABASE_URL: await testDatabaseUrl(),
-      DATABASE_POOL_MAX: "4",
-      REDIS_URL: await testRedisUrl(),
-      REDIS_KEY_PREFIX: f.prefix,
-      KETTER_SECRET_KEY: f.deps.secretKey.toString("hex"),
-      LOG_LEVEL: "warn",
-      WORKER_CONCURRENCY: "2",
-      WORKER_RECONCILE_MS: "300",
-      WORKER_SHUTDOWN_GRACE_MS: "2000",
-      // ~2 s per job, so a person (and this test's polling) sees RUNNING with live progress.
-      WORKER_MAX_BYTES_PER_SEC: "200000",
-    },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  void drain(worker.stdout);
-  void drain(worker.stderr);
-  await waitFor(async () => (await f.call<HealthView>("GET", "/health")).json.workers.live === 1, { what: `the worker to send a heartbeat (output: ${workerOutput.join("")})`, timeoutMs: 30_000 });
+  // ~2 s per job, so a person (and this test's polling) sees RUNNING with live progress.
+  worker = await startWorkerProcess(f, { WORKER_MAX_BYTES_PER_SEC: "200000" });
 }, 60_000);
 
 afterAll(async () => {
-  worker.kill("SIGTERM");
-  await worker.exited;
+  await worker.stop();
   await f.close();
   await sshd.stop();
 });
@@ -85,7 +54,7 @@ async function watch(id: string, fx = f): Promise<{ final: JobView; seen: string
     final = (await fx.call<JobView>("GET", `/jobs/${id}`)).json;
     if (seen[seen.length - 1] !== final.status) seen.push(final.status);
     return ["DONE", "FAILED", "CANCELLED"].includes(final.status);
-  }, { what: `job ${id} to finish (worker output: ${workerOutput.join("").slice(-2000)})`, timeoutMs: 45_000, intervalMs: 20 });
+  }, { what: `job ${id} to finish (worker output: ${worker.output().slice(-2000)})`, timeoutMs: 45_000, intervalMs: 20 });
   return { final: final!, seen };
 }
 

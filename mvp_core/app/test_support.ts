@@ -7,7 +7,8 @@ import type { Sql } from "postgres";
 import { createLogger, type Logger } from "../log/log.ts";
 import { JobQueue } from "../queue/queue.ts";
 import { connectRedis, type Redis } from "../queue/redis.ts";
-import { testRedisPrefix, testRedisUrl, testSql } from "../testing/services.ts";
+import { waitFor } from "../testing/ports.ts";
+import { testDatabaseUrl, testRedisPrefix, testRedisUrl, testSql } from "../testing/services.ts";
 import { createApp, type App } from "./app.ts";
 import type { AppDeps } from "./deps.ts";
 import type { ErrorBody } from "./errors.ts";
@@ -87,6 +88,57 @@ export async function apiFixture(overrides: Partial<AppDeps> = {}): Promise<ApiF
       } while (cursor !== "0");
       redis.disconnect();
       for (const d of dirs) await rm(d, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A real worker process (`bun mvp_core/worker/main.ts`) serving an ApiFixture's jobs. */
+export interface WorkerProcess {
+  /** Everything it printed so far. */
+  output(): string;
+  /** SIGTERM, and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the worker process on the fixture's database, Redis and key prefix (`env` adds or
+ * overrides variables) and waits until the API sees its heartbeat.
+ */
+export async function startWorkerProcess(f: ApiFixture, env: Record<string, string> = {}): Promise<WorkerProcess> {
+  const chunks: string[] = [];
+  const proc = Bun.spawn(["bun", "mvp_core/worker/main.ts"], {
+    cwd: join(import.meta.dir, "../.."),
+    env: {
+      ...process.env,
+      NODE_ENV: "test",
+      DATABASE_URL: await testDatabaseUrl(),
+      DATABASE_POOL_MAX: "4",
+      REDIS_URL: await testRedisUrl(),
+      REDIS_KEY_PREFIX: f.prefix,
+      KETTER_SECRET_KEY: f.deps.secretKey.toString("hex"),
+      LOG_LEVEL: "warn",
+      WORKER_CONCURRENCY: "2",
+      WORKER_RECONCILE_MS: "300",
+      WORKER_SHUTDOWN_GRACE_MS: "2000",
+      ...env,
+    },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const drain = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) chunks.push(decoder.decode(chunk));
+  };
+  void drain(proc.stdout);
+  void drain(proc.stderr);
+  const output = (): string => chunks.join("");
+  await waitFor(async () => ((await f.call<{ workers: { live: number } }>("GET", "/health")).json.workers?.live ?? 0) >= 1, { what: `the worker to send a heartbeat (output: ${output()})`, timeoutMs: 30_000 });
+  return {
+    output,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
     },
   };
 }

@@ -1,5 +1,5 @@
 /**
- * `bun run bench:engine [--rounds N (default 5)] [--quick] [--datasets big,small,medium] [--keep]`
+ * `bun run bench:engine [--rounds N (default 5)] [--quick] [--datasets big,small,medium] [--hashes crc32,xxh3,xxh64] [--keep]`
  *
  * Generates three datasets in a temp folder (one 1 GiB file; 10,000 × 4 KiB files in 100 folders;
  * 20 × 20 MiB), then copies each with `cp -r`, `rsync -a` and the engine CLI (direct/zip × size/
@@ -10,7 +10,9 @@
  * to the next run. Datasets and copies live on a fresh journaled ext4 (scratch_disk.ts), where
  * deleting one method's 10,000 files does not slow the next method's creates as this machine's
  * root file system does. Prints medians (targets are judged on them), ratios, the fastest round, and peak
- * RSS; writes docs/bench/engine-<ts>.json and engine-latest.json.
+ * RSS; writes docs/bench/engine-<ts>.json and engine-latest.json. `--hashes` compares verification
+ * hashes instead (direct + checksum with each, beside cp, rsync and direct + size), with CPU time
+ * (user + system of the process), which a loaded machine disturbs less than wall time.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -35,38 +37,42 @@ interface Sample {
   method: string;
   round: number;
   seconds: number;
+  /** User + system CPU seconds of the process and its children. */
+  cpuS: number;
   peakRssMiB: number;
   engine?: unknown;
 }
 
+/** The engine CLI copying with `strategy`/`verify` (and `hash`, when given). */
+function engineMethod(strategy: string, verify: string, hash?: string): Method {
+  return {
+    name: `engine ${strategy}/${verify}${hash ? `/${hash}` : ""}`,
+    engine: true,
+    argv: (s, d) => ["bun", CLI, "--from", s, "--to", d, "--mode", "copy", "--strategy", strategy, "--verify", verify, ...(hash ? ["--hash", hash] : []), "--json"],
+  };
+}
 
-const METHODS: Method[] = [
+const TOOLS: Method[] = [
   { name: "cp -r", engine: false, argv: (s, d) => ["cp", "-r", s, d] },
   { name: "rsync -a", engine: false, argv: (s, d) => ["rsync", "-a", `${s}/`, `${d}/`] },
-  ...(
-    [
-      ["direct", "size"],
-      ["direct", "checksum"],
-      ["zip", "size"],
-      ["zip", "checksum"],
-      ["auto", "checksum"],
-    ] as const
-  ).map(([strategy, verify]) => ({
-    name: `engine ${strategy}/${verify}`,
-    engine: true,
-    argv: (s: string, d: string) => ["bun", CLI, "--from", s, "--to", d, "--mode", "copy", "--strategy", strategy, "--verify", verify, "--json"],
-  })),
 ];
 
-function runOnce(m: Method, src: string, dst: string, timeFile: string): { seconds: number; peakRssMiB: number; engine?: unknown } {
+/** The methods of a run: every strategy × verification (checksum: the default hash, and crc32), or with `hashes` one direct + checksum per hash. */
+function methodsFor(hashes: readonly string[] | null): Method[] {
+  if (hashes !== null) return [...TOOLS, engineMethod("direct", "size"), ...hashes.map((h) => engineMethod("direct", "checksum", h))];
+  const plain = ([["direct", "size"], ["direct", "checksum"], ["zip", "size"], ["zip", "checksum"], ["auto", "checksum"]] as const).map(([st, v]) => engineMethod(st, v));
+  return [...TOOLS, ...plain, engineMethod("direct", "checksum", "crc32")];
+}
+
+function runOnce(m: Method, src: string, dst: string, timeFile: string): { seconds: number; cpuS: number; peakRssMiB: number; engine?: unknown } {
   Bun.spawnSync(["sync"]);
   const t0 = performance.now();
-  const p = Bun.spawnSync(["/usr/bin/time", "-f", "%M", "-o", timeFile, ...m.argv(src, dst)], { stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawnSync(["/usr/bin/time", "-f", "%M %U %S", "-o", timeFile, ...m.argv(src, dst)], { stdout: "pipe", stderr: "pipe" });
   const seconds = (performance.now() - t0) / 1000;
   if (p.exitCode !== 0) throw new Error(`${m.name} failed (${p.exitCode}): ${p.stderr.toString()} ${p.stdout.toString()}`);
-  const peakRssMiB = Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").at(-1)) / 1024;
+  const [rss, user, sys] = (fs.readFileSync(timeFile, "utf8").trim().split("\n").at(-1) ?? "").split(" ").map(Number);
   const engine = m.engine ? (JSON.parse(p.stdout.toString()) as { result: unknown }).result : undefined;
-  return { seconds, peakRssMiB, engine };
+  return { seconds, cpuS: (user ?? 0) + (sys ?? 0), peakRssMiB: (rss ?? 0) / 1024, engine };
 }
 
 function median(xs: number[]): number {
@@ -75,7 +81,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
-const USAGE = `usage: bun run bench:engine [--rounds N] [--quick] [--datasets large,small,medium] [--help | --version]
+const USAGE = `usage: bun run bench:engine [--rounds N] [--quick] [--datasets big,small,medium] [--hashes crc32,xxh3,…] [--help | --version]
 Local copies with the engine beside cp -r and rsync -a (interleaved rounds, medians, ratios, peak RSS);
 prints a table and writes docs/bench/engine-latest.json. As root, on a fresh ext4 scratch disk.
 exit status: 0 done, 1 failed, 2 bad flags, 130/143 interrupted (scratch disk and data removed first)`;
@@ -86,7 +92,7 @@ async function main(): Promise<number> {
   if (answered !== null) return answered;
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, keep: { type: "boolean" } } }));
+    ({ values } = parseArgs({ args: argv, options: { rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, hashes: { type: "string" }, keep: { type: "boolean" } } }));
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
     return 2;
@@ -98,6 +104,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const quick = values.quick === true;
+  const methods = methodsFor(values.hashes?.split(",") ?? null);
   const wanted = values.datasets?.split(",");
   const sets = datasets(quick).filter((d) => !wanted || wanted.includes(d.name));
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-"));
@@ -127,7 +134,7 @@ async function main(): Promise<number> {
       startupSamples.push((performance.now() - t0) / 1000);
       for (const d of sets) {
         // Rotate the order each round so no method always runs first (cold) or last.
-        const order = METHODS.map((_, i) => METHODS[(i + round) % METHODS.length] as Method);
+        const order = methods.map((_, i) => methods[(i + round) % methods.length] as Method);
         for (const m of order) {
           const src = path.join(data, d.name, "src");
           const dst = path.join(data, d.name, "dst");
@@ -135,7 +142,7 @@ async function main(): Promise<number> {
           const r = runOnce(m, src, dst, path.join(root, "time.txt"));
           fs.rmSync(dst, { recursive: true, force: true });
           samples.push({ dataset: d.name, method: m.name, round, ...r });
-          process.stderr.write(`round ${round + 1}/${rounds}  ${d.name.padEnd(6)} ${m.name.padEnd(24)} ${r.seconds.toFixed(3)} s  ${r.peakRssMiB.toFixed(0)} MiB\n`);
+          process.stderr.write(`round ${round + 1}/${rounds}  ${d.name.padEnd(6)} ${m.name.padEnd(30)} ${r.seconds.toFixed(3)} s  ${r.cpuS.toFixed(2)} s CPU  ${r.peakRssMiB.toFixed(0)} MiB\n`);
         }
       }
     }
@@ -146,7 +153,7 @@ async function main(): Promise<number> {
       fs.rmSync(root, { recursive: true, force: true });
     }
   }
-  const rows = summarise(sets, samples);
+  const rows = summarise(sets, samples, methods);
   printTable(rows);
   const startup = median(startupSamples);
   process.stdout.write(`\nengine CLI start-up alone (bun + module load, \`--help\`): median ${(startup * 1000).toFixed(0)} ms — included in every engine time above\n`);
@@ -173,6 +180,8 @@ interface Row {
   /** What the engine actually did (its result's strategy and archive count). */
   used: string;
   medianS: number;
+  /** Median CPU seconds (user + system). */
+  cpuS: number;
   /** Fastest round: the least disturbed by other load on the machine. */
   minS: number;
   minVsCp: number;
@@ -181,29 +190,29 @@ interface Row {
   peakRssMiB: number;
 }
 
-function summarise(sets: Dataset[], samples: Sample[]): Row[] {
+function summarise(sets: Dataset[], samples: Sample[], methods: readonly Method[]): Row[] {
   const rows: Row[] = [];
   for (const d of sets) {
     const med = (method: string): number => median(samples.filter((s) => s.dataset === d.name && s.method === method).map((s) => s.seconds));
     const cp = med("cp -r");
     const rsync = med("rsync -a");
     const best = (method: string): number => Math.min(...samples.filter((s) => s.dataset === d.name && s.method === method).map((s) => s.seconds));
-    for (const m of METHODS) {
+    for (const m of methods) {
       const mine = samples.filter((s) => s.dataset === d.name && s.method === m.name);
       const medianS = med(m.name);
       const result = mine.at(-1)?.engine as { strategy?: string; archives?: number } | undefined;
       const used = result?.strategy === undefined ? "" : `${result.strategy}${result.archives ? ` (${result.archives} archive${result.archives > 1 ? "s" : ""})` : ""}`;
-      rows.push({ dataset: d.name, method: m.name, used, medianS, minS: best(m.name), minVsCp: best(m.name) / best("cp -r"), vsCp: medianS / cp, vsRsync: medianS / rsync, peakRssMiB: Math.max(...mine.map((s) => s.peakRssMiB)) });
+      rows.push({ dataset: d.name, method: m.name, used, medianS, cpuS: median(mine.map((s) => s.cpuS)), minS: best(m.name), minVsCp: best(m.name) / best("cp -r"), vsCp: medianS / cp, vsRsync: medianS / rsync, peakRssMiB: Math.max(...mine.map((s) => s.peakRssMiB)) });
     }
   }
   return rows;
 }
 
 function printTable(rows: Row[]): void {
-  const head = `${"dataset".padEnd(8)} ${"method".padEnd(24)} ${"used".padEnd(16)} ${"median s".padStart(9)} ${"× cp -r".padStart(8)} ${"× rsync".padStart(8)} ${"min s".padStart(7)} ${"min×cp".padStart(7)} ${"peak RSS MiB".padStart(13)}`;
+  const head = `${"dataset".padEnd(8)} ${"method".padEnd(30)} ${"used".padEnd(16)} ${"median s".padStart(9)} ${"CPU s".padStart(7)} ${"× cp -r".padStart(8)} ${"× rsync".padStart(8)} ${"min s".padStart(7)} ${"min×cp".padStart(7)} ${"peak RSS MiB".padStart(13)}`;
   process.stdout.write(`\n${head}\n${"-".repeat(head.length)}\n`);
   for (const r of rows) {
-    process.stdout.write(`${r.dataset.padEnd(8)} ${r.method.padEnd(24)} ${r.used.padEnd(16)} ${r.medianS.toFixed(3).padStart(9)} ${r.vsCp.toFixed(2).padStart(8)} ${r.vsRsync.toFixed(2).padStart(8)} ${r.minS.toFixed(3).padStart(7)} ${r.minVsCp.toFixed(2).padStart(7)} ${r.peakRssMiB.toFixed(0).padStart(13)}\n`);
+    process.stdout.write(`${r.dataset.padEnd(8)} ${r.method.padEnd(30)} ${r.used.padEnd(16)} ${r.medianS.toFixed(3).padStart(9)} ${r.cpuS.toFixed(2).padStart(7)} ${r.vsCp.toFixed(2).padStart(8)} ${r.vsRsync.toFixed(2).padStart(8)} ${r.minS.toFixed(3).padStart(7)} ${r.minVsCp.toFixed(2).padStart(7)} ${r.peakRssMiB.toFixed(0).padStart(13)}\n`);
   }
 }
 
@@ -216,6 +225,12 @@ function checkTargets(rows: Row[]): { what: string; ok: boolean; detail: string 
     const sum = get("engine direct/checksum");
     if (size) out.push({ what: `${d}: direct+size ≤ 1.0× cp -r`, ok: size.vsCp <= 1.0, detail: `${size.vsCp.toFixed(2)}×` });
     if (sum) out.push({ what: `${d}: direct+checksum ≤ 2.0× cp -r`, ok: sum.vsCp <= 2.0, detail: `${sum.vsCp.toFixed(2)}×` });
+    // Issue 16: xxHash verification costs at most 1.1× the CRC-32 path, same run.
+    const crc = get("engine direct/checksum/crc32");
+    for (const h of ["xxh3", "xxh64"]) {
+      const x = get(`engine direct/checksum/${h}`) ?? (h === "xxh3" ? get("engine direct/checksum") : undefined);
+      if (crc && x) out.push({ what: `${d}: direct+checksum ${h} ≤ 1.1× crc32`, ok: x.medianS / crc.medianS <= 1.1, detail: `${(x.medianS / crc.medianS).toFixed(2)}× wall, ${(x.cpuS / crc.cpuS).toFixed(2)}× CPU` });
+    }
     const peak = Math.max(...rows.filter((r) => r.dataset === d && r.method.startsWith("engine")).map((r) => r.peakRssMiB));
     out.push({ what: `${d}: engine peak RSS < 200 MiB`, ok: peak < 200, detail: `${peak.toFixed(0)} MiB` });
   }

@@ -1,5 +1,5 @@
 /**
- * `bun run bench:sftp [--rounds N] [--quick] [--datasets big,small,medium] [--latency 0,2,20] [--max-seconds S]`
+ * `bun run bench:sftp [--rounds N] [--quick] [--datasets big,small,medium] [--latency 0,2,20] [--max-seconds S] [--methods LIST]`
  *
  * Pushes the engine benchmark's three datasets (one 1 GiB file; 10,000 × 4 KiB files in 100
  * folders; 20 × 20 MiB) from a local folder to a throw-away sshd on loopback, with each Ketter
@@ -15,6 +15,9 @@
  * between minutes), each as a child process under /usr/bin/time (wall time and peak RSS measured
  * the same way for all). A method slower than --max-seconds is stopped and not retried at that
  * latency. Prints medians, ratios and RSS; writes docs/bench/sftp-<ts>.json and sftp-latest.json.
+ * Ketter's auto strategy also runs with `--mhl` (an ASC MHL generation written at the destination,
+ * issue 16) and with `--hash crc32` (the verification before xxh3 became the default).
+ * `--methods` keeps only the named methods (comma-separated, as the table names them).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -86,13 +89,13 @@ function methods(): Method[] {
       argv: (src, l) => ["rclone", "copy", "--sftp-host", l.sshd.host, "--sftp-port", String(l.port), "--sftp-user", l.sshd.username, "--sftp-key-file", l.sshd.privateKeyPath, "--sftp-shell-type", "unix", src, `:sftp:${l.dst}`],
     });
   }
-  for (const strategy of ["direct", "zip", "auto"] as const) {
+  for (const [strategy, extra] of [["direct", []], ["zip", []], ["auto", []], ["auto", ["--mhl"]], ["auto", ["--hash", "crc32"]]] as const) {
     list.push({
-      name: `ketter ${strategy}/checksum`,
+      name: `ketter ${strategy}/checksum${extra.length ? ` ${extra.join(" ")}` : ""}`,
       ketter: true,
       argv: (src, l) => [
         "bun", CLI, "--from", src, "--to", `sftp://${l.sshd.username}@${l.sshd.host}:${l.port}${l.dst}`, "--identity", l.sshd.privateKeyPath,
-        "--host-key", l.sshd.hostKeyFingerprint, "--mode", "copy", "--strategy", strategy, "--verify", "checksum", "--json",
+        "--host-key", l.sshd.hostKeyFingerprint, "--mode", "copy", "--strategy", strategy, "--verify", "checksum", ...extra, "--json",
       ],
     });
   }
@@ -107,7 +110,7 @@ async function runOnce(m: Method, src: string, link: Link, timeFile: string, max
   return { seconds: r.seconds, peakRssMiB: r.peakRssMiB, ...(ketter ? { ketter } : {}) };
 }
 
-const USAGE = `usage: bun run bench:sftp [--rounds N] [--quick] [--datasets LIST] [--latency 0,2,20] [--max-seconds S] [--help | --version]
+const USAGE = `usage: bun run bench:sftp [--rounds N] [--quick] [--datasets LIST] [--latency 0,2,20] [--max-seconds S] [--methods LIST] [--help | --version]
 The engine to a loopback sshd (with added round-trip latency) beside scp, rsync over ssh and tar | ssh;
 prints a table and writes docs/bench/sftp-latest.json.
 exit status: 0 done, 1 failed, 2 bad flags, 130/143 interrupted (sshd, relays and data removed first)`;
@@ -122,7 +125,7 @@ async function main(): Promise<number> {
       args: argv,
       options: {
         rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, latency: { type: "string" },
-        "max-seconds": { type: "string" },
+        "max-seconds": { type: "string" }, methods: { type: "string" },
       },
     }));
   } catch (err) {
@@ -139,7 +142,12 @@ async function main(): Promise<number> {
   }
   const wanted = values.datasets?.split(",");
   const sets = datasets(quick, 256).filter((d) => !wanted || wanted.includes(d.name));
-  const METHODS = methods();
+  const keep = values.methods?.split(",");
+  const METHODS = methods().filter((m) => !keep || keep.includes(m.name));
+  if (keep && METHODS.length !== keep.length) {
+    process.stderr.write(`--methods: unknown name among ${keep.join(", ")}; the names are: ${methods().map((m) => m.name).join(", ")}\n`);
+    return 2;
+  }
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-sftp-"));
   const sshd = await startSshd();
   const samples: Sample[] = [];
@@ -250,9 +258,9 @@ function summarise(sets: Dataset[], latencies: number[], METHODS: Method[], samp
 
 function printTable(rows: Row[]): void {
   const f = (x: number | null, digits: number): string => (x === null ? "—" : x.toFixed(digits));
-  process.stdout.write(`\n${"lat".padStart(4)}  ${"dataset".padEnd(7)} ${"method".padEnd(24)} ${"median s".padStart(9)} ${"×rsync".padStart(7)} ${"×best".padStart(7)} ${"RSS MiB".padStart(8)}\n`);
+  process.stdout.write(`\n${"lat".padStart(4)}  ${"dataset".padEnd(7)} ${"method".padEnd(30)} ${"median s".padStart(9)} ${"×rsync".padStart(7)} ${"×best".padStart(7)} ${"RSS MiB".padStart(8)}\n`);
   for (const r of rows) {
-    process.stdout.write(`${String(r.latencyMs).padStart(4)}  ${r.dataset.padEnd(7)} ${r.method.padEnd(24)} ${f(r.medianS, 3).padStart(9)} ${f(r.vsRsync, 2).padStart(7)} ${f(r.vsBestOpenSsh, 2).padStart(7)} ${f(r.peakRssMiB, 0).padStart(8)}\n`);
+    process.stdout.write(`${String(r.latencyMs).padStart(4)}  ${r.dataset.padEnd(7)} ${r.method.padEnd(30)} ${f(r.medianS, 3).padStart(9)} ${f(r.vsRsync, 2).padStart(7)} ${f(r.vsBestOpenSsh, 2).padStart(7)} ${f(r.peakRssMiB, 0).padStart(8)}\n`);
   }
 }
 
@@ -268,11 +276,13 @@ function checkTargets(rows: Row[]): { what: string; ok: boolean; detail: string 
       ["big", "vsBestOpenSsh", 1.1, "× fastest OpenSSH tool"],
       ["medium", "vsBestOpenSsh", 1.1, "× fastest OpenSSH tool"],
     ] as const) {
-      const auto = rows.find((r) => r.dataset === dataset && r.latencyMs === l && r.method === "ketter auto/checksum");
       const best = ketterBest(dataset, l);
-      if (!auto) continue;
-      const ratio = auto[field];
-      out.push({ what: `${dataset} @ ${l} ms, auto ≤ ${limit}${label}`, ok: ratio !== null && ratio <= limit, detail: `auto ${ratio?.toFixed(2) ?? "—"}, best Ketter (${best?.method ?? "—"}) ${best?.[field]?.toFixed(2) ?? "—"}` });
+      for (const method of ["ketter auto/checksum", "ketter auto/checksum --mhl"]) {
+        const auto = rows.find((r) => r.dataset === dataset && r.latencyMs === l && r.method === method);
+        if (!auto) continue;
+        const ratio = auto[field];
+        out.push({ what: `${dataset} @ ${l} ms, ${method.slice(7)} ≤ ${limit}${label}`, ok: ratio !== null && ratio <= limit, detail: `${ratio?.toFixed(2) ?? "—"}, best Ketter (${best?.method ?? "—"}) ${best?.[field]?.toFixed(2) ?? "—"}` });
+      }
     }
   }
   const ketterRss = rows.filter((r) => r.method.startsWith("ketter") && r.peakRssMiB !== null).map((r) => r.peakRssMiB as number);

@@ -49,7 +49,7 @@ async function dku(env: Record<string, string>, args: string[] = [], start = run
   return { run, report, txt, byName: Object.fromEntries(report.checks.map((c) => [c.name, c])) };
 }
 
-const BASE_ROWS = ["runtime.bun", "runtime.disk", "postgres", "postgres.migrations", "redis", "api", "worker"];
+const BASE_ROWS = ["runtime.bun", "runtime.disk", "runtime.hashing", "postgres", "postgres.migrations", "redis", "api", "worker"];
 
 /** Every row that failed has a hint; the exit code and the report agree (`exitCode`: an interrupted run's own, 130/143). */
 function expectConsistent(r: { run: DkuRun; report: Report; txt: string }, exitCode: number = r.report.exitCode): void {

@@ -7,7 +7,7 @@ import { freePort } from "../testing/ports.ts";
 import { createEmptyDatabase } from "../testing/services.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
 import { runCheck } from "./check.ts";
-import { portalChecks } from "./portals.ts";
+import { judgePortal, portalChecks } from "./portals.ts";
 
 // Real servers start on demand; bun 1.4.5 ignores bunfig's [test] timeout.
 setDefaultTimeout(60_000);
@@ -56,7 +56,7 @@ describe("portal checks", () => {
 
     // Plain checks first: bun's toMatchObject writes its asymmetric matchers into the received object.
     expect(by["portal.good"]?.value).toContain("host key matches");
-    expect(by["portal.good"]?.value).toContain("tools: sh unzip zip");
+    expect(by["portal.good"]?.value).toContain("tools: sh unzip zip crc32 xxh3 xxh128 xxh64");
     expect(by["portal.good"]?.status).toBe("ok");
 
     expect(by["portal.moved-key"]?.value).toContain(`pinned ${OTHER_FINGERPRINT}`);
@@ -65,6 +65,14 @@ describe("portal checks", () => {
     expect(by["portal.unpinned"]).toMatchObject({ status: "fail", value: expect.stringContaining("no pinned host key"), hint: expect.stringContaining("hostKeyFingerprint") });
     expect(by["portal.gone"]).toMatchObject({ status: "fail", value: expect.stringContaining("unreachable"), hint: expect.stringContaining("ssh -p") });
     expect(by["portal.no-shell"]).toMatchObject({ status: "warn", value: expect.stringContaining("none (SFTP only)"), hint: expect.stringContaining("zip strategy") });
+  });
+
+  test("a server without xxhsum: warn, saying what to install", () => {
+    const p = { id: "p1", name: "old", host: "srvtrf", port: 22, username: "ketter", root_path: "/srv" };
+    const check = { reachable: true, hostKeyFingerprint: OTHER_FINGERPRINT, pinnedFingerprint: OTHER_FINGERPRINT, fingerprintMatches: true, freeBytes: null, totalBytes: null, error: null };
+    const without = judgePortal(p, { ...check, tools: { shell: true, unzip: true, zip: true, hashes: ["crc32", "sha1", "sha256", "md5"] } });
+    expect(without).toMatchObject({ status: "warn", hint: expect.stringContaining("apt-get install xxhash") });
+    expect(judgePortal(p, { ...check, tools: { shell: true, unzip: true, zip: true, hashes: ["xxh3", "xxh64", "xxh128", "crc32"] } }).status).toBe("ok");
   });
 
   test("a secret sealed with another key: fail, pointing at KETTER_SECRET_KEY", async () => {

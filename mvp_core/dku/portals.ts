@@ -1,4 +1,4 @@
-/** Portal checks (`--portals`): each SFTP portal is reachable, presents its pinned host key, and has the zip tools. */
+/** Portal checks (`--portals`): each SFTP portal is reachable, presents its pinned host key, and has the zip and hash tools. */
 import { connectDb } from "../db/client.ts";
 import { checkPortal, type PortalCheck } from "../portals/endpoints.ts";
 import { listPortals, type PortalRow } from "../portals/repository.ts";
@@ -15,7 +15,7 @@ export async function sftpPortals(databaseUrl: string): Promise<PortalRow[]> {
   }
 }
 
-/** fail: unreachable, key mismatch or no pinned key (the worker refuses it); warn: zip tools missing. */
+/** fail: unreachable, key mismatch or no pinned key (the worker refuses it); warn: zip tools or xxhsum missing. */
 export function judgePortal(portal: Pick<PortalRow, "id" | "name" | "host" | "port" | "username" | "root_path">, c: PortalCheck): CheckOutcome {
   const where = `${portal.username}@${portal.host}:${portal.port}:${portal.root_path}`;
   const details = { portal: portal.name, ...c };
@@ -47,6 +47,11 @@ export function judgePortal(portal: Pick<PortalRow, "id" | "name" | "host" | "po
   const value = `${where} reachable, host key matches${free}, tools: ${tools?.shell ? ["sh", tools.unzip && "unzip", tools.zip && "zip", ...tools.hashes].filter(Boolean).join(" ") : "none (SFTP only)"}`;
   if (missing.length > 0) {
     return { status: "warn", value, hint: `the zip strategy needs ${missing.join(", ")} on the server (apt-get install ${missing.filter((m) => m !== "shell").join(" ") || "zip unzip"}); until then many small files go one by one`, details };
+  }
+  // Without xxhsum the server cannot compute xxh3 (the default) next to the data: CRC-32 (sha1 for
+  // an ASC MHL) is used instead, and a job that asks for an xxHash reads every file back.
+  if (!tools?.hashes.includes("xxh3")) {
+    return { status: "warn", value, hint: "install xxhsum on the server (apt-get install xxhash) so xxh3/xxh64/xxh128 verification and ASC MHL hashing run next to the data", details };
   }
   return { status: "ok", value, details };
 }

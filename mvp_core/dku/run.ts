@@ -10,6 +10,7 @@ import { errorMessage, runCheck, type Check, type CheckResult } from "./check.ts
 import { portalChecks } from "./portals.ts";
 import { checkMigrations, checkPostgres, localPortalPlaces } from "./postgres.ts";
 import { checkRedis } from "./redis.ts";
+import { checkHashing } from "./hashing.ts";
 import { checkBunVersion, checkDiskSpace, type DiskPlace } from "./runtime.ts";
 import { buildReport, type Report } from "./report.ts";
 import { runSmoke } from "./smoke.ts";
@@ -55,6 +56,7 @@ export function baseChecks(config: Config, opts: DkuOptions): Check[] {
         return checkDiskSpace([...places, ...portals.places], portals.note);
       },
     },
+    { name: "runtime.hashing", timeoutMs: 10_000, failHint: "the xxHash backends could not be loaded: run bun install", run: () => checkHashing() },
     { name: "postgres", timeoutMs: 15_000, failHint: "check DATABASE_URL and that Postgres runs", run: () => checkPostgres(config.databaseUrl) },
     { name: "postgres.migrations", timeoutMs: 15_000, failHint: "check DATABASE_URL; apply migrations with: bun run migrate up", run: () => checkMigrations(config.databaseUrl) },
     { name: "redis", timeoutMs: 10_000, failHint: "check REDIS_URL and that Redis runs", run: () => checkRedis(config.redisUrl) },

@@ -9,6 +9,7 @@
  * - "wasm": `hash-wasm` (WebAssembly, pinned): all three incremental, the slowest; always loads.
  * Each algorithm uses the first that loads; `xxhashBackend()` says which, and why not the others.
  */
+import { createRequire } from "node:module";
 import { loadSystemXxhash } from "./xxhash_system.ts";
 
 /** The xxHash variants the ASC MHL names (xxh3 is XXH3-64, xxh128 is XXH3-128). */
@@ -54,6 +55,21 @@ function loadNative(): Promise<NativeModule | null> {
   return native;
 }
 
+/**
+ * The native module, loaded synchronously when nothing loaded it yet (Bun's require of an N-API
+ * module is synchronous, ~25 ms once): the engine's hashers are created synchronously, on helper
+ * threads too, where no earlier await could have loaded it. Null when it cannot load.
+ */
+function nativeSync(): NativeModule | null {
+  if (nativeLoaded !== null || nativeError !== null) return nativeLoaded;
+  try {
+    nativeLoaded = createRequire(import.meta.url)("@node-rs/xxhash") as NativeModule;
+  } catch (e) {
+    nativeError = e instanceof Error ? e.message : String(e);
+  }
+  return nativeLoaded;
+}
+
 function systemFor(algorithm: XxhAlgorithm) {
   const { lib } = loadSystemXxhash();
   return lib !== null && (algorithm !== "xxh128" || lib.hasXxh128()) ? lib : null;
@@ -77,14 +93,14 @@ function hex64(v: bigint): string {
 
 /**
  * A streaming hasher created synchronously, for the engine's synchronous `createHasher`: the system
- * library's, else the native module's once loaded (XXH64/XXH3, after any await here such as
- * xxhashBackend()); throws when neither is there, so the caller offers these algorithms only then.
+ * library's, else the native module's (XXH64/XXH3, loaded synchronously if need be); throws when
+ * neither is there (XXH128 without libxxhash: its streaming fallback, WebAssembly, is async only).
  */
 export function createXxhHasherSync(algorithm: XxhAlgorithm): Hasher {
   const sys = systemFor(algorithm);
   if (sys !== null) return sys.create(algorithm);
-  const m = nativeLoaded;
-  if (m === null || algorithm === "xxh128") throw new Error(`no synchronous ${algorithm} here (neither ${loadSystemXxhash().reason ?? "libxxhash"} nor the native module): use createXxhHasher`);
+  const m = algorithm === "xxh128" ? null : nativeSync();
+  if (m === null) throw new Error(`no synchronous ${algorithm} here (neither ${loadSystemXxhash().reason ?? "libxxhash"} nor the native module): use createXxhHasher`);
   const h = algorithm === "xxh64" ? new m.Xxh64() : m.xxh3.Xxh3.withSeed();
   return { update: (chunk) => void h.update(chunk), digest: () => hex64(h.digest()) };
 }

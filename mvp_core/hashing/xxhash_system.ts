@@ -7,7 +7,10 @@
  * library is missing, and the caller falls back to the npm packages.
  */
 import { FFIType, type Pointer, cc, dlopen, ptr } from "bun:ffi";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import SHIM_SOURCE from "./xxh128_digest.c" with { type: "text" };
 import type { Hasher, XxhAlgorithm } from "./xxhash.ts";
 
 const SONAME = "libxxhash.so.0";
@@ -83,6 +86,22 @@ function hex64(v: number | bigint): string {
   return BigInt.asUintN(64, BigInt(v)).toString(16).padStart(16, "0");
 }
 
+/**
+ * The shim's source as a file for cc, which compiles only files. Imported as text (Bun inlines it,
+ * in the engine CLI's single-file bundle too, where no .c file sits beside the code) and written
+ * once per content to the temporary folder, renamed into place so concurrent processes never
+ * compile a half-written file.
+ */
+function shimFile(): string {
+  const file = path.join(os.tmpdir(), `ketter-xxh128-${Bun.hash(SHIM_SOURCE).toString(16)}.c`);
+  if (!fs.existsSync(file)) {
+    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+    fs.writeFileSync(tmp, SHIM_SOURCE);
+    fs.renameSync(tmp, file);
+  }
+  return file;
+}
+
 type Symbols = Record<string, (...args: never[]) => unknown>;
 
 function open(): SystemXxhash {
@@ -103,7 +122,7 @@ function open(): SystemXxhash {
   const shim = () => {
     if (digest128 === undefined) {
       try {
-        const lib = cc({ source: path.join(import.meta.dir, "xxh128_digest.c"), library: [`:${SONAME}`], symbols: { ketter_xxh128_digest: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.void } } });
+        const lib = cc({ source: shimFile(), library: [`:${SONAME}`], symbols: { ketter_xxh128_digest: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.void } } });
         digest128 = lib.symbols.ketter_xxh128_digest as (state: Pointer, out: Pointer) => void;
       } catch {
         digest128 = null;

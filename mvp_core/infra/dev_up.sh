@@ -115,7 +115,7 @@ start_process() {
 
 native_up() {
   log "native path (this machine's PostgreSQL and Redis)${KETTER_STACK:+, as KETTER_STACK asks}"
-  is_root && ensure_packages postgresql redis-server openssh-client rsync zip unzip curl
+  is_root && ensure_packages postgresql redis-server openssh-client rsync zip unzip curl libxxhash0
   ensure_bun
   ensure_node_modules
   start_postgres

@@ -231,7 +231,8 @@ export async function recordRunEvent(
 export async function completeJob(
   sql: Sql,
   fence: Fence,
-  result: { strategy: string; files: number; bytes: number; data: Record<string, unknown>; outcomes?: { token: string } },
+  /** strategy null: a verify job (migration 0008), which moved no data. */
+  result: { strategy: string | null; files: number; bytes: number; data: Record<string, unknown>; outcomes?: { token: string } },
 ): Promise<boolean> {
   return inTransaction(sql, async (tx) => {
     const resumed = result.strategy === "resumed";
@@ -252,6 +253,7 @@ export async function completeJob(
     if (failed) await tx`update jobs set status = 'DONE_WITH_ERRORS', error_code = ${failed.code}, error_message = ${failed.message} where id = ${fence.jobId}`;
     const what = resumed
       ? `finished a transfer an earlier attempt had committed (${job.files_total ?? 0} files, ${job.bytes_total ?? 0} bytes, ${job.strategy})`
+      : result.strategy === null ? `${result.files} files verified against their ASC MHL history`
       : `${result.files} files, ${result.bytes} bytes transferred (${result.strategy})`;
     const message = files.total > 0 ? `${what}; ${describeTally(files)}${failed ? `: ${failed.message}` : ""}` : what;
     await appendEvent(tx, fence.jobId, "done", message, { level: failed ? "warn" : "info", data: by(fence.worker, { ...result.data, ...(files.total > 0 ? { outcomes: files } : {}) }) });

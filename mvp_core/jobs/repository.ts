@@ -134,6 +134,8 @@ function decide(input: NewJob, portals: Map<string, PortalFacts>): { sourcePath:
   if (!dst) throw unknownPortal("target", t);
   const sourcePath = resolveSide(src.root_path, "source", input.sourcePath);
   const targetPath = resolveSide(dst.root_path, "target", input.targetPath);
+  // A verify job checks one folder in place: it is stored as its own source and target (migration 0008).
+  if (input.type === "verify") return { sourcePath, targetPath, site: siteOf(src, dst) };
   if (s === t && sourcePath === targetPath) {
     throw new JobError("SAME_PATH", `source and target are the same (${sourcePath} on one portal); choose another target path`, { field: "target.path" });
   }

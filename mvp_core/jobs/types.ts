@@ -13,8 +13,8 @@ export const RETRYABLE_STATUSES: readonly JobStatus[] = ["DONE_WITH_ERRORS", "FA
 /** Statuses that hold a portal in use (deleting it is refused). */
 export const ACTIVE_STATUSES: readonly JobStatus[] = ["QUEUED", "RUNNING", "RETRY_WAIT", "CANCELLING"];
 
-/** A job is a transfer: its types are the engine's modes. */
-export const JOB_TYPES = TRANSFER_MODES;
+/** A job is a transfer (the engine's modes) or a verify: a folder checked against its ASC MHL history in place (migration 0008). */
+export const JOB_TYPES = [...TRANSFER_MODES, "verify"] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
 export const EVENT_KINDS = [

@@ -25,6 +25,8 @@ export interface PortalRow {
   site: string | null;
   /** Sftp: the sites whose workers may reach it, most preferred first; null = every site. Local: null. */
   allowed_sites: string[] | null;
+  /** Jobs into this portal write an ASC MHL generation unless their own `mhl` option says otherwise (migration 0008). */
+  mhl: boolean;
   created_at: Date;
   updated_at: Date;
   deleted_at: Date | null;
@@ -34,12 +36,13 @@ export interface PortalRow {
 export type PortalAuth = { method: "password"; password: string } | { method: "key"; privateKey: string; passphrase?: string };
 
 /** What creating a portal takes: a local folder at a site, or an sftp folder (optionally only for some sites). */
-export type NewPortal =
+export type NewPortal = (
   | { name: string; kind: "local"; rootPath: string; site: string }
   | {
       name: string; kind: "sftp"; rootPath: string; host: string; port: number; username: string; auth: PortalAuth;
       hostKeyFingerprint?: string | null; allowedSites?: string[] | null;
-    };
+    }
+) & { mhl?: boolean };
 
 /**
  * A partial update; `auth` replaces the secret, `hostKeyFingerprint: null` unpins, `allowedSites:
@@ -55,6 +58,7 @@ export interface PortalPatch {
   hostKeyFingerprint?: string | null;
   site?: string;
   allowedSites?: string[] | null;
+  mhl?: boolean;
 }
 
 /** Why a portal operation was refused. */
@@ -98,9 +102,9 @@ export async function createPortal(sql: Sql, input: NewPortal, secretKey: Buffer
   const allowedSites = input.kind === "sftp" ? (input.allowedSites ?? null) : null;
   try {
     const [row] = await sql<PortalRow[]>`
-      insert into portals (id, name, kind, root_path, host, port, username, auth_method, secret_encrypted, host_key_fingerprint, site, allowed_sites)
+      insert into portals (id, name, kind, root_path, host, port, username, auth_method, secret_encrypted, host_key_fingerprint, site, allowed_sites, mhl)
       values (${id}, ${input.name}, ${input.kind}, ${input.rootPath}, ${remote.host}, ${remote.port}, ${remote.username},
-              ${remote.auth_method}, ${remote.secret_encrypted}, ${remote.host_key_fingerprint}, ${site}, ${allowedSites})
+              ${remote.auth_method}, ${remote.secret_encrypted}, ${remote.host_key_fingerprint}, ${site}, ${allowedSites}, ${input.mhl ?? false})
       returning *`;
     return row!;
   } catch (err) {
@@ -157,11 +161,12 @@ export async function updatePortal(sql: Sql, id: string, patch: PortalPatch, sec
         host_key_fingerprint: patch.hostKeyFingerprint === undefined ? cur.host_key_fingerprint : patch.hostKeyFingerprint,
         site: patch.site ?? cur.site,
         allowed_sites: patch.allowedSites === undefined ? cur.allowed_sites : patch.allowedSites,
+        mhl: patch.mhl ?? cur.mhl,
       };
       const [row] = await tx<PortalRow[]>`
         update portals set name = ${next.name}, root_path = ${next.root_path}, host = ${next.host}, port = ${next.port},
           username = ${next.username}, auth_method = ${next.auth_method}, secret_encrypted = ${next.secret_encrypted},
-          host_key_fingerprint = ${next.host_key_fingerprint}, site = ${next.site}, allowed_sites = ${next.allowed_sites}
+          host_key_fingerprint = ${next.host_key_fingerprint}, site = ${next.site}, allowed_sites = ${next.allowed_sites}, mhl = ${next.mhl}
         where id = ${id}
         returning *`;
       return row!;

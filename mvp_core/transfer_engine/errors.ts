@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   CANCELLED: false,
   IO_ERROR: true,
   UNSUPPORTED: false,
+  /** Files differ from what their ASC MHL history records, recorded files are missing, or the history is damaged. */
+  MHL_MISMATCH: false,
   // Remote (SSH) endpoints.
   CONNECTION_FAILED: true,
   CONNECTION_LOST: true,

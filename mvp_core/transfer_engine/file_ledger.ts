@@ -13,7 +13,7 @@ const BATCH = 1000;
 /** Failures kept in full for the result (all are reported through onFiles). */
 const KEPT_FAILURES = 50;
 /** What can go wrong with one file without saying anything about the others. */
-const FILE_CODES = new Set(["SOURCE_CHANGED", "SOURCE_NOT_FOUND", "PERMISSION_DENIED", "VERIFY_FAILED", "IO_ERROR", "UNSUPPORTED"]);
+const FILE_CODES = new Set(["SOURCE_CHANGED", "SOURCE_NOT_FOUND", "PERMISSION_DENIED", "VERIFY_FAILED", "IO_ERROR", "UNSUPPORTED", "MHL_MISMATCH"]);
 
 export class FileLedger {
   readonly counts: FileCounts = { skipped: 0, verified: 0, failed: 0 };

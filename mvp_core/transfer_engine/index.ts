@@ -1,5 +1,7 @@
 /** The transfer engine's public API. */
 export { transfer } from "./transfer.ts";
+export { verifyHistory, mismatchError, verdict as verificationVerdict } from "./verify_history.ts";
+export type { VerifySpec, VerifyContext, HistoryVerification } from "./verify_history.ts";
 export type { TransferContext, TransferHooks, GuardedStep } from "./transfer.ts";
 export type { TransferSpec, TransferSpecInput, TransferResult, Progress, EngineEvent, Phase, StrategyUsed } from "./spec.ts";
 export { STRATEGIES_USED, STRATEGIES, TRANSFER_MODES, VERIFY_MODES, transferOptionsShape } from "./spec.ts";
@@ -7,6 +9,7 @@ export type { TransferOptions } from "./spec.ts";
 export { TransferError, isTransferError } from "./errors.ts";
 export type { ErrorCode } from "./errors.ts";
 export type { Endpoint, Entry, Capabilities, HashAlgorithm, Location } from "./endpoints/endpoint.ts";
+export { HASH_ALGORITHMS } from "./endpoints/endpoint.ts";
 export type { EngineOptions } from "./options.ts";
 export { DEFAULT_ENGINE_OPTIONS } from "./options.ts";
 export { openEndpoint, type EndpointSpec } from "./endpoints/open.ts";

@@ -2,6 +2,7 @@
 import type { Endpoint, Location } from "./endpoints/endpoint.ts";
 import type { Relation } from "./endpoints/location.ts";
 import type { FileLedger } from "./file_ledger.ts";
+import type { Custody } from "./steps/mhl_source.ts";
 import type { EngineOptions } from "./options.ts";
 import type { EngineEvent, Phase, Progress, TransferSpec } from "./spec.ts";
 import type { TransferHooks } from "./transfer.ts";
@@ -38,6 +39,8 @@ export interface Run {
   ledger: FileLedger;
   /** A retry of the files that failed: only these (paths relative to the source) travel; null: all. */
   only: ReadonlySet<string> | null;
+  /** With an ASC MHL (spec.mhl, a folder): the histories and what the source was checked against (steps/mhl_source.ts). */
+  custody: Custody | null;
 }
 
 /** Counts files and bytes per phase and calls onProgress at most every `intervalMs` (plus phase edges). */

@@ -6,8 +6,9 @@
  */
 import * as z from "zod/mini";
 import en from "zod/v4/locales/en.js";
-import type { HashAlgorithm } from "./endpoints/endpoint.ts";
+import { HASH_ALGORITHMS, type HashAlgorithm } from "./endpoints/endpoint.ts";
 import { TransferError } from "./errors.ts";
+import type { MhlRecord } from "./steps/mhl_write.ts";
 
 z.config(en());
 
@@ -43,6 +44,8 @@ export const transferOptionsShape = {
   createParents: described(z._default(z.boolean(), false), "create the target's missing parent folders (never the endpoint's root) once the checks passed; off by default, so a mistyped path fails instead of creating folders"),
   sync: described(z._default(z.enum([...SYNC_LEVELS, "off"]), "off"), "update an existing target in place: only files that differ at this level travel (exists, size, mtime = size and modification time, checksum = content), each renamed into place once verified; off: an existing target is refused, or replaced whole with overwrite"),
   mirror: described(z._default(z.boolean(), false), "with sync: remove target entries that are not in the source, once everything else is verified and committed (never when a file failed)"),
+  hash: described(z._default(z.enum(["auto", ...HASH_ALGORITHMS]), "auto"), "the content hash that verifies the copy (and, with mhl, that the manifest records): auto picks xxh3 where both ends compute it next to the data (else crc32; with mhl an MHL format: xxh3, xxh128, xxh64, sha1, md5), or the format a source's ASC MHL history already records; an algorithm the target cannot compute is read back and hashed by Ketter"),
+  mhl: described(z.optional(z.boolean()), "write an ASC MHL generation (ascmhl/ folder, process transfer) for the transferred folder at the target, appended to the history the source carries after its files are verified against it; absent: the target portal's default (`mhl`); needs verify checksum"),
   skipFileErrors: described(z._default(z.boolean(), false), "a file that cannot be read, vanished or changed while copied is recorded as failed and the rest completes (DONE_WITH_ERRORS); a move keeps that file's source, and a retry sends only the failed files"),
 };
 
@@ -155,4 +158,6 @@ export interface TransferResult {
   failures?: { path: string; code: string; message: string }[];
   /** With mirror: target entries removed because the source has no such entry. */
   mirrored?: number;
+  /** With mhl: the ASC MHL generation written at the target. */
+  mhl?: MhlRecord;
 }

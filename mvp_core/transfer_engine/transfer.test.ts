@@ -59,7 +59,7 @@ describe("copy", () => {
     const r = await run({ sourcePath: "f.bin", targetPath: "g.bin", mode: "copy" });
     expect(treeDiff(snapshot(abs("g.bin")), before)).toEqual([]);
     expect(treeDiff(snapshot(abs("f.bin")), before)).toEqual([]);
-    expect(r).toMatchObject({ strategy: "direct", files: 1, bytes: 1_500_000, verified: { mode: "checksum", algorithm: "crc32", files: 1 } });
+    expect(r).toMatchObject({ strategy: "direct", files: 1, bytes: 1_500_000, verified: { mode: "checksum", algorithm: "xxh3", files: 1 } });
     expect(leftovers(dir)).toEqual([]);
   });
 
@@ -712,11 +712,11 @@ describe("generic endpoints (no local fast path)", () => {
   test("falls back to direct (with an event) when the target cannot unpack, and moves", async () => {
     sampleTree(abs("src"));
     const before = snapshot(abs("src"));
-    const target = new GenericEndpoint(ep, { hashes: ["xxh64"], unzip: false, packZip: false });
+    const target = new GenericEndpoint(ep, { hashes: [], unzip: false, packZip: false });
     const events: EngineEvent[] = [];
     const r = await run({ sourcePath: "src", targetPath: "dst", mode: "move", strategy: "zip" }, { target, onEvent: (e) => events.push(e) });
     expect(r.strategy).toBe("direct");
-    expect(r.verified.algorithm).toBe("crc32"); // no common hash: read back and hashed here
+    expect(r.verified.algorithm).toBe("xxh3"); // no common hash: read back and hashed here
     expect(events.filter((e) => e.kind === "fallback").length).toBe(2);
     expect(treeDiff(snapshot(abs("dst")), before)).toEqual([]);
     expect(fs.existsSync(abs("src"))).toBe(false);

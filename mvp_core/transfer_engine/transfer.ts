@@ -27,6 +27,8 @@ import { conflicts, finishMerge, mergeInto, mirror, refuseConflicts } from "./st
 import { TransferError } from "./errors.ts";
 import type { Entry } from "./endpoints/endpoint.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
+import { assertMhlOptions, checkBeforeSending, checkSentHashes, historyToSend, readCustody } from "./steps/mhl_source.ts";
+import { type PreparedGeneration, type WrittenGeneration, prepareGeneration, writeGeneration } from "./steps/mhl_write.ts";
 import { verify } from "./steps/verify.ts";
 import { transferZip } from "./steps/copy_zip.ts";
 
@@ -72,6 +74,7 @@ export async function transfer(specInput: TransferSpecInput, ctx: TransferContex
   const durations: Record<Phase, number> = { scan: 0, plan: 0, transfer: 0, verify: 0, commit: 0, cleanup: 0 };
   try {
     const spec = parseSpec(specInput);
+    assertMhlOptions(spec);
     const opts = resolveOptions(ctx.options);
     const run: Run = {
       spec,
@@ -88,6 +91,7 @@ export async function transfer(specInput: TransferSpecInput, ctx: TransferContex
       locations: null,
       ledger: new FileLedger(ctx.onFiles, spec.skipFileErrors),
       only: ctx.only === undefined ? null : new Set(ctx.only.map(normalizeRel)),
+      custody: null,
     };
     if (ctx.resume?.committed) return await resume(run, durations, timedInto(durations));
     return await runSteps(run, durations);
@@ -133,8 +137,24 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     run.emit({ kind: "compared", message: `${send.files.length} of ${m.files.length} files differ from the target and travel; ${cmp.skipped.length} are already there (${run.only !== null ? "retry of failed files" : `sync ${run.spec.sync}`})`, data: { send: send.files.length, skipped: cmp.skipped.length, bytes: send.bytes, level: run.spec.sync } });
   }
 
+  if (run.spec.mhl === true) {
+    if (m.kind === "dir") {
+      run.custody = await timed("plan", () => readCustody(run, m, send, sourcePath, targetPath, cmp?.targetTree ?? null));
+      send = historyToSend(run, run.custody, send);
+    }
+    else run.emit({ kind: "fallback", message: "mhl: an ASC MHL history belongs to a folder, and the source is a single file; it is copied without one" });
+  }
+
   run.progress.phase("plan", send.files.length, send.bytes);
   let p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { early, allowRename: !merging }));
+  if (run.custody !== null && p.hash !== null) {
+    // Files the history records in another format than the job's hash are checked before they travel.
+    const checked = await timed("plan", () => checkBeforeSending(run, run.custody!, send, sourcePath, p.hash!));
+    if (checked !== send) {
+      send = checked;
+      p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { allowRename: false }));
+    }
+  }
   if (p.strategy === "rename") {
     run.progress.phase("commit", m.files.length, m.bytes);
     // The marker again: a process that dies between the rename and its record is finished by the next attempt.
@@ -183,7 +203,11 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     });
     run.progress.flush();
     throwIfCancelled(run.signal);
+    // A source file rewritten while it was read fails as SOURCE_CHANGED (retryable) first, rather
+    // than as a mismatch with its history below (not retryable): the history check skips it then.
     await timed("transfer", () => recheckSource(run, send.files, sourcePath));
+    // The hashes taken while sending, against the source's history, before anything is verified or committed.
+    if (run.custody !== null && p.hash !== null) checkSentHashes(run, run.custody, send, p.hash, hashes);
     // Files that failed on their own (skipFileErrors) leave the staging tree before it is verified.
     let sent = await dropFailed(run, send, staging);
 
@@ -191,10 +215,24 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     // beside it (a round trip or three less over a WAN), and must land before the commit.
     const beside = Promise.all([folderAttributes, writeCommitMarker(run)]);
     beside.catch(() => undefined);
+    // The generation is built beside the verification, from the source hashes it then proves.
+    const prepare = (files: Manifest): Promise<PreparedGeneration | null> | null => run.custody === null || p.hash === null ? null
+      : prepareGeneration(run, run.custody, m, files, targetPath, p.hash, hashes, cmp === null && run.only === null && run.ledger.counts.failed === 0);
+    let preparing = prepare(sent);
+    preparing?.catch(() => undefined); // awaited below unless the verification fails first
     run.progress.phase("verify", sent.files.length, sent.bytes);
     const verified = await timed("verify", () => verify(run, sent, staging, p, hashes));
+    const verifiedAll = sent;
     sent = await dropFailed(run, sent, staging);
+    if (sent !== verifiedAll) preparing = prepare(sent); // files failed their verification: they are not recorded
     run.emit({ kind: "verified", message: `${verified.files} files verified (${verified.algorithm ?? "size"})`, data: { files: verified.files, ...(verified.algorithm ? { algorithm: verified.algorithm } : {}) } });
+    let generation: WrittenGeneration | null = null;
+    const prepared = await timed("verify", async () => preparing);
+    if (prepared !== null && run.custody !== null && p.hash !== null) {
+      const [custody, alg] = [run.custody, p.hash];
+      await beside; // folder attributes first: writing the generation changes its folder
+      generation = await timed("verify", () => writeGeneration(run, custody, prepared, m, staging, alg));
+    }
     throwIfCancelled(run.signal);
 
     run.progress.phase("commit", sent.files.length, sent.bytes);
@@ -204,8 +242,10 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       // that dies after the commit must not take a failed file's outcome with it.
       run.ledger.flush();
       await run.hooks.beforeStep?.("commit");
-      if (cmp !== null) await mergeInto(run, sent, staging, targetPath, cmp.targetTree);
-      // A single file that failed on its own (skipFileErrors) leaves nothing to commit.
+      // A sync renames the generation's files last, manifests before the chain that lists them.
+      if (cmp !== null) await mergeInto(run, generation === null ? sent : withGeneration(sent, generation), staging, targetPath, cmp.targetTree);
+      // A single file that failed on its own (skipFileErrors) leaves nothing to commit (and has no
+      // generation: an ASC MHL history belongs to a folder).
       const nothing = sent.kind === "file" && sent.files.length === 0;
       const replaced = cmp === null && !nothing ? await commit(run, staging, targetPath) : cmp !== null;
       committed = true;
@@ -214,7 +254,8 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     run.ledger.verified(sent.files, p.hash, hashes);
     run.ledger.flush();
     await run.hooks.committed?.();
-    run.emit({ kind: "committed", message: `${showPath(run.target, run.spec.targetPath)} ${cmp !== null ? "updated" : replaced ? "replaced" : "created"}`, data: { replaced } });
+    const recorded = generation === null ? "" : `; ASC MHL generation ${generation.record.manifests.map((g) => g.sequence).join(", ")} (${generation.record.format}, ${generation.record.files} files) recorded`;
+    run.emit({ kind: "committed", message: `${showPath(run.target, run.spec.targetPath)} ${cmp !== null ? "updated" : replaced ? "replaced" : "created"}${recorded}`, data: { replaced, ...(generation === null ? {} : { mhl: generation.record }) } });
     if (run.ledger.counts.failed > 0) {
       run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
     }
@@ -233,6 +274,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     const notRemoved = run.spec.mode === "move" ? m.files.filter((f) => !removable.files.includes(f)).map((f) => joinRel(sourcePath, f.path)) : [];
     if (kept.length + notRemoved.length > 0) r.sourceKept = [...kept, ...notRemoved];
     if (mirrored > 0) r.mirrored = mirrored;
+    if (generation !== null) r.mhl = generation.record;
     return r;
   } catch (caught) {
     // Committed data is never discarded: only the staging entry and archives in flight go, and a
@@ -245,6 +287,11 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (leftovers.length > 0 && isTransferError(err)) err.details.stagingNotRemoved = leftovers.map(String);
     throw err;
   }
+}
+
+/** `sent` with the generation's files (and new folders) after every data file, for a sync's renames. */
+function withGeneration(sent: Manifest, g: WrittenGeneration): Manifest {
+  return { ...sent, files: [...sent.files, ...g.files], dirs: [...sent.dirs, ...g.dirs] };
 }
 
 /** A failure after the commit: the data arrived, so it is retryable, and says so. */

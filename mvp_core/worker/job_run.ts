@@ -35,7 +35,10 @@ import {
   type TransferContext,
   type TransferResult,
   type TransferSpecInput,
+  type Endpoint,
   isTransferError,
+  mismatchError,
+  verifyHistory,
 } from "../transfer_engine/index.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
@@ -59,6 +62,19 @@ export type StopReason = "cancel" | "shutdown" | "lost" | "crashed";
 
 /** The engine's transfer(), passed in so tests can wrap it. */
 export type TransferFn = (spec: TransferSpecInput, ctx: TransferContext) => Promise<TransferResult>;
+
+/** What a finished job records with DONE: how the data moved (null: a verify job moved none), counts, the done event's data. */
+interface Finished {
+  strategy: string | null;
+  files: number;
+  bytes: number;
+  data: Record<string, unknown>;
+  /**
+   * This run reported every file it has to job_files (a transfer, not a resumed one): rows it did
+   * not touch are settled. A verify job records no files: its problems are in its event and error.
+   */
+  reportedFiles: boolean;
+}
 
 /** Timings and limits a job run needs from the worker's configuration. */
 export interface JobRunSettings {
@@ -179,7 +195,7 @@ export class JobRun {
     }
     if (!job) return;
     try {
-      let result: TransferResult;
+      let result: Finished;
       try {
         const transferring = this.transfer(job);
         transferring.catch((err: unknown) => {
@@ -268,7 +284,7 @@ export class JobRun {
 
   // ---- transfer ------------------------------------------------------------------------------
 
-  private async transfer(job: JobRow): Promise<TransferResult> {
+  private async transfer(job: JobRow): Promise<Finished> {
     const { deps } = this;
     const signal = this.controller.signal;
     this.fenceHooks = new FenceHooks({
@@ -287,16 +303,19 @@ export class JobRun {
     // a mirror there would see every other file as one the (filtered) source lacks: never.
     const only = job.scope === "failed" ? await failedPaths(deps.sql, job.id) : undefined;
     if (only) this.log.info("retry of the failed files", { files: only.length });
-    const { source, target } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
+    const { source, target, mhl } = await openJobEndpoints(deps.sql, job, deps.openEndpoint, signal);
     try {
-      return await deps.transfer(
+      if (job.type === "verify") return await this.verify(job, source);
+      const result = await deps.transfer(
         {
           id: job.id,
           sourcePath: job.source_path,
           targetPath: job.target_path,
           mode: job.type,
-          // The options were validated against the engine's own schema when the job was created.
+          // The options were validated against the engine's own schema when the job was created;
+          // without its own `mhl`, the target portal's default applies (read now, as the job runs).
           ...job.options,
+          mhl: job.options.mhl ?? mhl,
           ...(only ? { mirror: false } : {}),
         },
         {
@@ -325,9 +344,25 @@ export class JobRun {
           options: { ...deps.engineOptions, maxBytesPerSec: deps.settings.maxBytesPerSec },
         },
       );
+      return finishedTransfer(result);
     } finally {
-      await Promise.all([source.close(), target.close()].map((p) => p.catch((err: unknown) => this.log.warn("closing an endpoint failed", { err }))));
+      await Promise.all([...new Set([source, target])].map((e) => e.close().catch((err: unknown) => this.log.warn("closing an endpoint failed", { err }))));
     }
+  }
+
+  /**
+   * A verify job: the folder against its ASC MHL history (the engine's verifyHistory); with the
+   * job's own `mhl` option (never a portal default: verifying must not write unasked) the
+   * verification is recorded as an in-place generation. Problems fail the job (MHL_MISMATCH, not
+   * retried), every one listed in its `verified` event.
+   */
+  private async verify(job: JobRow, endpoint: Endpoint): Promise<Finished> {
+    const r = await verifyHistory(
+      { id: job.id, path: job.source_path, hash: job.options.hash ?? "auto", record: job.options.mhl === true },
+      { endpoint, signal: this.controller.signal, onProgress: (p) => this.onProgress({ ...p, phase: "transfer" }), onEvent: (e) => this.onEngineEvent(e) },
+    );
+    if (!r.ok) throw mismatchError(r);
+    return { strategy: null, files: r.verified, bytes: 0, data: { verified: r.verified, durationMs: r.durationMs, ...(r.recorded ? { recorded: r.recorded } : {}) }, reportedFiles: false };
   }
 
   private enqueueWrite(what: string, write: () => Promise<boolean>): void {
@@ -397,16 +432,13 @@ export class JobRun {
     }
   }
 
-  private async recordDone(result: TransferResult): Promise<void> {
+  private async recordDone(result: Finished): Promise<void> {
     const { sql, queue, worker } = this.deps;
-    const data = {
-      strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, fileCounts: result.fileCounts,
-      ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}), ...(result.mirrored ? { mirrored: result.mirrored } : {}),
-    };
+    const { data } = result;
     const files = this.files!;
     await this.persist("file outcomes", () => files.writeSetAside());
-    // Every run but a resumed one reported all its files: the rows it did not touch are settled.
-    const outcomes = result.strategy === "resumed" ? {} : { outcomes: { token: files.token } };
+    // A run that reported all its files (a transfer, not a resumed one): the rows it did not touch are settled.
+    const outcomes = result.reportedFiles ? { outcomes: { token: files.token } } : {};
     const ours = await this.persist("done", () => completeJob(sql, this.fence!, { strategy: result.strategy, files: result.files, bytes: result.bytes, data, ...outcomes }));
     if (ours) {
       await this.persist("ack", () => queue.ack(this.jobId, worker.id));
@@ -464,4 +496,13 @@ export class JobRun {
     const msg = outcome === "failed" ? "job failed" : outcome === "done" ? "job done; the data arrived but what follows the commit failed" : `attempt failed; job ${outcome ?? "not ours"}`;
     this.log.error(msg, { code: failure.code, error: failure.message, retryable: failure.retryable, attempt: job.attempts });
   }
+}
+
+/** A transfer's result as recorded with DONE. */
+function finishedTransfer(r: TransferResult): Finished {
+  const data = {
+    strategy: r.strategy, files: r.files, bytes: r.bytes, durationsMs: r.durationsMs, verified: r.verified, fileCounts: r.fileCounts,
+    ...(r.sourceKept ? { sourceKept: r.sourceKept.length } : {}), ...(r.mirrored ? { mirrored: r.mirrored } : {}), ...(r.mhl ? { mhl: r.mhl } : {}),
+  };
+  return { strategy: r.strategy, files: r.files, bytes: r.bytes, data, reportedFiles: r.strategy !== "resumed" };
 }

@@ -1,8 +1,8 @@
 /** Request and response shapes of /jobs, and the row → response view (progress, rate, ETA). */
 import { z } from "zod";
 import type { FileTally } from "../../jobs/files.ts";
-import { DELIVERED_STATUSES, EVENT_KINDS, FILE_STATES, JOB_SCOPES, JOB_STATUSES, type JobEventRow, type JobFileRow, type JobRow } from "../../jobs/types.ts";
-import { TRANSFER_MODES, transferOptionsShape } from "../../transfer_engine/index.ts";
+import { DELIVERED_STATUSES, EVENT_KINDS, FILE_STATES, JOB_SCOPES, JOB_STATUSES, JOB_TYPES, type JobEventRow, type JobFileRow, type JobRow } from "../../jobs/types.ts";
+import { transferOptionsShape } from "../../transfer_engine/index.ts";
 import { apiMessage } from "../errors.ts";
 import { classicShape } from "../engine_schema.ts";
 import { text } from "../text.ts";
@@ -23,15 +23,26 @@ export const JobOptionsInput = z
   })
   .strict();
 
-/** POST /jobs. */
+/** POST /jobs: a copy or move from source to target, or a verify of the source folder against its ASC MHL history (no target). */
 export const JobCreate = z
   .object({
-    type: z.enum(TRANSFER_MODES),
+    type: z.enum(JOB_TYPES).meta({ description: "copy, move, or verify: check the source folder against its ascmhl/ history in place (options: hash; mhl records the verification as a new generation)" }),
     source: portalRef,
-    target: portalRef,
+    target: portalRef.optional().meta({ description: "required for copy and move; a verify job has none" }),
     options: JobOptionsInput.prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((j, ctx) => {
+    if (j.type === "verify" && j.target !== undefined) ctx.addIssue({ code: "custom", path: ["target"], message: "a verify job checks its source folder in place: leave target out" });
+    if (j.type !== "verify" && j.target === undefined) ctx.addIssue({ code: "custom", path: ["target"], message: `a ${j.type} job needs a target: { "portal": …, "path": … }` });
+    // A verify job checks the whole folder in place and passes or fails as one (MHL_MISMATCH lists
+    // every problem): it records no per-file outcomes, so the per-file options mean nothing to it.
+    if (j.type === "verify") {
+      const o = j.options;
+      const transferOnly = [o.sync !== "off" && "sync", o.mirror && "mirror", o.skipFileErrors && "skipFileErrors"].filter((k) => k !== false);
+      for (const k of transferOnly) ctx.addIssue({ code: "custom", path: ["options", k], message: `a verify job does not take ${k}: it checks the folder as a whole and fails with every problem listed (MHL_MISMATCH); leave ${k} out` });
+    }
+  });
 export type JobCreate = z.infer<typeof JobCreate>;
 
 /** POST /jobs headers. */
@@ -122,10 +133,10 @@ export const FileCountsView = z.object({
 /** A job as the API shows it. */
 export const JobView = z.object({
   id: z.uuid(),
-  type: z.enum(TRANSFER_MODES),
+  type: z.enum(JOB_TYPES),
   status: z.enum(JOB_STATUSES),
   source: z.object({ portal: z.string(), path: z.string() }),
-  target: z.object({ portal: z.string(), path: z.string() }),
+  target: z.object({ portal: z.string(), path: z.string() }).meta({ description: "a verify job's is its source (it checks that folder in place)" }),
   options: z.object(transferOptions).partial(),
   strategy: z.string().nullable().meta({ description: "how the data moved: direct, zip or rename (resumed: an earlier attempt committed it and none recorded how)" }),
   scope: z.enum(JOB_SCOPES).meta({ description: "what a run sends: all (the source) or failed (only the files that failed: a retry of a DONE_WITH_ERRORS job)" }),

@@ -41,8 +41,9 @@ export async function submitJob(deps: AppDeps, input: JobCreate, idempotencyKey:
     type: input.type,
     sourcePortalId: input.source.portal,
     sourcePath: input.source.path,
-    targetPortalId: input.target.portal,
-    targetPath: input.target.path,
+    // A verify job has one folder, stored as its source and its target (migration 0008).
+    targetPortalId: (input.target ?? input.source).portal,
+    targetPath: (input.target ?? input.source).path,
     options,
     maxAttempts: maxAttempts ?? deps.jobMaxAttempts,
     ...(idempotencyKey ? { idempotencyKey } : {}),

@@ -40,9 +40,11 @@ const auth = z.discriminatedUnion("method", [
     .strict(),
 ]);
 
+const mhl = z.boolean().meta({ description: "jobs into this portal write an ASC MHL generation (ascmhl/ folder) for the folder they transfer, unless a job's own `mhl` option says otherwise; default false (docs/mhl.md)" });
+
 /** POST /portals. */
 export const PortalCreate = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("local"), name, rootPath, site: site.optional() }).strict(),
+  z.object({ kind: z.literal("local"), name, rootPath, site: site.optional(), mhl: mhl.optional() }).strict(),
   z
     .object({
       kind: z.literal("sftp"),
@@ -54,6 +56,7 @@ export const PortalCreate = z.discriminatedUnion("kind", [
       auth,
       hostKeyFingerprint: fingerprint.optional(),
       allowedSites: allowedSites.nullable().optional(),
+      mhl: mhl.optional(),
     })
     .strict(),
 ]);
@@ -62,7 +65,7 @@ export type PortalCreate = z.infer<typeof PortalCreate>;
 
 /** PATCH /portals/{id}: any subset; `auth` replaces the secret; `hostKeyFingerprint: null` unpins; `allowedSites: null` opens an sftp portal to every site. */
 export const PortalUpdate = z
-  .object({ name, rootPath, host, port, username, auth, hostKeyFingerprint: fingerprint.nullable(), site, allowedSites: allowedSites.nullable() })
+  .object({ name, rootPath, host, port, username, auth, hostKeyFingerprint: fingerprint.nullable(), site, allowedSites: allowedSites.nullable(), mhl })
   .partial()
   .strict()
   .refine((o) => Object.keys(o).length > 0, "give at least one field to change");
@@ -84,6 +87,7 @@ export const PortalView = z.object({
   hostKeyFingerprint: z.string().nullable(),
   site: z.string().nullable().meta({ description: "local: the site whose disk holds it (null only for a portal from before sites existed, until it is adopted); sftp: null" }),
   allowedSites: z.array(z.string()).nullable().meta({ description: "sftp: the sites allowed to reach it, preferred first; null: every site" }),
+  mhl: mhl,
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -111,6 +115,7 @@ export function portalView(p: PortalRow): PortalView {
     hostKeyFingerprint: p.host_key_fingerprint,
     site: p.site,
     allowedSites: p.allowed_sites,
+    mhl: p.mhl,
     createdAt: p.created_at.toISOString(),
     updatedAt: p.updated_at.toISOString(),
   };

@@ -7,12 +7,15 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { HASH_ALGORITHMS } from "../endpoints/endpoint.ts";
 import { STRATEGIES, SYNC_LEVELS, TRANSFER_MODES, VERIFY_MODES, type TransferSpecInput } from "../spec.ts";
+import type { VerifySpec } from "../verify_history.ts";
 
 /** Printed with every usage error. */
 export const USAGE = `usage: bun run engine --from SRC --to DST --mode ${TRANSFER_MODES.join("|")} [--strategy ${STRATEGIES.join("|")}] [--verify ${VERIFY_MODES.slice().reverse().join("|")}]
-                  [--overwrite | --sync ${SYNC_LEVELS.join("|")} [--mirror]] [--skip-file-errors]
-                  [--json] [--id ID] [--identity KEYFILE] [--host-key SHA256:…]
+                  [--hash auto|${HASH_ALGORITHMS.join("|")}] [--mhl] [--overwrite | --sync ${SYNC_LEVELS.join("|")} [--mirror]]
+                  [--skip-file-errors] [--json] [--id ID] [--identity KEYFILE] [--host-key SHA256:…]
+       bun run engine --mode verify --from FOLDER [--mhl] [--hash …] [--json] [--identity KEYFILE] [--host-key SHA256:…]
        bun run engine --help | --version
 
   Copies or moves SRC (a file or a folder) so that it becomes exactly DST, like \`cp -rT SRC DST\`:
@@ -23,7 +26,13 @@ export const USAGE = `usage: bun run engine --from SRC --to DST --mode ${TRANSFE
   --mirror then removes what SRC does not have. --skip-file-errors lets a file that cannot be read
   (or changed while copied) fail alone: the rest completes, the result lists it.
   A DST inside SRC (or SRC inside a DST to replace) is refused before anything is written.
-  --verify checksum (default) compares content hashes; size compares sizes only.
+  --verify checksum (default) compares content hashes; size compares sizes only. --hash picks the
+  hash (auto: xxh3 where both ends compute it, else crc32; or the format the source's ASC MHL
+  history records). --mhl writes an ASC MHL generation (ascmhl/, process transfer) for the copied
+  folder at DST, after checking SRC's files against the history SRC carries (docs/mhl.md).
+  --mode verify checks FOLDER against its ascmhl/ history (exit 0 all match, 1 mismatched, missing
+  or unrecorded files, or a damaged history — each listed); with --mhl it also appends an in-place
+  generation recording the verification.
   --json (or a non-terminal stdout) prints one JSON result. Exit: 0 ok, 1 transfer failed, 2 bad
   usage or a refused request, 3 done but some files failed (--skip-file-errors; run again with
   --sync checksum to send them), 130 interrupted (Ctrl-C: staging removed), 143 terminated.
@@ -50,11 +59,14 @@ export interface CliSshAuth {
 /** A CLI invocation: the spec, both sides and output preferences, or what to tell the user. */
 export type CliArgs =
   | { ok: true; spec: TransferSpecInput; json: boolean; from: CliSide; to: CliSide; auth: CliSshAuth | null }
+  | { ok: true; verify: VerifySpec; json: boolean; from: CliSide; auth: CliSshAuth | null }
   | { ok: true; help: true }
   | { ok: true; version: true }
   | { ok: false; message: string };
 
-const ENUMS = { mode: TRANSFER_MODES, strategy: STRATEGIES, verify: VERIFY_MODES, sync: SYNC_LEVELS } as const;
+const ENUMS = { mode: [...TRANSFER_MODES, "verify"], strategy: STRATEGIES, verify: VERIFY_MODES, sync: SYNC_LEVELS, hash: ["auto", ...HASH_ALGORITHMS] } as const;
+/** Flags that only mean something for a transfer. */
+const TRANSFER_ONLY = ["to", "strategy", "verify", "overwrite", "sync", "mirror", "skip-file-errors"] as const;
 
 /** Parses argv (without the runtime and script); relative local paths resolve against `cwd`. */
 export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<string, string | undefined> = {}): CliArgs {
@@ -70,6 +82,8 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
         mode: { type: "string" },
         strategy: { type: "string" },
         verify: { type: "string" },
+        hash: { type: "string" },
+        mhl: { type: "boolean" },
         id: { type: "string" },
         identity: { type: "string" },
         "host-key": { type: "string" },
@@ -88,9 +102,11 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
   if (values.help) return { ok: true, help: true };
   if (values.version) return { ok: true, version: true };
   const problems: string[] = [];
-  for (const name of ["from", "to", "mode"] as const) {
+  const verifying = values.mode === "verify";
+  for (const name of verifying ? (["from"] as const) : (["from", "to", "mode"] as const)) {
     if (typeof values[name] !== "string" || values[name] === "") problems.push(`--${name} is required`);
   }
+  if (verifying) for (const name of TRANSFER_ONLY) if (values[name] !== undefined) problems.push(`--${name} does not apply to --mode verify (it checks --from in place)`);
   for (const [name, allowed] of Object.entries(ENUMS)) {
     const v = values[name];
     if (typeof v === "string" && !(allowed as readonly string[]).includes(v)) problems.push(`--${name} must be one of ${allowed.join(", ")} (got ${JSON.stringify(v)})`);
@@ -98,6 +114,15 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
   if (values.overwrite && typeof values.sync === "string") problems.push("--overwrite replaces the target whole and --sync updates it in place: choose one");
   if (values.mirror && typeof values.sync !== "string") problems.push("--mirror goes with --sync LEVEL");
   if (problems.length > 0) return { ok: false, message: problems.join("; ") };
+  if (verifying) {
+    const from = side("--from", values.from as string, cwd, problems);
+    const auth = sshAuth(from, null, values, env, problems);
+    if (problems.length > 0 || from === null) return { ok: false, message: problems.join("; ") };
+    const verify: VerifySpec = { path: from.rel, record: values.mhl === true };
+    if (typeof values.hash === "string") verify.hash = values.hash as VerifySpec["hash"];
+    if (typeof values.id === "string") verify.id = values.id;
+    return { ok: true, verify, json: values.json === true, from, auth };
+  }
   const from = side("--from", values.from as string, cwd, problems);
   const to = side("--to", values.to as string, cwd, problems);
   const auth = sshAuth(from, to, values, env, problems);
@@ -114,6 +139,8 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
   if (typeof values.sync === "string") spec.sync = values.sync as (typeof SYNC_LEVELS)[number];
   if (values.mirror === true) spec.mirror = true;
   if (values["skip-file-errors"] === true) spec.skipFileErrors = true;
+  if (typeof values.hash === "string") spec.hash = values.hash as TransferSpecInput["hash"];
+  if (values.mhl === true) spec.mhl = true;
   return { ok: true, spec, json: values.json === true, from, to, auth };
 }
 

@@ -3,7 +3,9 @@
  * content of every input the last build used (its metafile): any edit to the engine, or a new
  * zod, yields a new key and one rebuild (~0.2 s) on the next start. Checking the key reads those
  * ~40 files (~1 ms), far less than loading them as modules. fflate stays external: zip.ts imports
- * it only when zipping, and it resolves from the node_modules folder the cache lives in.
+ * it only when zipping, and it resolves from the node_modules folder the cache lives in. So do the
+ * xxHash fallbacks (mvp_core/hashing): @node-rs/xxhash loads a per-platform binary a bundle cannot
+ * carry, and hash-wasm (~0.6 MB) is needed only where the system's libxxhash is missing.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -79,7 +81,7 @@ async function build(entry: string, cacheDir: string): Promise<string> {
 /** Bun.build of `entry`; null when only the bytecode variant failed (so the plain one can be tried). */
 async function bundle(entry: string, bytecode: boolean): Promise<Bun.BuildOutput | null> {
   try {
-    const out = await Bun.build({ entrypoints: [entry], target: "bun", external: ["fflate"], metafile: true, ...(bytecode ? { format: "cjs", bytecode: true } : {}) });
+    const out = await Bun.build({ entrypoints: [entry], target: "bun", external: ["fflate", "@node-rs/xxhash", "hash-wasm"], metafile: true, ...(bytecode ? { format: "cjs", bytecode: true } : {}) });
     if (out.success) return out;
     if (bytecode) return null;
     throw new Error(out.logs.map(String).join("; "));

@@ -62,6 +62,26 @@ test("--sync re-runs send only what changed; the JSON result counts files by out
   expect(both.stderr).toContain("choose one");
 });
 
+test("--mhl writes an ASC MHL generation; --mode verify exits 0 on the copy, 1 listing a tampered file; verify takes no --to", async () => {
+  writeTree(dir, { "card/Clips/A.mov": 50_000, "card/Sidecar.txt": "notes" });
+  const copied = await cli(["--from", "card", "--to", "copy", "--mode", "copy", "--mhl", "--hash", "xxh64"]);
+  expect(copied.code).toBe(0);
+  expect(JSON.parse(copied.stdout).result).toMatchObject({ verified: { algorithm: "xxh64" }, mhl: { format: "xxh64", files: 2, manifests: [{ sequence: 1 }] } });
+  const ok = await cli(["--mode", "verify", "--from", "copy"]);
+  expect(ok.code).toBe(0);
+  expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, verification: { ok: true, verified: 2 } });
+  fs.writeFileSync(path.join(dir, "copy/Sidecar.txt"), "NOTES");
+  const bad = await cli(["--mode", "verify", "--from", "copy"]);
+  expect(bad.code).toBe(1);
+  expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, verification: { mismatched: [{ path: "Sidecar.txt", format: "xxh64" }] } });
+  const usage = await cli(["--mode", "verify", "--from", "copy", "--to", "x"]);
+  expect(usage.code).toBe(2);
+  expect(usage.stderr).toContain("--to does not apply to --mode verify");
+  const badHash = await cli(["--from", "card", "--to", "c2", "--mode", "copy", "--hash", "xxh4"]);
+  expect(badHash.code).toBe(2);
+  expect(badHash.stderr).toContain("--hash must be one of auto, xxh3");
+});
+
 test("bad usage exits 2 and says what to fix", async () => {
   const r = await cli(["--from", "src", "--mode", "clone"]);
   expect(r.code).toBe(2);

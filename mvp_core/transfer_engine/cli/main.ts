@@ -2,11 +2,12 @@
 import fs from "node:fs";
 import pkg from "../../../package.json" with { type: "json" };
 import { type CliSide, type CliSshAuth, parseCliArgs, USAGE } from "./args.ts";
-import { ProgressLine, USAGE_CODES, failureMessage, summary } from "./output.ts";
+import { ProgressLine, USAGE_CODES, failureMessage, summary, verificationSummary } from "./output.ts";
 import type { Endpoint } from "../endpoints/endpoint.ts";
 import { openEndpoint } from "../endpoints/open.ts";
 import { TransferError, fromSystemError } from "../errors.ts";
 import { transfer } from "../transfer.ts";
+import { verifyHistory } from "../verify_history.ts";
 
 /**
  * A second signal this soon after the first is the same keypress relayed: a terminal signals the
@@ -34,7 +35,7 @@ async function main(): Promise<number> {
   // --json (how programs call us) they are never touched, and results go out through Bun.write.
   const json = args.json || !process.stdout.isTTY;
   const live = !json && process.stderr.isTTY;
-  const id = args.spec.id ?? crypto.randomUUID();
+  const id = ("spec" in args ? args.spec.id : args.verify.id) ?? crypto.randomUUID();
   const abort = new AbortController();
   let interrupted: keyof typeof SIGNAL_EXIT | null = null;
   let firstSignalAt = 0;
@@ -53,20 +54,23 @@ async function main(): Promise<number> {
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
-  await Bun.write(Bun.stderr, `transfer ${id}\n`);
+  const verifying = "verify" in args;
+  await Bun.write(Bun.stderr, `${verifying ? "verify" : "transfer"} ${id}\n`);
   const line = new ProgressLine();
+  const onProgress = live ? (p: Parameters<ProgressLine["render"]>[0]) => process.stderr.write(`\r\x1b[2K${line.render(p)}`) : undefined;
   const opened: Endpoint[] = [];
   try {
     const source = await openSide(args.from, "source", args.auth, abort.signal);
     opened.push(source);
+    if (verifying) {
+      const r = await verifyHistory({ ...args.verify, id }, { endpoint: source, signal: abort.signal, onProgress });
+      if (live) process.stderr.write("\r\x1b[2K");
+      await Bun.write(Bun.stdout, json ? `${JSON.stringify({ ok: r.ok, verification: r })}\n` : `${verificationSummary(r)}\n`);
+      return r.ok ? 0 : 1;
+    }
     const target = await openSide(args.to, "target", args.auth, abort.signal);
     opened.push(target);
-    const result = await transfer({ ...args.spec, id }, {
-      source,
-      target,
-      signal: abort.signal,
-      onProgress: live ? (p) => process.stderr.write(`\r\x1b[2K${line.render(p)}`) : undefined,
-    });
+    const result = await transfer({ ...args.spec, id }, { source, target, signal: abort.signal, onProgress });
     if (live) process.stderr.write("\r\x1b[2K");
     await Bun.write(Bun.stdout, json ? `${JSON.stringify({ ok: true, result })}\n` : `${summary(result)}\n`);
     return result.fileCounts.failed > 0 ? 3 : 0;

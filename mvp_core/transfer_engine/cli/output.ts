@@ -2,6 +2,7 @@
 import type { TransferError } from "../errors.ts";
 import { fmtBytes } from "../steps/plan.ts";
 import type { Progress, TransferResult } from "../spec.ts";
+import { type HistoryVerification, verdict } from "../verify_history.ts";
 
 /** Error codes that mean the request itself is wrong (exit 2) rather than the transfer failing (exit 1). */
 export const USAGE_CODES: ReadonlySet<string> = new Set(["INVALID_SPEC", "SAME_PATH", "TARGET_INSIDE_SOURCE", "SOURCE_INSIDE_TARGET", "LOCATION_UNKNOWN"]);
@@ -38,6 +39,7 @@ export function summary(r: TransferResult): string {
   const c = r.fileCounts;
   if (c.skipped > 0 || c.failed > 0) lines.push(`      files: ${c.verified} sent and verified, ${c.skipped} already at the target, ${c.failed} failed${r.mirrored ? `; mirror removed ${r.mirrored}` : ""}`);
   for (const f of r.failures?.slice(0, 10) ?? []) lines.push(`      failed ${JSON.stringify(f.path)}: ${f.code} ${f.message}`);
+  if (r.mhl) lines.push(`      ASC MHL: generation ${r.mhl.manifests.map((m) => `${m.sequence} (${m.path})`).join(", ")}, ${r.mhl.files} files in ${r.mhl.format}${r.mhl.sourceChecked > 0 ? `, ${r.mhl.sourceChecked} source files checked against their history` : ""}`);
   if (r.sourceKept?.length) lines.push(`      kept ${r.sourceKept.length} source entries (changed during the move, failed, or not proven at the target)`);
   return lines.join("\n");
 }
@@ -48,4 +50,14 @@ export function failureMessage(err: TransferError): string {
   const message = err.message.replace(/\ballow overwrite\b/g, "pass --overwrite").replace(/\bor allow createParents\b/g, "or create it");
   const hint = err.code === "TARGET_EXISTS" ? "\n  hint: --to names the copy itself; to copy into an existing folder use --to FOLDER/NAME" : "";
   return `error ${err.code}${err.retryable ? " (retryable)" : ""}: ${message}${hint}`;
+}
+
+/** Human summary of a verification against an ASC MHL history: the verdict, then every problem (up to 50 of each kind). */
+export function verificationSummary(r: HistoryVerification): string {
+  const lines = [`${r.ok ? "ok" : "FAILED"}: ${verdict(r)} (${(r.durationMs / 1000).toFixed(2)}s)`];
+  for (const m of r.mismatched.slice(0, 50)) lines.push(`  mismatched ${JSON.stringify(m.path)}: ${m.format} ${m.actual}, recorded ${m.expected}`);
+  for (const p of r.missing.slice(0, 50)) lines.push(`  missing    ${JSON.stringify(p)}`);
+  for (const p of r.new.slice(0, 50)) lines.push(`  new        ${JSON.stringify(p)} (not in the history)`);
+  for (const p of r.historyProblems.slice(0, 50)) lines.push(`  history    ${p.message}`);
+  return lines.join("\n");
 }

@@ -52,11 +52,13 @@ export interface ReadOptions extends OpOptions {
 }
 
 /** Content hash names shared by both ends of a verification (the engine picks one both support). */
-export type HashAlgorithm = "xxh64" | "crc32" | "md5" | "sha1" | "sha256" | "blake2b512";
+export const HASH_ALGORITHMS = ["xxh3", "xxh64", "xxh128", "crc32", "md5", "sha1", "sha256", "blake2b512"] as const;
+/** One of HASH_ALGORITHMS (xxh3 is XXH3-64; xxh128 is XXH3-128; hex as `xxhsum` prints them). */
+export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
 
 /** Optional abilities; the engine plans around them and records a fallback when one is missing. */
 export interface Capabilities {
-  /** Hash algorithms computed next to the data (locally, or by one remote command over many files). */
+  /** Hash algorithms computed next to the data (locally, or by one remote command over many files), cheapest there first. */
   hashes: readonly HashAlgorithm[];
   unzip: boolean;
   packZip: boolean;

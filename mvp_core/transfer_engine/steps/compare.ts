@@ -17,7 +17,7 @@ const HASH_BATCH = 1000;
  * source — strongest first: a 32-bit CRC is enough to catch transport damage, not to call two
  * files equal. sha1 (~2 GB/s here) is 160 bits.
  */
-const COMPARE_PREFERENCE: readonly HashAlgorithm[] = ["sha1", "sha256", "blake2b512", "md5", "xxh64", "crc32"];
+const COMPARE_PREFERENCE: readonly HashAlgorithm[] = ["sha1", "sha256", "blake2b512", "md5", "xxh128", "xxh64", "xxh3", "crc32"];
 
 /** What travels, what is already there, and the target as it was (for mirror). */
 export interface Comparison {

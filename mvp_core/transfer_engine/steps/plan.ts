@@ -5,9 +5,9 @@
  * file by file otherwise. A move within one file system, where the target can rename from the
  * source, is a rename (see docs/engine.md).
  */
-import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
+import type { Capabilities, Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { TransferError } from "../errors.ts";
-import { LOCAL_HASHES, pickHash } from "../hash.ts";
+import { LOCAL_HASHES, MHL_HASH_PREFERENCE, isMhlHash, pickHash } from "../hash.ts";
 import { parentRel } from "../paths.ts";
 import type { Run } from "../run.ts";
 import type { StatPrefetch } from "./prefetch.ts";
@@ -50,16 +50,7 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
 
   let hash: HashAlgorithm | null = null;
   let hashByReadBack = false;
-  if (spec.verify === "checksum") {
-    // The source side is hashed in this process while reading, so it must be one we compute here.
-    const computable = srcCaps.hashes.filter((h) => LOCAL_HASHES.includes(h));
-    hash = pickHash(computable.length > 0 ? computable : LOCAL_HASHES, dstCaps.hashes);
-    if (hash === null) {
-      hash = pickHash(LOCAL_HASHES, LOCAL_HASHES);
-      hashByReadBack = true;
-      run.emit({ kind: "fallback", message: `no hash both ends compute; reading the destination back to hash it with ${hash}`, data: { source: srcCaps.hashes, target: dstCaps.hashes } });
-    }
-  }
+  if (spec.verify === "checksum") ({ hash, hashByReadBack } = chooseHash(run, srcCaps, dstCaps));
 
   const smallFiles = m.files.filter((f) => f.size < opts.zipSmallFileBytes).length;
   let strategy: "direct" | "zip";
@@ -105,9 +96,38 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
   return { strategy, reason, hash, hashByReadBack, archives, directFiles, packedBySource, requiredBytes };
 }
 
+/**
+ * The verification hash. An explicit `hash` is used as asked (read back from a target that cannot
+ * compute it). `auto`: the format the source's ASC MHL history records, when the target computes
+ * it next to the data (one read of the source then verifies it against its history and the copy);
+ * else the first in the target's own list (cheapest there first; with an ASC MHL, only its
+ * formats) that the source computes next to the data too — the source's list counts because a
+ * source that packs its own folder also hashes it; else one the target computes, the source being
+ * hashed here as it streams; else read back and hashed here (xxh3, or CRC-32 without an MHL).
+ */
+function chooseHash(run: Run, srcCaps: Capabilities, dstCaps: Capabilities): { hash: HashAlgorithm; hashByReadBack: boolean } {
+  const { spec } = run;
+  const mhl = run.custody !== null;
+  if (spec.hash !== "auto") {
+    const readBack = !dstCaps.hashes.includes(spec.hash);
+    if (readBack) run.emit({ kind: "fallback", message: `${run.target.label} cannot compute ${spec.hash} next to the data; reading the destination back to hash it here`, data: { target: dstCaps.hashes } });
+    return { hash: spec.hash, hashByReadBack: readBack };
+  }
+  const recorded = run.custody?.recorded ?? null;
+  if (recorded !== null && dstCaps.hashes.includes(recorded)) return { hash: recorded, hashByReadBack: false };
+  const preference = mhl ? dstCaps.hashes.filter(isMhlHash) : dstCaps.hashes;
+  const computable = srcCaps.hashes.filter((h) => LOCAL_HASHES.includes(h));
+  const hash = pickHash(computable.length > 0 ? computable : LOCAL_HASHES, dstCaps.hashes, preference) ?? pickHash(LOCAL_HASHES, dstCaps.hashes, preference);
+  if (hash !== null) return { hash, hashByReadBack: false };
+  const fallback = pickHash(LOCAL_HASHES, LOCAL_HASHES, mhl ? MHL_HASH_PREFERENCE : LOCAL_HASHES) as HashAlgorithm;
+  run.emit({ kind: "fallback", message: `no hash both ends compute; reading the destination back to hash it with ${fallback}`, data: { source: srcCaps.hashes, target: dstCaps.hashes } });
+  return { hash: fallback, hashByReadBack: true };
+}
+
 function canRename(run: Run): boolean {
   const { spec, target, locations } = run;
-  if (spec.mode !== "move" || spec.strategy !== "auto" || target.renameFrom === undefined) return false;
+  // With an ASC MHL every file is hashed and recorded: a rename would move bytes nobody read.
+  if (spec.mode !== "move" || spec.strategy !== "auto" || target.renameFrom === undefined || run.custody !== null) return false;
   return locations !== null && sameFileSystem(locations);
 }
 

@@ -8,12 +8,19 @@ import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { TransferError } from "../errors.ts";
 import { createHasher } from "../hash.ts";
 import { joinRel } from "../paths.ts";
+import { runPool } from "../pool.ts";
 import type { Plan } from "./plan.ts";
 import { throwIfCancelled } from "../cancel.ts";
 import type { Run } from "../run.ts";
 import type { Manifest } from "./scan.ts";
 
 const HASH_BATCH = 1000;
+/**
+ * Batches hashed at once: over SSH each is a remote command whose start costs round trips and a
+ * process, and the remote has cores to spare; several in flight hide both (10,000 files pushed at
+ * 20 ms RTT: the sequential batches' xxh3 verification took 2.2 s of a 4.7 s push).
+ */
+const HASH_BATCHES_IN_FLIGHT = 4;
 
 /**
  * Throws VERIFY_FAILED (retryable) listing the first differences; returns what was checked. With
@@ -68,9 +75,10 @@ async function compareHashes(run: Run, m: Manifest, stagingPath: string, plan: P
   const alg = plan.hash as HashAlgorithm;
   run.progress.phase("verify", m.files.length, m.bytes);
   const problems: { e: Entry; why: string }[] = [];
-  for (let i = 0; i < m.files.length; i += HASH_BATCH) {
+  const batches: Entry[][] = [];
+  for (let i = 0; i < m.files.length; i += HASH_BATCH) batches.push(m.files.slice(i, i + HASH_BATCH));
+  await runPool(batches, plan.hashByReadBack ? 1 : HASH_BATCHES_IN_FLIGHT, async (batch) => {
     throwIfCancelled(run.signal);
-    const batch = m.files.slice(i, i + HASH_BATCH);
     const paths = batch.map((e) => joinRel(stagingPath, e.path));
     const got = plan.hashByReadBack ? await readBack(run, paths, alg) : await run.target.hashFiles(paths, alg, { signal: run.signal });
     for (const [j, e] of batch.entries()) {
@@ -79,8 +87,8 @@ async function compareHashes(run: Run, m: Manifest, stagingPath: string, plan: P
       if (want === undefined || have === undefined || want !== have) problems.push({ e, why: `${alg} ${have ?? "missing"} at the destination, ${want ?? "missing"} at the source` });
       run.progress.add(1, e.size);
     }
-  }
-  return problems;
+  });
+  return problems.sort((a, b) => (a.e.path < b.e.path ? -1 : 1));
 }
 
 async function readBack(run: Run, paths: readonly string[], alg: HashAlgorithm): Promise<Map<string, string>> {
