@@ -23,7 +23,7 @@ import { type Manifest, scan } from "./steps/scan.ts";
 import { type EngineEvent, type FileOutcome, type Phase, type Progress, type TransferResult, type TransferSpecInput, parseSpec } from "./spec.ts";
 import { FileLedger } from "./file_ledger.ts";
 import { type Comparison, compareWithTarget } from "./steps/compare.ts";
-import { conflicts, finishMerge, mergeInto, mirror, refuseConflicts } from "./steps/merge.ts";
+import { completeMerge, conflicts, mergeInto, refuseConflicts } from "./steps/merge.ts";
 import { TransferError } from "./errors.ts";
 import type { Entry } from "./endpoints/endpoint.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
@@ -145,6 +145,10 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     else run.emit({ kind: "fallback", message: "mhl: an ASC MHL history belongs to a folder, and the source is a single file; it is copied without one" });
   }
 
+  if (cmp !== null && run.custody === null && send.files.length + send.links.length + send.dirs.length === 0) {
+    return await unchanged(run, m, cmp, sourcePath, targetPath, targetExists as Entry, durations, timed);
+  }
+
   run.progress.phase("plan", send.files.length, send.bytes);
   let p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { early, allowRename: !merging }));
   if (run.custody !== null && p.hash !== null) {
@@ -259,20 +263,10 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (run.ledger.counts.failed > 0) {
       run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
     }
-    // A retry of failed files (only) sees a part of the source: a mirror then would remove the rest.
-    const mirrored = cmp !== null && run.spec.mirror && run.only === null && run.ledger.counts.failed === 0 ? await mirror(run, m, targetPath, cmp.targetTree) : 0;
-    if (cmp !== null) await finishMerge(run, m, targetPath, cmp.targetTree);
-
-    // A move removes only what is proven at the target: sent and verified, or found equal by content.
-    const removable = removableSources(m, sent, cmp);
-    run.progress.phase("cleanup", run.spec.mode === "move" ? removable.files.length + removable.links.length : 0, run.spec.mode === "move" ? removable.bytes : 0);
-    if (run.spec.mode === "move") await run.hooks.beforeStep?.("remove_source");
-    const kept = await timed("cleanup", () => cleanupPhase(run, removable, sourcePath));
-    run.progress.flush();
+    const mirrored = cmp !== null ? await completeMerge(run, m, sent, targetPath, cmp.targetTree, targetExists as Entry) : 0;
     const r = result(run, p.strategy === "zip" ? "zip" : "direct", sent, durations, { mode: run.spec.verify, files: verified.files, ...(verified.algorithm ? { algorithm: verified.algorithm } : {}) });
     if (p.strategy === "zip") Object.assign(r, { archives, directFiles: p.directFiles.length });
-    const notRemoved = run.spec.mode === "move" ? m.files.filter((f) => !removable.files.includes(f)).map((f) => joinRel(sourcePath, f.path)) : [];
-    if (kept.length + notRemoved.length > 0) r.sourceKept = [...kept, ...notRemoved];
+    await finishSources(run, m, sent, cmp, sourcePath, timed, r);
     if (mirrored > 0) r.mirrored = mirrored;
     if (generation !== null) r.mhl = generation.record;
     return r;
@@ -287,6 +281,36 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (leftovers.length > 0 && isTransferError(err)) err.details.stagingNotRemoved = leftovers.map(String);
     throw err;
   }
+}
+
+/**
+ * The cleanup step: a move removes only what is proven at the target — sent and verified, or found
+ * equal by content — and reports the rest as kept (in `r`).
+ */
+async function finishSources(run: Run, m: Manifest, sent: Manifest, cmp: Comparison | null, sourcePath: string, timed: Timed, r: TransferResult): Promise<void> {
+  const removable = removableSources(m, sent, cmp);
+  const move = run.spec.mode === "move";
+  run.progress.phase("cleanup", move ? removable.files.length + removable.links.length : 0, move ? removable.bytes : 0);
+  if (move) await run.hooks.beforeStep?.("remove_source");
+  const kept = await timed("cleanup", () => cleanupPhase(run, removable, sourcePath));
+  run.progress.flush();
+  const notRemoved = move ? m.files.filter((f) => !removable.files.includes(f)).map((f) => joinRel(sourcePath, f.path)) : [];
+  if (kept.length + notRemoved.length > 0) r.sourceKept = [...kept, ...notRemoved];
+}
+
+/**
+ * A sync that finds everything already at the target: nothing is staged, verified or committed
+ * (each a few round trips over a WAN); only what follows — the mirror, the folders' attributes
+ * where they differ, a move's removal of sources proven equal.
+ */
+async function unchanged(run: Run, m: Manifest, cmp: Comparison, sourcePath: string, targetPath: string, targetRoot: Entry, durations: Record<Phase, number>, timed: Timed): Promise<TransferResult> {
+  run.ledger.flush();
+  const none: Manifest = { ...m, files: [], links: [], dirs: [], bytes: 0 };
+  const mirrored = await timed("commit", () => completeMerge(run, m, none, targetPath, cmp.targetTree, targetRoot));
+  const r = result(run, "direct", none, durations, { mode: run.spec.verify, files: 0 });
+  await finishSources(run, m, none, cmp, sourcePath, timed, r);
+  if (mirrored > 0) r.mirrored = mirrored;
+  return r;
 }
 
 /** `sent` with the generation's files (and new folders) after every data file, for a sync's renames. */

@@ -7,11 +7,13 @@
 import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { LOCAL_HASHES } from "../hash.ts";
 import { joinRel } from "../paths.ts";
+import { runPool } from "../pool.ts";
 import type { Run } from "../run.ts";
 import type { SyncLevel } from "../spec.ts";
 import type { Manifest } from "./scan.ts";
 
 const HASH_BATCH = 1000;
+const HASH_BATCHES_IN_FLIGHT = 4;
 /**
  * Hashes for deciding that two files hold the same content — which may let a move delete a
  * source — strongest first: a 32-bit CRC is enough to catch transport damage, not to call two
@@ -60,8 +62,10 @@ export async function compareWithTarget(run: Run, m: Manifest, sourcePath: strin
     const alg = COMPARE_PREFERENCE.find((h) => srcCaps.hashes.includes(h) && dstCaps.hashes.includes(h)) ?? (COMPARE_PREFERENCE.find((h) => LOCAL_HASHES.includes(h)) as HashAlgorithm);
     hash = alg;
     skipped = [];
-    for (let i = 0; i < maybeSame.length; i += HASH_BATCH) {
-      const batch = maybeSame.slice(i, i + HASH_BATCH);
+    const batches: Entry[][] = [];
+    for (let i = 0; i < maybeSame.length; i += HASH_BATCH) batches.push(maybeSame.slice(i, i + HASH_BATCH));
+    // A few batches in flight on both sides: each is one remote command, which waits on its disk.
+    await runPool(batches, HASH_BATCHES_IN_FLIGHT, async (batch) => {
       const srcPaths = batch.map((f) => joinRel(sourcePath, f.path));
       const dstPaths = batch.map((f) => joinRel(targetPath, f.path));
       const [a, b] = await Promise.all([run.source.hashFiles(srcPaths, alg, { signal: run.signal }), run.target.hashFiles(dstPaths, alg, { signal: run.signal })]);
@@ -72,7 +76,7 @@ export async function compareWithTarget(run: Run, m: Manifest, sourcePath: strin
           provenEqual.add(f.path);
         } else send.push(f);
       }
-    }
+    });
   }
   const links = m.links.filter((l) => {
     const t = targetTree.get(l.path);
@@ -81,12 +85,30 @@ export async function compareWithTarget(run: Run, m: Manifest, sourcePath: strin
   const sendSet = new Set(send.map((f) => f.path));
   const files = m.files.filter((f) => sendSet.has(f.path)); // scan order, which the plan and zip rely on
   return {
-    send: { ...m, files, links, bytes: files.reduce((n, f) => n + f.size, 0) },
+    send: { ...m, files, links, dirs: foldersToStage(m, files, links, targetTree), bytes: files.reduce((n, f) => n + f.size, 0) },
     skipped,
     targetTree,
     provenEqual,
     hash,
   };
+}
+
+/**
+ * The folders a merge needs in its staging tree: those the target lacks (made there at the merge)
+ * and those holding something that travels. 10 changed files in a tree of 100 folders stage a few
+ * folders, not all of them (each one a request to make, to list when verifying, and to remove).
+ */
+function foldersToStage(m: Manifest, files: readonly Entry[], links: readonly Entry[], targetTree: ReadonlyMap<string, Entry>): Entry[] {
+  const needed = new Set<string>();
+  for (const e of [...files, ...links]) {
+    for (let p = parentOf(e.path); p !== "" && !needed.has(p); p = parentOf(p)) needed.add(p);
+  }
+  return m.dirs.filter((d) => needed.has(d.path) || targetTree.get(d.path)?.type !== "dir");
+}
+
+function parentOf(p: string): string {
+  const i = p.lastIndexOf("/");
+  return i < 0 ? "" : p.slice(0, i);
 }
 
 /** Modification times equal to the second: SFTP (and `find`) keep whole seconds. */

@@ -7,7 +7,9 @@
  */
 import type { Entry } from "../endpoints/endpoint.ts";
 import { TransferError, isTransferError } from "../errors.ts";
-import { baseRel, joinRel, showPath } from "../paths.ts";
+import { baseRel, joinRel, parentRel, showPath } from "../paths.ts";
+import { runPool } from "../pool.ts";
+import { sameSecond } from "./compare.ts";
 import type { Run } from "../run.ts";
 import { maybeYield } from "../yield.ts";
 import type { Manifest } from "./scan.ts";
@@ -51,11 +53,51 @@ export async function mergeInto(run: Run, send: Manifest, stagingPath: string, t
     if (targetTree.get(d.path)?.type === "dir") continue;
     await target.mkdir(joinRel(targetPath, d.path), { mode: 0o700 });
   }
-  for (const e of [...send.files, ...send.links]) {
+  // Renames of distinct names, their folders made: all at once (one round trip, not one each).
+  await runPool([...send.files, ...send.links], RENAMES_IN_FLIGHT, async (e) => {
     await target.rename(joinRel(stagingPath, e.path), joinRel(targetPath, e.path), { replace: true });
     await maybeYield();
-  }
+  });
   await target.remove(stagingPath, { recursive: true });
+}
+
+/** Renames a merge keeps in flight. */
+const RENAMES_IN_FLIGHT = 64;
+
+/**
+ * The folders whose mode and mtime the merged target must be given: those the merge made or wrote
+ * into (writing changes a folder's mtime), and those whose mode or mtime differ from the source's.
+ * An unchanged re-run sets nothing.
+ */
+function foldersToTouch(full: Manifest, sent: Manifest, targetTree: ReadonlyMap<string, Entry>, targetRoot: Entry, mirrored: boolean): { touch: Manifest; root: boolean } {
+  const wrote = new Set<string>();
+  for (const e of [...sent.files, ...sent.links, ...sent.dirs]) wrote.add(parentRel(e.path));
+  const differs = (d: Entry, t: Entry | undefined): boolean => t === undefined || t.type !== "dir" || (t.mode & 0o7777) !== (d.mode & 0o7777) || !sameTime(t.mtimeMs, d.mtimeMs);
+  // A mirror removes entries anywhere: every folder may have changed.
+  const dirs = mirrored ? full.dirs : full.dirs.filter((d) => wrote.has(d.path) || differs(d, targetTree.get(d.path)));
+  return { touch: { ...full, dirs }, root: mirrored || wrote.has("") || differs(full.root, targetRoot) };
+}
+
+/**
+ * A folder's mtime as the target shows it equals the source's: to the second where the target
+ * shows whole seconds only (SFTP, `find`), exactly otherwise (a local target keeps fractions).
+ */
+function sameTime(target: number, source: number): boolean {
+  return target % 1000 === 0 && source % 1000 !== 0 ? sameSecond(target, source) : target === source;
+}
+
+/**
+ * What follows a sync's data landing (or finding it all there): the mirror when allowed (never for
+ * a retry of failed files, which sees part of the source, nor when a file failed), then the folders'
+ * attributes where needed. Returns how many target entries the mirror removed.
+ */
+export async function completeMerge(run: Run, full: Manifest, sent: Manifest, targetPath: string, targetTree: ReadonlyMap<string, Entry>, targetRoot: Entry): Promise<number> {
+  const mirrored = run.spec.mirror && run.only === null && run.ledger.counts.failed === 0 ? await mirror(run, full, targetPath, targetTree) : 0;
+  if (full.kind === "dir") {
+    const { touch, root } = foldersToTouch(full, sent, targetTree, targetRoot, mirrored > 0);
+    await finishMerge(run, full, targetPath, targetTree, touch, root);
+  }
+  return mirrored;
 }
 
 /**
@@ -63,14 +105,14 @@ export async function mergeInto(run: Run, send: Manifest, stagingPath: string, t
  * first. A folder that was there before may belong to someone else, who alone may change its mode:
  * those are left as they are (said once in an event) rather than failing a merge already committed.
  */
-export async function finishMerge(run: Run, full: Manifest, targetPath: string, targetTree: ReadonlyMap<string, Entry>): Promise<void> {
-  if (full.kind !== "dir") return;
+async function finishMerge(run: Run, full: Manifest, targetPath: string, targetTree: ReadonlyMap<string, Entry>, touch: Manifest, rootToo: boolean): Promise<void> {
+  if (full.kind !== "dir" || (touch.dirs.length === 0 && !rootToo)) return;
   try {
-    await applyAttributes(run, full, targetPath, []);
+    await applyAttributes(run, touch, targetPath, [], { root: rootToo });
   } catch (err) {
     if (!isTransferError(err) || err.code !== "PERMISSION_DENIED") throw err;
     const refused: string[] = [];
-    for (const d of [...full.dirs].sort((a, b) => b.path.length - a.path.length).concat([{ ...full.root, path: "" }])) {
+    for (const d of [...touch.dirs].sort((a, b) => b.path.length - a.path.length).concat(rootToo ? [{ ...full.root, path: "" }] : [])) {
       try {
         await run.target.setAttributes(joinRel(targetPath, d.path), { mode: d.mode, mtimeMs: d.mtimeMs }, { signal: run.signal });
       } catch (e) {

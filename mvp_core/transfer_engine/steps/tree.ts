@@ -38,9 +38,9 @@ export async function createLinks(run: Run, m: Manifest, stagingPath: string): P
 }
 
 /** Sets mode and mtime on files (after unzip), then on folders deepest first, then on the root. */
-export async function applyAttributes(run: Run, m: Manifest, stagingPath: string, files: readonly Entry[]): Promise<void> {
+export async function applyAttributes(run: Run, m: Manifest, stagingPath: string, files: readonly Entry[], { root = true }: { root?: boolean } = {}): Promise<void> {
   const dirs = [...m.dirs].sort((a, b) => depth(b.path) - depth(a.path));
-  const all = m.kind === "dir" ? [...files, ...dirs, { ...m.root, path: "" }] : [...files];
+  const all = m.kind === "dir" ? [...files, ...dirs, ...(root ? [{ ...m.root, path: "" }] : [])] : [...files];
   const { target } = run;
   if (target.setAttributesMany) {
     // Remote: all requests in flight instead of one round trip per entry; local: no async hop per
