@@ -22,7 +22,7 @@ import { ProgressTracker, type Run, type StagingNames } from "./run.ts";
 import { type Manifest, scan } from "./steps/scan.ts";
 import { type EngineEvent, type FileOutcome, type Phase, type Progress, type TransferResult, type TransferSpecInput, parseSpec } from "./spec.ts";
 import { FileLedger } from "./file_ledger.ts";
-import { type Comparison, compareWithTarget } from "./steps/compare.ts";
+import { type Comparison, type TargetListing, compareWithTarget, startTargetListing } from "./steps/compare.ts";
 import { completeMerge, conflicts, mergeInto, refuseConflicts } from "./steps/merge.ts";
 import { TransferError } from "./errors.ts";
 import type { Entry } from "./endpoints/endpoint.ts";
@@ -118,19 +118,31 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   throwIfCancelled(run.signal);
   const tp = normalizeRel(run.spec.targetPath);
   const early = new StatPrefetch(run.target, [run.names.moved, run.names.old, run.names.staging, run.names.zips, parentRel(tp), tp], run.signal, parentRel(tp));
-  const checked = await checkAndScan(run, tp, early, timed);
-  if (checked === "resume") return resume(run, durations, timed);
+  // A sync compares with the target's listing: it travels while the checks and the scan run.
+  const listing: TargetListing | null = run.spec.sync !== "off" || run.only !== null ? startTargetListing(run, tp) : null;
+  let checked: Awaited<ReturnType<typeof checkAndScan>>;
+  try {
+    checked = await checkAndScan(run, tp, early, timed);
+  } catch (err) {
+    listing?.stop();
+    throw err;
+  }
+  if (checked === "resume") {
+    listing?.stop();
+    return resume(run, durations, timed);
+  }
   const { sourcePath, targetPath, m, targetExists } = checked;
 
   // An existing target is updated in place (sync, or the retry of failed files): only what differs travels.
   const merging = targetExists !== null && (run.spec.sync !== "off" || run.only !== null);
   let send = m;
   let cmp: Comparison | null = null;
+  if (!merging) listing?.stop();
   if (merging) {
     if ((m.kind === "dir") !== (targetExists.type === "dir")) {
       throw new TransferError("TARGET_EXISTS", `target ${showPath(run.target, run.spec.targetPath)} is a ${targetExists.type} and the source a ${m.kind}: sync updates a folder with a folder and a file with a file; choose another target`);
     }
-    cmp = await timed("plan", () => compareWithTarget(run, m, sourcePath, targetPath, run.only !== null || run.spec.sync === "off" ? "all" : run.spec.sync));
+    cmp = await timed("plan", () => compareWithTarget(run, m, sourcePath, targetPath, run.only !== null || run.spec.sync === "off" ? "all" : run.spec.sync, listing ?? undefined));
     refuseConflicts(run, conflicts(m, cmp.targetTree));
     send = cmp.send;
     run.ledger.skipped(cmp.skipped);
@@ -217,7 +229,11 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
 
     // The verification reads neither folders' modes and mtimes nor the commit marker: both go out
     // beside it (a round trip or three less over a WAN), and must land before the commit.
-    const beside = Promise.all([folderAttributes, writeCommitMarker(run)]);
+    // A sync's copy needs no marker: each file lands by its own atomic rename, and a retry of a merge
+    // that died compares again (two round trips less). A move keeps it: its retry must know to
+    // only finish the removal.
+    const marker = cmp === null || run.spec.mode === "move" ? writeCommitMarker(run) : undefined;
+    const beside = Promise.all([folderAttributes, marker]);
     beside.catch(() => undefined);
     // The generation is built beside the verification, from the source hashes it then proves.
     const prepare = (files: Manifest): Promise<PreparedGeneration | null> | null => run.custody === null || p.hash === null ? null
@@ -263,7 +279,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (run.ledger.counts.failed > 0) {
       run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
     }
-    const mirrored = cmp !== null ? await completeMerge(run, m, sent, targetPath, cmp.targetTree, targetExists as Entry) : 0;
+    const mirrored = cmp !== null ? await completeMerge(run, m, sent, targetPath, cmp.targetTree, targetExists as Entry, sent.kind === "dir" ? staging : undefined) : 0;
     const r = result(run, p.strategy === "zip" ? "zip" : "direct", sent, durations, { mode: run.spec.verify, files: verified.files, ...(verified.algorithm ? { algorithm: verified.algorithm } : {}) });
     if (p.strategy === "zip") Object.assign(r, { archives, directFiles: p.directFiles.length });
     await finishSources(run, m, sent, cmp, sourcePath, timed, r);
@@ -292,7 +308,8 @@ async function finishSources(run: Run, m: Manifest, sent: Manifest, cmp: Compari
   const move = run.spec.mode === "move";
   run.progress.phase("cleanup", move ? removable.files.length + removable.links.length : 0, move ? removable.bytes : 0);
   if (move) await run.hooks.beforeStep?.("remove_source");
-  const kept = await timed("cleanup", () => cleanupPhase(run, removable, sourcePath));
+  // A sync's copy wrote no commit marker (see runSteps).
+  const kept = await timed("cleanup", () => cleanupPhase(run, removable, sourcePath, { marker: cmp === null || move }));
   run.progress.flush();
   const notRemoved = move ? m.files.filter((f) => !removable.files.includes(f)).map((f) => joinRel(sourcePath, f.path)) : [];
   if (kept.length + notRemoved.length > 0) r.sourceKept = [...kept, ...notRemoved];

@@ -87,9 +87,9 @@ export async function markerMeansCommitted(run: Run, sourcePath: string, staging
 }
 
 /** The cleanup step as the orchestrator calls it: `copy` never touches the source; `move` removes it. Then the commit marker goes. */
-export async function cleanupPhase(run: Run, m: Manifest, sourcePath: string): Promise<string[]> {
+export async function cleanupPhase(run: Run, m: Manifest, sourcePath: string, { marker = true }: { marker?: boolean } = {}): Promise<string[]> {
   const kept = run.spec.mode === "move" ? await removeSource(run, m, sourcePath) : [];
-  await run.target.remove(run.names.moved);
+  if (marker) await run.target.remove(run.names.moved);
   return kept;
 }
 

@@ -34,14 +34,39 @@ export interface Comparison {
   hash: HashAlgorithm | null;
 }
 
+/** The target's listing, started early (read-only) beside the checks and the source's scan. */
+export interface TargetListing {
+  /** The entries below the target folder; null when it is not a folder (or not there). */
+  tree: Promise<Map<string, Entry> | null>;
+  /** Stops the walk (a check failed, or the listing was not needed). */
+  stop(): void;
+}
+
+/**
+ * Starts listing the target folder: a sync needs it, and over a WAN the walk is a few round trips
+ * that can travel while the checks and the source's scan run.
+ */
+export function startTargetListing(run: Run, targetPath: string): TargetListing {
+  const stop = new AbortController();
+  const signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
+  const tree = (async () => {
+    const out = new Map<string, Entry>();
+    for await (const e of run.target.walk(targetPath, { signal })) out.set(e.path, e);
+    return out;
+  })().catch(() => null); // not there, not a folder, or stopped: compareWithTarget asks again
+  return { tree, stop: () => stop.abort() };
+}
+
 /** Compares the source manifest with the existing target folder `targetPath` at `level` ("all": everything travels). */
-export async function compareWithTarget(run: Run, m: Manifest, sourcePath: string, targetPath: string, level: SyncLevel | "all"): Promise<Comparison> {
-  const targetTree = new Map<string, Entry>();
+export async function compareWithTarget(run: Run, m: Manifest, sourcePath: string, targetPath: string, level: SyncLevel | "all", listing?: TargetListing): Promise<Comparison> {
+  let targetTree = new Map<string, Entry>();
   if (m.kind === "file") {
     const t = await run.target.stat(targetPath, { signal: run.signal });
     if (t !== null) targetTree.set("", { ...t, path: "" });
   } else {
-    for await (const e of run.target.walk(targetPath, { signal: run.signal })) targetTree.set(e.path, e);
+    const early = await listing?.tree;
+    if (early) targetTree = early;
+    else for await (const e of run.target.walk(targetPath, { signal: run.signal })) targetTree.set(e.path, e);
   }
   const maybeSame: Entry[] = [];
   const send: Entry[] = [];

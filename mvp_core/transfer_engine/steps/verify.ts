@@ -28,10 +28,14 @@ const HASH_BATCHES_IN_FLIGHT = 4;
  * removes its copy before the commit) and the others stand.
  */
 export async function verify(run: Run, m: Manifest, stagingPath: string, plan: Plan, hashes: Map<string, string>): Promise<{ files: number; algorithm?: HashAlgorithm; failed: Entry[] }> {
-  const problems = await compareTree(run, m, stagingPath);
+  // The tree walk and the hashes are independent remote commands: both go out at once (a few round
+  // trips less over a WAN); a tree that is wrong decides, whatever the hashes say.
+  const hashing = plan.hash === null ? null : compareHashes(run, m, stagingPath, plan, hashes);
+  hashing?.catch(() => undefined); // awaited below unless the tree is wrong
+  const problems = await compareTree(run, m, stagingPath, hashing === null);
   const failed: Entry[] = [];
-  if (problems.length === 0 && plan.hash !== null) {
-    for (const { e, why } of await compareHashes(run, m, stagingPath, plan, hashes)) {
+  if (problems.length === 0 && hashing !== null) {
+    for (const { e, why } of await hashing) {
       const err = new TransferError("VERIFY_FAILED", `${JSON.stringify(e.path || run.spec.sourcePath)} arrived different from the source (${why}); retry it`, { details: { path: e.path } });
       if (run.ledger.fail(e, err)) failed.push(e);
       else problems.push(`${JSON.stringify(e.path || run.spec.sourcePath)}: ${why}`);
@@ -46,14 +50,14 @@ export async function verify(run: Run, m: Manifest, stagingPath: string, plan: P
   return plan.hash === null ? { files, failed } : { files, algorithm: plan.hash, failed };
 }
 
-async function compareTree(run: Run, m: Manifest, stagingPath: string): Promise<string[]> {
+async function compareTree(run: Run, m: Manifest, stagingPath: string, reportProgress: boolean): Promise<string[]> {
   const problems: string[] = [];
   if (m.kind === "file") {
     if (m.files.length === 0) return problems; // a sync found the file already there: nothing was sent
     const st = await run.target.stat(stagingPath, { signal: run.signal });
     if (st === null || st.type !== "file") problems.push("the copied file is missing");
     else if (st.size !== m.root.size) problems.push(`size ${st.size}, expected ${m.root.size}`);
-    run.progress.add(1, st?.size ?? 0);
+    if (reportProgress) run.progress.add(1, st?.size ?? 0);
     return problems;
   }
   const expected = new Map<string, Entry>();
@@ -65,7 +69,7 @@ async function compareTree(run: Run, m: Manifest, stagingPath: string): Promise<
     else if (want.type !== got.type) problems.push(`${JSON.stringify(got.path)} is a ${got.type}, expected a ${want.type}`);
     else if (want.type === "file" && want.size !== got.size) problems.push(`${JSON.stringify(got.path)} has ${got.size} bytes, expected ${want.size}`);
     else if (want.type === "symlink" && want.linkTarget !== got.linkTarget) problems.push(`link ${JSON.stringify(got.path)} points to ${JSON.stringify(got.linkTarget)}`);
-    if (got.type === "file") run.progress.add(1, got.size);
+    if (got.type === "file" && reportProgress) run.progress.add(1, got.size);
   }
   for (const p of expected.keys()) problems.push(`${JSON.stringify(p)} is missing`);
   return problems;
