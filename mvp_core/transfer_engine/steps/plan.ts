@@ -57,9 +57,9 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
   let reason: string;
   if (spec.strategy === "direct") [strategy, reason] = ["direct", "requested"];
   else if (spec.strategy === "zip") [strategy, reason] = ["zip", "requested"];
-  else if (m.kind === "dir" && smallFiles >= opts.zipMinSmallFiles) {
-    [strategy, reason] = ["zip", `${smallFiles} files under ${opts.zipSmallFileBytes} bytes (threshold ${opts.zipMinSmallFiles})`];
-  } else [strategy, reason] = ["direct", `${smallFiles} small files (zip from ${opts.zipMinSmallFiles})`];
+  else if (m.kind === "dir" && smallFiles >= zipFrom(run)) {
+    [strategy, reason] = ["zip", `${smallFiles} files under ${opts.zipSmallFileBytes} bytes (threshold ${zipFrom(run)})`];
+  } else [strategy, reason] = ["direct", `${smallFiles} small files (zip from ${zipFrom(run)})`];
 
   if (strategy === "zip" && m.kind === "file") {
     [strategy, reason] = ["direct", "a single file gains nothing from an archive"];
@@ -129,6 +129,15 @@ function canRename(run: Run): boolean {
   // With an ASC MHL every file is hashed and recorded: a rename would move bytes nobody read.
   if (spec.mode !== "move" || spec.strategy !== "auto" || target.renameFrom === undefined || run.custody !== null) return false;
   return locations !== null && sameFileSystem(locations);
+}
+
+/**
+ * How many small files make `auto` choose zip: where the target unpacks a stream as it arrives
+ * (no archive lands, the unpacker reports each file's CRC-32 and sets its attributes), one archive
+ * costs one remote command where each file sent alone costs a few round trips, so a handful is enough.
+ */
+function zipFrom(run: Run): number {
+  return run.target.unzipStream ? Math.min(run.opts.zipMinSmallFiles, run.opts.zipMinSmallFilesStreaming) : run.opts.zipMinSmallFiles;
 }
 
 /** Groups files into archives within the entry/byte limits; files too large for plain zip go direct. */
