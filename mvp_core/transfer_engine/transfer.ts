@@ -241,7 +241,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     let preparing = prepare(sent);
     preparing?.catch(() => undefined); // awaited below unless the verification fails first
     run.progress.phase("verify", sent.files.length, sent.bytes);
-    const verified = await timed("verify", () => verify(run, sent, staging, p, hashes));
+    const verified = await timed("verify", () => verify(run, sent, staging, p, hashes, { listedOnly: cmp !== null }));
     const verifiedAll = sent;
     sent = await dropFailed(run, sent, staging);
     if (sent !== verifiedAll) preparing = prepare(sent); // files failed their verification: they are not recorded

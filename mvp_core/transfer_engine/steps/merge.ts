@@ -60,6 +60,28 @@ export async function mergeInto(run: Run, send: Manifest, stagingPath: string, t
   });
 }
 
+/**
+ * Removes the emptied staging tree: its folders are known (the merge moved every file out), so
+ * each level goes in one round of rmdir requests, deepest first — a few round trips, where a
+ * recursive removal lists every folder first. Anything unexpected left in it: removed recursively.
+ */
+async function removeEmptied(run: Run, stagingPath: string, dirs: readonly Entry[]): Promise<void> {
+  const levels = new Map<number, string[]>();
+  for (const d of dirs) {
+    const depth = d.path.split("/").length;
+    levels.set(depth, [...(levels.get(depth) ?? []), d.path]);
+  }
+  try {
+    for (const depth of [...levels.keys()].sort((a, b) => b - a)) {
+      await Promise.all((levels.get(depth) ?? []).map((p) => run.target.remove(joinRel(stagingPath, p))));
+    }
+    await run.target.remove(stagingPath);
+  } catch {
+    // Not empty after all (an endpoint says so in its own words): the thorough way.
+    await run.target.remove(stagingPath, { recursive: true });
+  }
+}
+
 /** Renames a merge keeps in flight. */
 const RENAMES_IN_FLIGHT = 64;
 
@@ -92,7 +114,7 @@ function sameTime(target: number, source: number): boolean {
  */
 export async function completeMerge(run: Run, full: Manifest, sent: Manifest, targetPath: string, targetTree: ReadonlyMap<string, Entry>, targetRoot: Entry, stagingPath?: string): Promise<number> {
   // The staging tree holds only empty folders now: it goes beside the rest (independent requests).
-  const emptied = stagingPath === undefined ? undefined : run.target.remove(stagingPath, { recursive: true });
+  const emptied = stagingPath === undefined ? undefined : removeEmptied(run, stagingPath, sent.dirs);
   emptied?.catch(() => undefined); // awaited below
   const mirrored = run.spec.mirror && run.only === null && run.ledger.counts.failed === 0 ? await mirror(run, full, targetPath, targetTree) : 0;
   if (full.kind === "dir") {
