@@ -230,9 +230,11 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     // The verification reads neither folders' modes and mtimes nor the commit marker: both go out
     // beside it (a round trip or three less over a WAN), and must land before the commit.
     // A sync's copy needs no marker: each file lands by its own atomic rename, and a retry of a merge
-    // that died compares again (two round trips less). A move keeps it: its retry must know to
-    // only finish the removal.
-    const marker = cmp === null || run.spec.mode === "move" ? writeCommitMarker(run) : undefined;
+    // that died compares again (two round trips less). A move keeps it (its retry must know to only
+    // finish the removal), and so does a sync where a file failed (its retry must resume, so the
+    // recorded failure stands, rather than compare again).
+    const withMarker = cmp === null || run.spec.mode === "move" || run.ledger.counts.failed > 0;
+    const marker = withMarker ? writeCommitMarker(run) : undefined;
     const beside = Promise.all([folderAttributes, marker]);
     beside.catch(() => undefined);
     // The generation is built beside the verification, from the source hashes it then proves.
@@ -251,7 +253,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (prepared !== null && run.custody !== null && p.hash !== null) {
       const [custody, alg] = [run.custody, p.hash];
       await beside; // folder attributes first: writing the generation changes its folder
-      generation = await timed("verify", () => writeGeneration(run, custody, prepared, m, staging, alg));
+      generation = await timed("verify", () => writeGeneration(run, custody, prepared, sent, staging, alg));
     }
     throwIfCancelled(run.signal);
 
@@ -279,7 +281,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (run.ledger.counts.failed > 0) {
       run.emit({ kind: "files_failed", message: `${run.ledger.counts.failed} files failed and were left out (${run.ledger.failures.slice(0, 3).map((f) => `${JSON.stringify(f.path)}: ${f.code}`).join("; ")}); the rest is verified and committed`, data: { failed: run.ledger.counts.failed, failures: run.ledger.failures.slice(0, 20) } });
     }
-    const mirrored = cmp !== null ? await completeMerge(run, m, sent, targetPath, cmp.targetTree, targetExists as Entry, sent.kind === "dir" ? staging : undefined) : 0;
+    const mirrored = cmp !== null ? await completeMerge(run, m, sent, targetPath, cmp.targetTree, targetExists as Entry) : 0;
     const r = result(run, p.strategy === "zip" ? "zip" : "direct", sent, durations, { mode: run.spec.verify, files: verified.files, ...(verified.algorithm ? { algorithm: verified.algorithm } : {}) });
     if (p.strategy === "zip") Object.assign(r, { archives, directFiles: p.directFiles.length });
     await finishSources(run, m, sent, cmp, sourcePath, timed, r);
@@ -308,8 +310,8 @@ async function finishSources(run: Run, m: Manifest, sent: Manifest, cmp: Compari
   const move = run.spec.mode === "move";
   run.progress.phase("cleanup", move ? removable.files.length + removable.links.length : 0, move ? removable.bytes : 0);
   if (move) await run.hooks.beforeStep?.("remove_source");
-  // A sync's copy wrote no commit marker (see runSteps).
-  const kept = await timed("cleanup", () => cleanupPhase(run, removable, sourcePath, { marker: cmp === null || move }));
+  // A sync's copy wrote no commit marker unless a file failed (see runSteps).
+  const kept = await timed("cleanup", () => cleanupPhase(run, removable, sourcePath, { marker: cmp === null || move || run.ledger.counts.failed > 0 }));
   run.progress.flush();
   const notRemoved = move ? m.files.filter((f) => !removable.files.includes(f)).map((f) => joinRel(sourcePath, f.path)) : [];
   if (kept.length + notRemoved.length > 0) r.sourceKept = [...kept, ...notRemoved];

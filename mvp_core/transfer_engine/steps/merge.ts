@@ -38,9 +38,9 @@ export function refuseConflicts(run: Run, found: readonly Entry[]): void {
 }
 
 /**
- * Moves what `send` lists from the staging tree into the existing target; the emptied staging
- * tree goes in completeMerge. Folder attributes come after (finishMerge), once a mirror has
- * removed what it removes: removing an entry changes its folder's mtime.
+ * Moves what `send` lists from the staging tree into the existing target, then removes the emptied
+ * staging tree. Folder attributes come after (finishMerge), once a mirror has removed what it
+ * removes: removing an entry changes its folder's mtime.
  */
 export async function mergeInto(run: Run, send: Manifest, stagingPath: string, targetPath: string, targetTree: ReadonlyMap<string, Entry>): Promise<void> {
   const { target } = run;
@@ -58,6 +58,8 @@ export async function mergeInto(run: Run, send: Manifest, stagingPath: string, t
     await target.rename(joinRel(stagingPath, e.path), joinRel(targetPath, e.path), { replace: true });
     await maybeYield();
   });
+  // Gone before the commit counts as done: a retry reads "staging gone, marker there" as committed.
+  await removeEmptied(run, stagingPath, send.dirs);
 }
 
 /**
@@ -112,16 +114,12 @@ function sameTime(target: number, source: number): boolean {
  * a retry of failed files, which sees part of the source, nor when a file failed), then the folders'
  * attributes where needed. Returns how many target entries the mirror removed.
  */
-export async function completeMerge(run: Run, full: Manifest, sent: Manifest, targetPath: string, targetTree: ReadonlyMap<string, Entry>, targetRoot: Entry, stagingPath?: string): Promise<number> {
-  // The staging tree holds only empty folders now: it goes beside the rest (independent requests).
-  const emptied = stagingPath === undefined ? undefined : removeEmptied(run, stagingPath, sent.dirs);
-  emptied?.catch(() => undefined); // awaited below
+export async function completeMerge(run: Run, full: Manifest, sent: Manifest, targetPath: string, targetTree: ReadonlyMap<string, Entry>, targetRoot: Entry): Promise<number> {
   const mirrored = run.spec.mirror && run.only === null && run.ledger.counts.failed === 0 ? await mirror(run, full, targetPath, targetTree) : 0;
   if (full.kind === "dir") {
     const { touch, root } = foldersToTouch(full, sent, targetTree, targetRoot, mirrored > 0);
     await finishMerge(run, full, targetPath, targetTree, touch, root);
   }
-  await emptied;
   return mirrored;
 }
 

@@ -97,19 +97,21 @@ export async function prepareGeneration(run: Run, custody: Custody, full: Manife
   return { gen, files: files.length - gen.ignored.length, buildMs: performance.now() - t0 };
 }
 
-/** Writes a prepared generation into `staging` and checks what landed; `full`: the source's listing (which folders exist there). */
-export async function writeGeneration(run: Run, custody: Custody, prepared: PreparedGeneration, full: Manifest, staging: string, alg: HashAlgorithm): Promise<WrittenGeneration> {
+/** Writes a prepared generation into `staging` and checks what landed; `staged`: what the staging tree holds (which folders exist there). */
+export async function writeGeneration(run: Run, custody: Custody, prepared: PreparedGeneration, staged: Manifest, staging: string, alg: HashAlgorithm): Promise<WrittenGeneration> {
   const t0 = performance.now();
   const { gen } = prepared;
-  const present = new Set([...full.dirs.map((d) => d.path), ""]);
+  // A merge stages only the folders it needs: a history's folder (and its parents) may be missing.
+  const present = new Set([...staged.dirs.map((d) => d.path), ""]);
   const written: WrittenGeneration = {
     record: { format: alg, files: prepared.files, sourceChecked: custody.checked, appendedTo: custody.baseFrom, manifests: gen.manifests.map((m) => ({ path: joinRel(joinRel(m.historyPath, ASCMHL_DIR), m.fileName), sequence: m.sequence })), durationMs: 0 },
     files: [],
     dirs: [],
   };
   for (const w of gen.writes) {
-    const dir = parentRel(w.path);
-    if (!present.has(dir)) {
+    const missing: string[] = [];
+    for (let dir = parentRel(w.path); !present.has(dir); dir = parentRel(dir)) missing.unshift(dir);
+    for (const dir of missing) {
       await run.target.mkdir(joinRel(staging, dir), { mode: FOLDER_MODE, signal: run.signal });
       present.add(dir);
       written.dirs.push({ path: dir, type: "dir", size: 0, mtimeMs: Date.now(), mode: FOLDER_MODE });
