@@ -20,6 +20,8 @@ export const EVENT_KINDS = [
   "staging_recovered", "archive_done", "source_kept",
   // Per-file truth, since migration 0006.
   "compared", "mirrored", "files_failed",
+  // Resume from an earlier attempt's staging, since migration 0009.
+  "resumed",
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 export type EventLevel = "debug" | "info" | "warn" | "error";

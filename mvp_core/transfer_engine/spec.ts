@@ -86,6 +86,8 @@ export interface Progress {
   filesTotal: number;
   bytesDone: number;
   bytesTotal: number;
+  /** Bytes an earlier attempt left at the destination that this one kept (counted in bytesDone of the transfer phase). */
+  bytesResumed?: number;
 }
 
 /** Notable decisions and milestones, for the job event log. */
@@ -104,7 +106,9 @@ export interface EngineEvent {
     /** mirror: target entries the source does not have were removed. */
     | "mirrored"
     /** skipFileErrors: files recorded as failed while the rest completed. */
-    | "files_failed";
+    | "files_failed"
+    /** What an earlier attempt left was re-checked and kept: files, bytes. */
+    | "resumed";
   message: string;
   data?: Record<string, unknown>;
 }
@@ -155,4 +159,8 @@ export interface TransferResult {
   failures?: { path: string; code: string; message: string }[];
   /** With mirror: target entries removed because the source has no such entry. */
   mirrored?: number;
+  /** Bytes that travelled in this attempt (file contents; a resumed transfer sends less than `bytes`). */
+  sentBytes: number;
+  /** Bytes kept from an earlier attempt with the same id (re-checked at both ends, not sent again). */
+  resumedBytes: number;
 }

@@ -95,6 +95,7 @@ const ENGINE_EVENT_LEVEL = {
   compared: "info",
   mirrored: "info",
   files_failed: "warn",
+  resumed: "info",
 } as const satisfies Record<EngineEvent["kind"], EventLevel>;
 
 /** The job's failure as recorded: the engine's code and retry decision, or INTERNAL_ERROR (not retried) for anything else. */
@@ -374,7 +375,10 @@ export class JobRun {
 
   private async recordDone(result: TransferResult): Promise<void> {
     const { sql, queue, worker } = this.deps;
-    const data = { strategy: result.strategy, files: result.files, bytes: result.bytes, durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}) };
+    const data = {
+      strategy: result.strategy, files: result.files, bytes: result.bytes, sentBytes: result.sentBytes, resumedBytes: result.resumedBytes,
+      durationsMs: result.durationsMs, verified: result.verified, ...(result.sourceKept ? { sourceKept: result.sourceKept.length } : {}),
+    };
     const ours = await this.persist("done", () => completeJob(sql, this.fence!, { strategy: result.strategy, files: result.files, bytes: result.bytes, data }));
     if (ours) {
       await this.persist("ack", () => queue.ack(this.jobId, worker.id));

@@ -30,6 +30,10 @@ export interface Plan {
   packedBySource: boolean;
   /** Bytes the destination needs free before anything is written. */
   requiredBytes: number;
+  /** Streams at once for files sent as ranges (copy_ranged.ts); 1 when none is that big or the endpoints gain nothing. */
+  streams: number;
+  /** Why that many (for the event log). */
+  streamsWhy: string;
 }
 
 const BLOCK = 4096;
@@ -44,7 +48,7 @@ const ZIP_ENTRY_OVERHEAD = 30 + 16 + 46;
 export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath: string, { allowRename = true, early }: { allowRename?: boolean; early?: StatPrefetch } = {}): Promise<Plan> {
   const { spec, source, target, opts } = run;
   if (allowRename && canRename(run)) {
-    return { strategy: "rename", reason: "a move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0 };
+    return { strategy: "rename", reason: "a move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0, streams: 1, streamsWhy: "a rename moves no bytes" };
   }
   const [srcCaps, dstCaps] = await Promise.all([source.capabilities({ signal: run.signal }), target.capabilities({ signal: run.signal })]);
 
@@ -102,7 +106,20 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
       details: { requiredBytes, freeBytes: space.freeBytes },
     });
   }
-  return { strategy, reason, hash, hashByReadBack, archives, directFiles, packedBySource, requiredBytes };
+  const { streams, why: streamsWhy } = directFiles.some((f) => f.size >= opts.rangeMinFileBytes) ? await streamsFor(run) : { streams: 1, why: "no file big enough for ranges" };
+  return { strategy, reason: streams > 1 ? `${reason}; big files as ranges over ${streams} streams` : reason, hash, hashByReadBack, archives, directFiles, packedBySource, requiredBytes, streams, streamsWhy };
+}
+
+/**
+ * Streams at once for ranges: what both endpoints carry (streamCapacity; an endpoint without it,
+ * a local disk, gains nothing from several and limits nothing), at most maxStreams.
+ */
+export async function streamsFor(run: Run): Promise<{ streams: number; why: string }> {
+  const caps = await Promise.all([run.source.streamCapacity?.({ signal: run.signal }), run.target.streamCapacity?.({ signal: run.signal })]);
+  let best = { streams: run.opts.maxStreams, why: `at most ${run.opts.maxStreams} (maxStreams)` };
+  for (const c of caps) if (c !== undefined && c.streams < best.streams) best = { streams: Math.max(1, c.streams), why: c.why };
+  if (caps.every((c) => c === undefined)) best = { streams: 1, why: "two local endpoints: one stream" };
+  return best;
 }
 
 function canRename(run: Run): boolean {
