@@ -105,9 +105,10 @@ function planChecks(e: Entry, j: JournalFile, stagedSize: number, probeBytes: nu
   const out: Check[] = claims.map((x) => ({ e, offset: x.offset, length: x.length, claimed: x.crc, run: -1 }));
   const starts = claims.map((x) => x.offset).sort((a, b) => a - b);
   const inside = (x: number): boolean => claims.some((c) => x >= c.offset && x < c.offset + c.length);
-  const frontiers = new Set([...claims.map((x) => x.offset + x.length), ...j.inflight.map(([o]) => o)].filter((x) => !inside(x)));
-  for (const from of [...frontiers].sort((a, b) => a - b)) {
-    const stop = Math.min(end, from + probeBytes, starts.find((s) => s > from) ?? Infinity);
+  const frontiers = [...new Set([...claims.map((x) => x.offset + x.length), ...j.inflight.map(([o]) => o)].filter((x) => !inside(x)))].sort((a, b) => a - b);
+  for (const [i, from] of frontiers.entries()) {
+    // Up to the next claim or the next frontier: no byte is asked twice.
+    const stop = Math.min(end, from + probeBytes, starts.find((s) => s > from) ?? Infinity, frontiers[i + 1] ?? Infinity);
     const runNo = nextRun();
     for (let o = from; o < stop; o += PROBE_BLOCK) out.push({ e, offset: o, length: Math.min(PROBE_BLOCK, stop - o), claimed: null, run: runNo });
   }
