@@ -13,6 +13,7 @@ import { localEndpoint } from "./endpoints/testing.ts";
 import type { Endpoint } from "./endpoints/endpoint.ts";
 import { type EngineEvent, type TransferResult, isTransferError, transfer } from "./index.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
+import { netnsUnavailable, withTestbed } from "../testing/testbed/testbed.ts";
 
 const TIMEOUT_MS = 120_000;
 /** Ranges from 8 MiB, 4 MiB each, a journal written at every change: small files, fine-grained resume. */
@@ -38,6 +39,19 @@ function sameTree(a: string, b: string): void {
   for (const f of files(a)) expect(Buffer.compare(fs.readFileSync(path.join(a, f)), fs.readFileSync(path.join(b, f))), f).toBe(0);
 }
 
+/** Writes zeros to `file` until the disk is full (ENOSPC ends it). */
+function fillDisk(file: string): void {
+  const fd = fs.openSync(file, "w");
+  const zeros = Buffer.alloc(1 << 20);
+  try {
+    for (;;) fs.writeSync(fd, zeros);
+  } catch (err) {
+    if ((err as { code?: string }).code !== "ENOSPC") throw err;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function leftovers(dir: string): string[] {
   return fs.readdirSync(dir).filter((n) => n.startsWith(".ketter-")).sort();
 }
@@ -46,22 +60,40 @@ interface Side { source: Endpoint; target: Endpoint; sourceDir: string; targetDi
 
 /**
  * Runs the transfer, stopped once `stopAt` of its bytes went (null: to the end) with `stop.reason`
- * as the abort reason (the worker's "shutdown" by default; absent: an abort without one, the CLI's).
+ * as the abort reason (the worker's "shutdown" by default; absent: an abort without one, the CLI's),
+ * or, with `stop.fault`, by that fault instead (an sshd killed, a disk filled, a link cut).
  */
-async function attempt(side: Side, id: string, stopAt: number | null, stop: { reason?: string } = { reason: "shutdown" }): Promise<{ result: TransferResult | null; error: unknown; events: EngineEvent[] }> {
+async function attempt(side: Side, id: string, stopAt: number | null, stop: { reason?: string; fault?: () => Promise<void> } = { reason: "shutdown" }): Promise<{ result: TransferResult | null; error: unknown; events: EngineEvent[] }> {
   const events: EngineEvent[] = [];
   const controller = new AbortController();
+  let fault: Promise<void> | null = null;
   try {
     const result = await transfer({ id, sourcePath: "card", targetPath: "card", mode: "copy" }, {
       source: side.source, target: side.target, signal: controller.signal, options: OPTIONS, onEvent: (e) => events.push(e),
       onProgress: (p) => {
-        if (stopAt !== null && p.phase === "transfer" && p.bytesDone >= stopAt * p.bytesTotal) controller.abort(stop.reason);
+        if (stopAt === null || p.phase !== "transfer" || p.bytesDone < stopAt * p.bytesTotal) return;
+        if (stop.fault) fault ??= stop.fault();
+        else controller.abort(stop.reason);
       },
     });
+    await fault;
     return { result, error: null, events };
   } catch (error) {
+    await fault;
     return { result: null, error, events };
   }
+}
+
+/** The second attempt's truth after any fault: done, identical, nothing left, a third kept, at most 60 % sent again. */
+function expectResumed(side: Side, second: Awaited<ReturnType<typeof attempt>>): void {
+  expect(second.error).toBeNull();
+  const r = second.result!;
+  sameTree(path.join(side.sourceDir, "card"), path.join(side.targetDir, "card"));
+  expect(leftovers(side.targetDir)).toEqual([]);
+  expect(second.events.find((e) => e.kind === "resumed")?.data?.bytes).toBe(r.resumedBytes);
+  expect(r.resumedBytes + r.sentBytes).toBe(r.bytes);
+  expect(r.resumedBytes).toBeGreaterThan(r.bytes / 3);
+  expect(r.sentBytes).toBeLessThanOrEqual(0.6 * r.bytes);
 }
 
 describe("resume after a fault (real sshd)", () => {
@@ -101,20 +133,24 @@ describe("resume after a fault (real sshd)", () => {
         expect(leftovers(side.targetDir)).toEqual([`.ketter-r-${direction}.journal`, `.ketter-r-${direction}.partial`]);
         expect(fs.existsSync(path.join(side.targetDir, "card"))).toBe(false);
 
-        const second = await attempt(side, `r-${direction}`, null);
-        expect(second.error).toBeNull();
-        const r = second.result!;
-        sameTree(path.join(side.sourceDir, "card"), path.join(side.targetDir, "card"));
-        expect(leftovers(side.targetDir)).toEqual([]);
-        const resumed = second.events.find((e) => e.kind === "resumed");
-        expect(resumed?.data?.bytes).toBe(r.resumedBytes);
-        // Everything arrived once: kept plus sent is the whole; at least a third was kept, at most 60 % sent again.
-        expect(r.resumedBytes + r.sentBytes).toBe(r.bytes);
-        expect(r.resumedBytes).toBeGreaterThan(r.bytes / 3);
-        expect(r.sentBytes).toBeLessThanOrEqual(0.6 * r.bytes);
+        expectResumed(side, await attempt(side, `r-${direction}`, null));
       });
     }, TIMEOUT_MS);
   }
+
+  test("sshd killed mid-push (connection lost): the retry after its restart resumes", async () => {
+    await withSides("push", async (side) => {
+      const first = await attempt(side, "r-sshd", 0.5, { fault: () => s.kill() });
+      expect(isTransferError(first.error) && { code: first.error.code, retryable: first.error.retryable }).toEqual({ code: "CONNECTION_LOST", retryable: true });
+      await s.restart();
+      const again = await connectSsh(targetOf(s));
+      try {
+        expectResumed(side, await attempt({ ...side, target: again }, "r-sshd", null));
+      } finally {
+        await again.close();
+      }
+    });
+  }, TIMEOUT_MS);
 
   test("a corrupted range in the staging file is found by the re-check and sent again", async () => {
     await withSides("push", async (side) => {
@@ -176,4 +212,59 @@ describe("resume after a fault (real sshd)", () => {
       });
     }, TIMEOUT_MS);
   }
+});
+
+describe("resume after the destination disk filled up (real sshd, root: a small tmpfs)", () => {
+  test.skipIf(process.getuid?.() !== 0)("disk full mid-push (NO_SPACE keeps the staging), then freed: the retry resumes", async () => {
+    const s = await startSshd();
+    const local = await mkdtemp(path.join(os.tmpdir(), "ketter-resume-"));
+    const disk = await s.mountSmallDisk("small", 60 * 1024 * 1024);
+    const remote = await connectSsh(targetOf(s, disk));
+    const here = localEndpoint(local);
+    card(local);
+    const side: Side = { source: here, target: remote, sourceDir: local, targetDir: disk };
+    try {
+      // Another writer fills the disk once half the card went: the transfer meets ENOSPC.
+      const filler = path.join(disk, "filler");
+      const first = await attempt(side, "r-full", 0.5, { fault: async () => fillDisk(filler) });
+      expect(isTransferError(first.error) && first.error.code).toBe("NO_SPACE");
+      expect(leftovers(disk)).toEqual([".ketter-r-full.journal", ".ketter-r-full.partial"]);
+      fs.rmSync(filler);
+      // Free again, but not for the whole card a second time: the retry counts what is already there.
+      expectResumed(side, await attempt(side, "r-full", null));
+    } finally {
+      await remote.close();
+      await here.close();
+      await s.stop();
+      await rm(local, { recursive: true, force: true });
+    }
+  }, TIMEOUT_MS);
+});
+
+describe.skipIf(netnsUnavailable() !== null)("resume after the link was cut (WAN testbed, root)", () => {
+  test("the link cut mid-push: the attempt fails (connection lost), the retry after the link is back resumes", async () => {
+    await withTestbed({}, async (tb) => {
+      const far = await tb.path({ rttMs: 20 });
+      // Keepalive every second: three unanswered ones end the silent connection within seconds.
+      const target = () => connectSsh({ ...targetOf(tb.sshd), host: far.host, port: far.port, keepaliveIntervalMs: 1000 });
+      const remote = await target();
+      const here = localEndpoint(tb.labRoot);
+      card(tb.labRoot);
+      const side: Side = { source: here, target: remote, sourceDir: tb.labRoot, targetDir: tb.sshd.root };
+      try {
+        const first = await attempt(side, "r-cut", 0.5, { fault: () => tb.cut() });
+        expect(isTransferError(first.error) && { code: first.error.code, retryable: first.error.retryable }).toEqual({ code: "CONNECTION_LOST", retryable: true });
+        await tb.restore();
+        const again = await target();
+        try {
+          expectResumed(side, await attempt({ ...side, target: again }, "r-cut", null));
+        } finally {
+          await again.close();
+        }
+      } finally {
+        await remote.close();
+        await here.close();
+      }
+    });
+  }, TIMEOUT_MS);
 });

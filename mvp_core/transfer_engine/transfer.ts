@@ -28,6 +28,7 @@ import type { Entry, HashAlgorithm } from "./endpoints/endpoint.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
 import { Journal } from "./steps/journal.ts";
 import { type Resumed, resumeStaging } from "./steps/resume.ts";
+import { coveredBytes } from "./steps/extents.ts";
 import { crc32Hex } from "./hash.ts";
 import { verify } from "./steps/verify.ts";
 import { transferZip } from "./steps/copy_zip.ts";
@@ -171,8 +172,9 @@ async function prepare(run: Run, journal: Journal, durations: Record<Phase, numb
   // What an earlier attempt left (its staging entry and journal) is re-checked; complete files stay out of the plan.
   const resumed = checked.resume ? await timed("plan", () => resumeStaging(run, send, sourcePath, run.names.staging, journal)) : null;
   const toSend = resumed === null ? send : withoutFiles(send, resumed.whole);
+  const alreadyThere = resumed === null ? 0 : [...resumed.partial.values()].reduce((n, x) => n + coveredBytes(x), 0);
   run.progress.phase("plan", send.files.length, send.bytes);
-  let p = await timed("plan", () => plan(run, toSend, sourcePath, targetPath, { early, allowRename: !merging }));
+  let p = await timed("plan", () => plan(run, toSend, sourcePath, targetPath, { early, allowRename: !merging, alreadyThere }));
   if (p.strategy === "rename") {
     if (resumed !== null) await discardStaging(run); // a rename moves the source itself: the partial copy is of no use
     const done = await renameInstead(run, p, m, sourcePath, targetPath, durations, timed, renamed);
@@ -315,6 +317,8 @@ async function settleStaging(run: Run, journal: Journal, caught: unknown, commit
   const leftovers = keep ? await removeAll(run, [run.names.zips, run.names.moved]) : await discardStaging(run, { marker: !committed });
   if (isTransferError(caught)) {
     if (keep) caught.details.stagingKept = run.names.staging;
+    // A full disk keeps what arrived, which is also what fills it: say so, and how to undo it.
+    if (keep && caught.code === "NO_SPACE") caught.message += `; what arrived is kept (${run.names.staging}) for a retry to resume once space is freed — cancel the transfer to remove it`;
     if (leftovers.length > 0) caught.details.stagingNotRemoved = leftovers.map(String);
   }
 }

@@ -43,9 +43,10 @@ const ZIP_ENTRY_OVERHEAD = 30 + 16 + 46;
 
 /**
  * Decides how to move `m`; `allowRename` is false after a rename attempt found two devices.
- * `early` may hold the free space, asked at the start beside the target's stats.
+ * `early` may hold the free space, asked at the start beside the target's stats; `alreadyThere`
+ * bytes of `m`'s files are in the staging entry already (a resume's partial files).
  */
-export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath: string, { allowRename = true, early }: { allowRename?: boolean; early?: StatPrefetch } = {}): Promise<Plan> {
+export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath: string, { allowRename = true, early, alreadyThere = 0 }: { allowRename?: boolean; early?: StatPrefetch; alreadyThere?: number } = {}): Promise<Plan> {
   const { spec, source, target, opts } = run;
   if (allowRename && canRename(run)) {
     return { strategy: "rename", reason: "a move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0, streams: 1, streamsWhy: "a rename moves no bytes" };
@@ -97,7 +98,8 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
 
   const dataBytes = m.files.reduce((n, f) => n + roundUp(f.size), 0) + m.dirs.length * BLOCK;
   const archiveBytes = archives.reduce((max, a) => Math.max(max, a.reduce((n, f) => n + f.size + ZIP_ENTRY_OVERHEAD + 2 * Buffer.byteLength(f.path), 22)), 0);
-  const requiredBytes = dataBytes + roundUp(archiveBytes) + opts.spaceMarginBytes;
+  // A resumed transfer's staging already holds `alreadyThere` bytes of these files.
+  const requiredBytes = Math.max(0, dataBytes - alreadyThere) + roundUp(archiveBytes) + opts.spaceMarginBytes;
   let space = await (early ? early.space(parentRel(targetPath)) : target.space(parentRel(targetPath), { signal: run.signal }));
   // The early answer predates the scan: ask again before refusing on it.
   if (early && space.freeBytes < requiredBytes) space = await target.space(parentRel(targetPath), { signal: run.signal });
