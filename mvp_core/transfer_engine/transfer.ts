@@ -176,9 +176,16 @@ async function prepare(run: Run, journal: Journal, durations: Record<Phase, numb
   run.progress.phase("plan", send.files.length, send.bytes);
   let p = await timed("plan", () => plan(run, toSend, sourcePath, targetPath, { early, allowRename: !merging, alreadyThere }));
   if (p.strategy === "rename") {
-    if (resumed !== null) await discardStaging(run); // a rename moves the source itself: the partial copy is of no use
     const done = await renameInstead(run, p, m, sourcePath, targetPath, durations, timed, renamed);
-    if (done !== null) return { done };
+    if (done !== null) {
+      // The source itself moved: a partial copy an earlier attempt left is of no use now.
+      if (resumed !== null) {
+        await journal.stop();
+        const left = await discardStaging(run);
+        if (left.length > 0) throw afterCommit(left[0]);
+      }
+      return { done };
+    }
     p = await timed("plan", () => plan(run, toSend, sourcePath, targetPath, { allowRename: false }));
   }
   emitChosen(run, p, send);
