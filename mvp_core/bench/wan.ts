@@ -22,13 +22,14 @@ import { formatTargets, machineInfo, saveResults } from "./results.ts";
 import { type CpuAccount, accountCpu } from "./server_cpu.ts";
 import { runTimed } from "./timed_run.ts";
 import { WAN_DATASETS, type WanDataset, wanDatasets } from "./wan_datasets.ts";
-import { CIPHER, type WanLink, type WanMethod, wanMethods } from "./wan_methods.ts";
+import { CIPHER, KETTER_CLI, type WanLink, type WanMethod, wanMethods } from "./wan_methods.ts";
 import { checkTargets, formatTable, summarise, type WanSample } from "./wan_report.ts";
 import { resumeScenario, type ResumeResult } from "./wan_resume.ts";
 
 const USAGE = `usage: bun run bench:wan [--quick] [--datasets big,card,seq,small] [--rtt 0,20,100] [--rounds N]
                          [--methods ketter,scp -r,rsync -a,tar | ssh,rclone copy,ketter direct,ketter zip] [--max-seconds S]
-                         [--resume-rtt MS | --no-resume]
+                         [--resume-rtt MS | --no-resume] [--streams N] [--max-connections N]
+  --streams/--max-connections go to Ketter (default: chosen from the link's round trip)
   what changes the ranking (docs/ssh.md, "WAN testbed"):
     [--link netns|loopback] [--mtu N] [--pin LAB_CPUS/SRVTRF_CPUS, e.g. 0/1] [--fs scratch|plain]`;
 
@@ -45,6 +46,8 @@ interface Options {
   mtu: number | undefined;
   pin: { lab: string; srvtrf: string } | null;
   scratch: boolean;
+  /** Ketter's stream tuning; empty: its defaults. */
+  tuning: { streams?: number; maxConnections?: number };
 }
 
 function parseOptions(argv: string[]): Options | string {
@@ -54,6 +57,7 @@ function parseOptions(argv: string[]): Options | string {
       quick: { type: "boolean" }, rounds: { type: "string" }, rtt: { type: "string" }, datasets: { type: "string" }, methods: { type: "string" },
       "max-seconds": { type: "string" }, "resume-rtt": { type: "string" }, "no-resume": { type: "boolean" },
       link: { type: "string" }, mtu: { type: "string" }, pin: { type: "string" }, fs: { type: "string" },
+      streams: { type: "string" }, "max-connections": { type: "string" },
     },
   });
   const quick = values.quick === true;
@@ -63,7 +67,12 @@ function parseOptions(argv: string[]): Options | string {
   const resumeRtt = values["no-resume"] ? null : Number(values["resume-rtt"] ?? 20);
   const names = (values.datasets ?? WAN_DATASETS.join(",")).split(",");
   const unknown = names.filter((n) => !(WAN_DATASETS as readonly string[]).includes(n));
-  const all = wanMethods();
+  const streams = values.streams === undefined ? undefined : Number(values.streams);
+  const maxConnections = values["max-connections"] === undefined ? undefined : Number(values["max-connections"]);
+  if (streams !== undefined && !(Number.isInteger(streams) && streams >= 1 && streams <= 64)) return "--streams must be a whole number from 1 to 64";
+  if (maxConnections !== undefined && !(Number.isInteger(maxConnections) && maxConnections >= 1 && maxConnections <= 16)) return "--max-connections must be a whole number from 1 to 16";
+  const tuning = { ...(streams !== undefined ? { streams } : {}), ...(maxConnections !== undefined ? { maxConnections } : {}) };
+  const all = wanMethods(tuning);
   const methodNames = values.methods?.split(",").map((m) => m.trim());
   const badMethods = methodNames?.filter((m) => !all.some((x) => x.name === m)) ?? [];
   if (!Number.isInteger(rounds) || rounds < 1) return "--rounds must be a positive integer";
@@ -81,7 +90,7 @@ function parseOptions(argv: string[]): Options | string {
   const fsKind = values.fs ?? "scratch";
   if (fsKind !== "scratch" && fsKind !== "plain") return "--fs must be scratch (fresh journaled ext4 both sides) or plain (the machine's own /tmp)";
   return {
-    link, mtu, pin: pinMatch ? { lab: pinMatch[1]!, srvtrf: pinMatch[2]! } : null, scratch: fsKind === "scratch",
+    link, mtu, pin: pinMatch ? { lab: pinMatch[1]!, srvtrf: pinMatch[2]! } : null, scratch: fsKind === "scratch", tuning,
     quick, rounds, rtts: [...new Set(rtts)], maxSeconds, resumeRtt,
     datasets: wanDatasets(quick).filter((d) => names.includes(d.name)),
     methods: methodNames ? all.filter((m) => methodNames.includes(m.name)) : all.filter((m) => !m.extra),
@@ -187,7 +196,7 @@ async function main(): Promise<number> {
     const pub = fs.readFileSync(path.join(tb.sshd.dir, "host_ed25519.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
     fs.writeFileSync(knownHosts, `* ${pub}\n`);
     // The CLI builds its cached bundle on the first start after a change: not inside a timed run.
-    Bun.spawnSync(["bun", path.resolve(import.meta.dir, "../transfer_engine/cli/cli.ts"), "--help"], { stdout: "ignore" });
+    Bun.spawnSync(["bun", KETTER_CLI, "--help"], { stdout: "ignore" });
     samples = await runMatrix(opts, tb, serverCpu, src, knownHosts, log);
     if (opts.resumeRtt !== null) {
       if (tb.kind !== "netns") log("resume scenario skipped: it counts bytes on the wire, which needs the netns testbed (root)");
@@ -195,7 +204,7 @@ async function main(): Promise<number> {
         for (let round = 0; round < opts.rounds; round++) {
           resume.push(...(await resumeScenario({
             tb, link: await linkFor(tb, opts.resumeRtt, knownHosts), rttMs: opts.resumeRtt, round, src: path.join(src, "big"), fileBytes: big.bytes,
-            workDir: path.join(tb.sshd.root, "resume"), timeFile: path.join(tb.labRoot, "time.txt"), maxSeconds: opts.maxSeconds, log,
+            workDir: path.join(tb.sshd.root, "resume"), timeFile: path.join(tb.labRoot, "time.txt"), maxSeconds: opts.maxSeconds, log, tuning: opts.tuning,
           })));
         }
       }
@@ -211,13 +220,13 @@ async function main(): Promise<number> {
     command: `bun run bench:wan ${process.argv.slice(2).join(" ")}`.trim(),
     machine: machineInfo(),
     testbed: tb.describe,
-    variation: { link: opts.link, mtu: opts.mtu ?? null, pin: opts.pin, fs: opts.scratch ? "scratch ext4 (journaled) both sides" : "plain /tmp both sides" },
+    variation: { link: opts.link, mtu: opts.mtu ?? null, pin: opts.pin, fs: opts.scratch ? "scratch ext4 (journaled) both sides" : "plain /tmp both sides", ketter: opts.tuning },
     cipher: CIPHER, rounds: opts.rounds, quick: opts.quick, rttsMs: opts.rtts, maxSeconds: opts.maxSeconds,
     datasets: opts.datasets.map((d) => ({ name: d.name, describe: d.describe, bytes: d.bytes })),
     rows, resume, targets: checkTargets(rows, resume), table, samples,
   };
   // Runs that vary the testbed are kept apart: wan-latest.json is always the standard testbed.
-  const varied = opts.link !== "netns" || opts.mtu !== undefined || opts.pin !== null || !opts.scratch;
+  const varied = opts.link !== "netns" || opts.mtu !== undefined || opts.pin !== null || !opts.scratch || Object.keys(opts.tuning).length > 0;
   const saved = saveResults(varied ? "wan-variation" : "wan", report.when, report);
   process.stdout.write(`${formatTargets(report.targets)}wrote ${saved}\n`);
   return 0;

@@ -8,7 +8,8 @@ import path from "node:path";
 import { shq } from "./timed_run.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
-const CLI = path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts");
+/** The engine CLI (the restructured engine keeps it in cli/). */
+export const KETTER_CLI = path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts");
 /** The cipher of every OpenSSH tool. */
 export const CIPHER = "aes128-gcm@openssh.com";
 
@@ -33,17 +34,30 @@ export interface WanMethod {
   argv(src: string, dst: string, link: WanLink): string[];
 }
 
+/** Ketter's own options for a run: the transfer id (a second run after a kill is "the same transfer"), a strategy, and the stream tuning. */
+export interface KetterOptions {
+  id?: string;
+  strategy?: "direct" | "zip";
+  /** --streams: streams per transfer at most (default: chosen from the link's round trip, up to 8). */
+  streams?: number;
+  /** --max-connections: SSH connections to SRVTRF at most (default 4). */
+  maxConnections?: number;
+}
+
 /**
- * Ketter's command line — the one place to change it (the lead adds the stream-count and resume
- * flags here): the engine CLI with its default strategy and checksum verification. `id` names the
- * transfer, so a second run after a kill is "the same transfer" to the engine.
+ * Ketter's command line — the one place to change it: the engine CLI with its default strategy
+ * and checksum verification; big files go as ranges over several streams and connections (chosen
+ * from the link, or set by `streams`/`maxConnections`), and a run with the `id` of a killed one
+ * resumes from what arrived.
  */
-export function ketterArgv(src: string, dst: string, link: WanLink, opts: { id?: string; strategy?: "direct" | "zip" } = {}): string[] {
+export function ketterArgv(src: string, dst: string, link: WanLink, opts: KetterOptions = {}): string[] {
   return [
-    "bun", CLI, "--from", src, "--to", `sftp://${link.username}@${link.host}:${link.port}${dst}`,
+    "bun", KETTER_CLI, "--from", src, "--to", `sftp://${link.username}@${link.host}:${link.port}${dst}`,
     "--identity", link.keyFile, "--host-key", link.hostKeyFingerprint, "--mode", "copy", "--verify", "checksum", "--json",
     ...(opts.id ? ["--id", opts.id] : []),
     ...(opts.strategy ? ["--strategy", opts.strategy] : []),
+    ...(opts.streams !== undefined ? ["--streams", String(opts.streams)] : []),
+    ...(opts.maxConnections !== undefined ? ["--max-connections", String(opts.maxConnections)] : []),
   ];
 }
 
@@ -64,12 +78,15 @@ export function rsyncArgv(src: string, dst: string, link: WanLink, extra: string
   return ["rsync", "-a", ...extra, "-e", rsyncShell(link), `${src}/`, `${link.username}@${link.host}:${dst}/`];
 }
 
-/** Every method `--methods` may name; rclone only when installed. The default matrix leaves out the `extra` ones. */
-export function wanMethods(): WanMethod[] {
+/**
+ * Every method `--methods` may name; rclone only when installed. The default matrix leaves out the
+ * `extra` ones. `tuning` (bench:wan's --streams/--max-connections) goes to every Ketter run.
+ */
+export function wanMethods(tuning: Pick<KetterOptions, "streams" | "maxConnections"> = {}): WanMethod[] {
   const list: WanMethod[] = [
-    { name: "ketter", ketter: true, argv: (src, dst, l) => ketterArgv(src, dst, l) },
-    { name: "ketter direct", ketter: true, extra: true, argv: (src, dst, l) => ketterArgv(src, dst, l, { strategy: "direct" }) },
-    { name: "ketter zip", ketter: true, extra: true, argv: (src, dst, l) => ketterArgv(src, dst, l, { strategy: "zip" }) },
+    { name: "ketter", ketter: true, argv: (src, dst, l) => ketterArgv(src, dst, l, tuning) },
+    { name: "ketter direct", ketter: true, extra: true, argv: (src, dst, l) => ketterArgv(src, dst, l, { ...tuning, strategy: "direct" }) },
+    { name: "ketter zip", ketter: true, extra: true, argv: (src, dst, l) => ketterArgv(src, dst, l, { ...tuning, strategy: "zip" }) },
     { name: "scp -r", ketter: false, argv: (src, dst, l) => ["scp", "-q", "-r", ...sshOptions(l), "-P", String(l.port), src, `${l.username}@${l.host}:${dst}`] },
     { name: "rsync -a", ketter: false, argv: (src, dst, l) => rsyncArgv(src, dst, l) },
     {

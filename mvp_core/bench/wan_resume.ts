@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Testbed } from "../testing/testbed/testbed.ts";
-import { ketterArgv, rsyncArgv, type WanLink } from "./wan_methods.ts";
+import { type KetterOptions, ketterArgv, rsyncArgv, type WanLink } from "./wan_methods.ts";
 import { runTimed } from "./timed_run.ts";
 
 /** What one tool's kill-and-rerun measured. */
@@ -31,14 +31,16 @@ export interface ResumeResult {
   note?: string;
 }
 
-/** The resumable tools: their command line for one push of `src` into `dst`. */
-const TOOLS: Array<{ name: string; argv: (src: string, dst: string, link: WanLink, id: string) => string[] }> = [
-  { name: "ketter", argv: (src, dst, link, id) => ketterArgv(src, dst, link, { id }) },
-  { name: "rsync --partial --append-verify", argv: (src, dst, link) => rsyncArgv(src, dst, link, ["--partial", "--append-verify"]) },
-];
+/** The resumable tools: their command line for one push of `src` into `dst` (Ketter's with bench:wan's stream tuning). */
+function tools(tuning: KetterOptions): Array<{ name: string; argv: (src: string, dst: string, link: WanLink, id: string) => string[] }> {
+  return [
+    { name: "ketter", argv: (src, dst, link, id) => ketterArgv(src, dst, link, { ...tuning, id }) },
+    { name: "rsync --partial --append-verify", argv: (src, dst, link) => rsyncArgv(src, dst, link, ["--partial", "--append-verify"]) },
+  ];
+}
 
 /** Names of the tools the scenario runs, in order. */
-export const RESUME_TOOLS = TOOLS.map((t) => t.name);
+export const RESUME_TOOLS = tools({}).map((t) => t.name);
 
 /** Runs the scenario for each resumable tool in turn (order rotated by round); needs the netns testbed's counters. */
 export async function resumeScenario(opts: {
@@ -54,10 +56,13 @@ export async function resumeScenario(opts: {
   timeFile: string;
   maxSeconds: number;
   log: (line: string) => void;
+  /** Ketter's stream tuning (bench:wan --streams/--max-connections). */
+  tuning?: Pick<KetterOptions, "streams" | "maxConnections">;
 }): Promise<ResumeResult[]> {
   const results: ResumeResult[] = [];
   const sourceHash = await sha256Files(opts.src);
-  const order = TOOLS.map((_, i) => TOOLS[(i + opts.round) % TOOLS.length]!);
+  const all = tools(opts.tuning ?? {});
+  const order = all.map((_, i) => all[(i + opts.round) % all.length]!);
   for (const tool of order) {
     fs.rmSync(opts.workDir, { recursive: true, force: true });
     fs.mkdirSync(opts.workDir, { recursive: true });

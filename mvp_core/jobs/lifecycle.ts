@@ -35,7 +35,7 @@ import type { EventKind, EventLevel, JobRow, JobStatus } from "./types.ts";
  * An attempt that stops before its commit has verified nothing: its progress counters go back to 0
  * (a cancelled copy once showed 100 % with no file done). After the commit they stay.
  */
-const NOTHING_VERIFIED_SQL = "files_done = case when committed_at is null then 0 else files_done end, bytes_done = case when committed_at is null then 0 else bytes_done end";
+const NOTHING_VERIFIED_SQL = "files_done = case when committed_at is null then 0 else files_done end, bytes_done = case when committed_at is null then 0 else bytes_done end, bytes_resumed = case when committed_at is null then 0 else bytes_resumed end";
 /** A failure as the worker records it: a stable code, a message for people, and whether it may be retried. */
 export interface JobFailure {
   code: string;
@@ -108,7 +108,7 @@ export async function claimJob(sql: Sql, jobId: string, worker: WorkerRef, lease
     const [job] = await tx<JobRow[]>`
       update jobs j set status = 'RUNNING', attempts = attempts + 1, worker_id = ${worker.id},
         lease_expires_at = now() + ${ms(leaseMs)}::interval, heartbeat_at = now(), next_attempt_at = null,
-        started_at = coalesce(started_at, now()), files_done = 0, bytes_done = 0
+        started_at = coalesce(started_at, now()), files_done = 0, bytes_done = 0, bytes_resumed = 0
       where j.id = ${jobId} and j.attempts < j.max_attempts
         and (j.status = 'QUEUED' or (j.status = 'RETRY_WAIT' and j.next_attempt_at <= now()))
         and not ${misplacedAt(tx, worker.site)}
@@ -182,10 +182,11 @@ export async function recordCommitted(sql: Sql, fence: Fence): Promise<boolean> 
 export async function recordProgress(
   sql: Sql,
   fence: Fence,
-  p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number },
+  p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number; bytesResumed?: number },
 ): Promise<boolean> {
   const rows = await sql`
-    update jobs set files_done = ${p.filesDone}, files_total = ${p.filesTotal}, bytes_done = ${p.bytesDone}, bytes_total = ${p.bytesTotal}
+    update jobs set files_done = ${p.filesDone}, files_total = ${p.filesTotal}, bytes_done = ${p.bytesDone}, bytes_total = ${p.bytesTotal},
+      bytes_resumed = ${p.bytesResumed ?? 0}
     where id = ${fence.jobId} and worker_id = ${fence.worker.id} and attempts = ${fence.attempt} and status in ('RUNNING', 'CANCELLING')
     returning id`;
   return rows.length === 1;

@@ -421,7 +421,7 @@ export async function retryJob(sql: Sql, id: string): Promise<JobRow> {
     const scope: JobScope = job.status === "DONE_WITH_ERRORS" ? "failed" : job.scope;
     const [row] = await tx<JobRow[]>`
       update jobs set status = 'QUEUED', attempts = 0, site = ${site}, scope = ${scope}, strategy = null, phase = null, committed_at = null, files_done = 0, files_total = null,
-        bytes_done = 0, bytes_total = null, error_code = null, error_message = null, worker_id = null,
+        bytes_done = 0, bytes_resumed = 0, bytes_total = null, error_code = null, error_message = null, worker_id = null,
         lease_expires_at = null, heartbeat_at = null, next_attempt_at = null, started_at = null, finished_at = null
       where id = ${id} returning *`;
     const [failed] = await tx<{ n: number }[]>`select count(*)::int as n from job_files where job_id = ${id} and state = 'failed'`;

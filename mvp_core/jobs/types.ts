@@ -25,6 +25,8 @@ export const EVENT_KINDS = [
   "staging_recovered", "archive_done", "source_kept",
   // Per-file truth, since migration 0006.
   "compared", "mirrored", "files_failed",
+  // Resume from an earlier attempt's staging, since migration 0009.
+  "resumed",
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 export type EventLevel = "debug" | "info" | "warn" | "error";
@@ -67,6 +69,8 @@ export interface JobRow {
   files_total: number | null;
   bytes_done: number;
   bytes_total: number | null;
+  /** Of bytes_done, what an earlier attempt left and this one kept (migration 0009). */
+  bytes_resumed: number;
   error_code: string | null;
   error_message: string | null;
   idempotency_key: string | null;

@@ -21,6 +21,7 @@ function sshTarget(portal: PortalRow, secretKey: Buffer): SshTarget {
     root: portal.root_path,
     auth,
     ...(portal.host_key_fingerprint ? { hostKeyFingerprint: portal.host_key_fingerprint } : {}),
+    ...(portal.max_connections !== null ? { maxConnections: portal.max_connections } : {}),
   };
 }
 

@@ -27,6 +27,8 @@ export interface PortalRow {
   allowed_sites: string[] | null;
   /** Jobs into this portal write an ASC MHL generation unless their own `mhl` option says otherwise (migration 0008). */
   mhl: boolean;
+  /** Sftp: SSH connections a transfer may open to the host at once; null = the engine's default. Local: null. */
+  max_connections: number | null;
   created_at: Date;
   updated_at: Date;
   deleted_at: Date | null;
@@ -40,7 +42,7 @@ export type NewPortal = (
   | { name: string; kind: "local"; rootPath: string; site: string }
   | {
       name: string; kind: "sftp"; rootPath: string; host: string; port: number; username: string; auth: PortalAuth;
-      hostKeyFingerprint?: string | null; allowedSites?: string[] | null;
+      hostKeyFingerprint?: string | null; allowedSites?: string[] | null; maxConnections?: number | null;
     }
 ) & { mhl?: boolean };
 
@@ -59,6 +61,8 @@ export interface PortalPatch {
   site?: string;
   allowedSites?: string[] | null;
   mhl?: boolean;
+  /** Sftp only; null: the engine's default. */
+  maxConnections?: number | null;
 }
 
 /** Why a portal operation was refused. */
@@ -100,11 +104,12 @@ export async function createPortal(sql: Sql, input: NewPortal, secretKey: Buffer
       : { host: null, port: null, username: null, auth_method: null, secret_encrypted: null, host_key_fingerprint: null };
   const site = input.kind === "local" ? input.site : null;
   const allowedSites = input.kind === "sftp" ? (input.allowedSites ?? null) : null;
+  const maxConnections = input.kind === "sftp" ? (input.maxConnections ?? null) : null;
   try {
     const [row] = await sql<PortalRow[]>`
-      insert into portals (id, name, kind, root_path, host, port, username, auth_method, secret_encrypted, host_key_fingerprint, site, allowed_sites, mhl)
+      insert into portals (id, name, kind, root_path, host, port, username, auth_method, secret_encrypted, host_key_fingerprint, site, allowed_sites, mhl, max_connections)
       values (${id}, ${input.name}, ${input.kind}, ${input.rootPath}, ${remote.host}, ${remote.port}, ${remote.username},
-              ${remote.auth_method}, ${remote.secret_encrypted}, ${remote.host_key_fingerprint}, ${site}, ${allowedSites}, ${input.mhl ?? false})
+              ${remote.auth_method}, ${remote.secret_encrypted}, ${remote.host_key_fingerprint}, ${site}, ${allowedSites}, ${input.mhl ?? false}, ${maxConnections})
       returning *`;
     return row!;
   } catch (err) {
@@ -136,8 +141,8 @@ export async function updatePortal(sql: Sql, id: string, patch: PortalPatch, sec
     return await sql.begin(async (tx) => {
       const [cur] = await tx<PortalRow[]>`select * from portals where id = ${id} and deleted_at is null for update`;
       if (!cur) throw new PortalError("NOT_FOUND", `no portal with id ${id}`, { id });
-      if (cur.kind === "local" && (patch.host !== undefined || patch.port !== undefined || patch.username !== undefined || patch.auth !== undefined || (patch.hostKeyFingerprint ?? null) !== null || patch.allowedSites !== undefined)) {
-        throw new PortalError("INVALID", "a local portal has no host, port, username, credentials, host key or allowedSites; only name, rootPath and site can change");
+      if (cur.kind === "local" && (patch.host !== undefined || patch.port !== undefined || patch.username !== undefined || patch.auth !== undefined || (patch.hostKeyFingerprint ?? null) !== null || patch.allowedSites !== undefined || (patch.maxConnections ?? null) !== null)) {
+        throw new PortalError("INVALID", "a local portal has no host, port, username, credentials, host key, allowedSites or maxConnections; only name, rootPath and site can change");
       }
       if (cur.kind === "sftp" && patch.site !== undefined) {
         throw new PortalError("INVALID", "an sftp portal belongs to no site (every site reaches it over SSH); restrict it with allowedSites instead");
@@ -162,11 +167,13 @@ export async function updatePortal(sql: Sql, id: string, patch: PortalPatch, sec
         site: patch.site ?? cur.site,
         allowed_sites: patch.allowedSites === undefined ? cur.allowed_sites : patch.allowedSites,
         mhl: patch.mhl ?? cur.mhl,
+        max_connections: patch.maxConnections === undefined ? cur.max_connections : patch.maxConnections,
       };
       const [row] = await tx<PortalRow[]>`
         update portals set name = ${next.name}, root_path = ${next.root_path}, host = ${next.host}, port = ${next.port},
           username = ${next.username}, auth_method = ${next.auth_method}, secret_encrypted = ${next.secret_encrypted},
-          host_key_fingerprint = ${next.host_key_fingerprint}, site = ${next.site}, allowed_sites = ${next.allowed_sites}, mhl = ${next.mhl}
+          host_key_fingerprint = ${next.host_key_fingerprint}, site = ${next.site}, allowed_sites = ${next.allowed_sites}, mhl = ${next.mhl},
+          max_connections = ${next.max_connections}
         where id = ${id}
         returning *`;
       return row!;

@@ -26,6 +26,10 @@ export interface SshdOptions {
   port?: number;
   /** CPUs sshd and its sessions may run on (`taskset -c` list, e.g. "1"): a server with cores of its own. */
   cpus?: string;
+  /** sshd's MaxSessions: channels (shell, exec, SFTP) per connection (default 32). */
+  maxSessions?: number;
+  /** sshd's MaxStartups: connections waiting for authentication at once, e.g. "1" (default 100). */
+  maxStartups?: string;
 }
 
 /** A running test sshd and the credentials to reach it. */
@@ -136,8 +140,8 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
       "KbdInteractiveAuthentication no",
       "PubkeyAuthentication yes",
       `AllowUsers ${username}`,
-      "MaxStartups 100",
-      "MaxSessions 32",
+      `MaxStartups ${opts.maxStartups ?? "100"}`,
+      `MaxSessions ${opts.maxSessions ?? 32}`,
       "LogLevel ERROR",
       `Subsystem sftp ${opts.sftpOnly ? "internal-sftp" : "/usr/lib/openssh/sftp-server"}`,
       ...(opts.sftpOnly ? ["ForceCommand internal-sftp"] : []),

@@ -42,6 +42,22 @@ export interface EngineOptions {
   spaceMarginBytes: number;
   /** Minimum interval between onProgress calls within a phase (0 = every update). */
   progressIntervalMs: number;
+  /**
+   * Files this large or larger travel as ranges (steps/copy_ranged.ts): over several streams where
+   * an endpoint carries them (streamCapacity), and resumable range by range after a fault.
+   */
+  rangeMinFileBytes: number;
+  /** The largest range; a smaller file is cut into one range per stream. */
+  rangeMaxBytes: number;
+  /** Streams per transfer at most, whatever the endpoints could carry (1: one at a time). */
+  maxStreams: number;
+  /** The progress journal is written at most this often (steps/journal.ts). */
+  journalIntervalMs: number;
+  /**
+   * A resumed transfer re-checks, block by block, up to this many bytes past each point the
+   * journal confirmed: bytes written but not yet reported when the fault came (steps/resume.ts).
+   */
+  resumeProbeBytes: number;
 }
 
 /** The defaults; chosen by measurement, see docs/engine.md. */
@@ -60,6 +76,11 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
   maxBytesPerSec: 0,
   spaceMarginBytes: 16 << 20,
   progressIntervalMs: 100,
+  rangeMinFileBytes: 64 << 20,
+  rangeMaxBytes: 64 << 20,
+  maxStreams: 8,
+  journalIntervalMs: 1000,
+  resumeProbeBytes: 64 << 20,
 });
 
 /** Defaults overridden by `partial`; numbers must be positive (INVALID_SPEC otherwise). */
@@ -74,5 +95,7 @@ export function resolveOptions(partial: Partial<EngineOptions> | undefined): Eng
   out.concurrency = Math.max(1, Math.floor(out.concurrency));
   out.smallFileConcurrency = Math.max(1, Math.floor(out.smallFileConcurrency));
   out.zipStreams = Math.max(1, Math.floor(out.zipStreams));
+  out.maxStreams = Math.max(1, Math.floor(out.maxStreams));
+  out.rangeMaxBytes = Math.max(1 << 20, out.rangeMaxBytes);
   return out;
 }

@@ -17,6 +17,9 @@ export interface StagingNames {
   zips: string;
   /** Marker written just before the commit: with the staging gone and the target there, the copy is committed (see cleanup.ts). */
   moved: string;
+  /** The progress journal a later attempt resumes from (steps/journal.ts), and its next version before the rename. */
+  journal: string;
+  journalNew: string;
 }
 
 /** What every step receives. */
@@ -47,6 +50,10 @@ export interface Run {
 export class ProgressTracker {
   private p: Progress = { phase: "scan", filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 };
   private last = 0;
+  /** Bytes the transfer phase moved (what travelled this attempt, resumed bytes not counted). */
+  sentBytes = 0;
+  /** Bytes an earlier attempt left that this one kept. */
+  resumedBytes = 0;
 
   constructor(
     private readonly onProgress: ((p: Progress) => void) | undefined,
@@ -55,7 +62,7 @@ export class ProgressTracker {
 
   /** Starts a phase with its totals and reports it at once. */
   phase(phase: Phase, filesTotal: number, bytesTotal: number): void {
-    this.p = { phase, filesDone: 0, filesTotal, bytesDone: 0, bytesTotal };
+    this.p = { phase, filesDone: 0, filesTotal, bytesDone: 0, bytesTotal, ...(this.resumedBytes > 0 ? { bytesResumed: this.resumedBytes } : {}) };
     this.report(true);
   }
 
@@ -63,7 +70,17 @@ export class ProgressTracker {
   add(files: number, bytes: number): void {
     this.p.filesDone += files;
     this.p.bytesDone += bytes;
+    if (this.p.phase === "transfer") this.sentBytes += bytes;
     this.report(false);
+  }
+
+  /** Counts files and bytes kept from an earlier attempt as done in the transfer phase (not as sent). */
+  resumed(files: number, bytes: number): void {
+    this.resumedBytes = bytes;
+    this.p.filesDone += files;
+    this.p.bytesDone += bytes;
+    this.p.bytesResumed = bytes;
+    this.report(true);
   }
 
   /** Updates totals discovered while the phase runs (scan). */

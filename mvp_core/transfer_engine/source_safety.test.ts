@@ -4,7 +4,9 @@
  * files on one disk) and two portals into it — local, SSH with a shell, or SSH without one, rooted
  * anywhere in the world, nested or apart or the same — and a job between them: source and target at
  * any depth (each other's ancestors, descendants, the same path), copy or move, overwrite or not,
- * every strategy and verification, a rate limit or none. Whatever the engine does, afterwards:
+ * every strategy and verification, a rate limit or none — and some jobs interrupted mid-transfer
+ * as a worker's shutdown or lost lease would (staging and journal kept), then run again with the
+ * same id to the end, resuming. Whatever the engine does, afterwards:
  *   - a failed or refused job changed nothing at all;
  *   - a copy left its source byte for byte as it was, and the target is that source;
  *   - a move left the source's content complete at the target, and the source gone;
@@ -55,6 +57,8 @@ interface Case {
   sync: "off" | "exists" | "size" | "mtime" | "checksum";
   mirror: boolean;
   skipFileErrors: boolean;
+  /** The first attempt is stopped once bytes flow, with this abort reason (the worker's), and the job runs again. */
+  interrupt: "none" | "shutdown" | "lost";
 }
 
 const worldArb: fc.Arbitrary<World> = fc.record({
@@ -77,7 +81,11 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
   sync: fc.constantFrom("off", "off", "exists", "size", "mtime", "checksum"),
   mirror: fc.boolean(),
   skipFileErrors: fc.boolean(),
+  interrupt: fc.constantFrom("none", "none", "shutdown", "lost"),
 });
+
+/** Every file big enough for ranges, and the journal written at every change: interrupted jobs resume. */
+const RANGED = { rangeMinFileBytes: 500, journalIntervalMs: 0 };
 
 /** One entry of a world snapshot: type, mode, size, content hash and mtime (whole seconds, as SFTP keeps them); folders' mtimes are left out. */
 function snapshotWorld(root: string): Map<string, string> {
@@ -201,23 +209,36 @@ describe("the one rule, over generated geometries (local, SSH, SFTP-only portals
     const spec = { id: crypto.randomUUID(), sourcePath: rel(c.source.root, S), targetPath: rel(c.target.root, T), mode: c.mode, overwrite: c.overwrite, strategy: c.strategy, verify: c.verify, sync: c.sync, mirror: c.mirror, skipFileErrors: c.skipFileErrors };
     try {
       // A failure after the commit (the data arrived; say, a folder not ours to chmod) is retryable
-      // and marked so: the retry, as a worker would run it, must then finish the job.
-      for (let attempt = 1; attempt <= 2; attempt++) {
+      // and marked so: the retry, as a worker would run it, must then finish the job. So is an
+      // attempt the test interrupts: the worker runs the job again.
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const stop = new AbortController();
+        const interrupting = attempt === 1 && c.interrupt !== "none";
         try {
-          await transfer(spec, { source, target, options: { maxBytesPerSec: c.rateLimited ? 256 << 20 : 0 } });
+          await transfer(spec, {
+            source, target, signal: stop.signal, options: { maxBytesPerSec: c.rateLimited ? 256 << 20 : 0, ...RANGED },
+            onProgress: (p) => {
+              if (interrupting && p.phase === "transfer" && p.bytesDone > 0) stop.abort(c.interrupt);
+            },
+          });
           outcome = "done";
           failure = null;
           break;
         } catch (err) {
           failure = err;
           outcome = isTransferError(err) ? err.code : `not a TransferError: ${String(err)}`;
+          if (interrupting && stop.signal.aborted) continue;
           if (!(isTransferError(err) && err.retryable && err.details.committed === true)) break;
         }
       }
     } finally {
       await Promise.all([source.close(), target.close()]);
     }
-    const after = snapshotWorld(world);
+    // A failure a retry can get past keeps the staging entry and its journal for that retry
+    // (details.stagingKept); they are the only change such a failure may leave.
+    const kept = outcome !== "done" && isTransferError(failure) && typeof failure.details.stagingKept === "string";
+    const resumable = (p: string): boolean => kept && p.split("/").some((part) => part === `.ketter-${spec.id}.partial` || part === `.ketter-${spec.id}.journal`);
+    const after = new Map([...snapshotWorld(world)].filter(([p]) => !resumable(p)));
     if (outcome === "VERIFY_FAILED") console.log("DEBUGVF", JSON.stringify({ ...c, S, T }), (failure as Error).message, JSON.stringify((failure as { details?: unknown }).details));
     const where = `case ${JSON.stringify({ ...c, S, T })} → ${outcome}${failure ? ` (${(failure as Error).message})` : ""}`;
     const problems: string[] = [];
@@ -276,7 +297,7 @@ describe("the one rule, over generated geometries (local, SSH, SFTP-only portals
   ];
   for (const [name, c] of fixed) {
     test(`reproduction: ${name} is refused and loses nothing`, async () => {
-      const outcome = await check({ world, source: { kind: "local", root: "" }, target: { kind: "local", root: "" }, sourcePick: 0, targetPick: 0, targetNew: false, mode: "copy", overwrite: true, strategy: "auto", verify: "checksum", rateLimited: false, sync: "off", mirror: false, skipFileErrors: false, ...c });
+      const outcome = await check({ world, source: { kind: "local", root: "" }, target: { kind: "local", root: "" }, sourcePick: 0, targetPick: 0, targetNew: false, mode: "copy", overwrite: true, strategy: "auto", verify: "checksum", rateLimited: false, sync: "off", mirror: false, skipFileErrors: false, interrupt: "none", ...c });
       expect(["SAME_PATH", "SOURCE_INSIDE_TARGET", "TARGET_INSIDE_SOURCE"]).toContain(outcome);
     }, 60_000);
   }

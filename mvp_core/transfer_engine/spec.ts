@@ -89,6 +89,8 @@ export interface Progress {
   filesTotal: number;
   bytesDone: number;
   bytesTotal: number;
+  /** Bytes an earlier attempt left at the destination that this one kept (counted in bytesDone of the transfer phase). */
+  bytesResumed?: number;
 }
 
 /** Notable decisions and milestones, for the job event log. */
@@ -107,7 +109,9 @@ export interface EngineEvent {
     /** mirror: target entries the source does not have were removed. */
     | "mirrored"
     /** skipFileErrors: files recorded as failed while the rest completed. */
-    | "files_failed";
+    | "files_failed"
+    /** What an earlier attempt left was re-checked and kept: files, bytes. */
+    | "resumed";
   message: string;
   data?: Record<string, unknown>;
 }
@@ -160,4 +164,8 @@ export interface TransferResult {
   mirrored?: number;
   /** With mhl: the ASC MHL generation written at the target. */
   mhl?: MhlRecord;
+  /** Bytes that travelled in this attempt (file contents; a resumed transfer sends less than `bytes`). */
+  sentBytes: number;
+  /** Bytes kept from an earlier attempt with the same id (re-checked at both ends, not sent again). */
+  resumedBytes: number;
 }

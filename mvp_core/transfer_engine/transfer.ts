@@ -15,7 +15,7 @@ import { cleanupPhase, markerMeansCommitted, resumeMove, writeCommitMarker } fro
 import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
-import { type Plan, plan } from "./steps/plan.ts";
+import { type Plan, plan, streamsFor } from "./steps/plan.ts";
 import { StatPrefetch } from "./steps/prefetch.ts";
 import { moveByRename } from "./steps/rename.ts";
 import { ProgressTracker, type Run, type StagingNames } from "./run.ts";
@@ -25,10 +25,14 @@ import { FileLedger } from "./file_ledger.ts";
 import { type Comparison, type TargetListing, compareWithTarget, startTargetListing } from "./steps/compare.ts";
 import { completeMerge, conflicts, mergeInto, refuseConflicts } from "./steps/merge.ts";
 import { TransferError } from "./errors.ts";
-import type { Entry } from "./endpoints/endpoint.ts";
+import type { Entry, HashAlgorithm } from "./endpoints/endpoint.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
 import { assertMhlOptions, checkBeforeSending, checkSentHashes, historyToSend, readCustody } from "./steps/mhl_source.ts";
 import { type PreparedGeneration, type WrittenGeneration, prepareGeneration, writeGeneration } from "./steps/mhl_write.ts";
+import { Journal } from "./steps/journal.ts";
+import { type Resumed, resumeStaging } from "./steps/resume.ts";
+import { coveredBytes } from "./steps/extents.ts";
+import { crc32Hex } from "./hash.ts";
 import { verify } from "./steps/verify.ts";
 import { transferZip } from "./steps/copy_zip.ts";
 
@@ -66,7 +70,7 @@ export interface TransferContext {
 export function stagingNames(targetPath: string, id: string): StagingNames {
   const dir = parentRel(targetPath);
   const name = (suffix: string): string => joinRel(dir, `.ketter-${id}.${suffix}`);
-  return { staging: name("partial"), old: name("old"), zips: name("zips"), moved: name("moved") };
+  return { staging: name("partial"), old: name("old"), zips: name("zips"), moved: name("moved"), journal: name("journal"), journalNew: name("journal.new") };
 }
 
 /** Copies or moves `spec.sourcePath` (on ctx.source) to exactly `spec.targetPath` (on ctx.target); see docs/engine.md. */
@@ -114,10 +118,46 @@ function timedInto(durations: Record<Phase, number>): Timed {
 
 async function runSteps(run: Run, durations: Record<Phase, number>): Promise<TransferResult> {
   const timed = timedInto(durations);
+  const journal = new Journal(run);
+  // A move by rename commits inside prepare(): after that, nothing it wrote is discarded.
+  const renamed = { committed: false };
+  try {
+    let ready: Prepared | { finish: () => Promise<TransferResult> };
+    try {
+      ready = await prepare(run, journal, durations, timed, renamed);
+    } catch (caught) {
+      await settleStaging(run, journal, caught, renamed.committed);
+      throw caught;
+    }
+    // Finishing an earlier attempt's commit, or a sync with nothing to send, writes no staging:
+    // their failures leave the commit marker and anything an earlier attempt kept as they are.
+    if ("finish" in ready) return await ready.finish();
+    return await transferVerifyCommit(run, journal, ready, durations, timed);
+  } finally {
+    await journal.stop();
+  }
+}
+
+/** Everything decided before the first byte travels. */
+interface Prepared {
+  sourcePath: string;
+  targetPath: string;
+  /** The source as scanned, what must be in the staging entry, and what a resume already has there. */
+  m: Manifest;
+  send: Manifest;
+  resumed: Resumed | null;
+  cmp: Comparison | null;
+  targetExists: Entry | null;
+  p: Plan;
+}
+
+/** check, scan, compare, resume, plan — or what finishes the transfer without a staging entry (a rename, a committed attempt, nothing to send). */
+async function prepare(run: Run, journal: Journal, durations: Record<Phase, number>, timed: Timed, renamed: { committed: boolean }): Promise<Prepared | { finish: () => Promise<TransferResult> }> {
   run.progress.phase("scan", 0, 0);
   throwIfCancelled(run.signal);
   const tp = normalizeRel(run.spec.targetPath);
-  const early = new StatPrefetch(run.target, [run.names.moved, run.names.old, run.names.staging, run.names.zips, parentRel(tp), tp], run.signal, parentRel(tp));
+  const n = run.names;
+  const early = new StatPrefetch(run.target, [n.moved, n.old, n.staging, n.zips, n.journal, n.journalNew, parentRel(tp), tp], run.signal, parentRel(tp));
   // A sync compares with the target's listing: it travels while the checks and the scan run.
   const listing: TargetListing | null = run.spec.sync !== "off" || run.only !== null ? startTargetListing(run, tp) : null;
   let checked: Awaited<ReturnType<typeof checkAndScan>>;
@@ -129,7 +169,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   }
   if (checked === "resume") {
     listing?.stop();
-    return resume(run, durations, timed);
+    return { finish: () => resume(run, durations, timed) };
   }
   const { sourcePath, targetPath, m, targetExists } = checked;
 
@@ -158,43 +198,72 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   }
 
   if (cmp !== null && run.custody === null && send.files.length + send.links.length + send.dirs.length === 0) {
-    return await unchanged(run, m, cmp, sourcePath, targetPath, targetExists as Entry, durations, timed);
+    const c = cmp;
+    if (checked.resume) await discardStaging(run); // an earlier attempt's partial copy of files that are at the target now
+    return { finish: () => unchanged(run, m, c, sourcePath, targetPath, targetExists as Entry, durations, timed) };
   }
 
+  // What an earlier attempt left (its staging entry and journal) is re-checked; complete files stay out of the plan.
+  const resumed = checked.resume ? await timed("plan", () => resumeStaging(run, send, sourcePath, run.names.staging, journal)) : null;
+  const alreadyThere = resumed === null ? 0 : [...resumed.partial.values()].reduce((n, x) => n + coveredBytes(x), 0);
   run.progress.phase("plan", send.files.length, send.bytes);
-  let p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { early, allowRename: !merging }));
+  let t = travelling(m, send, resumed, alreadyThere);
+  let p = await timed("plan", () => plan(run, t.list, sourcePath, targetPath, { early, allowRename: !merging, ...t.opts }));
   if (run.custody !== null && p.hash !== null) {
     // Files the history records in another format than the job's hash are checked before they travel.
     const checked = await timed("plan", () => checkBeforeSending(run, run.custody!, send, sourcePath, p.hash!));
     if (checked !== send) {
       send = checked;
-      p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { allowRename: false }));
+      t = travelling(m, send, resumed, alreadyThere);
+      p = await timed("plan", () => plan(run, t.list, sourcePath, targetPath, { allowRename: false, ...t.opts }));
     }
   }
   if (p.strategy === "rename") {
-    run.progress.phase("commit", m.files.length, m.bytes);
-    // The marker again: a process that dies between the rename and its record is finished by the next attempt.
-    await writeCommitMarker(run, { rename: true });
-    await run.hooks.beforeStep?.("commit");
-    const moved = await timed("commit", () => moveByRename(run, sourcePath, targetPath)).catch(async (err: unknown) => {
-      await run.target.remove(run.names.moved).catch(() => undefined);
-      throw err;
-    });
-    if (!moved) await run.target.remove(run.names.moved);
-    if (moved) {
-      await run.hooks.committed?.();
-      await run.target.remove(run.names.moved);
-      emitChosen(run, p, m);
-      run.emit({ kind: "committed", message: `moved ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)} by renaming it` });
-      run.ledger.verified(m.files, null, new Map());
-      run.ledger.flush();
-      return result(run, "rename", m, durations, { mode: run.spec.verify, files: 0 });
+    const done = await renameInstead(run, p, m, sourcePath, targetPath, durations, timed, renamed);
+    if (done !== null) {
+      // The source itself moved: a partial copy an earlier attempt left is of no use now.
+      if (resumed !== null) {
+        await journal.stop();
+        const left = await discardStaging(run);
+        if (left.length > 0) throw afterCommit(left[0]);
+      }
+      return { finish: async () => done };
     }
-    run.emit({ kind: "fallback", message: "a rename cannot move the source there (another file system or kind of endpoint); copying instead" });
-    p = await timed("plan", () => plan(run, send, sourcePath, targetPath, { allowRename: false }));
+    p = await timed("plan", () => plan(run, t.list, sourcePath, targetPath, { allowRename: false, ...t.opts }));
   }
   emitChosen(run, p, send);
+  return { sourcePath, targetPath, m, send, resumed, cmp, targetExists, p };
+}
 
+/** A move by one rename; null (nothing moved) when the rename is impossible and the transfer copies instead. */
+async function renameInstead(run: Run, p: Plan, m: Manifest, sourcePath: string, targetPath: string, durations: Record<Phase, number>, timed: Timed, renamed: { committed: boolean }): Promise<TransferResult | null> {
+  run.progress.phase("commit", m.files.length, m.bytes);
+  // The marker again: a process that dies between the rename and its record is finished by the next attempt.
+  await writeCommitMarker(run, { rename: true });
+  await run.hooks.beforeStep?.("commit");
+  const moved = await timed("commit", () => moveByRename(run, sourcePath, targetPath)).catch(async (err: unknown) => {
+    await run.target.remove(run.names.moved).catch(() => undefined);
+    throw err;
+  });
+  if (!moved) {
+    await run.target.remove(run.names.moved);
+    run.emit({ kind: "fallback", message: "a rename cannot move the source there (another file system or kind of endpoint); copying instead" });
+    return null;
+  }
+  renamed.committed = true;
+  await run.hooks.committed?.();
+  await run.target.remove(run.names.moved);
+  emitChosen(run, p, m);
+  run.emit({ kind: "committed", message: `moved ${showPath(run.source, run.spec.sourcePath)} to ${showPath(run.target, run.spec.targetPath)} by renaming it` });
+  run.ledger.verified(m.files, null, new Map());
+  run.ledger.flush();
+  return result(run, "rename", m, durations, { mode: run.spec.verify, files: 0 });
+}
+
+/** transfer → verify → commit → clean up. */
+async function transferVerifyCommit(run: Run, journal: Journal, ready: Prepared, durations: Record<Phase, number>, timed: Timed): Promise<TransferResult> {
+  const { sourcePath, targetPath, m, resumed, cmp, targetExists, p } = ready;
+  const { send } = ready;
   const staging = run.names.staging;
   const hashes = new Map<string, string>();
   let committed = false;
@@ -202,15 +271,17 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
   let folderAttributes: Promise<void> = Promise.resolve();
   try {
     run.progress.phase("transfer", send.files.length, send.bytes);
+    if (resumed !== null) run.progress.resumed(resumed.whole.size, resumed.bytes);
     await timed("transfer", async () => {
       // Zip streams open their remote unpackers while the folders are made (a round trip or two
       // each over a WAN); nothing is written into the staging tree before it exists.
-      const dirsMade = createDirs(run, send, staging);
+      const dirsMade = createDirs(run, send, staging, resumed?.dirs);
       dirsMade.catch(() => undefined); // awaited by transferZip and below
       let zippedAttributesSet = false;
-      if (p.strategy === "zip") ({ archives, attributesSet: zippedAttributesSet } = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, { packedBySource: p.packedBySource, dirsMade }));
+      if (p.strategy === "zip") ({ archives, attributesSet: zippedAttributesSet } = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, { packedBySource: p.packedBySource, dirsMade, journal }));
       await dirsMade;
-      await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes);
+      await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes, { streams: p.streams, journal, kept: resumed?.partial ?? new Map() });
+      if (resumed !== null) await resumedHashes(run, resumed, sourcePath, p.hash, hashes);
       await createLinks(run, send, staging);
       const fileAttributes = p.strategy === "zip" && !zippedAttributesSet ? p.archives.flat() : [];
       folderAttributes = applyAttributes(run, send, staging, fileAttributes);
@@ -218,6 +289,7 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       if (fileAttributes.length > 0) await folderAttributes; // files' modes matter to hashing them
     });
     run.progress.flush();
+    await reportStreams(run, p);
     throwIfCancelled(run.signal);
     // A source file rewritten while it was read fails as SOURCE_CHANGED (retryable) first, rather
     // than as a mismatch with its history below (not retryable): the history check skips it then.
@@ -273,9 +345,12 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
       committed = true;
       return replaced;
     });
+    await journal.stop();
     run.ledger.verified(sent.files, p.hash, hashes);
     run.ledger.flush();
     await run.hooks.committed?.();
+    // The journal described the staging entry, which is the target now.
+    for (const j of [run.names.journal, run.names.journalNew]) await run.target.remove(j);
     const recorded = generation === null ? "" : `; ASC MHL generation ${generation.record.manifests.map((g) => g.sequence).join(", ")} (${generation.record.format}, ${generation.record.files} files) recorded`;
     run.emit({ kind: "committed", message: `${showPath(run.target, run.spec.targetPath)} ${cmp !== null ? "updated" : replaced ? "replaced" : "created"}${recorded}`, data: { replaced, ...(generation === null ? {} : { mhl: generation.record }) } });
     if (run.ledger.counts.failed > 0) {
@@ -289,14 +364,12 @@ async function runSteps(run: Run, durations: Record<Phase, number>): Promise<Tra
     if (generation !== null) r.mhl = generation.record;
     return r;
   } catch (caught) {
-    // Committed data is never discarded: only the staging entry and archives in flight go, and a
-    // move's marker while nothing was committed. If even that fails, the next attempt with this id
-    // removes them; the caller learns about it here. A failure after the commit is retryable
-    // whatever it was: the marker stays, and the next attempt only finishes what is left.
+    // Committed data is never discarded. A failure after the commit is retryable whatever it was:
+    // the marker stays, and the next attempt only finishes what is left. Before it, what the
+    // attempt wrote stays for the next one when the fault was one a retry gets past (settleStaging).
     run.ledger.flush();
     const err = committed && !run.signal?.aborted ? afterCommit(caught) : caught;
-    const leftovers = await discardStaging(run, { marker: !committed });
-    if (leftovers.length > 0 && isTransferError(err)) err.details.stagingNotRemoved = leftovers.map(String);
+    await settleStaging(run, journal, err, committed);
     throw err;
   }
 }
@@ -337,6 +410,82 @@ function withGeneration(sent: Manifest, g: WrittenGeneration): Manifest {
   return { ...sent, files: [...sent.files, ...g.files], dirs: [...sent.dirs, ...g.dirs] };
 }
 
+/**
+ * After a failure: the staging entry and its journal stay for the next attempt when it can get
+ * past the fault (a retryable error, a full disk, the worker's shutdown or lost lease) and there is
+ * something to resume; otherwise (a cancel, a refusal) they go, as archives in flight and an
+ * uncommitted marker always do. A lost lease touches nothing: another worker may own the job now.
+ * Never throws over the original error; what could not be removed is named in its details.
+ */
+async function settleStaging(run: Run, journal: Journal, caught: unknown, committed: boolean): Promise<void> {
+  const reason = run.signal?.aborted ? String(run.signal.reason) : null;
+  if (reason === "lost") {
+    await journal.stop();
+    return;
+  }
+  const keep = !committed && journal.recorded && (reason !== null ? KEEP_ON_ABORT.has(reason) : isTransferError(caught) && (caught.retryable || caught.code === "NO_SPACE"));
+  if (keep) await journal.flush();
+  await journal.stop();
+  const leftovers = keep ? await removeAll(run, [run.names.zips, run.names.moved]) : await discardStaging(run, { marker: !committed });
+  if (isTransferError(caught)) {
+    if (keep) caught.details.stagingKept = run.names.staging;
+    // A full disk keeps what arrived, which is also what fills it: say so, and how to undo it.
+    if (keep && caught.code === "NO_SPACE") caught.message += `; what arrived is kept (${run.names.staging}) for a retry to resume once space is freed — cancel the transfer to remove it`;
+    if (leftovers.length > 0) caught.details.stagingNotRemoved = leftovers.map(String);
+  }
+}
+
+/** Abort reasons (the worker's) after which the next attempt resumes: shutdown, and an error that escaped the job's code. */
+const KEEP_ON_ABORT = new Set(["shutdown", "crashed"]);
+
+/** Removes `paths` (recursively); the failures, never thrown. */
+async function removeAll(run: Run, paths: readonly string[]): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  for (const p of paths) await run.target.remove(p, { recursive: true }).catch((err: unknown) => failures.push(err));
+  return failures;
+}
+
+/**
+ * What travels of `send` (the source `m`, or what of it differs from the target): all but the
+ * files a resume found complete, and how the plan must treat it.
+ */
+function travelling(m: Manifest, send: Manifest, resumed: Resumed | null, alreadyThere: number): { list: Manifest; opts: { alreadyThere: number; partial?: ReadonlyMap<string, unknown>; wholeFolder: boolean } } {
+  const list = withoutFiles(send, resumed?.whole);
+  return { list, opts: { alreadyThere, partial: resumed?.partial, wholeFolder: list === m && (resumed?.partial.size ?? 0) === 0 } };
+}
+
+/** `m` without the files in `done` (complete in the staging entry already). */
+function withoutFiles(m: Manifest, done: ReadonlyMap<string, unknown> | undefined): Manifest {
+  if (done === undefined || done.size === 0) return m;
+  const files = m.files.filter((f) => !done.has(f.path));
+  return { ...m, files, bytes: files.reduce((n, f) => n + f.size, 0) };
+}
+
+/** The source hashes of files a resume found complete: their CRC-32 as re-checked, or (another algorithm) asked of the source. */
+async function resumedHashes(run: Run, resumed: Resumed, sourcePath: string, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {
+  if (alg === null) return;
+  if (alg === "crc32") {
+    for (const [path, crc] of resumed.whole) hashes.set(path, crc32Hex(crc));
+    return;
+  }
+  const paths = [...resumed.whole.keys()];
+  for (let i = 0; i < paths.length; i += 1000) {
+    const batch = paths.slice(i, i + 1000);
+    const got = await run.source.hashFiles(batch.map((p) => joinRel(sourcePath, p)), alg, { signal: run.signal });
+    for (const p of batch) {
+      const h = got.get(joinRel(sourcePath, p));
+      if (h !== undefined) hashes.set(p, h);
+    }
+  }
+}
+
+/** A server that refused streams (sessions, connections) during the transfer says so once, in the event log. */
+async function reportStreams(run: Run, p: Plan): Promise<void> {
+  if (p.streams <= 1) return;
+  const now = await streamsFor(run);
+  if (now.streams < p.streams) run.emit({ kind: "fallback", message: `fewer streams than planned: ${now.why}`, data: { planned: p.streams, streams: now.streams } });
+}
+
 /** A failure after the commit: the data arrived, so it is retryable, and says so. */
 function afterCommit(caught: unknown): TransferError {
   const e = fromSystemError(caught, "", "finish");
@@ -367,7 +516,7 @@ type Timed = <T>(phase: Phase, fn: () => Promise<T>) => Promise<T>;
  * the target's answers travel (a round trip each over a WAN); the checks still decide first, and
  * a failed one stops the listing. "resume" when an earlier attempt of this move already committed.
  */
-async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Timed): Promise<"resume" | { sourcePath: string; targetPath: string; m: Manifest; targetExists: Entry | null }> {
+async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Timed): Promise<"resume" | { sourcePath: string; targetPath: string; m: Manifest; targetExists: Entry | null; resume: boolean }> {
   const stop = new AbortController();
   const signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
   const scanning = scan({ ...run, signal }, normalizeRel(run.spec.sourcePath));
@@ -382,7 +531,8 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
       await run.target.remove(run.names.moved);
     }
     return await timed("scan", async () => {
-      if (await recoverStaging(run, tp, early)) early.forget();
+      const recovered = await recoverStaging(run, tp, early);
+      if (recovered.found) early.forget();
       const checked = await checkPaths(run, early);
       run.relation = checked.relation;
       run.locations = checked.locations;
@@ -392,7 +542,7 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
       // Nothing is written before this point; the parents first, so the staging has a folder to go in.
       await createParentFolders(run, checked.missingParents);
       if (checked.relation === "unknown" && m.kind === "dir") await probeTargetInsideSource(run, checked.sourcePath, checked.targetPath);
-      return { sourcePath: checked.sourcePath, targetPath: checked.targetPath, m, targetExists: checked.targetExists };
+      return { sourcePath: checked.sourcePath, targetPath: checked.targetPath, m, targetExists: checked.targetExists, resume: recovered.resume };
     });
   } finally {
     stop.abort();
@@ -412,7 +562,7 @@ async function resume(run: Run, durations: Record<Phase, number>, timed: Timed):
   const sourcePath = normalizeRel(run.spec.sourcePath);
   const targetPath = normalizeRel(run.spec.targetPath);
   // An overwrite that dropped between its two renames may have left the old target under `.old`.
-  await recoverStaging(run, targetPath);
+  await recoverStaging(run, targetPath, undefined, { resumable: false });
   const move = run.spec.mode === "move";
   const m = !move ? null : await timed("scan", async () => ((await run.source.stat(sourcePath)) === null ? null : scan(run, sourcePath)));
   run.emit({ kind: "fallback", message: move ? "an earlier attempt committed this move; only finishing the source removal" : "an earlier attempt committed this copy; nothing left to do", data: { sourceLeft: m?.files.length ?? 0 } });
@@ -430,14 +580,17 @@ function emitChosen(run: Run, p: Plan, m: Manifest): void {
   run.emit({
     kind: "strategy_chosen",
     message: `${p.strategy}: ${p.reason}`,
-    data: { strategy: p.strategy, reason: p.reason, files: m.files.length, bytes: m.bytes, hash: p.hash, archives: p.archives.length, directFiles: p.directFiles.length },
+    data: { strategy: p.strategy, reason: p.reason, files: m.files.length, bytes: m.bytes, hash: p.hash, archives: p.archives.length, directFiles: p.directFiles.length, streams: p.streams, streamsWhy: p.streamsWhy },
   });
 }
 
 /** `files`/`bytes`: what traveled (or moved by rename); the ledger's counts say what else happened to each file. */
 function result(run: Run, strategy: TransferResult["strategy"], m: Manifest, durationsMs: Record<Phase, number>, verified: TransferResult["verified"]): TransferResult {
   const rounded = Object.fromEntries(Object.entries(durationsMs).map(([k, v]) => [k, Math.round(v * 10) / 10])) as Record<Phase, number>;
-  const r: TransferResult = { id: run.spec.id, strategy, files: m.files.length, bytes: m.bytes, dirs: m.dirs.length, links: m.links.length, durationsMs: rounded, verified, fileCounts: { ...run.ledger.counts } };
+  const r: TransferResult = {
+    id: run.spec.id, strategy, files: m.files.length, bytes: m.bytes, dirs: m.dirs.length, links: m.links.length, durationsMs: rounded, verified,
+    fileCounts: { ...run.ledger.counts }, sentBytes: run.progress.sentBytes, resumedBytes: run.progress.resumedBytes,
+  };
   if (run.ledger.failures.length > 0) r.failures = [...run.ledger.failures];
   return r;
 }

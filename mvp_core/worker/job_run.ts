@@ -113,6 +113,7 @@ const ENGINE_EVENT_LEVEL = {
   compared: "info",
   mirrored: "info",
   files_failed: "warn",
+  resumed: "info",
 } as const satisfies Record<EngineEvent["kind"], EventLevel>;
 
 /** The job's failure as recorded: the engine's code and retry decision, or INTERNAL_ERROR (not retried) for anything else. */
@@ -501,7 +502,7 @@ export class JobRun {
 /** A transfer's result as recorded with DONE. */
 function finishedTransfer(r: TransferResult): Finished {
   const data = {
-    strategy: r.strategy, files: r.files, bytes: r.bytes, durationsMs: r.durationsMs, verified: r.verified, fileCounts: r.fileCounts,
+    strategy: r.strategy, files: r.files, bytes: r.bytes, sentBytes: r.sentBytes, resumedBytes: r.resumedBytes, durationsMs: r.durationsMs, verified: r.verified, fileCounts: r.fileCounts,
     ...(r.sourceKept ? { sourceKept: r.sourceKept.length } : {}), ...(r.mirrored ? { mirrored: r.mirrored } : {}), ...(r.mhl ? { mhl: r.mhl } : {}),
   };
   return { strategy: r.strategy, files: r.files, bytes: r.bytes, data, reportedFiles: r.strategy !== "resumed" };

@@ -151,6 +151,7 @@ export const JobView = z.object({
     filesTotal: z.number().nullable(),
     bytesDone: z.number(),
     bytesTotal: z.number().nullable(),
+    bytesResumed: z.number().meta({ description: "of bytesDone, what an earlier attempt left at the destination and this one re-checked and kept (not sent again)" }),
     percent: z.number().nullable(),
     bytesPerSecond: z.number().nullable(),
     etaSeconds: z.number().nullable(),
@@ -170,7 +171,9 @@ const isoOrNull = (d: Date | null) => (d ? d.toISOString() : null);
 export function jobView(j: JobRow, waitingFor: string | null = null, files: FileTally | null = null, now = Date.now()): JobView {
   const running = j.status === "RUNNING" || j.status === "CANCELLING";
   const elapsedS = running && j.started_at ? (now - j.started_at.getTime()) / 1000 : 0;
-  const rate = running && elapsedS > 0 && j.bytes_done > 0 ? j.bytes_done / elapsedS : null;
+  // Resumed bytes did not travel in this attempt: they do not count toward its rate.
+  const sent = j.bytes_done - j.bytes_resumed;
+  const rate = running && elapsedS > 0 && sent > 0 ? sent / elapsedS : null;
   const remaining = j.bytes_total === null ? null : Math.max(0, j.bytes_total - j.bytes_done);
   return {
     id: j.id,
@@ -192,6 +195,7 @@ export function jobView(j: JobRow, waitingFor: string | null = null, files: File
       filesTotal: j.files_total,
       bytesDone: j.bytes_done,
       bytesTotal: j.bytes_total,
+      bytesResumed: j.bytes_resumed,
       percent: j.bytes_total ? Math.min(100, Math.round((j.bytes_done / j.bytes_total) * 1000) / 10) : DELIVERED_STATUSES.includes(j.status) ? 100 : null,
       bytesPerSecond: rate === null ? null : Math.round(rate),
       etaSeconds: rate && remaining !== null ? Math.round(remaining / rate) : null,
@@ -261,7 +265,7 @@ export const examples = {
     source: { portal: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", path: "shoot_2026_11_24" },
     target: { portal: "5d1c9a2e-7f3b-4e8a-b6c4-2a9e8d7f6b51", path: "incoming/shoot_2026_11_24" },
     options: { strategy: "auto", verify: "checksum", overwrite: false, createParents: true }, strategy: "direct", scope: "all", files: { total: 0, skipped: 0, verified: 0, failed: 0 }, site: "lab-1", workerId: "lab-1:4242:k3x9q1", waitingFor: null, attempts: 1, maxAttempts: 3,
-    progress: { filesDone: 120, filesTotal: 480, bytesDone: 52_428_800_000, bytesTotal: 209_715_200_000, percent: 25, bytesPerSecond: 110_000_000, etaSeconds: 1430 },
+    progress: { filesDone: 120, filesTotal: 480, bytesDone: 52_428_800_000, bytesTotal: 209_715_200_000, bytesResumed: 0, percent: 25, bytesPerSecond: 110_000_000, etaSeconds: 1430 },
     error: null, createdAt: now, startedAt: now, finishedAt: null, updatedAt: now, nextAttemptAt: null,
   },
   file: { path: "A001/clip_0042.mov", size: 52_428_800, state: "failed", hash: null, error: { code: "PERMISSION_DENIED", message: "permission denied reading A001/clip_0042.mov" }, attempts: 1, updatedAt: now },

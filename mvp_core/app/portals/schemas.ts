@@ -29,6 +29,13 @@ const allowedSites = z
   .refine((l) => new Set(l).size === l.length, "must not name a site twice")
   .meta({ description: "only workers of these sites may use this sftp portal, most preferred first (a job between two sftp portals runs at the first site both allow); omit or null: every site", example: ["srvtrf", "lab-1"] });
 
+const maxConnections = z
+  .number()
+  .int()
+  .min(1)
+  .max(16)
+  .meta({ description: "SSH connections a transfer may open to this host at once (several streams per big file spread over them; docs/ssh.md); omit or null: Ketter's default, 4. Lower it for a server that limits connections (sshd MaxStartups, per-user limits)", example: 2 });
+
 const auth = z.discriminatedUnion("method", [
   z.object({ method: z.literal("password"), password: text().min(1).max(1024) }).strict(),
   z
@@ -57,6 +64,7 @@ export const PortalCreate = z.discriminatedUnion("kind", [
       hostKeyFingerprint: fingerprint.optional(),
       allowedSites: allowedSites.nullable().optional(),
       mhl: mhl.optional(),
+      maxConnections: maxConnections.nullable().optional(),
     })
     .strict(),
 ]);
@@ -65,7 +73,7 @@ export type PortalCreate = z.infer<typeof PortalCreate>;
 
 /** PATCH /portals/{id}: any subset; `auth` replaces the secret; `hostKeyFingerprint: null` unpins; `allowedSites: null` opens an sftp portal to every site. */
 export const PortalUpdate = z
-  .object({ name, rootPath, host, port, username, auth, hostKeyFingerprint: fingerprint.nullable(), site, allowedSites: allowedSites.nullable(), mhl })
+  .object({ name, rootPath, host, port, username, auth, hostKeyFingerprint: fingerprint.nullable(), site, allowedSites: allowedSites.nullable(), mhl, maxConnections: maxConnections.nullable() })
   .partial()
   .strict()
   .refine((o) => Object.keys(o).length > 0, "give at least one field to change");
@@ -88,6 +96,7 @@ export const PortalView = z.object({
   site: z.string().nullable().meta({ description: "local: the site whose disk holds it (null only for a portal from before sites existed, until it is adopted); sftp: null" }),
   allowedSites: z.array(z.string()).nullable().meta({ description: "sftp: the sites allowed to reach it, preferred first; null: every site" }),
   mhl: mhl,
+  maxConnections: z.number().int().nullable().meta({ description: "sftp: SSH connections a transfer may open to the host at once; null: Ketter's default (4)" }),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -116,6 +125,7 @@ export function portalView(p: PortalRow): PortalView {
     site: p.site,
     allowedSites: p.allowed_sites,
     mhl: p.mhl,
+    maxConnections: p.max_connections,
     createdAt: p.created_at.toISOString(),
     updatedAt: p.updated_at.toISOString(),
   };
@@ -155,11 +165,11 @@ export const examples = {
   view: {
     id: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", name: "srvtrf-in", kind: "sftp", rootPath: "/srv/in", host: "srvtrf.lab", port: 22,
     username: "ketter", authMethod: "key", hasSecret: true, hostKeyFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
-    site: null, allowedSites: null, createdAt: now, updatedAt: now,
+    site: null, allowedSites: null, mhl: false, maxConnections: null, createdAt: now, updatedAt: now,
   },
   saved: {
     id: "0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10", name: "lab-footage", kind: "local", rootPath: "/data/footage", host: null, port: null,
-    username: null, authMethod: null, hasSecret: false, hostKeyFingerprint: null, site: "lab-1", allowedSites: null, createdAt: now, updatedAt: now,
+    username: null, authMethod: null, hasSecret: false, hostKeyFingerprint: null, site: "lab-1", allowedSites: null, mhl: false, maxConnections: null, createdAt: now, updatedAt: now,
     warnings: [{ code: "ROOT_NOT_FOUND", message: "folder /data/footage does not exist on the API's machine; jobs using this portal fail until it exists where the worker runs — create it there (or mount its disk); POST /portals/0b6f5e4c-2a55-4a36-9d0c-1f3e2c9a7b10/check checks again" }],
   },
   check: {

@@ -14,7 +14,7 @@ import type { VerifySpec } from "../verify_history.ts";
 /** Printed with every usage error. */
 export const USAGE = `usage: bun run engine --from SRC --to DST --mode ${TRANSFER_MODES.join("|")} [--strategy ${STRATEGIES.join("|")}] [--verify ${VERIFY_MODES.slice().reverse().join("|")}]
                   [--hash auto|${HASH_ALGORITHMS.join("|")}] [--mhl] [--overwrite | --sync ${SYNC_LEVELS.join("|")} [--mirror]]
-                  [--skip-file-errors] [--json] [--id ID] [--identity KEYFILE] [--host-key SHA256:…]
+                  [--skip-file-errors] [--json] [--id ID] [--identity KEYFILE] [--host-key SHA256:…] [--streams N] [--max-connections N]
        bun run engine --mode verify --from FOLDER [--mhl] [--hash …] [--json] [--identity KEYFILE] [--host-key SHA256:…]
        bun run engine --help | --version
 
@@ -36,8 +36,12 @@ export const USAGE = `usage: bun run engine --from SRC --to DST --mode ${TRANSFE
   --json (or a non-terminal stdout) prints one JSON result. Exit: 0 ok, 1 transfer failed, 2 bad
   usage or a refused request, 3 done but some files failed (--skip-file-errors; run again with
   --sync checksum to send them), 130 interrupted (Ctrl-C: staging removed), 143 terminated.
-  The transfer id is printed first (stderr): a crashed run's leftovers (.ketter-<id>.*) next to DST
-  are cleaned up by running again with --id <id>.
+  The transfer id is printed first (stderr): running again with --id <id> after a crash, a kill or a
+  dropped link resumes from what arrived (re-checked at both ends) and cleans up the leftovers
+  (.ketter-<id>.*) next to DST; Ctrl-C cancels and removes them.
+  Big files (64 MiB and more) travel as ranges over several streams when an SSH side gains from it
+  (chosen from the link's round trip): --streams N sets the most per transfer (1: one at a time),
+  --max-connections N the most SSH connections to the host (default 4).
 
   Either side may be on an SSH host: sftp://USER@HOST[:PORT]/ABSOLUTE/PATH (percent-encode odd
   characters). It needs --host-key, the server's pinned key fingerprint (on the server:
@@ -56,17 +60,23 @@ export interface CliSshAuth {
   hostKey: string;
 }
 
+/** Tuning flags: streams per transfer (the engine's maxStreams) and SSH connections per host. */
+export interface CliTuning {
+  maxStreams?: number;
+  maxConnections?: number;
+}
+
 /** A CLI invocation: the spec, both sides and output preferences, or what to tell the user. */
 export type CliArgs =
-  | { ok: true; spec: TransferSpecInput; json: boolean; from: CliSide; to: CliSide; auth: CliSshAuth | null }
-  | { ok: true; verify: VerifySpec; json: boolean; from: CliSide; auth: CliSshAuth | null }
+  | { ok: true; spec: TransferSpecInput; json: boolean; from: CliSide; to: CliSide; auth: CliSshAuth | null; tuning: CliTuning }
+  | { ok: true; verify: VerifySpec; json: boolean; from: CliSide; auth: CliSshAuth | null; tuning: CliTuning }
   | { ok: true; help: true }
   | { ok: true; version: true }
   | { ok: false; message: string };
 
 const ENUMS = { mode: [...TRANSFER_MODES, "verify"], strategy: STRATEGIES, verify: VERIFY_MODES, sync: SYNC_LEVELS, hash: ["auto", ...HASH_ALGORITHMS] } as const;
 /** Flags that only mean something for a transfer. */
-const TRANSFER_ONLY = ["to", "strategy", "verify", "overwrite", "sync", "mirror", "skip-file-errors"] as const;
+const TRANSFER_ONLY = ["to", "strategy", "verify", "overwrite", "sync", "mirror", "skip-file-errors", "streams"] as const;
 
 /** Parses argv (without the runtime and script); relative local paths resolve against `cwd`. */
 export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<string, string | undefined> = {}): CliArgs {
@@ -92,6 +102,8 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
         mirror: { type: "boolean" },
         "skip-file-errors": { type: "boolean" },
         json: { type: "boolean" },
+        streams: { type: "string" },
+        "max-connections": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -113,6 +125,11 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
   }
   if (values.overwrite && typeof values.sync === "string") problems.push("--overwrite replaces the target whole and --sync updates it in place: choose one");
   if (values.mirror && typeof values.sync !== "string") problems.push("--mirror goes with --sync LEVEL");
+  const tuning: CliTuning = {};
+  const maxStreams = count(values.streams, "--streams", 64, problems);
+  const maxConnections = count(values["max-connections"], "--max-connections", 16, problems);
+  if (maxStreams !== undefined) tuning.maxStreams = maxStreams;
+  if (maxConnections !== undefined) tuning.maxConnections = maxConnections;
   if (problems.length > 0) return { ok: false, message: problems.join("; ") };
   if (verifying) {
     const from = side("--from", values.from as string, cwd, problems);
@@ -121,7 +138,7 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
     const verify: VerifySpec = { path: from.rel, record: values.mhl === true };
     if (typeof values.hash === "string") verify.hash = values.hash as VerifySpec["hash"];
     if (typeof values.id === "string") verify.id = values.id;
-    return { ok: true, verify, json: values.json === true, from, auth };
+    return { ok: true, verify, json: values.json === true, from, auth, tuning };
   }
   const from = side("--from", values.from as string, cwd, problems);
   const to = side("--to", values.to as string, cwd, problems);
@@ -141,7 +158,19 @@ export function parseCliArgs(argv: readonly string[], cwd: string, env: Record<s
   if (values["skip-file-errors"] === true) spec.skipFileErrors = true;
   if (typeof values.hash === "string") spec.hash = values.hash as TransferSpecInput["hash"];
   if (values.mhl === true) spec.mhl = true;
-  return { ok: true, spec, json: values.json === true, from, to, auth };
+  if (maxConnections !== undefined && from.kind !== "sftp" && to.kind !== "sftp") return { ok: false, message: "--max-connections applies only to an sftp:// --from or --to" };
+  return { ok: true, spec, json: values.json === true, from, to, auth, tuning };
+}
+
+/** A whole number from 1 to `max` given as `flag`, or undefined when absent. */
+function count(v: string | boolean | undefined, flag: string, max: number, problems: string[]): number | undefined {
+  if (typeof v !== "string") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    problems.push(`${flag} must be a whole number from 1 to ${max} (got ${JSON.stringify(v)})`);
+    return undefined;
+  }
+  return n;
 }
 
 /** A local path (rooted at its parent folder) or an sftp:// URL (rooted at its path's parent on the host). */

@@ -219,6 +219,9 @@ describe("sftp:// usage errors (exit 2, nothing connects)", () => {
     ["the remote root", ["--to", "sftp://u@h/", "--identity", "k", "--host-key", "SHA256:x"], "not the root itself"],
     ["both remote", ["--from", "sftp://u@h/a", "--to", "sftp://u@h/b", "--identity", "k", "--host-key", "SHA256:x"], "only one of --from and --to"],
     ["ssh flags for a local copy", ["--to", "dst", "--host-key", "SHA256:x"], "apply only to an sftp://"],
+    ["zero streams", ["--to", "dst", "--streams", "0"], "--streams must be a whole number from 1 to 64"],
+    ["fractional connections", ["--to", "sftp://u@h/srv/x", "--identity", "k", "--host-key", "SHA256:x", "--max-connections", "1.5"], "--max-connections must be a whole number from 1 to 16"],
+    ["connections for a local copy", ["--to", "dst", "--max-connections", "2"], "--max-connections applies only to an sftp://"],
   ];
   for (const [name, extra, message] of cases) {
     test(name, () => {
@@ -237,7 +240,10 @@ describe("sftp:// usage errors (exit 2, nothing connects)", () => {
       from: { kind: "local", root: "/work", rel: "src" },
       to: { kind: "sftp", host: "::1", port: 2222, username: "ann", root: "/srv/in", rel: "shoot 42" },
       auth: { identity: null, hostKey: "SHA256:x" },
+      tuning: {},
     });
+    const tuned = parseCliArgs(["--from", "src", "--to", "sftp://ann@h/srv/x", "--mode", "copy", "--host-key", "SHA256:x", "--streams", "4", "--max-connections", "2"], "/work", { KETTER_SSH_PASSWORD: "pw" });
+    expect(tuned).toMatchObject({ ok: true, tuning: { maxStreams: 4, maxConnections: 2 } });
   });
 
   test("an unreadable key file and a malformed fingerprint exit 2 from the CLI", async () => {

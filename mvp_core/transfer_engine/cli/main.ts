@@ -1,7 +1,7 @@
 /** The engine CLI itself (cli.ts starts it, normally from a cached bundle): copies or moves files and folders, locally or to and from an SSH host. */
 import fs from "node:fs";
 import pkg from "../../../package.json" with { type: "json" };
-import { type CliSide, type CliSshAuth, parseCliArgs, USAGE } from "./args.ts";
+import { type CliSide, type CliSshAuth, type CliTuning, parseCliArgs, USAGE } from "./args.ts";
 import { ProgressLine, USAGE_CODES, failureMessage, summary, verificationSummary } from "./output.ts";
 import type { Endpoint } from "../endpoints/endpoint.ts";
 import { openEndpoint } from "../endpoints/open.ts";
@@ -60,7 +60,7 @@ async function main(): Promise<number> {
   const onProgress = live ? (p: Parameters<ProgressLine["render"]>[0]) => process.stderr.write(`\r\x1b[2K${line.render(p)}`) : undefined;
   const opened: Endpoint[] = [];
   try {
-    const source = await openSide(args.from, "source", args.auth, abort.signal);
+    const source = await openSide(args.from, "source", args.auth, args.tuning, abort.signal);
     opened.push(source);
     if (verifying) {
       const r = await verifyHistory({ ...args.verify, id }, { endpoint: source, signal: abort.signal, onProgress });
@@ -68,9 +68,15 @@ async function main(): Promise<number> {
       await Bun.write(Bun.stdout, json ? `${JSON.stringify({ ok: r.ok, verification: r })}\n` : `${verificationSummary(r)}\n`);
       return r.ok ? 0 : 1;
     }
-    const target = await openSide(args.to, "target", args.auth, abort.signal);
+    const target = await openSide(args.to, "target", args.auth, args.tuning, abort.signal);
     opened.push(target);
-    const result = await transfer({ ...args.spec, id }, { source, target, signal: abort.signal, onProgress });
+    const result = await transfer({ ...args.spec, id }, {
+      source,
+      target,
+      signal: abort.signal,
+      onProgress,
+      ...(args.tuning.maxStreams !== undefined ? { options: { maxStreams: args.tuning.maxStreams } } : {}),
+    });
     if (live) process.stderr.write("\r\x1b[2K");
     await Bun.write(Bun.stdout, json ? `${JSON.stringify({ ok: true, result })}\n` : `${summary(result)}\n`);
     return result.fileCounts.failed > 0 ? 3 : 0;
@@ -87,7 +93,7 @@ async function main(): Promise<number> {
 }
 
 /** Opens one side. The SSH code loads only for an sftp:// side, so local transfers start fast. */
-async function openSide(side: CliSide, role: "source" | "target", auth: CliSshAuth | null, signal: AbortSignal): Promise<Endpoint> {
+async function openSide(side: CliSide, role: "source" | "target", auth: CliSshAuth | null, tuning: CliTuning, signal: AbortSignal): Promise<Endpoint> {
   if (side.kind === "local") {
     if (role === "target" && !isFolder(side.root)) {
       throw new TransferError("NOT_A_DIRECTORY", `the target's parent folder ${JSON.stringify(side.root)} does not exist or is not a folder; create it first`, { details: { path: side.root } });
@@ -96,7 +102,8 @@ async function openSide(side: CliSide, role: "source" | "target", auth: CliSshAu
   }
   if (auth === null) throw new TransferError("INVALID_SPEC", "an sftp:// side needs --host-key and --identity");
   try {
-    return await openEndpoint({ kind: "sftp", host: side.host, port: side.port, username: side.username, root: side.root, auth: sshCredentials(auth), hostKeyFingerprint: auth.hostKey }, { signal });
+    const target = { host: side.host, port: side.port, username: side.username, root: side.root, auth: sshCredentials(auth), hostKeyFingerprint: auth.hostKey };
+    return await openEndpoint({ kind: "sftp", ...target, ...(tuning.maxConnections !== undefined ? { maxConnections: tuning.maxConnections } : {}) }, { signal });
   } catch (err) {
     // The endpoint is rooted at the target's parent: a missing root is a missing parent folder.
     if (role === "target" && err instanceof TransferError && err.code === "SOURCE_NOT_FOUND") {

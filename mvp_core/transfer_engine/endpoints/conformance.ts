@@ -125,6 +125,48 @@ export function describeEndpointConformance(
       }
     });
 
+    test("ranges: reads of [start, start+length), writes at offsets that never truncate, progress with CRC-32", async () => {
+      const d = await dir();
+      // Big enough that a remote endpoint reads and writes over its exec streams, small pieces too.
+      const data = random(20 * 1024 * 1024 + 3);
+      const cuts = [0, 5 * 1024 * 1024, 5 * 1024 * 1024 + 1, 17 * 1024 * 1024, data.length];
+      const told: Array<[number, number, number]> = [];
+      // Last range first, at once: each writer creates the file if it is first, none truncates it.
+      await Promise.all(cuts.slice(0, -1).map(async (from, i) => {
+        const to = cuts[i + 1]!;
+        const w = await ep.openWrite(`${d}/r.bin`, { offset: from, size: to - from, onWritten: (bytes, crc) => told.push([from, bytes, crc]) });
+        for (let off = from; off < to; off += 1_500_000) await w.write(data.subarray(off, Math.min(to, off + 1_500_000)));
+        await w.close();
+      }).reverse());
+      expect((await ep.stat(`${d}/r.bin`))?.size).toBe(data.length);
+      expect(Buffer.compare(await readAll(ep, `${d}/r.bin`), data)).toBe(0);
+      // The last report of each range is all of it, with the CRC-32 of exactly those bytes.
+      for (const [i, from] of cuts.slice(0, -1).entries()) {
+        const last = told.filter(([f]) => f === from).at(-1)!;
+        expect([last[1], last[2]]).toEqual([cuts[i + 1]! - from, Bun.hash.crc32(data.subarray(from, cuts[i + 1]))]);
+      }
+      for (const [start, length] of [[0, 1], [3, 5 * 1024 * 1024], [17 * 1024 * 1024, 3 * 1024 * 1024 + 3], [data.length - 2, 10], [data.length, 5]] as const) {
+        expect(Buffer.compare(await readAll(ep, `${d}/r.bin`, { start, length }), data.subarray(start, start + length))).toBe(0);
+      }
+      // An aborted range leaves the file (the other ranges are in it); a rewritten range replaces only its bytes.
+      const w = await ep.openWrite(`${d}/r.bin`, { offset: 1000, size: 10 });
+      await w.write(new Uint8Array(4));
+      await w.abort();
+      expect((await ep.stat(`${d}/r.bin`))?.size).toBe(data.length);
+      const fix = await ep.openWrite(`${d}/r.bin`, { offset: 1000, size: 10 });
+      await fix.write(data.subarray(1000, 1010));
+      await fix.close();
+      expect(Buffer.compare(await readAll(ep, `${d}/r.bin`), data)).toBe(0);
+      if (ep.crcRanges) {
+        const got = await ep.crcRanges([
+          { path: `${d}/r.bin`, offset: 0, length: data.length }, { path: `${d}/r.bin`, offset: 7, length: 9_000_000 },
+          { path: `${d}/r.bin`, offset: data.length - 5, length: 6 }, { path: `${d}/missing`, offset: 0, length: 1 },
+        ]);
+        expect(got).toEqual([Bun.hash.crc32(data), Bun.hash.crc32(data.subarray(7, 9_000_007)), null, null]);
+      }
+      if (ep.streamCapacity) expect((await ep.streamCapacity()).streams).toBeGreaterThanOrEqual(1);
+    });
+
     test("abort discards a file being written", async () => {
       const d = await dir();
       const w = await ep.openWrite(`${d}/half`);

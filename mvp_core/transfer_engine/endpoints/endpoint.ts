@@ -48,7 +48,43 @@ export interface OpOptions {
 
 export interface ReadOptions extends OpOptions {
   start?: number;
+  /** Reads at most this many bytes from `start` (a range of the file); absent: to the end. */
+  length?: number;
   reuseBuffer?: boolean;
+}
+
+/** How openWrite opens its file. */
+export interface WriteOptions extends OpOptions {
+  /** Permission bits the file gets (whole-file mode only: a range leaves them to the caller). */
+  mode?: number;
+  /** Bytes that will be written (the whole file; in range mode, the range). */
+  size?: number;
+  /**
+   * Range mode: the bytes written land at this offset of the file, which is created (0600) when
+   * missing and never truncated — several writers may fill one file at once, each its own range,
+   * and a later attempt may fill in what an earlier one did not. abort() stops the range and
+   * leaves the file (other ranges are in it).
+   */
+  offset?: number;
+  /**
+   * Range mode: told, from time to time and at close, how many bytes of the range (from `offset`)
+   * the destination has written so far, with their CRC-32 as the destination computed it: what a
+   * later attempt may re-check and keep after this process died (see steps/journal.ts).
+   */
+  onWritten?: (bytes: number, crc32: number) => void;
+}
+
+/** A byte range of a file, for crcRanges. */
+export interface FileRange {
+  path: string;
+  offset: number;
+  length: number;
+}
+
+/** How many byte streams an endpoint carries well at once, and why (for the event log). */
+export interface StreamCapacity {
+  streams: number;
+  why: string;
 }
 
 /** Content hash names shared by both ends of a verification (the engine picks one both support). */
@@ -125,8 +161,11 @@ export interface Endpoint {
    * each chunk by then; readers may ignore it and hand out fresh chunks.
    */
   openRead(path: string, opts?: ReadOptions): AsyncIterable<Uint8Array>;
-  /** Creates or truncates `path` (normally a staging name) for writing with permission bits `mode`. */
-  openWrite(path: string, opts?: OpOptions & { mode?: number; size?: number }): Promise<FileWriter>;
+  /**
+   * Creates or truncates `path` (normally a staging name) for writing with permission bits `mode`;
+   * with `offset`, writes a range into it instead (see WriteOptions).
+   */
+  openWrite(path: string, opts?: WriteOptions): Promise<FileWriter>;
 
   mkdir(path: string, opts?: OpOptions & { mode?: number; recursive?: boolean }): Promise<void>;
   symlink(target: string, path: string, opts?: OpOptions): Promise<void>;
@@ -191,6 +230,19 @@ export interface Endpoint {
    * a path that does not exist. Entries carry `change` in the same shape as the endpoint's walk.
    */
   statMany?(paths: readonly string[], opts?: OpOptions): Promise<Map<string, Entry | null>>;
+  /**
+   * Optional: the CRC-32 of each range, computed next to the data (a remote endpoint: one command
+   * for all of them), in the order given; null for a range the file does not hold in full (missing,
+   * shorter). Lets a resumed transfer re-check the bytes an earlier attempt left.
+   */
+  crcRanges?(ranges: readonly FileRange[], opts?: OpOptions): Promise<(number | null)[]>;
+  /**
+   * Optional: how many byte streams (file reads or writes, whole files or ranges of one) this
+   * endpoint carries well at once — a remote endpoint over a long link gains from several, each
+   * with its own flow-control window. Asked again after a transfer: a server that refused extra
+   * sessions or connections lowers it. Absent: streams gain nothing here (a local disk).
+   */
+  streamCapacity?(opts?: OpOptions): Promise<StreamCapacity>;
 
   close(): Promise<void>;
 }

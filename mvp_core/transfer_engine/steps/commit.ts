@@ -81,10 +81,12 @@ export async function moveAside(run: Run, targetPath: string): Promise<void> {
 
 /**
  * Run before every transfer: finishes or undoes what a crashed attempt with the same id left next
- * to the target. The staging entry and archives are only ever copies, so they are deleted; an
+ * to the target. Archives in flight are only ever copies, so they are deleted; so is a staging
+ * entry without a journal. A staging entry with its journal stays for steps/resume.ts (`resumable`
+ * says so), unless `resumable` is false (a committed attempt being finished: nothing to resume). An
  * `.old` entry without a target is the previous target mid-swap, so it is put back.
  */
-export async function recoverStaging(run: Run, targetPath: string, early?: StatPrefetch): Promise<boolean> {
+export async function recoverStaging(run: Run, targetPath: string, early?: StatPrefetch, { resumable = true }: { resumable?: boolean } = {}): Promise<{ found: boolean; resume: boolean }> {
   const { target, names } = run;
   const stat = (p: string): Promise<Entry | null> => (early ? early.stat(p) : target.stat(p));
   let found = false;
@@ -94,20 +96,28 @@ export async function recoverStaging(run: Run, targetPath: string, early?: StatP
     if ((await target.stat(targetPath)) === null) await target.rename(names.old, targetPath);
     else await target.remove(names.old, { recursive: true });
   }
-  for (const p of [names.staging, names.zips]) {
-    if ((await stat(p)) !== null) {
-      found = true;
-      await target.remove(p, { recursive: true });
-    }
+  const [staging, journal, journalNew] = await Promise.all([stat(names.staging), stat(names.journal), stat(names.journalNew)]);
+  const resume = resumable && staging !== null && journal !== null;
+  const gone = resume ? [names.zips, names.journalNew] : [names.journal, names.journalNew, names.zips, names.staging];
+  const seen = new Map<string, Entry | null>([[names.staging, staging], [names.journal, journal], [names.journalNew, journalNew]]);
+  for (const p of gone) {
+    if ((seen.has(p) ? seen.get(p) : await stat(p)) === null) continue;
+    found = true;
+    await target.remove(p, { recursive: true });
   }
-  if (found) run.emit({ kind: "staging_recovered", message: "removed what an earlier attempt with this id left behind", data: { staging: names.staging } });
-  return found;
+  if (found && !resume) run.emit({ kind: "staging_recovered", message: "removed what an earlier attempt with this id left behind", data: { staging: names.staging } });
+  return { found: found || resume, resume };
 }
 
-/** Removes staging leftovers (and with `marker`, a move's marker) after a failure; never throws over the original error. */
+/**
+ * Removes staging leftovers (and with `marker`, a move's marker) after a failure; never throws over
+ * the original error. The journal goes first: a staging entry left behind without it is never
+ * resumed from (a cancelled transfer's retry starts fresh).
+ */
 export async function discardStaging(run: Run, { marker = false }: { marker?: boolean } = {}): Promise<unknown[]> {
   const failures: unknown[] = [];
-  for (const p of marker ? [run.names.staging, run.names.zips, run.names.moved] : [run.names.staging, run.names.zips]) {
+  const names = [run.names.journal, run.names.journalNew, run.names.staging, run.names.zips];
+  for (const p of marker ? [...names, run.names.moved] : names) {
     try {
       await run.target.remove(p, { recursive: true });
     } catch (err) {

@@ -9,11 +9,14 @@
 import type { Entry, HashAlgorithm } from "../endpoints/endpoint.ts";
 import { throwIfCancelled } from "../cancel.ts";
 import { fromSystemError } from "../errors.ts";
-import { createHasher } from "../hash.ts";
+import { crc32Hex, createHasher } from "../hash.ts";
 import { joinRel } from "../paths.ts";
 import { runPool } from "../pool.ts";
 import type { Run } from "../run.ts";
 import { assertUnchanged, sourceChanged } from "../source_check.ts";
+import { copyRanged } from "./copy_ranged.ts";
+import type { Extent } from "./extents.ts";
+import type { Journal } from "./journal.ts";
 
 /** Where a step reads from and writes to, relative to each endpoint's root. */
 export interface Locations {
@@ -21,8 +24,20 @@ export interface Locations {
   stagingPath: string;
 }
 
-/** Copies `files` into the staging tree; records each source hash into `hashes` (keyed by entry path). */
-export async function copyFiles(run: Run, files: readonly Entry[], loc: Locations, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {
+/** How the streamed files travel: big ones as ranges over `streams` streams, each finished file in the journal. */
+export interface StreamPlan {
+  streams: number;
+  journal: Journal;
+  /** What a resume kept of partly sent big files, by entry path. */
+  kept: ReadonlyMap<string, readonly Extent[]>;
+}
+
+/**
+ * Copies `files` into the staging tree; records each source hash into `hashes` (keyed by entry
+ * path). Where the target's fast path declines, files of at least rangeMinFileBytes travel as
+ * ranges (copy_ranged.ts) beside the others.
+ */
+export async function copyFiles(run: Run, files: readonly Entry[], loc: Locations, alg: HashAlgorithm | null, hashes: Map<string, string>, streams: StreamPlan): Promise<void> {
   const { source, target } = run;
   const fast = target.copyFilesFrom?.(source, files, {
     sourcePath: loc.sourcePath,
@@ -44,7 +59,7 @@ export async function copyFiles(run: Run, files: readonly Entry[], loc: Location
   const copy = async (e: Entry): Promise<void> => {
     if (failure) throw failure.err;
     try {
-      const digest = await copyStream(run, e, joinRel(loc.sourcePath, e.path), joinRel(loc.stagingPath, e.path), alg);
+      const digest = await copyStream(run, e, joinRel(loc.sourcePath, e.path), joinRel(loc.stagingPath, e.path), alg, streams.journal);
       if (digest !== undefined) hashes.set(e.path, digest);
     } catch (caught) {
       const err = fromSystemError(caught, joinRel(loc.sourcePath, e.path), "copy");
@@ -55,22 +70,35 @@ export async function copyFiles(run: Run, files: readonly Entry[], loc: Location
       throw err;
     }
   };
+  const ranged = files.filter((f) => f.size >= run.opts.rangeMinFileBytes);
   const small = files.filter((f) => f.size < run.opts.zipSmallFileBytes);
-  const large = files.filter((f) => f.size >= run.opts.zipSmallFileBytes);
-  await Promise.allSettled([runPool(small, run.opts.smallFileConcurrency, copy), runPool(large, run.opts.concurrency, copy)]);
+  const large = files.filter((f) => f.size >= run.opts.zipSmallFileBytes && f.size < run.opts.rangeMinFileBytes);
+  const rangedFiles = ranged.map((e) => ({ entry: e, src: joinRel(loc.sourcePath, e.path), dst: joinRel(loc.stagingPath, e.path), kept: streams.kept.get(e.path) ?? [] }));
+  const sendRanges = async (): Promise<void> => {
+    try {
+      await copyRanged(run, rangedFiles, streams.streams, alg, hashes, streams.journal, () => failure?.err);
+    } catch (err) {
+      failure ??= { err };
+      throw err;
+    }
+  };
+  await Promise.allSettled([sendRanges(), runPool(small, run.opts.smallFileConcurrency, copy), runPool(large, run.opts.concurrency, copy)]);
   if (failure) throw (failure as { err: unknown }).err;
 }
 
-/** Copies one file through the endpoints' streams (any endpoint pair). */
-async function copyStream(run: Run, e: Entry, src: string, dst: string, alg: HashAlgorithm | null): Promise<string | undefined> {
+/** Copies one file through the endpoints' streams (any endpoint pair); the journal learns it arrived. */
+async function copyStream(run: Run, e: Entry, src: string, dst: string, alg: HashAlgorithm | null, journal: Journal): Promise<string | undefined> {
   const { source, target, signal } = run;
   throwIfCancelled(signal);
-  const h = alg === null ? null : createHasher(alg);
+  // The journal keeps a CRC-32 of every file whatever the verification hashes (~11 GB/s here).
+  const h = alg === null || alg === "crc32" ? null : createHasher(alg);
+  let crc = 0;
   const w = await target.openWrite(dst, { signal, mode: e.mode, size: e.size });
   let n = 0;
   try {
     // Each chunk is hashed and written (the writer copies what it keeps) before the next is read.
     for await (const chunk of source.openRead(src, { signal, reuseBuffer: true })) {
+      crc = Bun.hash.crc32(chunk, crc);
       h?.update(chunk);
       n += chunk.length;
       if (n > e.size) throw sourceChanged(src, `grew beyond the scanned ${e.size} bytes`);
@@ -88,5 +116,6 @@ async function copyStream(run: Run, e: Entry, src: string, dst: string, alg: Has
   assertUnchanged(src, e, await source.stat(src, { signal }));
   await target.setAttributes(dst, { mtimeMs: e.mtimeMs, mode: e.mode }, { signal });
   run.progress.add(1, 0);
-  return h?.digest();
+  journal.fileDone(e, crc >>> 0);
+  return alg === "crc32" ? crc32Hex(crc) : h?.digest();
 }

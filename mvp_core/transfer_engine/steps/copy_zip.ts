@@ -14,6 +14,7 @@ import { crc32Hex, createHasher } from "../hash.ts";
 import { throwIfCancelled } from "../cancel.ts";
 import { joinRel } from "../paths.ts";
 import type { Run } from "../run.ts";
+import type { Journal } from "./journal.ts";
 import { assertUnchanged, sourceChanged } from "../source_check.ts";
 import { maybeYield } from "../yield.ts";
 
@@ -34,7 +35,7 @@ export function clampZipMtime(ms: number): Date {
  * `dirsMade` settles once the staging folders exist: unpackers may open before, write only after.
  */
 export async function transferZip(run: Run, archives: readonly Entry[][], sourcePath: string, stagingPath: string, alg: HashAlgorithm | null, hashes: Map<string, string>,
-  { packedBySource = false, dirsMade = Promise.resolve() }: { packedBySource?: boolean; dirsMade?: Promise<void> } = {}): Promise<{ archives: number; attributesSet: boolean }> {
+  { packedBySource = false, dirsMade = Promise.resolve(), journal }: { packedBySource?: boolean; dirsMade?: Promise<void>; journal?: Journal } = {}): Promise<{ archives: number; attributesSet: boolean }> {
   const { target } = run;
   if (archives.length === 0) return { archives: 0, attributesSet: false };
   const unzipStream = target.unzipStream?.bind(target);
@@ -47,8 +48,10 @@ export async function transferZip(run: Run, archives: readonly Entry[][], source
         const w = await unzipStream(stagingPath, part.map((e) => ({ size: e.size, mode: e.mode, mtimeMs: e.mtimeMs })), { signal: run.signal });
         try {
           await dirsMade;
-          await packArchive(run, part, sourcePath, w, alg, hashes);
+          const crcs = await packArchive(run, part, sourcePath, w, alg, hashes);
           await w.close();
+          // Unpacked and checked: a retry after a fault later on keeps these files.
+          for (const [k, e] of part.entries()) journal?.fileDone(e, crcs[k]!);
         } catch (err) {
           await w.abort();
           throw err;
@@ -71,6 +74,7 @@ export async function transferZip(run: Run, archives: readonly Entry[][], source
       sourceHashes?.catch(() => undefined); // awaited below unless the archive fails first
       const w = await target.openWrite(archive, { signal: run.signal, mode: 0o600 });
       try {
+        // Not journaled: these files get their modes and mtimes only after the whole transfer (applyAttributes).
         if (packedBySource) await copyPacked(run, sourcePath, w, batch);
         else await packArchive(run, batch, sourcePath, w, alg, hashes);
         await w.close();
@@ -155,7 +159,8 @@ class BlockSink {
   }
 }
 
-async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string, w: FileWriter, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {
+/** Packs `batch` into `w`; each entry's CRC-32 (of the bytes read), in batch order. */
+async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string, w: FileWriter, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<number[]> {
   const { source, signal } = run;
   // Loaded on first use: the CLI starts faster for direct transfers.
   const { Zip } = await import("fflate");
@@ -169,6 +174,7 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
   });
   // Thousands of tiny files: read each in one call where the source offers it, not as a stream.
   const readWhole = source.readWhole?.bind(source);
+  const crcs: number[] = [];
   for (const e of batch) {
     throwIfCancelled(signal);
     const entry = new StoredEntry(e.path);
@@ -191,6 +197,7 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
       run.progress.add(1, 0);
     }
     if (zipError) throw zipError;
+    crcs.push(entry.crc >>> 0);
     if (alg === "crc32") hashes.set(e.path, crc32Hex(entry.crc));
     else if (h !== null) hashes.set(e.path, h.digest());
     if (sink.pending >= sink.blockBytes) await sink.flush();
@@ -200,6 +207,7 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
   if (zipError) throw zipError;
   if (!ended) throw new TransferError("IO_ERROR", "zip stream did not finish");
   await sink.flush();
+  return crcs;
 }
 
 async function streamEntry(run: Run, e: Entry, src: string, entry: StoredEntry, onData: ((c: Uint8Array) => void) | null, sink: BlockSink): Promise<void> {

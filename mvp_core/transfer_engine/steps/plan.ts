@@ -30,6 +30,10 @@ export interface Plan {
   packedBySource: boolean;
   /** Bytes the destination needs free before anything is written. */
   requiredBytes: number;
+  /** Streams at once for files sent as ranges (copy_ranged.ts); 1 when none is that big or the endpoints gain nothing. */
+  streams: number;
+  /** Why that many (for the event log). */
+  streamsWhy: string;
 }
 
 const BLOCK = 4096;
@@ -39,12 +43,19 @@ const ZIP_ENTRY_OVERHEAD = 30 + 16 + 46;
 
 /**
  * Decides how to move `m`; `allowRename` is false after a rename attempt found two devices.
- * `early` may hold the free space, asked at the start beside the target's stats.
+ * `early` may hold the free space, asked at the start beside the target's stats; `alreadyThere`
+ * bytes of `m`'s files are in the staging entry already (a resume's partial files, by path in
+ * `partial`: they travel direct, into the file that holds their kept ranges, never in an archive).
+ * `wholeFolder`: `m` lists every file of the source folder (not a sync's, a retry's or a resume's
+ * share of it), so the source may pack the folder itself.
  */
-export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath: string, { allowRename = true, early }: { allowRename?: boolean; early?: StatPrefetch } = {}): Promise<Plan> {
+export async function plan(
+  run: Run, m: Manifest, sourcePath: string, targetPath: string,
+  { allowRename = true, early, alreadyThere = 0, partial, wholeFolder = true }: { allowRename?: boolean; early?: StatPrefetch; alreadyThere?: number; partial?: ReadonlyMap<string, unknown>; wholeFolder?: boolean } = {},
+): Promise<Plan> {
   const { spec, source, target, opts } = run;
   if (allowRename && canRename(run)) {
-    return { strategy: "rename", reason: "a move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0 };
+    return { strategy: "rename", reason: "a move within one file system: an atomic rename", hash: null, hashByReadBack: false, archives: [], directFiles: [], packedBySource: false, requiredBytes: 0, streams: 1, streamsWhy: "a rename moves no bytes" };
   }
   const [srcCaps, dstCaps] = await Promise.all([source.capabilities({ signal: run.signal }), target.capabilities({ signal: run.signal })]);
 
@@ -74,8 +85,11 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
   let directFiles = m.files;
   let packedBySource = false;
   if (strategy === "zip") {
-    ({ archives, directFiles } = splitArchives(m.files, run));
-    if (srcCaps.packZip && source.packZip !== undefined) {
+    const packable = partial === undefined ? m.files : m.files.filter((f) => !partial.has(f.path));
+    ({ archives, directFiles } = splitArchives(packable, run));
+    if (packable !== m.files) directFiles = [...directFiles, ...m.files.filter((f) => partial!.has(f.path))];
+    // A source packs its whole folder: only when that is exactly what travels.
+    if (wholeFolder && srcCaps.packZip && source.packZip !== undefined) {
       // The source's own hashes stand in for hashing while reading, so it must offer the chosen one.
       packedBySource = archives.length === 1 && directFiles.length === 0 && (hash === null || srcCaps.hashes.includes(hash));
       if (!packedBySource) run.emit({ kind: "fallback", message: "the source could pack the folder itself, but this one needs several archives, direct files or a hash the source lacks; packing through reads instead" });
@@ -84,7 +98,8 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
 
   const dataBytes = m.files.reduce((n, f) => n + roundUp(f.size), 0) + m.dirs.length * BLOCK;
   const archiveBytes = archives.reduce((max, a) => Math.max(max, a.reduce((n, f) => n + f.size + ZIP_ENTRY_OVERHEAD + 2 * Buffer.byteLength(f.path), 22)), 0);
-  const requiredBytes = dataBytes + roundUp(archiveBytes) + opts.spaceMarginBytes;
+  // A resumed transfer's staging already holds `alreadyThere` bytes of these files.
+  const requiredBytes = Math.max(0, dataBytes - alreadyThere) + roundUp(archiveBytes) + opts.spaceMarginBytes;
   let space = await (early ? early.space(parentRel(targetPath)) : target.space(parentRel(targetPath), { signal: run.signal }));
   // The early answer predates the scan: ask again before refusing on it.
   if (early && space.freeBytes < requiredBytes) space = await target.space(parentRel(targetPath), { signal: run.signal });
@@ -93,7 +108,20 @@ export async function plan(run: Run, m: Manifest, sourcePath: string, targetPath
       details: { requiredBytes, freeBytes: space.freeBytes },
     });
   }
-  return { strategy, reason, hash, hashByReadBack, archives, directFiles, packedBySource, requiredBytes };
+  const { streams, why: streamsWhy } = directFiles.some((f) => f.size >= opts.rangeMinFileBytes) ? await streamsFor(run) : { streams: 1, why: "no file big enough for ranges" };
+  return { strategy, reason: streams > 1 ? `${reason}; big files as ranges over ${streams} streams` : reason, hash, hashByReadBack, archives, directFiles, packedBySource, requiredBytes, streams, streamsWhy };
+}
+
+/**
+ * Streams at once for ranges: what both endpoints carry (streamCapacity; an endpoint without it,
+ * a local disk, gains nothing from several and limits nothing), at most maxStreams.
+ */
+export async function streamsFor(run: Run): Promise<{ streams: number; why: string }> {
+  const caps = await Promise.all([run.source.streamCapacity?.({ signal: run.signal }), run.target.streamCapacity?.({ signal: run.signal })]);
+  let best = { streams: run.opts.maxStreams, why: `at most ${run.opts.maxStreams} (maxStreams)` };
+  for (const c of caps) if (c !== undefined && c.streams < best.streams) best = { streams: Math.max(1, c.streams), why: c.why };
+  if (caps.every((c) => c === undefined)) best = { streams: 1, why: "two local endpoints: one stream" };
+  return best;
 }
 
 /**

@@ -10,17 +10,22 @@ import type { Run } from "../run.ts";
 import type { Manifest } from "./scan.ts";
 import { maybeYield } from "../yield.ts";
 
-/** Creates the staging root folder and every sub-folder (owner-writable until attributes are applied). */
-export async function createDirs(run: Run, m: Manifest, stagingPath: string): Promise<void> {
+/**
+ * Creates the staging root folder and every sub-folder (owner-writable until attributes are
+ * applied); with `existing` (a resumed staging tree: its folders, relative to it) only the others.
+ */
+export async function createDirs(run: Run, m: Manifest, stagingPath: string, existing?: ReadonlySet<string>): Promise<void> {
   if (m.kind !== "dir") return;
+  const missing = existing === undefined ? m.dirs : m.dirs.filter((d) => !existing.has(d.path));
+  const rootMissing = existing === undefined;
   if (run.target.mkdirMany) {
     // Remote: a round trip or two for the whole tree instead of one per folder; local: no async hop per folder.
-    const dirs = [stagingPath, ...m.dirs.map((d) => joinRel(stagingPath, d.path))];
-    await run.target.mkdirMany(dirs.map((path) => ({ path, mode: 0o700 })), { signal: run.signal });
+    const dirs = [...(rootMissing ? [stagingPath] : []), ...missing.map((d) => joinRel(stagingPath, d.path))];
+    if (dirs.length > 0) await run.target.mkdirMany(dirs.map((path) => ({ path, mode: 0o700 })), { signal: run.signal });
     return;
   }
-  await run.target.mkdir(stagingPath, { signal: run.signal, mode: 0o700 });
-  for (const d of m.dirs) {
+  if (rootMissing) await run.target.mkdir(stagingPath, { signal: run.signal, mode: 0o700 });
+  for (const d of missing) {
     throwIfCancelled(run.signal);
     await run.target.mkdir(joinRel(stagingPath, d.path), { signal: run.signal, mode: 0o700 });
     await maybeYield();

@@ -73,6 +73,32 @@ export async function hashFd(fd: number, abs: string, algorithm: HashAlgorithm, 
   return { digest: h.digest(), bytes: pos };
 }
 
+/**
+ * CRC-32 of `length` bytes of the open file from `offset` (same 256 KiB synchronous reads as
+ * hashFd); null when the file ends before the range does.
+ */
+export async function crcRange(fd: number, abs: string, offset: number, length: number, signal?: AbortSignal): Promise<number | null> {
+  const pooled = takeBuffer();
+  const buf = pooled.subarray(0, HASH_READ);
+  let crc = 0;
+  let done = 0;
+  try {
+    while (done < length) {
+      const n = fs.readSync(fd, buf, 0, Math.min(HASH_READ, length - done), offset + done);
+      if (n === 0) return null;
+      crc = Bun.hash.crc32(buf.subarray(0, n), crc);
+      done += n;
+      if (signal?.aborted) throw new TransferError("CANCELLED", "transfer cancelled");
+      await maybeYield();
+    }
+  } catch (err) {
+    throw fromSystemError(err, abs, "read");
+  } finally {
+    giveBuffer(pooled);
+  }
+  return crc >>> 0;
+}
+
 const bufferPool: Buffer[] = [];
 
 function takeBuffer(): Buffer {

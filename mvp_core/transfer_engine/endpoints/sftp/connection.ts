@@ -65,6 +65,14 @@ const MAX_EXEC_CHANNELS = 6;
 /** SFTP channels per connection (files alternate between them so sftp-server can overlap disk waits). */
 export const SFTP_CHANNELS = 2;
 
+/** ssh2's message when the server refuses to open a channel (sshd: MaxSessions reached). */
+const CHANNEL_REFUSED = /Channel open failure/i;
+
+/** True for the error a Connection raises when the server refused a channel (see Connection.sessionLimit). */
+export function isChannelRefusal(err: unknown): boolean {
+  return isTransferError(err) && err.details.refused === "channel";
+}
+
 /** A live SSH connection and its channels. */
 export class Connection {
   /** Set once the connection is gone; every later operation rethrows it. */
@@ -74,12 +82,20 @@ export class Connection {
   private closing = false;
   private sftpPool = new Map<number, Promise<SFTPWrapper>>();
   private nextSftp = 0;
+  /** SFTP channels to spread requests over: one once the server refused a second. */
+  private sftpSlots = SFTP_CHANNELS;
+  private sftpOpen = 0;
   private execSlots = MAX_EXEC_CHANNELS;
   private execWaiters: (() => void)[] = [];
   /** Asked to free an exec slot (e.g. end an idle writer lane) when a command has to wait for one. */
   onExecPressure: (() => boolean) | null = null;
+  /**
+   * Channels of every kind (SFTP and exec) the server allows on this connection, learned when it
+   * refused one (sshd's MaxSessions counts them all; default 10): null until then.
+   */
+  sessionLimit: number | null = null;
 
-  constructor(readonly client: Client, readonly where: string, readonly fingerprint: string) {
+  constructor(readonly client: Client, readonly where: string, readonly fingerprint: string, readonly rttMs: number | null = null) {
     client.on("error", (err: Error) => this.markLost(err));
     client.on("close", () => this.markLost(null));
   }
@@ -129,38 +145,71 @@ export class Connection {
     if (this.lost) throw this.lost;
   }
 
+  /** Channels open now (SFTP and exec). */
+  get channels(): number {
+    return this.sftpOpen + MAX_EXEC_CHANNELS - this.execSlots;
+  }
+
+  /** SFTP channels open now. */
+  get sftpChannels(): number {
+    return this.sftpOpen;
+  }
+
+  /** False once the server's limit leaves no room for a command next to the SFTP channels. */
+  get execPossible(): boolean {
+    return this.sessionLimit === null || this.sessionLimit > this.sftpOpen;
+  }
+
+  /** True while a command waits for an exec slot here (an idle channel should give its slot up). */
+  get execWanted(): boolean {
+    return this.execWaiters.length > 0;
+  }
+
+  /** True when an exec channel could open now without waiting (a slot free, under the learned limit). */
+  get execRoom(): boolean {
+    return this.execSlots > 0 && (this.sessionLimit === null || this.channels < this.sessionLimit);
+  }
+
   /** An SFTP channel from the pool (opened on first use); spreading files over two lets sftp-server overlap disk waits. */
   sftp(): Promise<SFTPWrapper> {
     this.check();
-    const i = this.nextSftp++ % SFTP_CHANNELS;
+    const i = this.nextSftp++ % this.sftpSlots;
     let p = this.sftpPool.get(i);
     if (!p) {
       p = this.guard(new Promise<SFTPWrapper>((resolve, reject) => {
         this.client.sftp((err, sftp) => {
           if (err) return reject(this.channelError(err, "open an SFTP session"));
+          this.sftpOpen++;
           this.contain(sftp, "SFTP session");
           // sftp-server gone while the connection lives: its pending requests never get answers.
           sftp.on("close", () => this.markLost(new Error("the SFTP session ended")));
           resolve(sftp);
         });
       }));
-      // A failed open must not poison the pool slot forever.
+      // A failed open must not poison the pool slot forever; a refused second one means "use one".
       const opening = p;
       opening.catch(() => {
         if (this.sftpPool.get(i) === opening) this.sftpPool.delete(i);
       });
       this.sftpPool.set(i, opening);
+      if (i > 0) {
+        return opening.catch((err: unknown) => {
+          if (!isChannelRefusal(err)) throw err;
+          this.sftpSlots = 1;
+          return this.sftp();
+        });
+      }
     }
     return p;
   }
 
-  /** Opens an exec channel running `command`; the returned release() must be called once it closed. */
+  /** Opens an exec channel running `command`; its exec slot is freed once it closed. */
   async exec(command: string, signal?: AbortSignal): Promise<ClientChannel> {
     await this.acquireExec(signal);
     try {
       const ch = await this.guard(new Promise<ClientChannel>((resolve, reject) => {
         this.client.exec(command, (err, stream) => {
-          if (err) return reject(this.channelError(err, "run a remote command"));
+          if (err) return reject(this.channelError(err, "run a remote command", 1));
           this.contain(stream, "remote command channel");
           this.contain(stream.stderr, "remote command's error stream");
           resolve(stream);
@@ -181,14 +230,20 @@ export class Connection {
   }
 
   private async acquireExec(signal?: AbortSignal): Promise<void> {
-    while (this.execSlots === 0) {
+    while (!this.execRoom) {
       this.check();
       signal?.throwIfAborted();
+      // Only SFTP channels under the server's limit: no exec channel will ever close to make room.
+      if (this.sessionLimit !== null && this.sftpOpen >= this.sessionLimit) throw this.refused();
       this.onExecPressure?.();
       await new Promise<void>((r) => this.execWaiters.push(r));
     }
     this.check();
     this.execSlots--;
+  }
+
+  private refused(): TransferError {
+    return new TransferError("REMOTE_COMMAND_FAILED", `${this.where} refused another session on this connection (sshd's MaxSessions is ${this.sessionLimit})`, { details: { refused: "channel" } });
   }
 
   private releaseExec(): void {
@@ -197,10 +252,16 @@ export class Connection {
   }
 
   /** Maps a channel-level failure; after a drop that is the connection's own error. */
-  channelError(err: unknown, action: string): TransferError {
+  channelError(err: unknown, action: string, pending = 0): TransferError {
     if (isTransferError(err)) return err;
     if (this.lost) return this.lost;
     const msg = (err as Error)?.message ?? String(err);
+    if (CHANNEL_REFUSED.test(msg)) {
+      // Learned: the server allows the channels open now, no more (MaxSessions). At least one: a
+      // refusal with none open is the server still closing the last one (seen at MaxSessions 1).
+      this.sessionLimit = Math.max(this.channels - pending, 1);
+      return new TransferError("REMOTE_COMMAND_FAILED", `could not ${action} on ${this.where}: the server refused another session (${msg}; ${this.sessionLimit} open)`, { cause: err, details: { refused: "channel" } });
+    }
     return new TransferError("REMOTE_COMMAND_FAILED", `could not ${action} on ${this.where}: ${msg}`, { cause: err });
   }
 
@@ -243,6 +304,12 @@ export async function openConnection(p: ConnectParams): Promise<Connection> {
       ? { privateKey: p.auth.privateKey, ...(p.auth.passphrase ? { passphrase: p.auth.passphrase } : {}) }
       : { password: p.auth.password }),
   };
+  // The TCP handshake is one round trip: the streams a connection gets are chosen by it.
+  let connectedAt: number | null = null;
+  const startedAt = performance.now();
+  client.once("connect", () => {
+    connectedAt = performance.now();
+  });
   return await new Promise<Connection>((resolve, reject) => {
     let settled = false;
     const onAbort = (): void => {
@@ -260,7 +327,7 @@ export async function openConnection(p: ConnectParams): Promise<Connection> {
       if (settled) return;
       settled = true;
       p.signal?.removeEventListener("abort", onAbort);
-      resolve(new Connection(client, where, seen));
+      resolve(new Connection(client, where, seen, connectedAt === null ? null : connectedAt - startedAt));
     });
     client.on("error", (err: Error & { level?: string; code?: string }) => {
       const e = connectError(err, where, p, mismatch ? seen : null);

@@ -8,7 +8,8 @@ import type { ClientChannel } from "ssh2";
 import { throwIfCancelled } from "../../cancel.ts";
 import { TransferError } from "../../errors.ts";
 import { raceTimeout } from "../../timeout.ts";
-import { type Connection, widenReceiveWindow } from "./connection.ts";
+import { widenReceiveWindow } from "./connection.ts";
+import type { ExecSource } from "./connection_pool.ts";
 import { commandError } from "./remote_shell.ts";
 
 /** Exec reads pause the channel above this much unread data and resume below the low mark. */
@@ -31,8 +32,8 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs one remote command on `conn` to completion, feeding `stdin`; returns exit code and output. */
-export async function runRemote(conn: Connection, label: string, command: string, opts: RunOptions = {}): Promise<RunResult> {
+/** Runs one remote command to completion, feeding `stdin`; returns exit code and output. */
+export async function runRemote(conn: ExecSource, label: string, command: string, opts: RunOptions = {}): Promise<RunResult> {
   throwIfCancelled(opts.signal);
   conn.check();
   const state = new ChannelState(await conn.exec(command, opts.signal), true);
@@ -53,7 +54,8 @@ export async function runRemote(conn: Connection, label: string, command: string
     opts.signal?.removeEventListener("abort", onAbort);
   }
   throwIfCancelled(opts.signal);
-  conn.check();
+  const lost = conn.lostFor(state.ch);
+  if (lost) throw lost;
   return { code: state.exitCode, stdout: Buffer.concat(state.stdout), stderr: state.stderr };
 }
 
@@ -61,10 +63,10 @@ export async function runRemote(conn: Connection, label: string, command: string
  * Streams a remote command's stdout; a non-zero exit (other than `okCodes`) becomes an error after
  * the data (see commandError), and the generator returns the exit code.
  */
-export async function* streamCommand(conn: Connection, command: string, rel: string, action: string, signal?: AbortSignal, okCodes: readonly number[] = [0]): AsyncGenerator<Uint8Array, number | null> {
+export async function* streamCommand(conn: ExecSource, command: string, rel: string, action: string, signal?: AbortSignal, okCodes: readonly number[] = [0]): AsyncGenerator<Uint8Array, number | null> {
   throwIfCancelled(signal);
   conn.check();
-  const ch = await conn.exec(command, signal);
+  const ch = await conn.exec(command, signal, true);
   // A fast command's exit status can arrive before a listener exists (the channel is handed over a
   // microtask later); ssh2 repeats the code on close, which waits for the data to be read.
   const state = new ChannelState(ch, "ignore");
@@ -109,7 +111,8 @@ export async function* streamCommand(conn: Connection, command: string, rel: str
     if (!complete) ch.close(); // consumer stopped early or failed: free the channel
   }
   throwIfCancelled(signal);
-  conn.check();
+  const lost = conn.lostFor(ch);
+  if (lost) throw lost;
   if (state.exitCode === null || !okCodes.includes(state.exitCode)) throw commandError(action, rel, state.exitCode, state.stderr);
   return state.exitCode;
 }

@@ -9,14 +9,14 @@ import { throwIfCancelled } from "../../cancel.ts";
 import { TransferError } from "../../errors.ts";
 import { normalizeRel } from "../../paths.ts";
 import type { RemoteHost } from "./remote_host.ts";
-import { readCommand } from "./remote_shell.ts";
+import { readCommand, rooted } from "./remote_shell.ts";
 import { FX_EOF, S_IFMT, S_IFREG, maxLen, sftpStatus } from "./sftp_calls.ts";
 import { SFTP_IN_FLIGHT } from "./writers.ts";
 
 /** Files at least this big (or of unknown size) go over an exec byte stream when the host has a shell. */
 export const EXEC_STREAM_MIN_BYTES = 4 * 1024 * 1024;
 
-/** The bytes of `path` from opts.start. */
+/** The bytes of `path` from opts.start (opts.length of them when given). */
 export function openRead(host: RemoteHost, path: string, opts: ReadOptions = {}): AsyncIterable<Uint8Array> {
   return host.opStream(path, "read", opts.signal, async function* () {
     const rel = normalizeRel(path);
@@ -27,17 +27,22 @@ export function openRead(host: RemoteHost, path: string, opts: ReadOptions = {})
     const [resolved, st] = await Promise.all([host.call<string>((cb) => sftp.realpath(abs, cb)), host.call<Stats>((cb) => sftp.stat(abs, cb))]);
     if (!host.guard.inside(resolved)) throw host.guard.escape(rel, resolved, "resolves to");
     if ((st.mode & S_IFMT) !== S_IFREG) throw new TransferError("IO_ERROR", `${JSON.stringify(rel)} is not a regular file`, { details: { path: rel } });
-    const tools = st.size - start >= EXEC_STREAM_MIN_BYTES ? await host.tools(opts.signal) : null;
-    if (tools?.shell && tools.commands.has("cat") && tools.commands.has("tail")) {
-      yield* host.stream(readCommand(tools, host.root, rel, start), rel, "read", opts.signal);
+    const want = Math.min(st.size - start, opts.length ?? Infinity);
+    const tools = want >= EXEC_STREAM_MIN_BYTES ? await host.tools(opts.signal) : null;
+    const limited = opts.length !== undefined;
+    if (tools?.shell && tools.commands.has("cat") && tools.commands.has("tail") && (!limited || rooted(tools) || tools.commands.has("head"))) {
+      yield* host.stream(readCommand(tools, host.root, rel, start, opts.length), rel, "read", opts.signal);
     } else {
-      yield* readSftp(host, sftp, abs, start, st.size, opts.signal);
+      yield* readSftp(host, sftp, abs, start, limited ? start + Math.max(want, 0) : st.size, limited, opts.signal);
     }
   });
 }
 
-/** Pipelined SFTP reads: SFTP_IN_FLIGHT requests outstanding, yielded in order. */
-async function* readSftp(host: RemoteHost, sftp: SFTPWrapper, abs: string, start: number, size: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+/**
+ * Pipelined SFTP reads: SFTP_IN_FLIGHT requests outstanding, yielded in order, up to `size`
+ * (the file's size, read on past it if it grew; with `exact`, the end of a range, no further).
+ */
+async function* readSftp(host: RemoteHost, sftp: SFTPWrapper, abs: string, start: number, size: number, exact: boolean, signal?: AbortSignal): AsyncIterable<Uint8Array> {
   const handle = await host.call<Buffer>((cb) => sftp.open(abs, "r", cb));
   const chunk = maxLen(sftp, "_maxReadLen");
   const inflight: { off: number; p: Promise<Buffer> }[] = [];
@@ -63,7 +68,10 @@ async function* readSftp(host: RemoteHost, sftp: SFTPWrapper, abs: string, start
         request(next);
         next += chunk;
       }
-      if (!inflight.length) request(next); // probe for growth past the stat size: EOF ends the loop
+      if (!inflight.length) {
+        if (exact) return;
+        request(next); // probe for growth past the stat size: EOF ends the loop
+      }
       const head = inflight.shift()!;
       const data = await head.p;
       throwIfCancelled(signal);

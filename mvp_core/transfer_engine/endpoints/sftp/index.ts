@@ -6,6 +6,7 @@
 import type { HashAlgorithm } from "../endpoint.ts";
 import { TransferError, isTransferError, type ErrorCode } from "../../errors.ts";
 import { SFTP_CHANNELS, normalizeFingerprint, openConnection, type Connection, type ConnectParams } from "./connection.ts";
+import { ConnectionPool, type PoolShape } from "./connection_pool.ts";
 import { type RunResult, runRemote } from "./exec.ts";
 import { PROBE_TIMEOUT_MS } from "./remote_host.ts";
 import { parseProbeRoot, probeCommand, remoteHashes } from "./remote_shell.ts";
@@ -29,10 +30,37 @@ export interface SshTarget {
   connectTimeoutMs?: number;
   /** Keepalive period; three unanswered keepalives end a silent connection (default 10 s). */
   keepaliveIntervalMs?: number;
+  /**
+   * Connections the endpoint may open to this host at once (a portal's `maxConnections`; default
+   * DEFAULT_MAX_CONNECTIONS): byte streams spread over them (docs/ssh.md, "Several streams").
+   */
+  maxConnections?: number;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 const DEFAULT_KEEPALIVE_MS = 10_000;
+/** Connections per endpoint unless the portal says otherwise (measured: docs/ssh.md, "Several streams"). */
+export const DEFAULT_MAX_CONNECTIONS = 4;
+/** What a portal may ask for (sshd's own default MaxStartups begins refusing at 10 unauthenticated). */
+export const MAX_CONNECTIONS_LIMIT = 16;
+/** Streams at most, whatever the round trip (8 filled the 100 ms testbed path; 16 added nothing). */
+const MAX_STREAMS = 8;
+/** A stream's window is ~2 MiB per round trip: one stream more for every this many ms of round trip. */
+const RTT_MS_PER_STREAM = 12.5;
+
+/**
+ * How many byte streams, over how many connections, for a link of `rttMs` round trip (measured in
+ * docs/ssh.md, "Several streams"): two even on a LAN (a second connection is a second sshd
+ * process on the server, +20 % at 0 ms), one per 12.5 ms of round trip above that (each stream's
+ * window moves ~2 MiB per round trip), at most 8; spread over as many connections as allowed
+ * first (two streams on two connections beat two on one: the server decrypts on two cores), then
+ * up to two per connection (one TCP connection's 4 MiB send buffer per round trip).
+ */
+export function poolShape(rttMs: number | null, maxConnections: number): PoolShape {
+  const streams = Math.min(MAX_STREAMS, Math.max(2, Math.ceil((rttMs ?? 0) / RTT_MS_PER_STREAM)));
+  const connections = Math.max(1, Math.min(streams, maxConnections));
+  return { maxConnections: connections, streamsPerConnection: Math.ceil(streams / connections) };
+}
 
 /** Validates `t`, listing every problem in one INVALID_SPEC error. */
 function validate(t: SshTarget, needPin: boolean): ConnectParams {
@@ -45,6 +73,9 @@ function validate(t: SshTarget, needPin: boolean): ConnectParams {
   if (t.auth?.method === "key" && !t.auth.privateKey) problems.push("auth.privateKey is empty");
   else if (t.auth?.method === "password" && !t.auth.password) problems.push("auth.password is empty");
   else if (t.auth?.method !== "key" && t.auth?.method !== "password") problems.push("auth.method must be \"key\" or \"password\"");
+  if (t.maxConnections !== undefined && !(Number.isInteger(t.maxConnections) && t.maxConnections >= 1 && t.maxConnections <= MAX_CONNECTIONS_LIMIT)) {
+    problems.push(`maxConnections must be a whole number from 1 to ${MAX_CONNECTIONS_LIMIT}`);
+  }
   let pin: string | null = null;
   if (t.hostKeyFingerprint !== undefined && t.hostKeyFingerprint !== "") {
     pin = normalizeFingerprint(t.hostKeyFingerprint);
@@ -73,21 +104,24 @@ export function sshLabel(t: Pick<SshTarget, "host" | "port" | "username" | "root
 export async function connectSsh(t: SshTarget, opts: { signal?: AbortSignal } = {}): Promise<SftpEndpoint> {
   const params = validate(t, true);
   const conn = await openConnection({ ...params, signal: opts.signal });
+  const shape = poolShape(conn.rttMs, t.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+  // More connections open only for byte streams, on first need; the same pinned key for each.
+  const pool = new ConnectionPool(conn, () => openConnection(params), shape);
   try {
     // While the root is checked: both SFTP channels open (the engine's first requests go to either)
     // and the capability probe runs, so the engine plans without waiting for it. A failed probe is
     // not cached: capabilities() probes again and reports it to its caller.
     for (let i = 0; i < SFTP_CHANNELS; i++) conn.sftp().catch(() => undefined);
-    const probe = runRemote(conn, sshLabel(t), probeCommand(t.root), { timeoutMs: PROBE_TIMEOUT_MS });
+    const probe = runRemote(pool, sshLabel(t), probeCommand(t.root), { timeoutMs: PROBE_TIMEOUT_MS });
     probe.catch(() => undefined);
     // The root is checked both ways at once; the shell usually answers first, SFTP covers a host
     // without one (or a slow one).
     const root = await firstAnswer(rootFromProbe(probe, t.root, sshLabel(t)), resolveRoot(conn, t.root, sshLabel(t)));
-    const ep = new SftpEndpoint(conn, root, sshLabel(t));
+    const ep = new SftpEndpoint(pool, root, sshLabel(t));
     void ep.tools(undefined, probe).catch(() => undefined);
     return ep;
   } catch (err) {
-    await conn.close();
+    await pool.close();
     throw err;
   }
 }
@@ -181,7 +215,7 @@ export async function probeSsh(t: Omit<SshTarget, "hostKeyFingerprint"> & { host
     const matches = pinned === null ? null : pinned === seen;
     try {
       const root = await resolveRoot(conn, t.root, sshLabel(t));
-      ep = new SftpEndpoint(conn, root, sshLabel(t));
+      ep = new SftpEndpoint(new ConnectionPool(conn, () => openConnection(params), { maxConnections: 1, streamsPerConnection: 1 }), root, sshLabel(t));
     } catch (err) {
       await conn.close();
       throw err;

@@ -6,7 +6,9 @@
 import { throwIfCancelled } from "../../cancel.ts";
 import { TransferError, isTransferError } from "../../errors.ts";
 import { CrcRecords } from "./crc_records.ts";
+import type { ClientChannel } from "ssh2";
 import type { Connection } from "./connection.ts";
+import type { ConnectionPool } from "./connection_pool.ts";
 import { type RunOptions, type RunResult, runRemote, streamCommand } from "./exec.ts";
 import { type RemoteTools, parseProbe, probeCommand } from "./remote_shell.ts";
 import { RootGuard } from "./root_guard.ts";
@@ -26,19 +28,24 @@ export class RemoteHost implements WriterHost {
   readonly lanes: WriterLanes;
   private toolsProbe: Promise<RemoteTools> | null = null;
 
+  /** The first connection: SFTP, metadata and short commands (pool.primary). */
+  readonly conn: Connection;
+
   constructor(
-    readonly conn: Connection,
+    /** Every connection of the endpoint; byte streams spread over them. */
+    readonly pool: ConnectionPool,
     /** Canonical absolute root on the remote (after realpath). */
     readonly root: string,
     readonly label: string,
     /** Told what the probe found, once (the endpoint drops the optional methods the host cannot back). */
     private readonly onTools: (t: RemoteTools) => void,
   ) {
+    this.conn = pool.primary;
     this.guard = new RootGuard(root, async (abs) => {
-      const sftp = await conn.sftp();
+      const sftp = await this.conn.sftp();
       return this.call<string>((cb) => sftp.realpath(abs, cb));
     });
-    this.lanes = new WriterLanes(conn, root);
+    this.lanes = new WriterLanes(pool, root);
   }
 
   /** The connection's loss, once it dropped. */
@@ -119,18 +126,18 @@ export class RemoteHost implements WriterHost {
   /** Runs one remote command to completion, feeding `stdin`; returns exit code and output. */
   run(command: string, opts: RunOptions = {}): Promise<RunResult> {
     this.start(opts.signal);
-    return runRemote(this.conn, this.label, command, opts);
+    return runRemote(this.pool, this.label, command, opts);
   }
 
   /** Streams a remote command's stdout (exec.ts streamCommand). */
   stream(command: string, rel: string, action: string, signal?: AbortSignal, okCodes?: readonly number[]): AsyncGenerator<Uint8Array, number | null> {
-    return streamCommand(this.conn, command, rel, action, signal, okCodes);
+    return streamCommand(this.pool, command, rel, action, signal, okCodes);
   }
 
   // WriterHost: what the writers need from their endpoint.
 
-  connectionLost(): TransferError | null {
-    return this.conn.lost;
+  connectionLost(ch?: ClientChannel): TransferError | null {
+    return ch === undefined ? this.conn.lost : this.pool.lostFor(ch);
   }
 
   mapError(err: unknown, rel: string, action: string, signal?: AbortSignal): TransferError {
@@ -139,6 +146,10 @@ export class RemoteHost implements WriterHost {
 
   recordWritten(abs: string, report: { crc32: string; size: number }): void {
     this.crc.set(abs, report);
+  }
+
+  recordRange(abs: string, offset: number, report: { crc32: string; size: number }): void {
+    this.crc.setRange(abs, offset, report);
   }
 
   /** Removes a partial file; a connection already gone leaves nothing we can do. */

@@ -11,6 +11,7 @@
  */
 import type { HashAlgorithm } from "../endpoint.ts";
 import { TransferError, fromSystemError } from "../../errors.ts";
+import CRC_RANGES_PL from "./programs/crc_ranges.pl" with { type: "text" };
 import HASH_PL from "./programs/hash.pl" with { type: "text" };
 import LANE_PL from "./programs/lane.pl" with { type: "text" };
 import LOCATE_SH from "./programs/locate.sh" with { type: "text" };
@@ -54,7 +55,7 @@ function sh(script: string, args: readonly string[]): string {
 
 /** Commands whose presence changes the plan; probed in one exec. */
 export const PROBED_COMMANDS = [
-  "sha256sum", "md5sum", "sha1sum", "b2sum", "unzip", "bsdtar", "zip", "find", "sed", "xargs", "cat", "tail", "rm", "df", "stat", "xxhsum",
+  "sha256sum", "md5sum", "sha1sum", "b2sum", "unzip", "bsdtar", "zip", "find", "sed", "xargs", "cat", "tail", "head", "rm", "df", "stat", "xxhsum",
 ] as const;
 export type RemoteCommand = (typeof PROBED_COMMANDS)[number];
 
@@ -131,6 +132,25 @@ export function hashCommand(t: RemoteTools, root: string, algorithm: HashAlgorit
   return `cd ${shQuote(root)} && xargs -0 -r ${COREUTILS_HASHES[algorithm]} -z --`;
 }
 
+/** The command printing the CRC-32 of each range on its stdin (programs/crc_ranges.pl). */
+export function crcRangesCommand(root: string): string {
+  return perl(CRC_RANGES_PL, [root]);
+}
+
+/** crc_ranges.pl's stdin: "path\0offset\0length\0" per range, paths relative to the root. */
+export function crcRangesInput(ranges: readonly { rel: string; offset: number; length: number }[]): Uint8Array {
+  return new TextEncoder().encode(ranges.map((r) => `${r.rel}\0${r.offset}\0${r.length}\0`).join(""));
+}
+
+/** Parses "hex\0" or "-\0" per range. */
+export function parseCrcRanges(out: Uint8Array, count: number): (number | null)[] {
+  const parts = new TextDecoder().decode(out).split("\0").slice(0, count);
+  if (parts.length !== count || parts.some((p) => p !== "-" && !/^[0-9a-f]{8}$/.test(p))) {
+    throw new TransferError("REMOTE_COMMAND_FAILED", `the remote range hasher answered ${parts.length} of ${count} ranges`);
+  }
+  return parts.map((p) => (p === "-" ? null : parseInt(p, 16)));
+}
+
 /** Parses "hex  path\0" (or "hex *path\0") records into a map keyed by path. */
 export function parseHashOutput(out: Uint8Array): Map<string, string> {
   const text = new TextDecoder().decode(out);
@@ -161,11 +181,12 @@ export function statManyCommand(root: string): string {
   return perl(STAT_MANY_PL, [root, FIND_FORMAT]);
 }
 
-/** The command streaming `rel` from byte `start`. */
-export function readCommand(t: RemoteTools, root: string, rel: string, start: number): string {
-  if (rooted(t)) return perl(READ_PL, [root, rel, String(start)]);
+/** The command streaming `rel` from byte `start` (`length` bytes of it when given). */
+export function readCommand(t: RemoteTools, root: string, rel: string, start: number, length?: number): string {
+  if (rooted(t)) return perl(READ_PL, [root, rel, String(start), length === undefined ? "" : String(length)]);
   const abs = shQuote(remotePath(root, rel));
-  return start > 0 ? `tail -c +${start + 1} -- ${abs}` : `cat -- ${abs}`;
+  const read = start > 0 ? `tail -c +${start + 1} -- ${abs}` : `cat -- ${abs}`;
+  return length === undefined ? read : `${read} | head -c ${length}`;
 }
 
 /** The command removing `rel` and everything below it. */
@@ -212,10 +233,20 @@ export function perlLaneCommand(root: string): string {
   return perl(LANE_PL, [root]);
 }
 
-/** The header announcing one file (path relative to the root) to a lane. */
-export function laneHeader(rel: string, size: number, mode: number | undefined): Buffer {
+/**
+ * The header announcing one file (path relative to the root) to a lane; with `offset`, a range of
+ * it: written there without truncating, and progress reported as it goes (programs/lane.pl).
+ */
+export function laneHeader(rel: string, size: number, mode: number | undefined, offset?: number): Buffer {
   const path = Buffer.from(rel);
-  return Buffer.concat([Buffer.from(`${mode === undefined ? "-" : octalMode(mode)} ${size} ${path.length}\n`), path]);
+  const at = offset === undefined ? "" : ` ${offset}`;
+  return Buffer.concat([Buffer.from(`${mode === undefined || offset !== undefined ? "-" : octalMode(mode)} ${size} ${path.length}${at}\n`), path]);
+}
+
+/** Parses a lane's "+crc32 bytes" progress line within a range; null for any other line. */
+export function parseRangeProgress(line: string): { crc32: number; bytes: number } | null {
+  const m = /^\+([0-9a-f]{8}) (\d+)$/.exec(line);
+  return m ? { crc32: parseInt(m[1]!, 16), bytes: Number(m[2]) } : null;
 }
 
 /** Parses a writer's "crc32 size" report. */

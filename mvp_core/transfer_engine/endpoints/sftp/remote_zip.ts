@@ -68,7 +68,7 @@ export function openUnzipStream(host: RemoteHost, into: string, entries: readonl
     // The unpacker waits for its size list before it touches the disk, so the channel opens while
     // `into` is checked (two round trips and one, at once); a refused folder closes it unused.
     const safe = host.guard.ensureSafeDir(d.abs, d.rel);
-    const opening = host.conn.exec(perlUnzipStreamCommand(host.root, d.rel), opts.signal);
+    const opening = host.pool.exec(perlUnzipStreamCommand(host.root, d.rel), opts.signal, true);
     const [checked, opened] = await Promise.allSettled([safe, opening]);
     if (checked.status === "rejected") {
       if (opened.status === "fulfilled") opened.value.close();

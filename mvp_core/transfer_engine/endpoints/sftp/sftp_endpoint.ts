@@ -7,17 +7,18 @@
  */
 import type { Stats } from "ssh2";
 import type {
-  Capabilities, Endpoint, Entry, FileWriter, HashAlgorithm, Location, OpOptions, ReadOptions, SpaceInfo, UnzipStreamEntry,
+  Capabilities, Endpoint, Entry, FileRange, FileWriter, HashAlgorithm, Location, OpOptions, ReadOptions, SpaceInfo, StreamCapacity, UnzipStreamEntry, WriteOptions,
 } from "../endpoint.ts";
 import { TransferError } from "../../errors.ts";
 import { mkdir, mkdirMany, setAttributes, setAttributesMany } from "./batch.ts";
-import type { Connection } from "./connection.ts";
+import type { ConnectionPool } from "./connection_pool.ts";
 import type { RunResult } from "./exec.ts";
 import { openRead } from "./file_read.ts";
 import { openWrite } from "./file_write.ts";
 import { RemoteHost } from "./remote_host.ts";
 import { READBACK_HASHES, hashFiles } from "./remote_hash.ts";
 import { locate } from "./remote_location.ts";
+import { crcRanges, streamCapacity } from "./remote_ranges.ts";
 import { type RemoteTools, commandError, remoteHashes, removeCommand, rooted } from "./remote_shell.ts";
 import { canPack, canUnzip, canUnzipStream, openUnzipStream, packFolder, unzipArchive } from "./remote_zip.ts";
 import { FX_FAILURE, FX_NO_SUCH_FILE, S_IFDIR, S_IFMT, hasExtension, sftpStatus } from "./sftp_calls.ts";
@@ -38,13 +39,16 @@ export class SftpEndpoint implements Endpoint {
   packZip?: (path: string, opts?: OpOptions) => AsyncIterable<Uint8Array>;
   /** Present only while the host may have perl and GNU find; removed once the probe says otherwise. */
   statMany?: (paths: readonly string[], opts?: OpOptions) => Promise<Map<string, Entry | null>>;
+  /** Present only while the host may have perl; removed once the probe says otherwise. */
+  crcRanges?: (ranges: readonly FileRange[], opts?: OpOptions) => Promise<(number | null)[]>;
 
-  constructor(conn: Connection, root: string, readonly label: string) {
-    this.host = new RemoteHost(conn, root, label, (t) => this.adopt(t));
+  constructor(pool: ConnectionPool, root: string, readonly label: string) {
+    this.host = new RemoteHost(pool, root, label, (t) => this.adopt(t));
     this.unzip = (archive, into, opts) => unzipArchive(this.host, archive, into, opts);
     this.unzipStream = (into, entries, opts) => openUnzipStream(this.host, into, entries, opts);
     this.packZip = (path, opts) => packFolder(this.host, path, opts);
     this.statMany = (paths, opts) => statMany(this.host, paths, opts);
+    this.crcRanges = (ranges, opts) => crcRanges(this.host, ranges, opts);
   }
 
   /** Canonical absolute root on the remote (after realpath). */
@@ -63,6 +67,7 @@ export class SftpEndpoint implements Endpoint {
     if (!canUnzipStream(t)) this.unzipStream = undefined;
     if (!canPack(t)) this.packZip = undefined;
     if (!(rooted(t) && t.gnuFind)) this.statMany = undefined;
+    if (!rooted(t)) this.crcRanges = undefined;
   }
 
   /**
@@ -85,8 +90,12 @@ export class SftpEndpoint implements Endpoint {
     return openRead(this.host, path, opts);
   }
 
-  openWrite(path: string, opts: OpOptions & { mode?: number; size?: number } = {}): Promise<FileWriter> {
+  openWrite(path: string, opts: WriteOptions = {}): Promise<FileWriter> {
     return openWrite(this.host, path, opts);
+  }
+
+  streamCapacity(opts: OpOptions = {}): Promise<StreamCapacity> {
+    return streamCapacity(this.host, opts);
   }
 
   mkdir(path: string, opts: OpOptions & { mode?: number; recursive?: boolean } = {}): Promise<void> {
@@ -218,6 +227,6 @@ export class SftpEndpoint implements Endpoint {
 
   async close(): Promise<void> {
     if (!this.host.lost) await this.host.lanes.close();
-    await this.host.conn.close();
+    await this.host.pool.close();
   }
 }

@@ -121,7 +121,8 @@ describe("transfer() over SSH", () => {
       const victim = path.join(s.root, id, "a/plain.txt");
       const st = fs.statSync(victim);
       let rewritten = false;
-      const f = await transfer({ sourcePath: id, targetPath: `${id}-copy`, mode: "move", strategy, verify: "checksum" }, {
+      const spec: TransferSpecInput = { id: crypto.randomUUID(), sourcePath: id, targetPath: `${id}-copy`, mode: "move", strategy, verify: "checksum" };
+      const f = await transfer(spec, {
         source: remote,
         target: local,
         options: { progressIntervalMs: 0 },
@@ -136,6 +137,13 @@ describe("transfer() over SSH", () => {
       expect(f).toMatchObject({ code: "SOURCE_CHANGED" });
       expect(fs.existsSync(path.join(localDir, `${id}-copy`))).toBe(false);
       expect(fs.readFileSync(victim, "utf8")).toBe("HELLO");
+      // SOURCE_CHANGED is retryable: what arrived stays for the retry, which re-checks it at both
+      // ends (the rewritten file's change stamp sends it again) and moves the new content.
+      expect(leftovers(localDir).sort()).toEqual([`.ketter-${spec.id}.journal`, `.ketter-${spec.id}.partial`]);
+      const again = await transfer(spec, { source: remote, target: local });
+      expect(again.fileCounts.failed).toBe(0);
+      expect(fs.readFileSync(path.join(localDir, `${id}-copy`, "a/plain.txt"), "utf8")).toBe("HELLO");
+      expect(fs.existsSync(path.join(s.root, id))).toBe(false);
       expect(leftovers(localDir)).toEqual([]);
     }, TIMEOUT_MS);
   }
@@ -229,7 +237,8 @@ describe("transfer() over SSH: fallbacks and faults", () => {
         const events: EngineEvent[] = [];
         await transfer({ id: "job1", sourcePath: "src", targetPath: "dst", mode: "move", strategy }, { source: localEndpoint(localDir), target: again, onEvent: (e) => events.push(e) });
         await again.close();
-        expect(events.some((e) => e.kind === "staging_recovered")).toBe(true);
+        // What the killed attempt left is either resumed from (its journal recorded whole files) or removed.
+        expect(events.some((e) => e.kind === "staging_recovered" || e.kind === "resumed")).toBe(true);
         expect(snapshot(path.join(s.root, "dst"))).toEqual(before);
         expect(fs.existsSync(src)).toBe(false);
         expect(leftovers(s.root)).toEqual([]);

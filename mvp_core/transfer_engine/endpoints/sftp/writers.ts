@@ -4,13 +4,14 @@
  * requests kept in flight when the host has no shell or the file is small.
  */
 import type { ClientChannel, SFTPWrapper } from "ssh2";
-import type { FileWriter } from "../endpoint.ts";
+import type { FileWriter, WriteOptions } from "../endpoint.ts";
 import { cancelledError, throwIfCancelled } from "../../cancel.ts";
 import { TransferError } from "../../errors.ts";
 import { raceTimeout } from "../../timeout.ts";
 import type { Connection } from "./connection.ts";
+import type { ConnectionPool } from "./connection_pool.ts";
 import { ChannelState, collectGarbageEvery } from "./exec.ts";
-import { commandError, laneHeader, parseWriteReport, perlLaneCommand } from "./remote_shell.ts";
+import { commandError, laneHeader, parseRangeProgress, parseWriteReport, perlLaneCommand } from "./remote_shell.ts";
 import { type Callback, FX_FAILURE, maxLen, sftpStatus } from "./sftp_calls.ts";
 
 /** Batch size for stream writes: fflate emits tiny chunks, the channel wants big ones. */
@@ -24,12 +25,15 @@ const ABORT_GRACE_MS = 5_000;
 export interface WriterHost {
   call<T>(fn: (cb: Callback<T>) => void): Promise<T>;
   guardLoss<T>(p: Promise<T>): Promise<T>;
-  connectionLost(): TransferError | null;
+  /** The loss of the connection `ch` runs on (else of the endpoint's first one), once it dropped. */
+  connectionLost(ch?: ClientChannel): TransferError | null;
   mapError(err: unknown, rel: string, action: string, signal?: AbortSignal): TransferError;
   discard(abs: string): Promise<void>;
   diskFull(abs: string): Promise<boolean>;
   /** Called with the remote's CRC-32 and size of a file it wrote and hashed. */
   recordWritten(abs: string, report: { crc32: string; size: number }): void;
+  /** The same for a range of a file written at `offset`. */
+  recordRange(abs: string, offset: number, report: { crc32: string; size: number }): void;
 }
 
 /**
@@ -51,7 +55,7 @@ abstract class ChannelWriter implements FileWriter {
   protected async failure(): Promise<TransferError> {
     await this.channel.closed;
     if (this.signal?.aborted) return cancelledError(this.signal.reason);
-    const lost = this.host.connectionLost();
+    const lost = this.host.connectionLost(this.channel.ch);
     if (lost) return lost;
     return commandError("write", this.rel, this.channel.exitCode, this.channel.stderr);
   }
@@ -206,7 +210,7 @@ export class UnzipStreamWriter extends ChannelWriter {
     if (this.done) return;
     this.done = true;
     await this.endInput("unzip");
-    if (this.signal?.aborted || this.host.connectionLost()) throw await this.failure();
+    if (this.signal?.aborted || this.host.connectionLost(this.channel.ch)) throw await this.failure();
     this.finish(this.channel.exitCode, Buffer.concat(this.channel.stdout), this.channel.stderr);
   }
 
@@ -226,14 +230,14 @@ export class WriterLanes {
   private idle: ChannelState[] = [];
   private live = new Set<ChannelState>();
 
-  constructor(private conn: Connection, private root: string) {
-    conn.onExecPressure = () => this.retireOne();
+  constructor(private pool: ConnectionPool, private root: string) {
+    pool.onExecPressure = (conn) => this.retireOne(conn);
   }
 
-  /** An idle lane, or a new one. */
+  /** An idle lane, or a new one (on the connection with the fewest streams). */
   async acquire(signal?: AbortSignal): Promise<ChannelState> {
     for (let lane = this.idle.pop(); lane; lane = this.idle.pop()) if (!lane.isClosed) return lane;
-    const ch = await this.conn.exec(perlLaneCommand(this.root), signal);
+    const ch = await this.pool.exec(perlLaneCommand(this.root), signal, true);
     const lane = new ChannelState(ch);
     this.live.add(lane);
     void lane.closed.then(() => {
@@ -243,14 +247,17 @@ export class WriterLanes {
     return lane;
   }
 
-  /** Puts a lane that finished its file back for the next one. */
+  /** Puts a lane that finished its file back for the next one, or ends it when a command waits for its connection's slot. */
   release(lane: ChannelState): void {
-    if (!lane.isClosed) this.idle.push(lane);
+    if (lane.isClosed) return;
+    if (this.pool.connectionOf(lane.ch)?.execWanted) lane.ch.end();
+    else this.idle.push(lane);
   }
 
-  /** Ends one idle lane (EOF between files: it exits cleanly); false when none is idle. */
-  private retireOne(): boolean {
-    const lane = this.idle.shift();
+  /** Ends one idle lane (EOF between files: it exits cleanly), on `conn` when given; false when none is idle. */
+  private retireOne(conn?: Connection): boolean {
+    const i = conn === undefined ? 0 : this.idle.findIndex((l) => this.pool.connectionOf(l.ch) === conn);
+    const lane = i < 0 ? undefined : this.idle.splice(i, 1)[0];
     if (!lane) return false;
     lane.ch.end();
     return true;
@@ -264,14 +271,36 @@ export class WriterLanes {
   }
 }
 
-/** Writes one file of known size through a lane; close() waits for the lane's report of it. */
+/** A range of a file, for a writer in range mode (WriteOptions.offset). */
+export interface RangeTarget {
+  offset: number;
+  onWritten: WriteOptions["onWritten"];
+}
+
+/**
+ * Writes one file of known size (or, with `range`, a range of one) through a lane; close() waits
+ * for the lane's report of it. A range's progress lines go to its onWritten as they arrive.
+ */
 export class LaneWriter extends ChannelWriter {
   private written = 0;
   private finished = false;
+  /** Range mode: the lane's final report, once its progress lines were read up to it. */
+  private readonly report: Promise<string | null> | null;
 
-  constructor(host: WriterHost, private lanes: WriterLanes, lane: ChannelState, rel: string, abs: string, private size: number, mode: number | undefined, signal: AbortSignal | undefined) {
+  constructor(host: WriterHost, private lanes: WriterLanes, lane: ChannelState, rel: string, abs: string, private size: number, mode: number | undefined, signal: AbortSignal | undefined, private range?: RangeTarget) {
     super(host, lane, rel, abs, signal);
-    this.sendFirst(laneHeader(rel, size, mode));
+    this.sendFirst(laneHeader(rel, size, mode, range?.offset));
+    this.report = range === undefined ? null : this.readProgress(range);
+    this.report?.catch(() => undefined); // awaited by close()
+  }
+
+  private async readProgress(range: RangeTarget): Promise<string | null> {
+    for (;;) {
+      const line = await this.channel.nextLine();
+      const p = line === null ? null : parseRangeProgress(line);
+      if (p === null) return line;
+      range.onWritten?.(p.bytes, p.crc32);
+    }
   }
 
   protected override accept(chunk: Uint8Array): void {
@@ -290,7 +319,7 @@ export class LaneWriter extends ChannelWriter {
     let line: string | null;
     try {
       await this.flush();
-      line = await this.channel.nextLine();
+      line = await (this.report ?? this.channel.nextLine());
     } catch (err) {
       throw this.host.mapError(err, this.rel, "write", this.signal);
     }
@@ -298,18 +327,24 @@ export class LaneWriter extends ChannelWriter {
     const r = parseWriteReport(line);
     if (!r || r.size !== this.size) throw new TransferError("REMOTE_COMMAND_FAILED", `write ${JSON.stringify(this.rel)}: unexpected report from the remote writer: ${JSON.stringify(line.slice(0, 200))}`);
     this.finished = true;
-    this.host.recordWritten(this.abs, r);
+    if (this.range === undefined) this.host.recordWritten(this.abs, r);
+    else {
+      this.host.recordRange(this.abs, this.range.offset, r);
+      this.range.onWritten?.(r.size, parseInt(r.crc32, 16));
+    }
     this.lanes.release(this.channel);
   }
 
   async abort(): Promise<void> {
     this.done = true;
     if (this.finished) {
-      await this.host.discard(this.abs);
+      if (this.range === undefined) await this.host.discard(this.abs);
       return;
     }
     // Mid-file: the lane cannot be told to stop one file, so it ends (EOF inside a file: exit 3).
-    await this.endAndDiscard();
+    // A range leaves the file: the other ranges are in it.
+    if (this.range === undefined) await this.endAndDiscard();
+    else await this.endChannel();
   }
 }
 
@@ -324,9 +359,12 @@ export class SftpWriter implements FileWriter {
   private error: unknown = null;
   private done = false;
   private readonly chunk: number;
+  /** Range mode: CRC-32 of the bytes sent (SFTP reports none), told to onWritten at close. */
+  private crc = 0;
 
-  constructor(private ep: WriterHost, private sftp: SFTPWrapper, private handle: Buffer, private rel: string, private abs: string, private mode: number | undefined, private signal?: AbortSignal) {
+  constructor(private ep: WriterHost, private sftp: SFTPWrapper, private handle: Buffer, private rel: string, private abs: string, private mode: number | undefined, private signal?: AbortSignal, private range?: RangeTarget) {
     this.chunk = maxLen(sftp, "_maxWriteLen");
+    this.pos = range?.offset ?? 0;
   }
 
   private async check(): Promise<void> {
@@ -342,6 +380,7 @@ export class SftpWriter implements FileWriter {
 
   async write(chunk: Uint8Array): Promise<void> {
     await this.check();
+    if (this.range) this.crc = Bun.hash.crc32(chunk, this.crc);
     let at = 0;
     if (this.pendingBytes) {
       at = Math.min(this.chunk - this.pendingBytes, chunk.length);
@@ -396,6 +435,7 @@ export class SftpWriter implements FileWriter {
     } catch (err) {
       throw this.ep.mapError(err, this.rel, "write", this.signal);
     }
+    if (this.range) this.range.onWritten?.(this.pos - this.range.offset, this.crc >>> 0);
   }
 
   async abort(): Promise<void> {
@@ -410,6 +450,6 @@ export class SftpWriter implements FileWriter {
     await this.ep.call<void>((cb) => this.sftp.close(this.handle, cb as (e: Error | null | undefined) => void)).catch((e: unknown) => {
       if (!this.ep.connectionLost()) throw this.ep.mapError(e, this.rel, "write", this.signal);
     });
-    await this.ep.discard(this.abs);
+    if (this.range === undefined) await this.ep.discard(this.abs);
   }
 }

@@ -29,10 +29,12 @@ sub under { my ($a, $b) = @_; $a eq "" ? $b : $b eq "" ? $a : "$a/$b" }
 # The folder entered last is kept for the next path in it (entering costs a few system calls per
 # component, measured 3-4x the cost of the file's own open); before it is used again its real
 # ancestors ("..", never a link) must still lead to the root, so a folder moved out of the root
-# meanwhile is refused as well.
+# meanwhile is refused as well, and it must still exist.
 sub enter {
   my ($dir, $make) = @_;
-  if (defined $CWD && $CWD eq $dir) {
+  # A folder removed since (a staging folder made anew under the same name: no links left to it)
+  # is entered again; its leftover handle would create files nowhere.
+  if (defined $CWD && $CWD eq $dir && ((stat("."))[3] // 0) > 0) {
     return 1 unless $CWD_DEPTH;
     my @id = stat("../" x $CWD_DEPTH);
     return 1 if @id && $id[0] == $ROOT_ID[0] && $id[1] == $ROOT_ID[1];
