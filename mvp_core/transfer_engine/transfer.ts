@@ -12,7 +12,7 @@ import { checkPaths, createParentFolders, probeTargetInsideSource } from "./step
 import { copyFiles } from "./steps/copy_direct.ts";
 import { recheckSource } from "./steps/recheck.ts";
 import { cleanupPhase, markerMeansCommitted, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
-import { commit, discardStaging, recoverStaging } from "./steps/commit.ts";
+import { commit, discardStaging, recoverStaging, settleStaging } from "./steps/commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
 import { type Plan, plan, streamsFor } from "./steps/plan.ts";
@@ -25,14 +25,13 @@ import { FileLedger } from "./file_ledger.ts";
 import { type Comparison, type TargetListing, compareWithTarget, startTargetListing } from "./steps/compare.ts";
 import { completeMerge, conflicts, mergeInto, refuseConflicts } from "./steps/merge.ts";
 import { TransferError } from "./errors.ts";
-import type { Entry, HashAlgorithm } from "./endpoints/endpoint.ts";
+import type { Entry } from "./endpoints/endpoint.ts";
 import { applyAttributes, createDirs, createLinks } from "./steps/tree.ts";
 import { assertMhlOptions, checkBeforeSending, checkSentHashes, historyToSend, readCustody } from "./steps/mhl_source.ts";
 import { type PreparedGeneration, type WrittenGeneration, prepareGeneration, writeGeneration } from "./steps/mhl_write.ts";
 import { Journal } from "./steps/journal.ts";
-import { type Resumed, resumeStaging } from "./steps/resume.ts";
+import { type Resumed, resumeStaging, resumedHashes, travelling } from "./steps/resume.ts";
 import { coveredBytes } from "./steps/extents.ts";
-import { crc32Hex } from "./hash.ts";
 import { verify } from "./steps/verify.ts";
 import { transferZip } from "./steps/copy_zip.ts";
 
@@ -408,75 +407,6 @@ async function unchanged(run: Run, m: Manifest, cmp: Comparison, sourcePath: str
 /** `sent` with the generation's files (and new folders) after every data file, for a sync's renames. */
 function withGeneration(sent: Manifest, g: WrittenGeneration): Manifest {
   return { ...sent, files: [...sent.files, ...g.files], dirs: [...sent.dirs, ...g.dirs] };
-}
-
-/**
- * After a failure: the staging entry and its journal stay for the next attempt when it can get
- * past the fault (a retryable error, a full disk, the worker's shutdown or lost lease) and there is
- * something to resume; otherwise (a cancel, a refusal) they go, as archives in flight and an
- * uncommitted marker always do. A lost lease touches nothing: another worker may own the job now.
- * Never throws over the original error; what could not be removed is named in its details.
- */
-async function settleStaging(run: Run, journal: Journal, caught: unknown, committed: boolean): Promise<void> {
-  const reason = run.signal?.aborted ? String(run.signal.reason) : null;
-  if (reason === "lost") {
-    await journal.stop();
-    return;
-  }
-  const keep = !committed && journal.recorded && (reason !== null ? KEEP_ON_ABORT.has(reason) : isTransferError(caught) && (caught.retryable || caught.code === "NO_SPACE"));
-  if (keep) await journal.flush();
-  await journal.stop();
-  const leftovers = keep ? await removeAll(run, [run.names.zips, run.names.moved]) : await discardStaging(run, { marker: !committed });
-  if (isTransferError(caught)) {
-    if (keep) caught.details.stagingKept = run.names.staging;
-    // A full disk keeps what arrived, which is also what fills it: say so, and how to undo it.
-    if (keep && caught.code === "NO_SPACE") caught.message += `; what arrived is kept (${run.names.staging}) for a retry to resume once space is freed — cancel the transfer to remove it`;
-    if (leftovers.length > 0) caught.details.stagingNotRemoved = leftovers.map(String);
-  }
-}
-
-/** Abort reasons (the worker's) after which the next attempt resumes: shutdown, and an error that escaped the job's code. */
-const KEEP_ON_ABORT = new Set(["shutdown", "crashed"]);
-
-/** Removes `paths` (recursively); the failures, never thrown. */
-async function removeAll(run: Run, paths: readonly string[]): Promise<unknown[]> {
-  const failures: unknown[] = [];
-  for (const p of paths) await run.target.remove(p, { recursive: true }).catch((err: unknown) => failures.push(err));
-  return failures;
-}
-
-/**
- * What travels of `send` (the source `m`, or what of it differs from the target): all but the
- * files a resume found complete, and how the plan must treat it.
- */
-function travelling(m: Manifest, send: Manifest, resumed: Resumed | null, alreadyThere: number): { list: Manifest; opts: { alreadyThere: number; partial?: ReadonlyMap<string, unknown>; wholeFolder: boolean } } {
-  const list = withoutFiles(send, resumed?.whole);
-  return { list, opts: { alreadyThere, partial: resumed?.partial, wholeFolder: list === m && (resumed?.partial.size ?? 0) === 0 } };
-}
-
-/** `m` without the files in `done` (complete in the staging entry already). */
-function withoutFiles(m: Manifest, done: ReadonlyMap<string, unknown> | undefined): Manifest {
-  if (done === undefined || done.size === 0) return m;
-  const files = m.files.filter((f) => !done.has(f.path));
-  return { ...m, files, bytes: files.reduce((n, f) => n + f.size, 0) };
-}
-
-/** The source hashes of files a resume found complete: their CRC-32 as re-checked, or (another algorithm) asked of the source. */
-async function resumedHashes(run: Run, resumed: Resumed, sourcePath: string, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {
-  if (alg === null) return;
-  if (alg === "crc32") {
-    for (const [path, crc] of resumed.whole) hashes.set(path, crc32Hex(crc));
-    return;
-  }
-  const paths = [...resumed.whole.keys()];
-  for (let i = 0; i < paths.length; i += 1000) {
-    const batch = paths.slice(i, i + 1000);
-    const got = await run.source.hashFiles(batch.map((p) => joinRel(sourcePath, p)), alg, { signal: run.signal });
-    for (const p of batch) {
-      const h = got.get(joinRel(sourcePath, p));
-      if (h !== undefined) hashes.set(p, h);
-    }
-  }
 }
 
 /** A server that refused streams (sessions, connections) during the transfer says so once, in the event log. */

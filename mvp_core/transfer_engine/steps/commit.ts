@@ -8,12 +8,16 @@
  * Moving the old target aside is also the last check that it does not hold the source: whatever
  * check.ts could prove, if the source's path is gone once the old target moved, the source was
  * inside it — the old target goes back and nothing is replaced.
+ *
+ * The staging entry's life around it lives here too: repaired or resumed from before a transfer
+ * (recoverStaging), kept or removed after a failure (settleStaging, discardStaging).
  */
 import type { Entry } from "../endpoints/endpoint.ts";
 import { TransferError, isTransferError } from "../errors.ts";
 import { normalizeRel, showPath } from "../paths.ts";
 import type { StatPrefetch } from "./prefetch.ts";
 import type { Run } from "../run.ts";
+import type { Journal } from "./journal.ts";
 
 /** Renames staging onto `targetPath`; returns whether an existing target was replaced. */
 export async function commit(run: Run, stagingPath: string, targetPath: string): Promise<boolean> {
@@ -124,5 +128,40 @@ export async function discardStaging(run: Run, { marker = false }: { marker?: bo
       failures.push(err);
     }
   }
+  return failures;
+}
+
+/**
+ * After a failure: the staging entry and its journal stay for the next attempt when it can get
+ * past the fault (a retryable error, a full disk, the worker's shutdown or lost lease) and there is
+ * something to resume; otherwise (a cancel, a refusal) they go, as archives in flight and an
+ * uncommitted marker always do. A lost lease touches nothing: another worker may own the job now.
+ * Never throws over the original error; what could not be removed is named in its details.
+ */
+export async function settleStaging(run: Run, journal: Journal, caught: unknown, committed: boolean): Promise<void> {
+  const reason = run.signal?.aborted ? String(run.signal.reason) : null;
+  if (reason === "lost") {
+    await journal.stop();
+    return;
+  }
+  const keep = !committed && journal.recorded && (reason !== null ? KEEP_ON_ABORT.has(reason) : isTransferError(caught) && (caught.retryable || caught.code === "NO_SPACE"));
+  if (keep) await journal.flush();
+  await journal.stop();
+  const leftovers = keep ? await removeAll(run, [run.names.zips, run.names.moved]) : await discardStaging(run, { marker: !committed });
+  if (isTransferError(caught)) {
+    if (keep) caught.details.stagingKept = run.names.staging;
+    // A full disk keeps what arrived, which is also what fills it: say so, and how to undo it.
+    if (keep && caught.code === "NO_SPACE") caught.message += `; what arrived is kept (${run.names.staging}) for a retry to resume once space is freed — cancel the transfer to remove it`;
+    if (leftovers.length > 0) caught.details.stagingNotRemoved = leftovers.map(String);
+  }
+}
+
+/** Abort reasons (the worker's) after which the next attempt resumes: shutdown, and an error that escaped the job's code. */
+const KEEP_ON_ABORT = new Set(["shutdown", "crashed"]);
+
+/** Removes `paths` (recursively); the failures, never thrown. */
+async function removeAll(run: Run, paths: readonly string[]): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  for (const p of paths) await run.target.remove(p, { recursive: true }).catch((err: unknown) => failures.push(err));
   return failures;
 }

@@ -8,7 +8,8 @@
  * staging holds that this transfer would not produce is removed. The whole-file verification
  * still runs over everything afterwards.
  */
-import type { Endpoint, Entry, FileRange } from "../endpoints/endpoint.ts";
+import type { Endpoint, Entry, FileRange, HashAlgorithm } from "../endpoints/endpoint.ts";
+import { crc32Hex } from "../hash.ts";
 import { joinRel } from "../paths.ts";
 import type { Run } from "../run.ts";
 import { differsFromScan } from "../source_check.ts";
@@ -153,4 +154,38 @@ async function startOver(run: Run, staging: string): Promise<null> {
   for (const p of [run.names.journal, run.names.journalNew, staging]) await run.target.remove(p, { recursive: true, signal: run.signal });
   run.emit({ kind: "staging_recovered", message: "removed what an earlier attempt with this id left behind (nothing of it could be kept)", data: { staging } });
   return null;
+}
+
+/**
+ * What travels of `send` (the source `m`, or what of it differs from the target): all but the
+ * files a resume found complete, and how the plan must treat it.
+ */
+export function travelling(m: Manifest, send: Manifest, resumed: Resumed | null, alreadyThere: number): { list: Manifest; opts: { alreadyThere: number; partial?: ReadonlyMap<string, unknown>; wholeFolder: boolean } } {
+  const list = withoutFiles(send, resumed?.whole);
+  return { list, opts: { alreadyThere, partial: resumed?.partial, wholeFolder: list === m && (resumed?.partial.size ?? 0) === 0 } };
+}
+
+/** `m` without the files in `done` (complete in the staging entry already). */
+function withoutFiles(m: Manifest, done: ReadonlyMap<string, unknown> | undefined): Manifest {
+  if (done === undefined || done.size === 0) return m;
+  const files = m.files.filter((f) => !done.has(f.path));
+  return { ...m, files, bytes: files.reduce((n, f) => n + f.size, 0) };
+}
+
+/** The source hashes of files a resume found complete: their CRC-32 as re-checked, or (another algorithm) asked of the source. */
+export async function resumedHashes(run: Run, resumed: Resumed, sourcePath: string, alg: HashAlgorithm | null, hashes: Map<string, string>): Promise<void> {
+  if (alg === null) return;
+  if (alg === "crc32") {
+    for (const [path, crc] of resumed.whole) hashes.set(path, crc32Hex(crc));
+    return;
+  }
+  const paths = [...resumed.whole.keys()];
+  for (let i = 0; i < paths.length; i += 1000) {
+    const batch = paths.slice(i, i + 1000);
+    const got = await run.source.hashFiles(batch.map((p) => joinRel(sourcePath, p)), alg, { signal: run.signal });
+    for (const p of batch) {
+      const h = got.get(joinRel(sourcePath, p));
+      if (h !== undefined) hashes.set(p, h);
+    }
+  }
 }
