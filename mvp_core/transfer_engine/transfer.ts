@@ -31,7 +31,6 @@ import { assertMhlOptions, checkBeforeSending, checkSentHashes, historyToSend, r
 import { type PreparedGeneration, type WrittenGeneration, prepareGeneration, writeGeneration } from "./steps/mhl_write.ts";
 import { Journal } from "./steps/journal.ts";
 import { type Resumed, resumeStaging, resumedHashes, travelling } from "./steps/resume.ts";
-import { coveredBytes } from "./steps/extents.ts";
 import { verify } from "./steps/verify.ts";
 import { transferZip } from "./steps/copy_zip.ts";
 
@@ -204,7 +203,7 @@ async function prepare(run: Run, journal: Journal, durations: Record<Phase, numb
 
   // What an earlier attempt left (its staging entry and journal) is re-checked; complete files stay out of the plan.
   const resumed = checked.resume ? await timed("plan", () => resumeStaging(run, send, sourcePath, run.names.staging, journal)) : null;
-  const alreadyThere = resumed === null ? 0 : [...resumed.partial.values()].reduce((n, x) => n + coveredBytes(x), 0);
+  const alreadyThere = resumed?.stagedBytes ?? 0;
   run.progress.phase("plan", send.files.length, send.bytes);
   let t = travelling(m, send, resumed, alreadyThere);
   let p = await timed("plan", () => plan(run, t.list, sourcePath, targetPath, { early, allowRename: !merging, ...t.opts }));
@@ -277,7 +276,7 @@ async function transferVerifyCommit(run: Run, journal: Journal, ready: Prepared,
       const dirsMade = createDirs(run, send, staging, resumed?.dirs);
       dirsMade.catch(() => undefined); // awaited by transferZip and below
       let zippedAttributesSet = false;
-      if (p.strategy === "zip") ({ archives, attributesSet: zippedAttributesSet } = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, { packedBySource: p.packedBySource, dirsMade, journal }));
+      if (p.strategy === "zip") ({ archives, attributesSet: zippedAttributesSet } = await transferZip(run, p.archives, sourcePath, staging, p.hash, hashes, { packedBySource: p.packedBySource, dirsMade, journal, streams: p.zipStreams }));
       await dirsMade;
       await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes, { streams: p.streams, journal, kept: resumed?.partial ?? new Map() });
       if (resumed !== null) await resumedHashes(run, resumed, sourcePath, p.hash, hashes);

@@ -33,9 +33,10 @@ export function clampZipMtime(ms: number): Date {
  * With `packedBySource` the source endpoint packs its folder itself (one archive, a remote packing
  * next to its data); the source hashes are then asked of the source after the archive arrived.
  * `dirsMade` settles once the staging folders exist: unpackers may open before, write only after.
+ * `streams`: archive parts sent at once toward a streaming unpacker (Plan.zipStreams).
  */
 export async function transferZip(run: Run, archives: readonly Entry[][], sourcePath: string, stagingPath: string, alg: HashAlgorithm | null, hashes: Map<string, string>,
-  { packedBySource = false, dirsMade = Promise.resolve(), journal }: { packedBySource?: boolean; dirsMade?: Promise<void>; journal?: Journal } = {}): Promise<{ archives: number; attributesSet: boolean }> {
+  { packedBySource = false, dirsMade = Promise.resolve(), journal, streams = run.opts.zipStreams }: { packedBySource?: boolean; dirsMade?: Promise<void>; journal?: Journal; streams?: number } = {}): Promise<{ archives: number; attributesSet: boolean }> {
   const { target } = run;
   if (archives.length === 0) return { archives: 0, attributesSet: false };
   const unzipStream = target.unzipStream?.bind(target);
@@ -43,7 +44,7 @@ export async function transferZip(run: Run, archives: readonly Entry[][], source
     // Creating thousands of files is system-call bound at the destination: each archive is split
     // into contiguous parts (mostly different folders) streamed at once, one unpacker each.
     for (const [i, batch] of archives.entries()) {
-      const parts = splitContiguous(batch, run.opts.zipStreams);
+      const parts = splitContiguous(batch, streams);
       await Promise.all(parts.map(async (part) => {
         const w = await unzipStream(stagingPath, part.map((e) => ({ size: e.size, mode: e.mode, mtimeMs: e.mtimeMs })), { signal: run.signal });
         try {

@@ -29,6 +29,12 @@ export interface Resumed {
   /** Folders already in the staging tree (relative to it). */
   dirs: Set<string>;
   bytes: number;
+  /**
+   * What the partly kept files already take in the staging: their size there, written in part
+   * (ranges kept, and bytes past them that could not be proven) — the rest of each is written in
+   * place, so only the difference needs free space.
+   */
+  stagedBytes: number;
 }
 
 /** One range asked of both ends, and what keeping it means. */
@@ -77,12 +83,15 @@ export async function resumeStaging(run: Run, send: Manifest, sourcePath: string
     k.extents.push({ offset: c.offset, length: c.length, crc: s as number });
     kept.set(c.e.path, k);
   });
-  const r: Resumed = { whole: new Map(), partial: new Map(), dirs: new Set(), bytes: 0 };
+  const r: Resumed = { whole: new Map(), partial: new Map(), dirs: new Set(), bytes: 0, stagedBytes: 0 };
   for (const { e, extents } of kept.values()) {
     const merged = coalesce(extents);
     const whole = wholeCrc(merged, e.size);
     if (whole !== null) r.whole.set(e.path, whole);
-    else r.partial.set(e.path, merged);
+    else {
+      r.partial.set(e.path, merged);
+      r.stagedBytes += tree.get(e.path)?.size ?? 0;
+    }
     r.bytes += coveredBytes(merged);
     journal.keep(e, merged);
   }
