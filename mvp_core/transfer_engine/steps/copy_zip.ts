@@ -17,6 +17,7 @@ import type { Run } from "../run.ts";
 import type { Journal } from "./journal.ts";
 import { assertUnchanged, sourceChanged } from "../source_check.ts";
 import { maybeYield } from "../yield.ts";
+import { collectGarbageEvery } from "../gc.ts";
 
 /** fflate refuses DOS dates before 1980 (and the format ends in 2107). */
 const ZIP_MIN_MS = Date.UTC(1980, 0, 2);
@@ -190,6 +191,7 @@ async function packArchive(run: Run, batch: readonly Entry[], sourcePath: string
     if (readWhole !== undefined && e.size <= run.opts.wholeFileBytes) {
       await run.throttle?.(e.size);
       const data = await readWhole(joinRel(sourcePath, e.path), e, { signal });
+      collectGarbageEvery(data.length); // a fresh buffer per file, garbage once sent
       h?.update(data);
       entry.push(data, true);
       run.progress.add(1, e.size);

@@ -10,7 +10,8 @@ import { TransferError } from "../../errors.ts";
 import { raceTimeout } from "../../timeout.ts";
 import type { Connection } from "./connection.ts";
 import type { ConnectionPool } from "./connection_pool.ts";
-import { ChannelState, collectGarbageEvery } from "./exec.ts";
+import { ChannelState } from "./exec.ts";
+import { collectGarbageEvery } from "../../gc.ts";
 import { commandError, laneHeader, parseRangeProgress, parseWriteReport, perlLaneCommand } from "./remote_shell.ts";
 import { type Callback, FX_FAILURE, maxLen, sftpStatus } from "./sftp_calls.ts";
 
