@@ -281,7 +281,10 @@ async function transferVerifyCommit(run: Run, journal: Journal, ready: Prepared,
       await copyFiles(run, p.directFiles, { sourcePath, stagingPath: staging }, p.hash, hashes, { streams: p.streams, journal, kept: resumed?.partial ?? new Map() });
       if (resumed !== null) await resumedHashes(run, resumed, sourcePath, p.hash, hashes);
       await createLinks(run, send, staging);
-      const fileAttributes = p.strategy === "zip" && !zippedAttributesSet ? p.archives.flat() : [];
+      // Files a resume found complete get their mode and mtime again: an attempt may have stopped
+      // between a file's last byte (journaled) and its attributes.
+      const resumedWhole = resumed === null ? [] : send.files.filter((f) => resumed.whole.has(f.path));
+      const fileAttributes = [...(p.strategy === "zip" && !zippedAttributesSet ? p.archives.flat() : []), ...resumedWhole];
       folderAttributes = applyAttributes(run, send, staging, fileAttributes);
       folderAttributes.catch(() => undefined); // awaited before the commit
       if (fileAttributes.length > 0) await folderAttributes; // files' modes matter to hashing them

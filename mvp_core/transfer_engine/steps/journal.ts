@@ -20,6 +20,7 @@ import { fromSystemError } from "../errors.ts";
 import { crc32Hex } from "../hash.ts";
 import type { Run } from "../run.ts";
 import { type Extent, coalesce } from "./extents.ts";
+import { writeBytes } from "./write_bytes.ts";
 
 const fileSchema = z.object({
   size: z.number(),
@@ -178,15 +179,7 @@ export class Journal {
 
 /** Writes `data` as the journal: a new file renamed over the old one. */
 async function writeJournal(run: Run, data: JournalData): Promise<void> {
-  const bytes = new TextEncoder().encode(JSON.stringify(data));
-  const w = await run.target.openWrite(run.names.journalNew, { mode: 0o600, size: bytes.length });
-  try {
-    await w.write(bytes);
-    await w.close();
-  } catch (err) {
-    await w.abort();
-    throw err;
-  }
+  await writeBytes(run.target, run.names.journalNew, new TextEncoder().encode(JSON.stringify(data)), { mode: 0o600 });
   await run.target.rename(run.names.journalNew, run.names.journal, { replace: true });
 }
 

@@ -19,6 +19,7 @@ import type { Run } from "../run.ts";
 import { buildAside } from "./mhl_build.ts";
 import type { Custody } from "./mhl_source.ts";
 import type { Manifest } from "./scan.ts";
+import { writeBytes } from "./write_bytes.ts";
 
 /** The folder of a history (mhl/naming.ts; the library itself is loaded only with an MHL). */
 const ASCMHL_DIR = "ascmhl";
@@ -130,15 +131,8 @@ function shown(endpoint: Endpoint, rel: string): string {
 }
 
 /** Writes `bytes` to `path` (a staging name). */
-async function write(run: Run, path: string, bytes: Uint8Array): Promise<void> {
-  const w = await run.target.openWrite(path, { mode: MANIFEST_MODE, size: bytes.length, signal: run.signal });
-  try {
-    await w.write(bytes);
-    await w.close();
-  } catch (err) {
-    await w.abort();
-    throw err;
-  }
+function write(run: Run, path: string, bytes: Uint8Array): Promise<void> {
+  return writeBytes(run.target, path, bytes, { mode: MANIFEST_MODE, signal: run.signal });
 }
 
 /**
