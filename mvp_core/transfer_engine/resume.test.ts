@@ -231,7 +231,9 @@ describe("resume after the destination disk filled up (real sshd, root: a small 
       expect(leftovers(disk)).toEqual([".ketter-r-full.journal", ".ketter-r-full.partial"]);
       fs.rmSync(filler);
       // Free again, but not for the whole card a second time: the retry counts what is already there.
-      expectResumed(side, await attempt(side, "r-full", null));
+      // The writes in flight when the disk filled are lost (how many depends on the machine's load):
+      // the assertion is that the retry keeps what had landed, not how much that is.
+      expectResumed(side, await attempt(side, "r-full", null), { minKept: 0.1, maxSent: 0.9 });
     } finally {
       await remote.close();
       await here.close();
