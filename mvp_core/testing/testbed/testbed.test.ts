@@ -171,7 +171,8 @@ test.skipIf(unavailable !== null)("stop() removes the namespace, the veth, the r
   expect(fs.existsSync(`/run/netns/${netns}`)).toBe(false);
   expect(fs.existsSync(`/sys/class/net/${labIf}`)).toBe(false);
   expect(Bun.spawnSync(["iptables", "-t", "raw", "-S", chain]).exitCode).not.toBe(0);
-  expect(Bun.spawnSync(["iptables", "-t", "raw", "-S", "PREROUTING"]).stdout.toString()).not.toContain(chain);
+  // Whole words: another testbed's chain (KETTER-WAN-266 beside our KETTER-WAN-2) is not ours.
+  expect(Bun.spawnSync(["iptables", "-t", "raw", "-S", "PREROUTING"]).stdout.toString().split(/\s+/)).not.toContain(chain);
   for (const pid of lines) expect(fs.existsSync(`/proc/${pid}`)).toBe(false);
   const mounted = fs.readFileSync("/proc/mounts", "utf8");
   for (const m of mounts) {

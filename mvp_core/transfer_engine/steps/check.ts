@@ -142,6 +142,9 @@ export async function probeTargetInsideSource(run: Run, sourcePath: string, targ
     candidates.push(joinRel(sourcePath, name));
     const seen = await Promise.all(candidates.map((c) => source.stat(c, { signal: run.signal }).catch(() => null)));
     found = seen.some((e) => e !== null && e.type === "file" && e.size === 0);
+    // The target's root may lie deeper inside the source than the target path's own folders reach
+    // (roots a/b and "", target c/new): then only a search of the source finds the probe.
+    if (!found) found = await seenInside(source, sourcePath, name, run.signal);
   } finally {
     await target.remove(probe);
   }
@@ -150,4 +153,12 @@ export async function probeTargetInsideSource(run: Run, sourcePath: string, targ
       details: { source: sourcePath, target: targetPath },
     });
   }
+}
+
+/** Whether a file named `name` lies anywhere below `sourcePath` (a walk that stops at the first). */
+async function seenInside(source: Run["source"], sourcePath: string, name: string, signal?: AbortSignal): Promise<boolean> {
+  for await (const e of source.walk(sourcePath, { signal })) {
+    if (e.type === "file" && (e.path === name || e.path.endsWith(`/${name}`))) return true;
+  }
+  return false;
 }
