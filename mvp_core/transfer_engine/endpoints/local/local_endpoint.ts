@@ -166,12 +166,7 @@ export class LocalEndpoint implements Endpoint {
       fs.closeSync(fd);
       throw fromSystemError(err, abs, "create");
     }
-    let closed = false;
-    const close = (): void => {
-      if (closed) return;
-      closed = true;
-      fs.closeSync(fd);
-    };
+    const close = closeOnce(fd);
     return {
       write: async (chunk) => {
         try {
@@ -201,12 +196,7 @@ export class LocalEndpoint implements Endpoint {
     let written = 0;
     let crc = 0;
     let reported = 0;
-    let closed = false;
-    const close = (): void => {
-      if (closed) return;
-      closed = true;
-      fs.closeSync(fd);
-    };
+    const close = closeOnce(fd);
     return {
       write: async (chunk) => {
         try {
@@ -381,4 +371,14 @@ export class LocalEndpoint implements Endpoint {
     this.rooted?.close();
     this.rooted = null;
   }
+}
+
+/** Closes `fd` the first time it is called (a writer's close and abort may both run). */
+function closeOnce(fd: number): () => void {
+  let closed = false;
+  return () => {
+    if (closed) return;
+    closed = true;
+    fs.closeSync(fd);
+  };
 }
