@@ -90,7 +90,8 @@ async function settled(s: Scenario, jobId: string, extraLog?: () => string): Pro
 async function expectMovedOnce(s: Scenario, job: JobRow, dir: string, files: Map<string, Uint8Array>): Promise<JobRow> {
   const row = await settled(s, job.id);
   const kinds = await s.kinds(job.id);
-  expect({ status: row.status, error: row.error_code, done: kinds.filter((k) => k === "done").length, failed: kinds.filter((k) => k === "failed").length })
+  // The message comes along so that a failure says what went wrong, not only its code.
+  expect({ status: row.status, error: row.error_code && `${row.error_code}: ${row.error_message}`, done: kinds.filter((k) => k === "done").length, failed: kinds.filter((k) => k === "failed").length })
     .toEqual({ status: "DONE", error: null, done: 1, failed: 0 });
   expect(commitsLogged(dir).filter((id) => id === job.id)).toHaveLength(1);
   expect(kinds.filter((k) => k === "committed").length).toBeLessThanOrEqual(1);

@@ -45,6 +45,7 @@ import { type OpenEndpoint, openJobEndpoints } from "./endpoints.ts";
 import { FenceHooks } from "./fence_hooks.ts";
 import { FileOutcomes } from "./file_outcomes.ts";
 import { LeaseKeeper } from "./lease.ts";
+import { isStoreUnavailable } from "./store_unavailable.ts";
 
 /** How long a delivery waits when claiming it failed (Postgres or Redis unreachable). */
 const CLAIM_RETRY_MS = 5_000;
@@ -52,6 +53,8 @@ const CLAIM_RETRY_MS = 5_000;
 const PERSIST_ATTEMPTS = 5;
 /** Code of the retryable failure recorded when an error escaped the job's code path (escape_guard.ts). */
 export const UNCAUGHT_ERROR_CODE = "UNCAUGHT_ERROR";
+/** The code of an attempt ended by an outage of Ketter's own stores (worker/store_unavailable.ts). */
+export const STORE_UNAVAILABLE_CODE = "STORE_UNAVAILABLE";
 
 /**
  * Why the worker stopped a job before the engine finished: a cancel request, its own shutdown,
@@ -116,10 +119,15 @@ const ENGINE_EVENT_LEVEL = {
   resumed: "info",
 } as const satisfies Record<EngineEvent["kind"], EventLevel>;
 
-/** The job's failure as recorded: the engine's code and retry decision, or INTERNAL_ERROR (not retried) for anything else. */
+/**
+ * The job's failure as recorded: the engine's code and retry decision; STORE_UNAVAILABLE (retried)
+ * when Postgres or Redis went away mid-attempt; INTERNAL_ERROR (not retried) for anything else.
+ */
 export function failureOf(err: unknown): JobFailure {
   if (isTransferError(err)) return { code: err.code, message: err.message, retryable: err.retryable };
-  return { code: "INTERNAL_ERROR", message: err instanceof Error ? err.message : String(err), retryable: false };
+  const message = err instanceof Error ? err.message : String(err);
+  if (isStoreUnavailable(err)) return { code: STORE_UNAVAILABLE_CODE, message: `Postgres or Redis was unreachable during the attempt (${message}); it will be tried again`, retryable: true };
+  return { code: "INTERNAL_ERROR", message, retryable: false };
 }
 
 /** One delivery of `jobId`; run() never throws (every outcome is recorded or logged). */
