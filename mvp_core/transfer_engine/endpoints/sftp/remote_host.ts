@@ -27,6 +27,8 @@ export class RemoteHost implements WriterHost {
   /** Long-lived remote writers for big files (one session and perl start per lane, not per file). */
   readonly lanes: WriterLanes;
   private toolsProbe: Promise<RemoteTools> | null = null;
+  /** What the probe found, once it answered (null before). */
+  probed: RemoteTools | null = null;
 
   /** The first connection: SFTP, metadata and short commands (pool.primary). */
   readonly conn: Connection;
@@ -119,6 +121,7 @@ export class RemoteHost implements WriterHost {
   }
 
   private adopt(t: RemoteTools): RemoteTools {
+    this.probed = t;
     this.onTools(t);
     return t;
   }

@@ -7,6 +7,7 @@
  */
 import type { Stats } from "ssh2";
 import type { Location, OpOptions } from "../endpoint.ts";
+import { throwIfCancelled } from "../../cancel.ts";
 import { normalizeRel } from "../../paths.ts";
 import type { RemoteHost } from "./remote_host.ts";
 import { locateCommand } from "./remote_shell.ts";
@@ -50,12 +51,20 @@ export function sftpOnlyScope(fingerprint: string, username: string): string {
 export function locate(host: RemoteHost, path: string, opts: OpOptions = {}): Promise<Location> {
   return host.op(path, "locate", opts.signal, async () => {
     const abs = host.guard.abs(normalizeRel(path));
-    const t = await host.tools(opts.signal);
-    if (t.shell && t.commands.has("stat")) {
-      const r = await host.run(locateCommand(abs), { signal: opts.signal });
-      const seen = r.code === 0 ? parseLocate(r.stdout) : null;
+    // The command starts while the tools probe (begun at connect) may still run: on a host with a
+    // shell that saves one exec's round trip before the first byte. A host without one refuses it
+    // or answers nothing parseLocate accepts; it is stopped then and the SFTP answer below is used.
+    const stop = new AbortController();
+    const asked = host.probed?.shell === false ? null : askShell(host, abs, opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal);
+    const t = await host.tools(opts.signal).catch((err: unknown) => {
+      stop.abort();
+      throw err;
+    });
+    if (asked !== null && t.shell && t.commands.has("stat")) {
+      const seen = await asked;
+      throwIfCancelled(opts.signal); // (askShell answers null when cancelled)
       if (seen !== null) return seen;
-    }
+    } else stop.abort();
     // SFTP only: the real path of the nearest existing entry (its parent resolved, not itself).
     const sftp = await host.conn.sftp();
     const missing: string[] = [];
@@ -75,4 +84,12 @@ export function locate(host: RemoteHost, path: string, opts: OpOptions = {}): Pr
       at = parent;
     }
   });
+}
+
+/** programs/locate.sh's answer; null when the command failed, was refused or answered incompletely. */
+function askShell(host: RemoteHost, abs: string, signal: AbortSignal): Promise<Location | null> {
+  return host.run(locateCommand(abs), { signal }).then(
+    (r) => (r.code === 0 ? parseLocate(r.stdout) : null),
+    () => null,
+  );
 }
