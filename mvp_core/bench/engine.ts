@@ -13,12 +13,15 @@
  * RSS; writes docs/bench/engine-<ts>.json and engine-latest.json. `--hashes` compares verification
  * hashes instead (direct + checksum with each, beside cp, rsync and direct + size), with CPU time
  * (user + system of the process), which a loaded machine disturbs less than wall time.
+ * `--baseline DIR` adds another checkout's engine (direct/size and auto/checksum) to the same rounds
+ * (baseline.ts): a before/after comparison within one run.
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { answerHelpOrVersion, onStopSignals, SIGNAL_EXIT } from "../cli/process.ts";
+import { type Baseline, findBaseline } from "./baseline.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
 import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
@@ -43,12 +46,12 @@ interface Sample {
   engine?: unknown;
 }
 
-/** The engine CLI copying with `strategy`/`verify` (and `hash`, when given). */
-function engineMethod(strategy: string, verify: string, hash?: string): Method {
+/** The engine CLI (this checkout's, or a baseline's) copying with `strategy`/`verify` (and `hash`, when given). */
+function engineMethod(strategy: string, verify: string, hash?: string, base?: Baseline): Method {
   return {
-    name: `engine ${strategy}/${verify}${hash ? `/${hash}` : ""}`,
+    name: `${base?.label ?? "engine"} ${strategy}/${verify}${hash ? `/${hash}` : ""}`,
     engine: true,
-    argv: (s, d) => ["bun", CLI, "--from", s, "--to", d, "--mode", "copy", "--strategy", strategy, "--verify", verify, ...(hash ? ["--hash", hash] : []), "--json"],
+    argv: (s, d) => ["bun", base?.cli ?? CLI, "--from", s, "--to", d, "--mode", "copy", "--strategy", strategy, "--verify", verify, ...(hash ? ["--hash", hash] : []), "--json"],
   };
 }
 
@@ -58,10 +61,11 @@ const TOOLS: Method[] = [
 ];
 
 /** The methods of a run: every strategy × verification (checksum: the default hash, and crc32), or with `hashes` one direct + checksum per hash. */
-function methodsFor(hashes: readonly string[] | null): Method[] {
-  if (hashes !== null) return [...TOOLS, engineMethod("direct", "size"), ...hashes.map((h) => engineMethod("direct", "checksum", h))];
+function methodsFor(hashes: readonly string[] | null, base: Baseline | null): Method[] {
+  const before = base === null ? [] : [engineMethod("direct", "size", undefined, base), engineMethod("auto", "checksum", undefined, base)];
+  if (hashes !== null) return [...TOOLS, engineMethod("direct", "size"), ...hashes.map((h) => engineMethod("direct", "checksum", h)), ...before];
   const plain = ([["direct", "size"], ["direct", "checksum"], ["zip", "size"], ["zip", "checksum"], ["auto", "checksum"]] as const).map(([st, v]) => engineMethod(st, v));
-  return [...TOOLS, ...plain, engineMethod("direct", "checksum", "crc32")];
+  return [...TOOLS, ...plain, engineMethod("direct", "checksum", "crc32"), ...before];
 }
 
 function runOnce(m: Method, src: string, dst: string, timeFile: string): { seconds: number; cpuS: number; peakRssMiB: number; engine?: unknown } {
@@ -81,7 +85,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
-const USAGE = `usage: bun run bench:engine [--rounds N] [--quick] [--datasets big,small,medium] [--hashes crc32,xxh3,…] [--help | --version]
+const USAGE = `usage: bun run bench:engine [--rounds N] [--quick] [--datasets big,small,medium] [--hashes crc32,xxh3,…] [--baseline DIR] [--help | --version]
 Local copies with the engine beside cp -r and rsync -a (interleaved rounds, medians, ratios, peak RSS);
 prints a table and writes docs/bench/engine-latest.json. As root, on a fresh ext4 scratch disk.
 exit status: 0 done, 1 failed, 2 bad flags, 130/143 interrupted (scratch disk and data removed first)`;
@@ -92,7 +96,7 @@ async function main(): Promise<number> {
   if (answered !== null) return answered;
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, hashes: { type: "string" }, keep: { type: "boolean" } } }));
+    ({ values } = parseArgs({ args: argv, options: { rounds: { type: "string" }, quick: { type: "boolean" }, datasets: { type: "string" }, hashes: { type: "string" }, keep: { type: "boolean" }, baseline: { type: "string" } } }));
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
     return 2;
@@ -104,7 +108,12 @@ async function main(): Promise<number> {
     return 2;
   }
   const quick = values.quick === true;
-  const methods = methodsFor(values.hashes?.split(",") ?? null);
+  const base = values.baseline === undefined ? null : findBaseline(values.baseline);
+  if (typeof base === "string") {
+    process.stderr.write(`${base}\n`);
+    return 2;
+  }
+  const methods = methodsFor(values.hashes?.split(",") ?? null, base);
   const wanted = values.datasets?.split(",");
   const sets = datasets(quick).filter((d) => !wanted || wanted.includes(d.name));
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-"));
@@ -132,6 +141,7 @@ async function main(): Promise<number> {
       const t0 = performance.now();
       Bun.spawnSync(["bun", CLI, "--help"], { stdout: "ignore" });
       startupSamples.push((performance.now() - t0) / 1000);
+      if (base !== null) Bun.spawnSync(["bun", base.cli, "--help"], { stdout: "ignore" }); // its bundle built before it is timed
       for (const d of sets) {
         // Rotate the order each round so no method always runs first (cold) or last.
         const order = methods.map((_, i) => methods[(i + round) % methods.length] as Method);
@@ -163,6 +173,7 @@ async function main(): Promise<number> {
     rounds,
     quick,
     fileSystem: destination,
+    baseline: base?.label ?? null,
     datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
     startupMedianS: median(startupSamples),
     rows,
