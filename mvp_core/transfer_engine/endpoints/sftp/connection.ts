@@ -86,6 +86,8 @@ export class Connection {
   private sftpSlots = SFTP_CHANNELS;
   private sftpOpen = 0;
   private execSlots = MAX_EXEC_CHANNELS;
+  /** Exec channels whose command has exited but whose close we have not seen yet (see channelError). */
+  private execFinishing = 0;
   private execWaiters: (() => void)[] = [];
   /** Asked to free an exec slot (e.g. end an idle writer lane) when a command has to wait for one. */
   onExecPressure: (() => boolean) | null = null;
@@ -218,7 +220,13 @@ export class Connection {
       // After a drop the channel may never emit close on its own; readers and writers wait for it.
       const onLost = (): void => void ch.destroy();
       this.lostListeners.add(onLost);
+      let exited = false;
+      ch.once("exit", () => {
+        exited = true;
+        this.execFinishing++;
+      });
       ch.once("close", () => {
+        if (exited) this.execFinishing--;
         this.lostListeners.delete(onLost);
         this.releaseExec();
       });
@@ -257,9 +265,14 @@ export class Connection {
     if (this.lost) return this.lost;
     const msg = (err as Error)?.message ?? String(err);
     if (CHANNEL_REFUSED.test(msg)) {
-      // Learned: the server allows the channels open now, no more (MaxSessions). At least one: a
-      // refusal with none open is the server still closing the last one (seen at MaxSessions 1).
-      this.sessionLimit = Math.max(this.channels - pending, 1);
+      // Learned: the server allows the channels open now, no more (MaxSessions). A channel whose
+      // command exited is not counted: the server may be closing it while its close is still on the
+      // way to us (it then counted as open here, and MaxSessions 1 was learned as 2 under load).
+      // If the server still counted it, the limit learned is one lower than the real one: fewer
+      // streams, never more refusals. At least one: a refusal with none open is the server still
+      // closing the last one (seen at MaxSessions 1). A later refusal can only lower it.
+      const seen = Math.max(this.channels - this.execFinishing - pending, 1);
+      this.sessionLimit = Math.min(this.sessionLimit ?? seen, seen);
       return new TransferError("REMOTE_COMMAND_FAILED", `could not ${action} on ${this.where}: the server refused another session (${msg}; ${this.sessionLimit} open)`, { cause: err, details: { refused: "channel" } });
     }
     return new TransferError("REMOTE_COMMAND_FAILED", `could not ${action} on ${this.where}: ${msg}`, { cause: err });
