@@ -8,7 +8,7 @@ import type { Endpoint } from "./endpoints/endpoint.ts";
 import { cancelledError, throwIfCancelled } from "./cancel.ts";
 import { fromSystemError, isTransferError } from "./errors.ts";
 import { createThrottle } from "./rate_limit.ts";
-import { checkPaths, createParentFolders, probeTargetInsideSource } from "./steps/check.ts";
+import { checkPaths, createParentFolders, locatePaths, probeTargetInsideSource } from "./steps/check.ts";
 import { copyFiles } from "./steps/copy_direct.ts";
 import { recheckSource } from "./steps/recheck.ts";
 import { cleanupPhase, markerMeansCommitted, resumeMove, writeCommitMarker } from "./steps/cleanup.ts";
@@ -453,6 +453,10 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
   const signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
   const scanning = scan({ ...run, signal }, normalizeRel(run.spec.sourcePath));
   scanning.catch(() => undefined); // awaited below unless a check fails first
+  // Over SSH each location is a remote command (one exec's round trip): asked beside the scan and
+  // the staging's recovery rather than after them.
+  const locating = locatePaths(run, signal);
+  locating.catch(() => undefined);
   try {
     if ((await early.stat(run.names.moved)) !== null) {
       // Every transfer writes its marker just before committing: it means "committed" once the
@@ -465,7 +469,8 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
     return await timed("scan", async () => {
       const recovered = await recoverStaging(run, tp, early);
       if (recovered.found) early.forget();
-      const checked = await checkPaths(run, early);
+      // A recovery that found an earlier attempt's entries may have put the target back: ask again.
+      const checked = await checkPaths(run, early, recovered.found ? undefined : locating);
       run.relation = checked.relation;
       run.locations = checked.locations;
       const m = onlyThese(run, await scanning);

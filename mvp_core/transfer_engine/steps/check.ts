@@ -25,7 +25,14 @@ export interface Checked {
 }
 
 /** Validates the source/target relationship and the target's parent; TARGET_EXISTS unless overwrite. */
-export async function checkPaths(run: Run, early?: StatPrefetch): Promise<Checked> {
+/** Where the source and the target paths really are (Endpoint.locate), asked of both endpoints at once. */
+export function locatePaths(run: Run, signal?: AbortSignal): Promise<[Location, Location]> {
+  const opts = { signal: signal ?? run.signal };
+  return Promise.all([run.source.locate(normalizeRel(run.spec.sourcePath), opts), run.target.locate(normalizeRel(run.spec.targetPath), opts)]);
+}
+
+/** `located`: locatePaths() already under way (asked before the staging was recovered, which it does not move). */
+export async function checkPaths(run: Run, early?: StatPrefetch, located?: Promise<[Location, Location]>): Promise<Checked> {
   const { source, target, spec } = run;
   const stat = (p: string): Promise<Entry | null> => (early ? early.stat(p) : target.stat(p, { signal: run.signal }));
   const sourcePath = normalizeRel(spec.sourcePath);
@@ -33,7 +40,7 @@ export async function checkPaths(run: Run, early?: StatPrefetch): Promise<Checke
   if (targetPath === "") throw new TransferError("INVALID_SPEC", "targetPath cannot be the endpoint root; name the file or folder to create");
   const src = showPath(source, spec.sourcePath);
   const dst = showPath(target, spec.targetPath);
-  const [sLoc, tLoc] = await Promise.all([source.locate(sourcePath, { signal: run.signal }), target.locate(targetPath, { signal: run.signal })]);
+  const [sLoc, tLoc] = await (located ?? locatePaths(run));
   // A missing source is reported after the target's checks (as when the steps ran in turn).
   const sourceMissing = sLoc.missing !== "";
   const relation = sourceMissing ? "unknown" : relate(sLoc, tLoc);

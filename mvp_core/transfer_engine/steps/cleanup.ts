@@ -58,9 +58,12 @@ export async function removeSource(run: Run, m: Manifest, sourcePath: string): P
  * committed target (refused as TARGET_EXISTS, or with overwrite copied again from a half-removed source).
  */
 export async function writeCommitMarker(run: Run, how: { rename?: boolean } = {}): Promise<void> {
-  const w = await run.target.openWrite(run.names.moved, { mode: 0o600 });
+  const bytes = new TextEncoder().encode(`${JSON.stringify({ sourcePath: run.spec.sourcePath, targetPath: run.spec.targetPath, ...(how.rename ? { rename: true } : {}) })}\n`);
+  // Its size told: an SSH target then writes it over SFTP instead of starting a remote writer
+  // (an exec, and a second connection when the first already carries a stream: 40-70 ms at 0 ms).
+  const w = await run.target.openWrite(run.names.moved, { mode: 0o600, size: bytes.length });
   try {
-    await w.write(new TextEncoder().encode(`${JSON.stringify({ sourcePath: run.spec.sourcePath, targetPath: run.spec.targetPath, ...(how.rename ? { rename: true } : {}) })}\n`));
+    await w.write(bytes);
     await w.close();
   } catch (err) {
     await w.abort();
