@@ -15,7 +15,7 @@ import { cleanupPhase, markerMeansCommitted, resumeMove, writeCommitMarker } fro
 import { commit, discardStaging, recoverStaging, settleStaging } from "./steps/commit.ts";
 import { type EngineOptions, resolveOptions } from "./options.ts";
 import { joinRel, normalizeRel, parentRel, showPath } from "./paths.ts";
-import { type Plan, plan, streamsFor } from "./steps/plan.ts";
+import { type Plan, plan, streamsFor, warmStreams } from "./steps/plan.ts";
 import { StatPrefetch } from "./steps/prefetch.ts";
 import { moveByRename } from "./steps/rename.ts";
 import { ProgressTracker, type Run, type StagingNames } from "./run.ts";
@@ -452,7 +452,7 @@ async function checkAndScan(run: Run, tp: string, early: StatPrefetch, timed: Ti
   const stop = new AbortController();
   const signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
   const scanning = scan({ ...run, signal }, normalizeRel(run.spec.sourcePath));
-  scanning.catch(() => undefined); // awaited below unless a check fails first
+  scanning.then((m) => warmStreams(run, m), () => undefined); // (and awaited below unless a check fails first)
   // Over SSH each location is a remote command (one exec's round trip): asked beside the scan and
   // the staging's recovery rather than after them.
   const locating = locatePaths(run, signal);

@@ -243,6 +243,13 @@ export interface Endpoint {
    * sessions or connections lowers it. Absent: streams gain nothing here (a local disk).
    */
   streamCapacity?(opts?: OpOptions): Promise<StreamCapacity>;
+  /**
+   * Optional: the transfer is about to move enough bytes for about `streams` streams at once; open
+   * what carries them now (an SSH endpoint's extra connections: a handshake each, never more than
+   * its shape allows) rather than when the first stream waits for it. Never fails: what cannot be
+   * opened is what streamCapacity says later.
+   */
+  warmStreams?(streams: number): void;
 
   close(): Promise<void>;
 }

@@ -152,6 +152,20 @@ export class ConnectionPool implements ExecSource {
     }
   }
 
+  /**
+   * Opens the connections `streams` byte streams need (at most the shape's), one after the other,
+   * in the background: a stream that needs one later finds it open instead of waiting a handshake.
+   * A refusal ends it, as in grow().
+   */
+  warm(streams: number): void {
+    const want = Math.min(this.cap, Math.ceil(streams / this.shape.streamsPerConnection));
+    const next = (): void => {
+      if (this.closed || this.conns.length >= Math.min(want, this.cap)) return;
+      void this.grow().then(next);
+    };
+    next();
+  }
+
   /** Opens one more connection (one at a time); a refusal ends the growth at what is open. */
   private grow(): Promise<void> {
     this.opening ??= (async () => {

@@ -98,6 +98,10 @@ export class SftpEndpoint implements Endpoint {
     return streamCapacity(this.host, opts);
   }
 
+  warmStreams(streams: number): void {
+    this.host.pool.warm(streams);
+  }
+
   mkdir(path: string, opts: OpOptions & { mode?: number; recursive?: boolean } = {}): Promise<void> {
     return mkdir(this.host, path, opts);
   }
