@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { findBaseline } from "./baseline.ts";
+import { findBaseline, findBaselines } from "./baseline.ts";
 
 const REPO = path.join(import.meta.dir, "../..");
 
@@ -14,6 +14,13 @@ describe("--baseline", () => {
     if (typeof base === "string") throw new Error(base);
     expect(base.cli).toBe(path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts"));
     expect(base.label).toMatch(/^base [0-9a-f]{7,}$/);
+  });
+
+  test("several checkouts, comma-separated; the same one twice is refused", () => {
+    const both = findBaselines(REPO);
+    expect(typeof both === "string" ? both : both.map((b) => b.cli)).toEqual([path.join(REPO, "mvp_core/transfer_engine/cli/cli.ts")]);
+    expect(findBaselines(`${REPO},${REPO}`)).toContain("two checkouts named base");
+    expect(findBaselines(",")).toBe("--baseline needs a folder");
   });
 
   test("a checkout without its dependencies, or no checkout: refused with what to fix", () => {

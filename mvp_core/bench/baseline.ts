@@ -1,6 +1,6 @@
 /**
- * `--baseline DIR` of the transfer benchmarks: the engine CLI of another checkout (say the commit
- * before a change, in a git worktree with its dependencies installed) runs as extra methods in the
+ * `--baseline DIR[,DIR…]` of the transfer benchmarks: the engine CLI of other checkouts (say the
+ * commit before a change, in a git worktree with its dependencies installed) runs as extra methods in the
  * same interleaved rounds, so a before/after comparison shares one run's machine state instead of
  * comparing ratios from runs minutes apart (these machines drift 2-5× between minutes).
  */
@@ -12,6 +12,18 @@ export interface Baseline {
   cli: string;
   /** "base <short commit>" (or the folder's name outside git). */
   label: string;
+}
+
+/** `--baseline DIR[,DIR…]`: each checkout's CLI, or an error saying what to fix. */
+export function findBaselines(dirs: string): Baseline[] | string {
+  const found: Baseline[] = [];
+  for (const dir of dirs.split(",").filter((d) => d !== "")) {
+    const b = findBaseline(dir);
+    if (typeof b === "string") return b;
+    if (found.some((f) => f.label === b.label)) return `--baseline ${dirs}: two checkouts named ${b.label}`;
+    found.push(b);
+  }
+  return found.length > 0 ? found : "--baseline needs a folder";
 }
 
 /** The CLI entry of the checkout at `dir` (the engine tree moved its CLI into cli/ in issue 12), or an error saying what to fix. */

@@ -13,7 +13,7 @@
  * RSS; writes docs/bench/engine-<ts>.json and engine-latest.json. `--hashes` compares verification
  * hashes instead (direct + checksum with each, beside cp, rsync and direct + size), with CPU time
  * (user + system of the process), which a loaded machine disturbs less than wall time.
- * `--baseline DIR` adds another checkout's engine (direct/size and auto/checksum) to the same rounds
+ * `--baseline DIR[,DIR…]` adds other checkouts' engines (direct/size and auto/checksum) to the same rounds
  * (baseline.ts): a before/after comparison within one run.
  */
 import fs from "node:fs";
@@ -21,7 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { answerHelpOrVersion, onStopSignals, SIGNAL_EXIT } from "../cli/process.ts";
-import { type Baseline, findBaseline } from "./baseline.ts";
+import { type Baseline, findBaselines } from "./baseline.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
 import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
@@ -61,8 +61,8 @@ const TOOLS: Method[] = [
 ];
 
 /** The methods of a run: every strategy × verification (checksum: the default hash, and crc32), or with `hashes` one direct + checksum per hash. */
-function methodsFor(hashes: readonly string[] | null, base: Baseline | null): Method[] {
-  const before = base === null ? [] : [engineMethod("direct", "size", undefined, base), engineMethod("auto", "checksum", undefined, base)];
+function methodsFor(hashes: readonly string[] | null, bases: readonly Baseline[]): Method[] {
+  const before = bases.flatMap((base) => [engineMethod("direct", "size", undefined, base), engineMethod("auto", "checksum", undefined, base)]);
   if (hashes !== null) return [...TOOLS, engineMethod("direct", "size"), ...hashes.map((h) => engineMethod("direct", "checksum", h)), ...before];
   const plain = ([["direct", "size"], ["direct", "checksum"], ["zip", "size"], ["zip", "checksum"], ["auto", "checksum"]] as const).map(([st, v]) => engineMethod(st, v));
   return [...TOOLS, ...plain, engineMethod("direct", "checksum", "crc32"), ...before];
@@ -85,7 +85,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
-const USAGE = `usage: bun run bench:engine [--rounds N] [--quick] [--datasets big,small,medium] [--hashes crc32,xxh3,…] [--baseline DIR] [--help | --version]
+const USAGE = `usage: bun run bench:engine [--rounds N] [--quick] [--datasets big,small,medium] [--hashes crc32,xxh3,…] [--baseline DIR[,DIR…]] [--help | --version]
 Local copies with the engine beside cp -r and rsync -a (interleaved rounds, medians, ratios, peak RSS);
 prints a table and writes docs/bench/engine-latest.json. As root, on a fresh ext4 scratch disk.
 exit status: 0 done, 1 failed, 2 bad flags, 130/143 interrupted (scratch disk and data removed first)`;
@@ -108,12 +108,12 @@ async function main(): Promise<number> {
     return 2;
   }
   const quick = values.quick === true;
-  const base = values.baseline === undefined ? null : findBaseline(values.baseline);
-  if (typeof base === "string") {
-    process.stderr.write(`${base}\n`);
+  const bases = values.baseline === undefined ? [] : findBaselines(values.baseline);
+  if (typeof bases === "string") {
+    process.stderr.write(`${bases}\n`);
     return 2;
   }
-  const methods = methodsFor(values.hashes?.split(",") ?? null, base);
+  const methods = methodsFor(values.hashes?.split(",") ?? null, bases);
   const wanted = values.datasets?.split(",");
   const sets = datasets(quick).filter((d) => !wanted || wanted.includes(d.name));
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-"));
@@ -141,7 +141,7 @@ async function main(): Promise<number> {
       const t0 = performance.now();
       Bun.spawnSync(["bun", CLI, "--help"], { stdout: "ignore" });
       startupSamples.push((performance.now() - t0) / 1000);
-      if (base !== null) Bun.spawnSync(["bun", base.cli, "--help"], { stdout: "ignore" }); // its bundle built before it is timed
+      for (const base of bases) Bun.spawnSync(["bun", base.cli, "--help"], { stdout: "ignore" }); // their bundles built before they are timed
       for (const d of sets) {
         // Rotate the order each round so no method always runs first (cold) or last.
         const order = methods.map((_, i) => methods[(i + round) % methods.length] as Method);
@@ -173,7 +173,7 @@ async function main(): Promise<number> {
     rounds,
     quick,
     fileSystem: destination,
-    baseline: base?.label ?? null,
+    baselines: bases.map((b) => b.label),
     datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
     startupMedianS: median(startupSamples),
     rows,

@@ -18,7 +18,7 @@
  * Ketter's auto strategy also runs with `--mhl` (an ASC MHL generation written at the destination,
  * issue 16) and with `--hash crc32` (the verification before xxh3 became the default).
  * `--methods` keeps only the named methods (comma-separated, as the table names them).
- * `--baseline DIR` adds another checkout's engine (its three strategies, checksum) to the same
+ * `--baseline DIR[,DIR…]` adds other checkouts' engines (their three strategies, checksum) to the same
  * rounds (baseline.ts): a before/after comparison within one run.
  */
 import fs from "node:fs";
@@ -28,7 +28,7 @@ import { parseArgs } from "node:util";
 import { answerHelpOrVersion, onStopSignals, SIGNAL_EXIT } from "../cli/process.ts";
 import { startLatencyRelay } from "../testing/latency_relay.ts";
 import { startSshd, type TestSshd } from "../testing/sshd.ts";
-import { type Baseline, findBaseline } from "./baseline.ts";
+import { type Baseline, findBaselines } from "./baseline.ts";
 import { formatTargets, machineInfo, saveResults } from "./results.ts";
 import { type Dataset, datasets } from "./datasets.ts";
 import { type ScratchDisk, mountScratchDisk } from "./scratch_disk.ts";
@@ -79,7 +79,7 @@ function ketterArgv(cli: string, strategy: string, extra: readonly string[]): (s
   ];
 }
 
-function methods(base: Baseline | null): Method[] {
+function methods(bases: readonly Baseline[]): Method[] {
   const list: Method[] = [
     { name: "scp -r", ketter: false, argv: (src, l) => ["scp", "-q", "-r", ...sshOpts(l), "-P", String(l.port), src, `${l.sshd.username}@${l.sshd.host}:${l.dst}`] },
     {
@@ -104,7 +104,7 @@ function methods(base: Baseline | null): Method[] {
     list.push({ name: `ketter ${strategy}/checksum${extra.length ? ` ${extra.join(" ")}` : ""}`, ketter: true, argv: ketterArgv(CLI, strategy, extra) });
   }
   // (Not "ketter …": the targets and the RSS check judge this checkout only.)
-  for (const strategy of base === null ? [] : ["direct", "zip", "auto"]) list.push({ name: `${base!.label} ${strategy}/checksum`, ketter: true, argv: ketterArgv(base!.cli, strategy, []) });
+  for (const base of bases) for (const strategy of ["direct", "zip", "auto"]) list.push({ name: `${base.label} ${strategy}/checksum`, ketter: true, argv: ketterArgv(base.cli, strategy, []) });
   return list;
 }
 
@@ -116,7 +116,7 @@ async function runOnce(m: Method, src: string, link: Link, timeFile: string, max
   return { seconds: r.seconds, peakRssMiB: r.peakRssMiB, ...(ketter ? { ketter } : {}) };
 }
 
-const USAGE = `usage: bun run bench:sftp [--rounds N] [--quick] [--datasets LIST] [--latency 0,2,20] [--max-seconds S] [--methods LIST] [--baseline DIR] [--help | --version]
+const USAGE = `usage: bun run bench:sftp [--rounds N] [--quick] [--datasets LIST] [--latency 0,2,20] [--max-seconds S] [--methods LIST] [--baseline DIR[,DIR…]] [--help | --version]
 The engine to a loopback sshd (with added round-trip latency) beside scp, rsync over ssh and tar | ssh;
 prints a table and writes docs/bench/sftp-latest.json.
 exit status: 0 done, 1 failed, 2 bad flags, 130/143 interrupted (sshd, relays and data removed first)`;
@@ -148,15 +148,15 @@ async function main(): Promise<number> {
   }
   const wanted = values.datasets?.split(",");
   const sets = datasets(quick, 256).filter((d) => !wanted || wanted.includes(d.name));
-  const base = values.baseline === undefined ? null : findBaseline(values.baseline);
-  if (typeof base === "string") {
-    process.stderr.write(`${base}\n`);
+  const bases = values.baseline === undefined ? [] : findBaselines(values.baseline);
+  if (typeof bases === "string") {
+    process.stderr.write(`${bases}\n`);
     return 2;
   }
   const keep = values.methods?.split(",");
-  const METHODS = methods(base).filter((m) => !keep || keep.includes(m.name));
+  const METHODS = methods(bases).filter((m) => !keep || keep.includes(m.name));
   if (keep && METHODS.length !== keep.length) {
-    process.stderr.write(`--methods: unknown name among ${keep.join(", ")}; the names are: ${methods(base).map((m) => m.name).join(", ")}\n`);
+    process.stderr.write(`--methods: unknown name among ${keep.join(", ")}; the names are: ${methods(bases).map((m) => m.name).join(", ")}\n`);
     return 2;
   }
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ketter-bench-sftp-"));
@@ -184,7 +184,7 @@ async function main(): Promise<number> {
     const dst = path.join(disk?.path ?? sshd.root, "dst");
     // The CLI builds its cached bundle on the first start after a change: not inside a timed run.
     Bun.spawnSync(["bun", CLI, "--help"], { stdout: "ignore" });
-    if (base !== null) Bun.spawnSync(["bun", base.cli, "--help"], { stdout: "ignore" });
+    for (const base of bases) Bun.spawnSync(["bun", base.cli, "--help"], { stdout: "ignore" });
     for (const l of latencies) relays.set(l, l === 0 ? { port: sshd.port, stop: async () => undefined } : await startLatencyRelay({ listenHost: sshd.host, targetHost: sshd.host, targetPort: sshd.port, oneWayMs: l / 2 }));
     const dead = new Set<string>(); // dataset|latency|method that blew the time budget
     for (let round = 0; round < rounds; round++) {
@@ -219,7 +219,7 @@ async function main(): Promise<number> {
   const report = {
     when: new Date().toISOString(),
     machine: machineInfo(),
-    rounds, quick, latenciesMs: latencies, cipher: CIPHER, destination, baseline: base?.label ?? null,
+    rounds, quick, latenciesMs: latencies, cipher: CIPHER, destination, baselines: bases.map((b) => b.label),
     datasets: sets.map((d) => ({ name: d.name, describe: d.describe })),
     rows,
     targets: checkTargets(rows),
