@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { type EngineEvent, transfer } from "../../index.ts";
 import { startSshd, type TestSshd } from "../../../testing/sshd.ts";
+import { waitFor } from "../../../testing/ports.ts";
 import { localEndpoint } from "../testing.ts";
 import { connectSsh } from "./index.ts";
 import { chownTree, exactSnapshot, targetOf } from "./test_support.ts";
@@ -38,6 +39,15 @@ function footage(root: string): void {
 }
 
 const strategy = (events: EngineEvent[]): Record<string, unknown> => events.find((e) => e.kind === "strategy_chosen")?.data ?? {};
+
+/** TCP connections this machine has established to `port` on 127.0.0.1, as the kernel lists them (/proc/net/tcp). */
+function connectionsTo(port: number): number {
+  const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return fs.readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1).filter((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[2] === remote && f[3] === "01"; // rem_address, st (01: ESTABLISHED)
+  }).length;
+}
 
 describe("several streams per file over SSH", () => {
   let s: TestSshd;
@@ -74,6 +84,52 @@ describe("several streams per file over SSH", () => {
       fs.rmSync(path.join(s.root, "card"), { recursive: true, force: true });
       fs.rmSync(path.join(local, "back"), { recursive: true, force: true });
     }
+  }, TIMEOUT_MS);
+});
+
+describe("connections: opened ahead when streams will want them, not for a small folder", () => {
+  let s: TestSshd;
+  let local: string;
+  beforeAll(async () => {
+    s = await startSshd();
+    local = await mkdtemp(path.join(os.tmpdir(), "ketter-conns-"));
+    fs.mkdirSync(path.join(local, "frames"));
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(local, "frames", `f${String(i).padStart(4, "0")}.dpx`), random(4096));
+  });
+  afterAll(async () => {
+    await s.stop();
+    await rm(local, { recursive: true, force: true });
+  });
+
+  test("a small folder's zip streams share the one connection (none waits for a handshake)", async () => {
+    const remote = await connectSsh(targetOf(s));
+    const events: EngineEvent[] = [];
+    try {
+      await transfer({ sourcePath: "frames", targetPath: "frames", mode: "copy" }, { source: localEndpoint(local), target: remote, options: { progressIntervalMs: 0 }, onEvent: (e) => events.push(e) });
+      expect(strategy(events)).toMatchObject({ strategy: "zip" });
+      expect(snapshot(path.join(s.root, "frames"))).toEqual(snapshot(path.join(local, "frames")));
+      expect(connectionsTo(s.port)).toBe(1);
+    } finally {
+      await remote.close();
+      fs.rmSync(path.join(s.root, "frames"), { recursive: true, force: true });
+    }
+  }, TIMEOUT_MS);
+
+  test("warmStreams opens the connections the streams need, at most the shape's, in the background", async () => {
+    const remote = await connectSsh(targetOf(s));
+    try {
+      expect(connectionsTo(s.port)).toBe(1);
+      remote.warmStreams(1); // one stream: the first connection carries it
+      remote.warmStreams(8); // more than the shape: two connections on loopback
+      await waitFor(() => connectionsTo(s.port) === 2, { what: "a second connection", timeoutMs: 30_000 });
+      // Asked again once open: nothing more (the shape's two are there).
+      remote.warmStreams(8);
+      expect((await remote.streamCapacity()).streams).toBe(2);
+      expect(connectionsTo(s.port)).toBe(2);
+    } finally {
+      await remote.close();
+    }
+    await waitFor(() => connectionsTo(s.port) === 0, { what: "the connections to close", timeoutMs: 30_000 });
   }, TIMEOUT_MS);
 });
 
