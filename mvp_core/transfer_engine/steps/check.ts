@@ -24,14 +24,16 @@ export interface Checked {
   locations: { source: Location; target: Location };
 }
 
-/** Validates the source/target relationship and the target's parent; TARGET_EXISTS unless overwrite. */
 /** Where the source and the target paths really are (Endpoint.locate), asked of both endpoints at once. */
 export function locatePaths(run: Run, signal?: AbortSignal): Promise<[Location, Location]> {
   const opts = { signal: signal ?? run.signal };
   return Promise.all([run.source.locate(normalizeRel(run.spec.sourcePath), opts), run.target.locate(normalizeRel(run.spec.targetPath), opts)]);
 }
 
-/** `located`: locatePaths() already under way (asked before the staging was recovered, which it does not move). */
+/**
+ * Validates the source/target relationship and the target's parent; TARGET_EXISTS unless overwrite.
+ * `located`: locatePaths() already under way (asked before the staging was recovered, which it does not move).
+ */
 export async function checkPaths(run: Run, early?: StatPrefetch, located?: Promise<[Location, Location]>): Promise<Checked> {
   const { source, target, spec } = run;
   const stat = (p: string): Promise<Entry | null> => (early ? early.stat(p) : target.stat(p, { signal: run.signal }));
