@@ -60,8 +60,9 @@ describe("kill -9 of a worker half way through 1 GiB over SSH: the next attempt 
       if (direction === "pull" && process.getuid?.() === 0) fs.chownSync(sourceFile, fs.statSync(sshd.root).uid, fs.statSync(sshd.root).gid);
       const targetFile = direction === "push" ? path.join(sshd.root, name) : s.path("dst", name);
       try {
-        // A lease of 4 s: on a loaded machine a shorter one may lapse mid-transfer (1 s did; 2 s once ended
-        // the job after three attempts while CI ran beside two busy loops), which would test another fault.
+        // A lease of 4 s: on a loaded machine a shorter one may lapse mid-transfer, which would test
+        // another fault (1 s did; with 2 s the pull once ended FAILED while CI ran beside two busy
+        // loops — its code was not recorded then, so the assertion below now carries it).
         const doomed = await s.spawnWorker({ WORKER_MAX_BYTES_PER_SEC: String(RATE), WORKER_LEASE_MS: "4000" });
         const job = await s.job(name, name, direction === "push" ? { target: remote } : { source: remote });
         await s.waitForJob(job.id, "half the bytes to travel", (r) => r.status === "RUNNING" && r.bytes_done >= GIB / 2, 60_000, doomed.output);
