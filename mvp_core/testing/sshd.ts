@@ -95,7 +95,14 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
       if (r.exitCode !== 0) errors.push(new Error(`umount ${m}: ${r.stderr.toString()}`));
     }
     if (userCreated) {
-      const r = Bun.spawnSync(["userdel", username]);
+      // A session of a killed or closing sshd can outlive its listener for a moment (seen under
+      // load: "user … is currently used by process N"): end the user's processes and ask again.
+      let r = Bun.spawnSync(["userdel", username]);
+      for (let i = 0; r.exitCode !== 0 && i < 50; i++) {
+        Bun.spawnSync(["pkill", "-KILL", "-u", username]);
+        await Bun.sleep(100);
+        r = Bun.spawnSync(["userdel", username]);
+      }
       if (r.exitCode !== 0) errors.push(new Error(`userdel ${username}: ${r.stderr.toString()}`));
     }
     await rm(dir, { recursive: true, force: true });
