@@ -211,8 +211,9 @@ describe("transfer() over SSH: fallbacks and faults", () => {
       try {
         const src = path.join(localDir, "src");
         fs.mkdirSync(src);
-        // Big enough that the kill (which takes a moment) lands while bytes still flow: with 4 × 8 MiB
-        // the streamed zip sometimes reached the commit first and the drop hit the cleanup instead.
+        // The kill (which takes a moment, more under load) must land while bytes still flow: with 4 ×
+        // 8 MiB the streamed zip sometimes reached the commit first, and 4 × 16 MiB once finished
+        // before it under load; the read rate is capped so that 64 MiB take ~4 s.
         for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(src, `part${i}.bin`), random(16 * 1024 * 1024));
         for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(src, `small${i}.txt`), `small ${i}`);
         const before = snapshot(src);
@@ -221,13 +222,13 @@ describe("transfer() over SSH: fallbacks and faults", () => {
         const err = await transfer({ id: "job1", sourcePath: "src", targetPath: "dst", mode: "move", strategy }, {
           source: localEndpoint(localDir),
           target: remote,
-          options: { progressIntervalMs: 0, zipSmallFileBytes: 64 << 20 },
+          options: { progressIntervalMs: 0, zipSmallFileBytes: 64 << 20, maxBytesPerSec: 16 << 20 },
           onProgress: (p) => {
             if (p.phase === "transfer" && p.bytesDone > 2 * 1024 * 1024) killed ??= s.kill();
           },
         }).then(() => null, (e: unknown) => e);
         await killed;
-        expect(isTransferError(err) && { code: err.code, retryable: err.retryable }).toEqual({ code: "CONNECTION_LOST", retryable: true });
+        expect(isTransferError(err) ? { code: err.code, retryable: err.retryable } : `not a TransferError: ${String(err)}`).toEqual({ code: "CONNECTION_LOST", retryable: true });
         expect(snapshot(src)).toEqual(before);
         expect(fs.existsSync(path.join(s.root, "dst"))).toBe(false);
         await remote.close();
